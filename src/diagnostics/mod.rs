@@ -1,0 +1,1 @@
+//! Pure detectors over an in-memory view of a run (see DESIGN.md).
