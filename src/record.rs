@@ -212,23 +212,41 @@ pub struct EndRecord {
     pub step: Option<u64>,
 }
 
+/// Writes records as NDJSON, one per line.
+pub fn to_ndjson(records: &[Record]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string(r).expect("records serialise"));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn nonfinite_values_round_trip_as_strings() {
-        let line = r#"{"type":"scalar","step":12,"key":"train/loss","value":"NaN","time":1700011003.5}"#;
+        let line =
+            r#"{"type":"scalar","step":12,"key":"train/loss","value":"NaN","time":1700011003.5}"#;
         let r: Record = serde_json::from_str(line).unwrap();
         match &r {
             Record::Scalar(s) => assert!(s.value.0.is_nan()),
             other => panic!("{other:?}"),
         }
         assert_eq!(serde_json::to_string(&r).unwrap(), line);
-        for (text, want) in [("\"Infinity\"", f64::INFINITY), ("\"-Infinity\"", f64::NEG_INFINITY), ("2", 2.0)] {
+        for (text, want) in [
+            ("\"Infinity\"", f64::INFINITY),
+            ("\"-Infinity\"", f64::NEG_INFINITY),
+            ("2", 2.0),
+        ] {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(v.0, want);
-            assert_eq!(serde_json::to_string(&v).unwrap().trim_end_matches(".0"), text);
+            assert_eq!(
+                serde_json::to_string(&v).unwrap().trim_end_matches(".0"),
+                text
+            );
         }
         assert!(serde_json::from_str::<Value>("\"nan\"").is_err());
     }
@@ -238,6 +256,9 @@ mod tests {
         let line = r#"{"type":"model","layers":[{"name":"fc1","type":"Linear","in":4,"out":8,"params":40,"activation":"relu","trainable":true,"dropout":0.1}],"total_params":40,"loss":"mse","optimizer":{"name":"sgd","lr":0.1,"momentum":0.9,"weight_decay":0.0},"framework":"torch"}"#;
         let r: Record = serde_json::from_str(line).unwrap();
         let back: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(line).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(line).unwrap()
+        );
     }
 }

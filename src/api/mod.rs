@@ -1,0 +1,4 @@
+//! The HTTP API.
+
+pub mod error;
+pub mod v1;

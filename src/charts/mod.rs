@@ -1,0 +1,3 @@
+//! Pure chart code: downsampling now, SVG rendering later. No I/O.
+
+pub mod downsample;

@@ -1,0 +1,668 @@
+//! Parsing and validation of what clients send: NDJSON in the record format
+//! and the columnar batch. Pure: bytes in, a validated [`Batch`] or an
+//! [`InputError`] naming the line and field out. Used by the HTTP API and by
+//! `trainlens import`.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::record::{
+    DatasetRecord, EndRecord, HistogramRecord, ModelRecord, RunRecord, ScalarRecord, Value,
+};
+use crate::store::{Batch, Point, RunStatus};
+
+/// Longest metric key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest project or run name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Steps are stored as signed 64-bit integers.
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// `true`: the body is not what the endpoint reads (400);
+    /// `false`: it parsed but a value is not allowed (422).
+    pub malformed: bool,
+    pub code: &'static str,
+    pub message: String,
+    /// The offending field, as a path (`series[0].steps[3]`, `value`).
+    pub field: Option<String>,
+    /// 1-based line of an NDJSON body.
+    pub line: Option<usize>,
+}
+
+impl InputError {
+    pub fn malformed(
+        code: &'static str,
+        field: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        InputError {
+            malformed: true,
+            code,
+            message: message.into(),
+            field,
+            line: None,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError {
+            malformed: false,
+            code: "invalid_value",
+            message: message.into(),
+            field: Some(field.into()),
+            line: None,
+        }
+    }
+
+    fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self.message = format!("line {line}: {}", self.message);
+        self
+    }
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{} (field `{field}`)", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Whether an NDJSON body may or must start with a `run` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLine {
+    /// Ingest into an existing run: a `run` line is refused.
+    Forbidden,
+    /// A whole recording: the first line must be `run`.
+    Required,
+}
+
+/// A parsed NDJSON body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recording {
+    pub run: Option<RunRecord>,
+    pub batch: Batch,
+}
+
+pub fn validate_key(field: &str, key: &str) -> Result<(), InputError> {
+    if key.is_empty() {
+        return Err(InputError::invalid(field, "key must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(InputError::invalid(
+            field,
+            format!(
+                "key is {} bytes long; the limit is {MAX_KEY_BYTES}",
+                key.len()
+            ),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(InputError::invalid(
+            field,
+            "key must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_name(field: &str, name: &str) -> Result<(), InputError> {
+    if name.trim().is_empty() {
+        return Err(InputError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(InputError::invalid(
+            field,
+            format!("{field} is longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_tags(tags: &[String]) -> Result<(), InputError> {
+    for (i, t) in tags.iter().enumerate() {
+        validate_name(&format!("tags[{i}]"), t)?;
+    }
+    Ok(())
+}
+
+/// Checks a run line (or a create-run body).
+pub fn validate_run(run: &RunRecord) -> Result<(), InputError> {
+    validate_name("name", &run.name)?;
+    validate_name("project", &run.project)?;
+    if !run.config.is_object() {
+        return Err(InputError::invalid(
+            "config",
+            "config must be a JSON object",
+        ));
+    }
+    validate_tags(&run.tags)
+}
+
+fn check_step(field: &str, step: u64) -> Result<(), InputError> {
+    if step > MAX_STEP {
+        return Err(InputError::invalid(
+            field,
+            format!("step {step} is larger than {MAX_STEP}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_histogram(h: &HistogramRecord) -> Result<(), InputError> {
+    validate_key("key", &h.key)?;
+    check_step("step", h.step)?;
+    let consistent =
+        (h.edges.is_empty() && h.counts.is_empty()) || h.edges.len() == h.counts.len() + 1;
+    if !consistent {
+        return Err(InputError::invalid(
+            "counts",
+            format!(
+                "a histogram needs one more edge than counts; got {} edges and {} counts",
+                h.edges.len(),
+                h.counts.len()
+            ),
+        ));
+    }
+    if let Some(i) = h.edges.iter().position(|e| !e.is_finite()) {
+        return Err(InputError::invalid(
+            format!("edges[{i}]"),
+            "histogram edges must be finite numbers",
+        ));
+    }
+    if let Some(i) = h.edges.windows(2).position(|w| w[1] < w[0]) {
+        return Err(InputError::invalid(
+            format!("edges[{}]", i + 1),
+            "histogram edges must not decrease",
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_end(end: &EndRecord) -> Result<(RunStatus, Option<u64>), InputError> {
+    let status = match end.status.parse::<RunStatus>() {
+        Ok(RunStatus::Running) | Err(()) => {
+            return Err(InputError::invalid(
+                "status",
+                format!(
+                    "status {:?} is not one of \"finished\", \"failed\", \"crashed\"",
+                    end.status
+                ),
+            ));
+        }
+        Ok(s) => s,
+    };
+    if let Some(step) = end.step {
+        check_step("step", step)?;
+    }
+    Ok((status, end.step))
+}
+
+/// Deserialises with the path of the failing field in the error.
+fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, InputError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        InputError::malformed("invalid_field", field, e.into_inner().to_string())
+    })
+}
+
+/// Parses an NDJSON body in the record format. Blank lines are skipped.
+pub fn parse_ndjson(body: &[u8], run_line: RunLine) -> Result<Recording, InputError> {
+    let mut rec = Recording::default();
+    let mut seen_any = false;
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let lineno = i + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let first = !seen_any;
+        seen_any = true;
+        parse_line(line, first, run_line, &mut rec).map_err(|e| e.at_line(lineno))?;
+    }
+    if run_line == RunLine::Required && rec.run.is_none() {
+        return Err(InputError::malformed(
+            "missing_run",
+            Some("type".into()),
+            "a recording must start with a `run` line",
+        ));
+    }
+    Ok(rec)
+}
+
+fn parse_line(
+    line: &[u8],
+    first: bool,
+    run_line: RunLine,
+    rec: &mut Recording,
+) -> Result<(), InputError> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| InputError::malformed("invalid_json", None, format!("not valid JSON: {e}")))?;
+    let serde_json::Value::Object(mut obj) = value else {
+        return Err(InputError::malformed(
+            "invalid_record",
+            None,
+            "each line must be a JSON object",
+        ));
+    };
+    let Some(serde_json::Value::String(kind)) = obj.remove("type") else {
+        return Err(InputError::malformed(
+            "invalid_record",
+            Some("type".into()),
+            "each line needs a string `type` (run, model, dataset, scalar, histogram, end)",
+        ));
+    };
+    if let Some(step) = obj.get("step").and_then(serde_json::Value::as_i64)
+        && step < 0
+    {
+        return Err(InputError::invalid(
+            "step",
+            format!("step must be a non-negative integer, got {step}"),
+        ));
+    }
+    let v = serde_json::Value::Object(obj);
+    match kind.as_str() {
+        "run" => {
+            if run_line == RunLine::Forbidden {
+                return Err(InputError::malformed(
+                    "unexpected_run",
+                    Some("type".into()),
+                    "a `run` line starts a new run: use POST /api/v1/import for a whole recording",
+                ));
+            }
+            if !first {
+                return Err(InputError::malformed(
+                    "unexpected_run",
+                    Some("type".into()),
+                    "`run` must be the first line and appear once",
+                ));
+            }
+            let run: RunRecord = from_value(v)?;
+            validate_run(&run)?;
+            rec.run = Some(run);
+        }
+        _ if run_line == RunLine::Required && first => {
+            return Err(InputError::malformed(
+                "missing_run",
+                Some("type".into()),
+                format!("a recording must start with a `run` line, not `{kind}`"),
+            ));
+        }
+        "scalar" => {
+            let s: ScalarRecord = from_value(v)?;
+            validate_key("key", &s.key)?;
+            check_step("step", s.step)?;
+            if s.time.is_some_and(|t| !t.is_finite()) {
+                return Err(InputError::invalid(
+                    "time",
+                    "time must be a finite number of unix seconds",
+                ));
+            }
+            rec.batch.scalars.entry(s.key).or_default().push(Point {
+                step: s.step,
+                value: s.value.0,
+                time: s.time,
+            });
+        }
+        "histogram" => {
+            let h: HistogramRecord = from_value(v)?;
+            validate_histogram(&h)?;
+            rec.batch.histograms.push(h);
+        }
+        "model" => rec.batch.model = Some(from_value::<ModelRecord>(v)?),
+        "dataset" => {
+            let d: DatasetRecord = from_value(v)?;
+            validate_name("split", &d.split)?;
+            rec.batch.datasets.retain(|old| old.split != d.split);
+            rec.batch.datasets.push(d);
+        }
+        "end" => rec.batch.end = Some(parse_end(&from_value::<EndRecord>(v)?)?),
+        other => {
+            return Err(InputError::malformed(
+                "invalid_record",
+                Some("type".into()),
+                format!(
+                    "unknown record type {other:?}; expected run, model, dataset, scalar, histogram or end"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One series of a columnar batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Columns {
+    key: String,
+    steps: Vec<i64>,
+    values: Vec<Value>,
+    #[serde(default)]
+    times: Option<Vec<Option<f64>>>,
+}
+
+/// `{"series":[Columns…]}` or a single `Columns` object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnarBody {
+    #[serde(default)]
+    series: Option<Vec<Columns>>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    steps: Option<Vec<i64>>,
+    #[serde(default)]
+    values: Option<Vec<Value>>,
+    #[serde(default)]
+    times: Option<Vec<Option<f64>>>,
+}
+
+/// Parses the columnar batch: `{"series":[{"key","steps","values","times"?}]}`
+/// or one such series object on its own.
+pub fn parse_columnar(body: &[u8]) -> Result<Batch, InputError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: ColumnarBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_field"
+        };
+        InputError::malformed(code, (path != ".").then_some(path), inner.to_string())
+    })?;
+    de.end()
+        .map_err(|e| InputError::malformed("invalid_json", None, e.to_string()))?;
+
+    let (list, prefix) = match parsed {
+        ColumnarBody {
+            series: Some(list),
+            key: None,
+            steps: None,
+            values: None,
+            times: None,
+        } => (list, true),
+        ColumnarBody {
+            series: None,
+            key: Some(key),
+            steps: Some(steps),
+            values: Some(values),
+            times,
+        } => (
+            vec![Columns {
+                key,
+                steps,
+                values,
+                times,
+            }],
+            false,
+        ),
+        ColumnarBody {
+            series: None,
+            key: None,
+            ..
+        } => {
+            return Err(InputError::malformed(
+                "invalid_field",
+                Some("series".into()),
+                "expected {\"series\":[{\"key\",\"steps\",\"values\"}]} or one {\"key\",\"steps\",\"values\"} object",
+            ));
+        }
+        ColumnarBody {
+            series: Some(_), ..
+        } => {
+            return Err(InputError::malformed(
+                "invalid_field",
+                Some("series".into()),
+                "send either `series` or a single key/steps/values, not both",
+            ));
+        }
+        ColumnarBody { steps: None, .. } => {
+            return Err(InputError::malformed(
+                "invalid_field",
+                Some("steps".into()),
+                "missing field `steps`",
+            ));
+        }
+        ColumnarBody { .. } => {
+            return Err(InputError::malformed(
+                "invalid_field",
+                Some("values".into()),
+                "missing field `values`",
+            ));
+        }
+    };
+
+    let mut batch = Batch::default();
+    for (i, cols) in list.into_iter().enumerate() {
+        let at = |field: &str| {
+            if prefix {
+                format!("series[{i}].{field}")
+            } else {
+                field.to_string()
+            }
+        };
+        validate_key(&at("key"), &cols.key)?;
+        if cols.values.len() != cols.steps.len() {
+            return Err(InputError::invalid(
+                at("values"),
+                format!(
+                    "{} values for {} steps; they must pair up",
+                    cols.values.len(),
+                    cols.steps.len()
+                ),
+            ));
+        }
+        if let Some(times) = &cols.times {
+            if times.len() != cols.steps.len() {
+                return Err(InputError::invalid(
+                    at("times"),
+                    format!(
+                        "{} times for {} steps; they must pair up",
+                        times.len(),
+                        cols.steps.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(j) = cols.steps.iter().position(|&s| s < 0) {
+            return Err(InputError::invalid(
+                at(&format!("steps[{j}]")),
+                format!("step must be a non-negative integer, got {}", cols.steps[j]),
+            ));
+        }
+        let points = batch.scalars.entry(cols.key).or_default();
+        points.reserve(cols.steps.len());
+        for (j, (&step, value)) in cols.steps.iter().zip(&cols.values).enumerate() {
+            let time = cols.times.as_ref().and_then(|t| t[j]);
+            points.push(Point {
+                step: step as u64,
+                value: value.0,
+                time,
+            });
+        }
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_ndjson(body: &str) -> InputError {
+        parse_ndjson(body.as_bytes(), RunLine::Forbidden).unwrap_err()
+    }
+
+    #[test]
+    fn ndjson_mixed_lines_parse_into_one_batch() {
+        let body = concat!(
+            r#"{"type":"scalar","step":0,"key":"train/loss","value":2.3,"time":1700000000.5}"#,
+            "\n\r\n",
+            r#"{"type":"scalar","step":1,"key":"train/loss","value":"NaN"}"#,
+            "\r\n",
+            r#"{"type":"histogram","step":1,"key":"weights/fc1","edges":[0,1,2],"counts":[3,4],"nonfinite":1}"#,
+            "\n",
+            r#"{"type":"dataset","split":"train","n":10}"#,
+            "\n",
+            r#"{"type":"end","status":"failed","step":1}"#,
+        );
+        let rec = parse_ndjson(body.as_bytes(), RunLine::Forbidden).unwrap();
+        let loss = &rec.batch.scalars["train/loss"];
+        assert_eq!(loss.len(), 2);
+        assert_eq!(loss[0].time, Some(1700000000.5));
+        assert!(loss[1].value.is_nan());
+        assert_eq!(rec.batch.histograms[0].nonfinite, 1);
+        assert_eq!(rec.batch.end, Some((RunStatus::Failed, Some(1))));
+        assert_eq!(rec.batch.record_count(), 5);
+    }
+
+    #[test]
+    fn ndjson_errors_name_line_and_field() {
+        let e = err_ndjson(
+            "{\"type\":\"scalar\",\"step\":0,\"key\":\"a\",\"value\":1}\n{\"type\":\"scalar\",",
+        );
+        assert!(e.malformed);
+        assert_eq!((e.line, e.code), (Some(2), "invalid_json"));
+
+        let e = err_ndjson("\n{\"type\":\"scalar\",\"step\":0,\"key\":\"a\",\"value\":\"abc\"}");
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("value")));
+        assert!(e.message.starts_with("line 2: "), "{}", e.message);
+
+        let e = err_ndjson("{\"type\":\"scalar\",\"step\":-3,\"key\":\"a\",\"value\":1}");
+        assert!(!e.malformed);
+        assert_eq!(e.field.as_deref(), Some("step"));
+
+        let e = err_ndjson("{\"type\":\"scalar\",\"step\":1.5,\"key\":\"a\",\"value\":1}");
+        assert!(e.malformed);
+        assert_eq!(e.field.as_deref(), Some("step"));
+
+        let e = err_ndjson("{\"type\":\"scalar\",\"step\":1,\"key\":\"\",\"value\":1}");
+        assert_eq!((e.malformed, e.field.as_deref()), (false, Some("key")));
+
+        let long = "k".repeat(257);
+        let e = err_ndjson(&format!(
+            "{{\"type\":\"scalar\",\"step\":1,\"key\":\"{long}\",\"value\":1}}"
+        ));
+        assert_eq!((e.malformed, e.field.as_deref()), (false, Some("key")));
+
+        let e = err_ndjson(
+            "{\"type\":\"histogram\",\"step\":1,\"key\":\"w\",\"edges\":[0,1],\"counts\":[1,2]}",
+        );
+        assert_eq!((e.malformed, e.field.as_deref()), (false, Some("counts")));
+
+        let e =
+            err_ndjson("{\"type\":\"model\",\"layers\":[{\"name\":\"fc1\",\"params\":\"many\"}]}");
+        assert_eq!(e.field.as_deref(), Some("layers[0].params"));
+
+        let e = err_ndjson("{\"type\":\"end\",\"status\":\"running\"}");
+        assert_eq!(e.field.as_deref(), Some("status"));
+
+        let e = err_ndjson("{\"type\":\"run\",\"name\":\"x\"}");
+        assert_eq!(e.code, "unexpected_run");
+        let e = err_ndjson("{\"type\":\"weird\"}");
+        assert_eq!(e.field.as_deref(), Some("type"));
+        let e = err_ndjson("[1,2]");
+        assert_eq!(e.code, "invalid_record");
+    }
+
+    #[test]
+    fn recording_needs_run_first() {
+        let ok = parse_ndjson(
+            b"{\"type\":\"run\",\"name\":\"r\"}\n{\"type\":\"end\",\"status\":\"finished\"}",
+            RunLine::Required,
+        )
+        .unwrap();
+        assert_eq!(ok.run.unwrap().project, "default");
+        let e = parse_ndjson(
+            b"{\"type\":\"end\",\"status\":\"finished\"}",
+            RunLine::Required,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "missing_run");
+        let e = parse_ndjson(b"", RunLine::Required).unwrap_err();
+        assert_eq!(e.code, "missing_run");
+        let e = parse_ndjson(
+            b"{\"type\":\"run\",\"name\":\"r\"}\n{\"type\":\"run\",\"name\":\"r\"}",
+            RunLine::Required,
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.line), ("unexpected_run", Some(2)));
+        let e = parse_ndjson(
+            b"{\"type\":\"run\",\"name\":\"r\",\"config\":[1]}",
+            RunLine::Required,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("config"));
+    }
+
+    #[test]
+    fn columnar_batches() {
+        let b = parse_columnar(
+            br#"{"series":[{"key":"a","steps":[0,1],"values":[1,"Infinity"],"times":[1.5,null]},{"key":"b","steps":[3],"values":[0.25]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.point_count(), 3);
+        assert_eq!(b.scalars["a"][1].value, f64::INFINITY);
+        assert_eq!(
+            (b.scalars["a"][0].time, b.scalars["a"][1].time),
+            (Some(1.5), None)
+        );
+        let single = parse_columnar(br#"{"key":"b","steps":[3],"values":[0.25]}"#).unwrap();
+        assert_eq!(single.scalars["b"], b.scalars["b"]);
+    }
+
+    #[test]
+    fn columnar_errors_name_the_field() {
+        let field = |body: &str| {
+            let e = parse_columnar(body.as_bytes()).unwrap_err();
+            (e.malformed, e.field)
+        };
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0,-1],"values":[1,2]}]}"#),
+            (false, Some("series[0].steps[1]".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0,1],"values":[1]}]}"#),
+            (false, Some("series[0].values".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"times":[]}]}"#),
+            (false, Some("series[0].times".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"","steps":[0],"values":[1]}]}"#),
+            (false, Some("series[0].key".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0.5],"values":[1]}]}"#),
+            (true, Some("series[0].steps[0]".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0],"values":["nan"]}]}"#),
+            (true, Some("series[0].values[0]".into()))
+        );
+        assert_eq!(
+            field(r#"{"key":"a","steps":[0]}"#),
+            (true, Some("values".into()))
+        );
+        assert_eq!(
+            field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"extra":1}]}"#).0,
+            true
+        );
+        let e = parse_columnar(b"{\"series\":[").unwrap_err();
+        assert_eq!(e.code, "invalid_json");
+        let e = parse_columnar(b"{} {}").unwrap_err();
+        assert!(e.malformed);
+    }
+}

@@ -1,0 +1,171 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sqlx::migrate::MigrateDatabase;
+use tower::ServiceExt;
+use trainlens::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use trainlens::store::Store;
+
+/// A store on a fresh database, removed by [`TestDb::cleanup`].
+pub struct TestDb {
+    pub store: Arc<Store>,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_url: Option<String>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = Arc::new(Store::connect(&url).await.unwrap());
+        TestDb {
+            store,
+            url,
+            _dir: Some(dir),
+            pg_url: None,
+        }
+    }
+
+    /// A fresh database on the server of `TEST_DATABASE_URL`, or `None`
+    /// when it is unset (an error in CI, where it must be set).
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set TEST_DATABASE_URL"
+            );
+            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL variant");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("trainlens_test_{}", uuid::Uuid::new_v4().simple());
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL ends in /DBNAME");
+        let url = format!("{prefix}/{name}");
+        sqlx::Any::create_database(&url).await.unwrap();
+        let store = Arc::new(Store::connect(&url).await.unwrap());
+        Some(TestDb {
+            store,
+            url: url.clone(),
+            _dir: None,
+            pg_url: Some(url),
+        })
+    }
+
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some(url) = self.pg_url {
+            sqlx::Any::force_drop_database(&url).await.unwrap();
+        }
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState::new(
+            self.store.clone(),
+            "http://trainlens.test",
+            DEFAULT_MAX_BODY_BYTES,
+        )
+    }
+
+    pub fn app(&self) -> Router {
+        app::router(self.state())
+    }
+}
+
+/// Runs a test body against SQLite and, when configured, PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($db:ident: &TestDb) $body:block)*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        $(async fn $name($db: &TestDb) $body)*
+    };
+}
+
+/// Sends a request through the router; returns the status and the body
+/// (JSON when it parses, else a JSON string).
+pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, body)
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+pub fn post_json(uri: &str, body: &serde_json::Value) -> Request<Body> {
+    post(uri, "application/json", body.to_string())
+}
+
+/// The recorded training runs in `../shared/fixtures/training-runs`.
+pub fn fixtures_dir() -> PathBuf {
+    let candidates = [
+        std::env::var_os("TRAINLENS_FIXTURES").map(PathBuf::from),
+        Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/training-runs"
+        ))),
+        Some(PathBuf::from("/work/shared/fixtures/training-runs")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("labels.json").is_file())
+        .expect("fixtures not found: set TRAINLENS_FIXTURES to the training-runs folder")
+}
+
+pub fn fixture_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 20,
+        "expected the recorded runs, found {}",
+        files.len()
+    );
+    files
+}

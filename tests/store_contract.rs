@@ -1,0 +1,225 @@
+//! Contract of `Store`, run on SQLite always and on PostgreSQL when
+//! `TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::TestDb;
+use serde_json::json;
+use trainlens::ingest::{self, RunLine};
+use trainlens::record::{DatasetRecord, HistogramRecord, ModelRecord, Record};
+use trainlens::store::{Batch, NewRun, Point, RunFilter, RunStatus, StoreError};
+
+fn new_run(project: &str, name: &str) -> NewRun {
+    NewRun {
+        project: project.into(),
+        name: name.into(),
+        config: json!({"lr": 0.1, "b": [1, 2]}),
+        tags: vec!["x".into()],
+    }
+}
+
+fn points(steps: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> f64) -> Vec<Point> {
+    steps
+        .into_iter()
+        .map(|s| Point {
+            step: s,
+            value: f(s),
+            time: Some(1_700_000_000.0 + s as f64 * 0.25),
+        })
+        .collect()
+}
+
+fn scalars(key: &str, pts: Vec<Point>) -> Batch {
+    let mut b = Batch::default();
+    b.scalars.insert(key.into(), pts);
+    b
+}
+
+on_both_backends! {
+    async fn runs_are_created_listed_and_filtered(db: &TestDb) {
+        let s = &db.store;
+        let a = s.create_run(&new_run("vision", "a")).await.unwrap();
+        let b = s.create_run(&new_run("vision", "b")).await.unwrap();
+        let c = s.create_run(&new_run("nlp", "c")).await.unwrap();
+        assert_eq!(a.status, RunStatus::Running);
+        assert_eq!(a.config, json!({"lr": 0.1, "b": [1, 2]}));
+        assert_eq!(a.tags, vec!["x".to_string()]);
+        assert_eq!(s.get_run(b.id).await.unwrap().unwrap(), b);
+        assert!(s.get_run(uuid::Uuid::new_v4()).await.unwrap().is_none());
+
+        let list = |project: Option<&str>, status, limit, offset| {
+            let f = RunFilter { project: project.map(Into::into), status, limit, offset };
+            async move { s.list_runs(&f).await.unwrap().into_iter().map(|r| r.name).collect::<Vec<_>>() }
+        };
+        assert_eq!(list(None, None, 10, 0).await, ["c", "b", "a"]);
+        assert_eq!(list(Some("vision"), None, 10, 0).await, ["b", "a"]);
+        assert_eq!(list(Some("vision"), None, 1, 1).await, ["a"]);
+        s.finish_run(c.id, RunStatus::Failed, Some(7)).await.unwrap();
+        assert_eq!(list(None, Some(RunStatus::Failed), 10, 0).await, ["c"]);
+        assert_eq!(list(None, Some(RunStatus::Running), 10, 0).await, ["b", "a"]);
+
+        let projects = s.list_projects().await.unwrap();
+        let summary: Vec<_> = projects.iter().map(|p| (p.name.as_str(), p.runs)).collect();
+        assert_eq!(summary, [("nlp", 1), ("vision", 2)]);
+    }
+
+    async fn scalars_merge_and_replace(db: &TestDb) {
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        // 10k points across three chunks, sent in two overlapping batches.
+        s.ingest(run.id, &scalars("train/loss", points(0..6000, |x| x as f64)), None).await.unwrap();
+        s.ingest(run.id, &scalars("train/loss", points(5000..10_000, |x| -(x as f64))), None).await.unwrap();
+        let got = s.points(run.id, "train/loss", None, None).await.unwrap().unwrap();
+        assert_eq!(got.len(), 10_000);
+        assert!(got.windows(2).all(|w| w[1].step == w[0].step + 1));
+        assert_eq!(got[4999].value, 4999.0);
+        assert_eq!(got[5000].value, -5000.0);
+        assert_eq!(got[9999].time, Some(1_700_000_000.0 + 9999.0 * 0.25));
+
+        let range = s.points(run.id, "train/loss", Some(4090), Some(4100)).await.unwrap().unwrap();
+        assert_eq!(range.iter().map(|p| p.step).collect::<Vec<_>>(), (4090..=4100).collect::<Vec<_>>());
+
+        // An earlier step arriving late does not change the last value.
+        s.ingest(run.id, &scalars("train/loss", points([3], |_| 33.0)), None).await.unwrap();
+        let info = s.series(run.id).await.unwrap();
+        assert_eq!(info.len(), 1);
+        assert_eq!((info[0].count, info[0].first_step, info[0].last_step), (10_000, Some(0), Some(9999)));
+        assert_eq!(info[0].last_value.unwrap().0, -9999.0);
+        assert!(s.points(run.id, "nope", None, None).await.unwrap().is_none());
+    }
+
+    async fn nonfinite_values_are_kept(db: &TestDb) {
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let vals = [1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0];
+        let pts: Vec<Point> = vals.iter().enumerate().map(|(i, &v)| Point { step: i as u64 * 5, value: v, time: None }).collect();
+        s.ingest(run.id, &scalars("train/loss", pts.clone()), None).await.unwrap();
+        assert_eq!(s.points(run.id, "train/loss", None, None).await.unwrap().unwrap(), pts);
+        let nan_last = scalars("grad_norm/fc1", points([9], |_| f64::NAN));
+        s.ingest(run.id, &nan_last, None).await.unwrap();
+        let info = s.series(run.id).await.unwrap();
+        assert!(info.iter().find(|i| i.key == "grad_norm/fc1").unwrap().last_value.unwrap().0.is_nan());
+    }
+
+    async fn idempotency_key_makes_a_retry_a_no_op(db: &TestDb) {
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let first = s.ingest(run.id, &scalars("a", points(0..10, |x| x as f64)), Some("batch-1")).await.unwrap();
+        assert_eq!((first.accepted, first.replayed), (10, false));
+        let again = s.ingest(run.id, &scalars("a", points(0..10, |_| 99.0)), Some("batch-1")).await.unwrap();
+        assert_eq!((again.accepted, again.replayed), (10, true));
+        let got = s.points(run.id, "a", None, None).await.unwrap().unwrap();
+        assert_eq!(got[3].value, 3.0, "the retried batch must not be applied");
+        let other = s.create_run(&new_run("p", "other")).await.unwrap();
+        assert!(!s.ingest(other.id, &scalars("a", points(0..1, |_| 1.0)), Some("batch-1")).await.unwrap().replayed);
+    }
+
+    async fn unknown_run_stores_nothing(db: &TestDb) {
+        let s = &db.store;
+        let missing = uuid::Uuid::new_v4();
+        let err = s.ingest(missing, &scalars("a", points(0..3, |x| x as f64)), None).await.unwrap_err();
+        assert!(matches!(err, StoreError::RunNotFound));
+        assert!(matches!(s.heartbeat(missing).await.unwrap_err(), StoreError::RunNotFound));
+        assert!(matches!(s.export(missing).await.unwrap_err(), StoreError::RunNotFound));
+        assert!(s.series(missing).await.unwrap().is_empty());
+    }
+
+    async fn histograms_model_datasets_and_status(db: &TestDb) {
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let mut b = Batch::default();
+        for step in [10, 20] {
+            b.histograms.push(HistogramRecord { step, key: "weights/fc1".into(), edges: vec![0.0, 0.5, 1.0], counts: vec![step, 1], nonfinite: 0 });
+        }
+        b.histograms.push(HistogramRecord { step: 20, key: "grads/fc1".into(), edges: vec![], counts: vec![], nonfinite: 64 });
+        let model: ModelRecord = serde_json::from_value(json!({"layers":[{"name":"fc1","type":"Linear","in":4,"out":2,"activation":"relu"}],"loss":"mse","framework":"torch"})).unwrap();
+        b.model = Some(model.clone());
+        b.datasets.push(serde_json::from_value::<DatasetRecord>(json!({"split":"train","n":100,"feature_mean":[0.5,"NaN"],"class_counts":{"1":60,"0":40}})).unwrap());
+        s.ingest(run.id, &b, None).await.unwrap();
+        // Re-sending a histogram step replaces it.
+        let mut again = Batch::default();
+        again.histograms.push(HistogramRecord { step: 20, key: "weights/fc1".into(), edges: vec![0.0, 2.0], counts: vec![5], nonfinite: 1 });
+        s.ingest(run.id, &again, None).await.unwrap();
+
+        let keys = s.histogram_keys(run.id).await.unwrap();
+        assert_eq!(keys.iter().map(|k| (k.key.as_str(), k.count)).collect::<Vec<_>>(), [("grads/fc1", 1), ("weights/fc1", 2)]);
+        let w = s.histograms(run.id, Some("weights/fc1")).await.unwrap();
+        assert_eq!((w.len(), w[1].counts.clone(), w[1].nonfinite), (2, vec![5], 1));
+        assert_eq!(s.model(run.id).await.unwrap(), Some(model));
+        let ds = s.datasets(run.id).await.unwrap();
+        assert!(ds[0].feature_mean.as_ref().unwrap()[1].0.is_nan());
+        assert_eq!(serde_json::to_value(&ds[0]).unwrap()["class_counts"], json!({"1":60,"0":40}));
+
+        let before = s.get_run(run.id).await.unwrap().unwrap();
+        let beat = s.heartbeat(run.id).await.unwrap();
+        assert!(beat.heartbeat_at >= before.heartbeat_at);
+        let done = s.finish_run(run.id, RunStatus::Finished, Some(20)).await.unwrap();
+        assert_eq!((done.status, done.end_step), (RunStatus::Finished, Some(20)));
+        assert!(done.data_version > before.data_version);
+    }
+
+    async fn concurrent_writers_do_not_lose_points(db: &TestDb) {
+        let run = db.store.create_run(&new_run("p", "r")).await.unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..4u64 {
+            let store = db.store.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..5u64 {
+                    // Every writer writes every series, interleaved steps.
+                    let mut batch = Batch::default();
+                    for key in ["a", "b"] {
+                        let steps = (0..500).map(|i| (b * 500 + i) * 4 + w);
+                        batch.scalars.insert(key.into(), points(steps, |x| x as f64));
+                    }
+                    store.ingest(run.id, &batch, None).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for key in ["a", "b"] {
+            let got = db.store.points(run.id, key, None, None).await.unwrap().unwrap();
+            assert_eq!(got.len(), 10_000);
+            assert!(got.iter().enumerate().all(|(i, p)| p.step == i as u64 && p.value == i as f64));
+        }
+        assert_eq!(db.store.series(run.id).await.unwrap()[0].count, 10_000);
+    }
+
+    async fn every_fixture_survives_import_export_import(db: &TestDb) {
+        for path in common::fixture_files() {
+            let text = std::fs::read(&path).unwrap();
+            let original = ingest::parse_ndjson(&text, RunLine::Required).unwrap();
+            let run = db.store.import(&original.run.clone().unwrap().into(), &original.batch).await.unwrap();
+            let exported = trainlens::record::to_ndjson(&db.store.export(run.id).await.unwrap());
+            let back = ingest::parse_ndjson(exported.as_bytes(), RunLine::Required).unwrap();
+            assert_eq!(normalise(back.clone()), normalise(original), "{}", path.display());
+
+            let again = db.store.import(&back.run.clone().unwrap().into(), &back.batch).await.unwrap();
+            let exported_again = trainlens::record::to_ndjson(&db.store.export(again.id).await.unwrap());
+            assert_eq!(exported, exported_again, "{}: export is not stable", path.display());
+            assert!(exported.lines().all(|l| serde_json::from_str::<Record>(l).is_ok()));
+        }
+    }
+}
+
+/// A recording in a canonical order: points by step (last write wins),
+/// histograms by key and step, datasets by split.
+fn normalise(mut r: ingest::Recording) -> ingest::Recording {
+    for pts in r.batch.scalars.values_mut() {
+        pts.sort_by_key(|p| p.step);
+        let mut out: Vec<Point> = Vec::with_capacity(pts.len());
+        for p in pts.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.step == p.step => *last = p,
+                _ => out.push(p),
+            }
+        }
+        *pts = out;
+    }
+    r.batch
+        .histograms
+        .sort_by(|a, b| (&a.key, a.step).cmp(&(&b.key, b.step)));
+    r.batch.datasets.sort_by(|a, b| a.split.cmp(&b.split));
+    r
+}
