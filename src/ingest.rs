@@ -464,17 +464,17 @@ pub fn parse_columnar(body: &[u8]) -> Result<Batch, InputError> {
                 ),
             ));
         }
-        if let Some(times) = &cols.times {
-            if times.len() != cols.steps.len() {
-                return Err(InputError::invalid(
-                    at("times"),
-                    format!(
-                        "{} times for {} steps; they must pair up",
-                        times.len(),
-                        cols.steps.len()
-                    ),
-                ));
-            }
+        if let Some(times) = &cols.times
+            && times.len() != cols.steps.len()
+        {
+            return Err(InputError::invalid(
+                at("times"),
+                format!(
+                    "{} times for {} steps; they must pair up",
+                    times.len(),
+                    cols.steps.len()
+                ),
+            ));
         }
         if let Some(j) = cols.steps.iter().position(|&s| s < 0) {
             return Err(InputError::invalid(
@@ -656,10 +656,7 @@ mod tests {
             field(r#"{"key":"a","steps":[0]}"#),
             (true, Some("values".into()))
         );
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"extra":1}]}"#).0,
-            true
-        );
+        assert!(field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"extra":1}]}"#).0);
         let e = parse_columnar(b"{\"series\":[").unwrap_err();
         assert_eq!(e.code, "invalid_json");
         let e = parse_columnar(b"{} {}").unwrap_err();

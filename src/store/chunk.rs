@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_bit() {
         let points = vec![
-            p(0, 2.302585092994046, Some(1_700_000_000.05)),
+            p(0, 2.302_585_092_994_1, Some(1_700_000_000.05)),
             p(1, f64::NAN, Some(1_700_000_000.1)),
             p(5, f64::INFINITY, None),
             p(6, f64::NEG_INFINITY, Some(1_699_999_999.0)),

@@ -1,0 +1,257 @@
+//! Real sockets: graceful shutdown in-process, and the `trainlens` binary
+//! (serve, SIGTERM, import, export).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::TestDb;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trainlens::app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_the_request_in_flight() {
+    let db = TestDb::sqlite().await;
+    let run = db
+        .store
+        .create_run(&trainlens::store::NewRun {
+            project: "p".into(),
+            name: "r".into(),
+            config: json!({}),
+            tags: vec![],
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(listener, db.state(), async {
+        let _ = stopped.await;
+    }));
+
+    let body = json!({"key":"train/loss","steps":[0,1,2],"values":[3.0,2.0,1.0]}).to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /api/v1/runs/{}/scalars HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+        run.id,
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Shut down while the request is half sent.
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.is_finished(),
+        "the server must wait for the request in flight"
+    );
+    conn.write_all(tail.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"accepted\":3"), "{response}");
+
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+    let pts = db
+        .store
+        .points(run.id, "train/loss", None, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pts.len(), 3, "what was acknowledged is stored");
+    db.cleanup().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn trainlens(db_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainlens"));
+    cmd.env("DATABASE_URL", db_url)
+        .env_remove("TRAINLENS_SERVER")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} did not become healthy");
+}
+
+async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = trainlens(&db_url)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+
+    let (status, run) = json_of(
+        client
+            .post(format!("{base}/api/v1/runs"))
+            .body(r#"{"project":"cli","name":"live"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(run["url"], format!("{base}/runs/{id}"));
+    let batch = json!({"key":"val/loss","steps":[0,10,20],"values":[1.0,"NaN",0.5]});
+    let (status, _) = json_of(
+        client
+            .post(format!("{base}/api/v1/runs/{id}/scalars"))
+            .body(batch.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // `import --server` with a gzipped fixture.
+    let fixture = common::fixtures_dir().join("dev-healthy-digits-keras.jsonl");
+    let gz = dir.path().join("keras.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&std::fs::read(&fixture).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let out = trainlens(&db_url)
+        .arg("import")
+        .arg(&gz)
+        .args(["--server", &base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run "));
+
+    // SIGTERM: exit 0.
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    // Export from the database file the server left behind.
+    let out = trainlens(&db_url).args(["export", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(r#"{"type":"run","name":"live","project":"cli""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"type":"scalar","step":10,"key":"val/loss","value":"NaN"}"#),
+        "{text}"
+    );
+
+    // Local import of a plain file, then export it again.
+    let out = trainlens(&db_url)
+        .arg("import")
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let new_id = stdout
+        .split("run ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let exported = dir.path().join("out.jsonl");
+    let out = trainlens(&db_url)
+        .args(["export", &new_id, "--output"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(
+        lines(&std::fs::read_to_string(&exported).unwrap()),
+        lines(&std::fs::read_to_string(&fixture).unwrap())
+    );
+
+    // A bad file fails with the line named and a non-zero exit.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"type\":\"run\",\"name\":\"x\"}\n{\"type\":\"scalar\",\"step\":-1,\"key\":\"a\",\"value\":1}\n").unwrap();
+    let out = trainlens(&db_url).arg("import").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn refuses_a_public_bind_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trainlens(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-unauthenticated"));
+}
