@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -9,6 +11,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "trainlens=info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = trainlens::cli::Cli::parse();
     match trainlens::cli::run(cli).await {

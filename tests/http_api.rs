@@ -54,6 +54,19 @@ async fn create_get_and_list_runs() {
         (Some("vision"), Some("running"))
     );
     assert_eq!(run["config"], json!({"lr": 0.1}));
+    let (_, ordered) = send(
+        &app,
+        post_json(
+            "/api/v1/runs",
+            &json!({"config": {"z": 1, "a": {"y": 2, "b": 3}}}),
+        ),
+    )
+    .await;
+    let text = ordered["config"].to_string();
+    assert_eq!(
+        text, r#"{"z":1,"a":{"y":2,"b":3}}"#,
+        "config keeps the order it was sent in"
+    );
     for _ in 0..2 {
         create_run(&app, "nlp").await;
     }
@@ -63,7 +76,7 @@ async fn create_get_and_list_runs() {
     let (_, page) = send(&app, get("/api/v1/runs?project=nlp&limit=1&offset=1")).await;
     assert_eq!(page["next_offset"], Value::Null);
     let (_, all) = send(&app, get("/api/v1/runs?status=running")).await;
-    assert_eq!(all["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(all["runs"].as_array().unwrap().len(), 4);
     let (_, projects) = send(&app, get("/api/v1/projects")).await;
     assert_eq!(projects["projects"][0]["name"], "nlp");
     assert_eq!(projects["projects"][0]["runs"], 2);
