@@ -186,6 +186,40 @@ on_both_backends! {
         assert_eq!(db.store.series(run.id).await.unwrap()[0].count, 10_000);
     }
 
+    async fn downsampled_reads_use_chunk_envelopes_and_hide_nothing(db: &TestDb) {
+        use trainlens::charts::downsample::{buckets, downsample_by_width};
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let mut pts = points(0..300_000, |x| ((x * 7919) % 1000) as f64 / 1000.0);
+        pts[123_456].value = 1e9;
+        pts[200_001].value = f64::NAN;
+        pts[250_000].value = f64::NEG_INFINITY;
+        for batch in pts.chunks(10_000) {
+            s.ingest(run.id, &scalars("loss", batch.to_vec()), None).await.unwrap();
+        }
+        for (from, to) in [(None, None), (Some(1_000), Some(290_500))] {
+            let got = s.downsampled(run.id, "loss", from, to, 200).await.unwrap().unwrap();
+            let inside: Vec<Point> = pts
+                .iter()
+                .filter(|p| p.step >= from.unwrap_or(0) && p.step <= to.unwrap_or(u64::MAX))
+                .copied()
+                .collect();
+            assert_eq!(got.total, inside.len());
+            let (origin, width) = buckets(inside[0].step, inside.last().unwrap().step, 200, 4096);
+            assert_eq!(got.points, downsample_by_width(&inside, origin, width), "{from:?}..{to:?}");
+            assert!(got.points.len() <= 200, "{}", got.points.len());
+            assert!(got.points.iter().any(|p| p.step == 123_456 && p.value == 1e9));
+            assert!(got.points.iter().any(|p| p.step == 200_001 && p.value.is_nan()));
+            assert!(got.points.iter().any(|p| p.step == 250_000 && p.value == f64::NEG_INFINITY));
+            assert_eq!(got.points[0].step, inside[0].step);
+            assert_eq!(got.points.last().unwrap().step, inside.last().unwrap().step);
+        }
+        // Fewer points than asked for: all of them.
+        let few = s.downsampled(run.id, "loss", Some(10), Some(19), 200).await.unwrap().unwrap();
+        assert_eq!((few.total, few.points), (10, pts[10..20].to_vec()));
+        assert!(s.downsampled(run.id, "nope", None, None, 10).await.unwrap().is_none());
+    }
+
     async fn every_fixture_survives_import_export_import(db: &TestDb) {
         for path in common::fixture_files() {
             let text = std::fs::read(&path).unwrap();

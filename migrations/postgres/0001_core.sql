@@ -47,6 +47,7 @@ CREATE TABLE scalar_chunks (
     max_value DOUBLE PRECISION,
     nonfinite BIGINT NOT NULL,
     data      BYTEA NOT NULL,
+    summary   BYTEA,                          -- envelope (charts/downsample.rs) of a larger chunk
     PRIMARY KEY (series_id, chunk)
 );
 

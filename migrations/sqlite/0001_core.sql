@@ -47,6 +47,7 @@ CREATE TABLE scalar_chunks (
     max_value DOUBLE PRECISION,
     nonfinite BIGINT NOT NULL,
     data      BLOB NOT NULL,
+    summary   BLOB,                          -- envelope (charts/downsample.rs) of a larger chunk
     PRIMARY KEY (series_id, chunk)
 ) WITHOUT ROWID;
 

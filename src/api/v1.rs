@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::error::AppError;
 use crate::app::AppState;
-use crate::charts::downsample::downsample;
 use crate::ingest::{self, InputError, RunLine};
 use crate::record::{RunRecord, Value};
 use crate::store::{IngestOutcome, NewRun, Run, RunFilter, RunStatus};
@@ -358,27 +357,34 @@ async fn read_scalars(
         ));
     }
     require_run(&state, id).await?;
-    let points = state
-        .store
-        .points(id, &q.key, q.from_step, q.to_step)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("run {id} has no series {:?}", q.key)))?;
-    let total = points.len();
-    let body = {
-        let points = match q.max_points {
-            Some(n) if n < total => downsample(&points, n),
-            _ => points,
-        };
-        let cols = ScalarColumns {
-            key: q.key,
-            total,
-            downsampled: points.len() < total,
-            steps: points.iter().map(|p| p.step).collect(),
-            values: points.iter().map(|p| Value(p.value)).collect(),
-            times: points.iter().map(|p| p.time).collect(),
-        };
-        serde_json::to_vec(&cols).expect("columns serialise")
+    let missing = || AppError::NotFound(format!("run {id} has no series {:?}", q.key));
+    let (total, points) = match q.max_points {
+        Some(n) => {
+            let s = state
+                .store
+                .downsampled(id, &q.key, q.from_step, q.to_step, n)
+                .await?
+                .ok_or_else(missing)?;
+            (s.total, s.points)
+        }
+        None => {
+            let points = state
+                .store
+                .points(id, &q.key, q.from_step, q.to_step)
+                .await?
+                .ok_or_else(missing)?;
+            (points.len(), points)
+        }
     };
+    let cols = ScalarColumns {
+        key: q.key,
+        total,
+        downsampled: points.len() < total,
+        steps: points.iter().map(|p| p.step).collect(),
+        values: points.iter().map(|p| Value(p.value)).collect(),
+        times: points.iter().map(|p| p.time).collect(),
+    };
+    let body = serde_json::to_vec(&cols).expect("columns serialise");
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

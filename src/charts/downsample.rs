@@ -18,23 +18,44 @@ pub fn downsample(points: &[Point], max_points: usize) -> Vec<Point> {
     if points.len() <= max_points.max(4) {
         return points.to_vec();
     }
-    let buckets = (max_points / 4).max(1) as u128;
-    let first = points[0].step;
-    let span = u128::from(points[points.len() - 1].step - first) + 1;
-    let bucket_of = |step: u64| (u128::from(step - first) * buckets / span) as u64;
+    let (origin, width) = buckets(points[0].step, points[points.len() - 1].step, max_points, 1);
+    downsample_by_width(points, origin, width)
+}
 
-    let mut out = Vec::with_capacity(max_points + 8);
+/// Bucket origin and width for steps `first..=last`: at most
+/// `max_points / 4` buckets whose width and origin are multiples of `align`.
+pub fn buckets(first: u64, last: u64, max_points: usize, align: u64) -> (u64, u64) {
+    let n = (max_points / 4).max(1) as u64;
+    let origin = first - first % align;
+    let span = last - origin + 1;
+    let width = span.div_ceil(n).div_ceil(align).saturating_mul(align);
+    (origin, width.max(1))
+}
+
+/// The envelope of each bucket `(step - origin) / width` of sorted points.
+///
+/// The envelope is composable: the envelope of envelopes of consecutive
+/// pieces equals the envelope of the whole, so the points may be the
+/// stored envelopes of whole chunks (see `store::chunk`) mixed with raw
+/// points.
+pub fn downsample_by_width(points: &[Point], origin: u64, width: u64) -> Vec<Point> {
+    let mut out = Vec::new();
     let mut start = 0;
     while start < points.len() {
-        let b = bucket_of(points[start].step);
+        let b = (points[start].step - origin) / width;
         let mut end = start + 1;
-        while end < points.len() && bucket_of(points[end].step) == b {
+        while end < points.len() && (points[end].step - origin) / width == b {
             end += 1;
         }
-        keep_envelope(&points[start..end], &mut out);
+        envelope(&points[start..end], &mut out);
         start = end;
     }
     out
+}
+
+/// Appends the envelope of one bucket (non-empty, sorted) to `out`.
+pub fn envelope(bucket: &[Point], out: &mut Vec<Point>) {
+    keep_envelope(bucket, out)
 }
 
 fn keep_envelope(bucket: &[Point], out: &mut Vec<Point>) {
@@ -136,6 +157,27 @@ mod tests {
         assert!(d.iter().any(|p| p.step == 90_000 && p.value.is_nan()));
         assert!(d.iter().any(|p| p.step == 99_999 && p.value.is_nan()));
         assert!(d.len() <= 250);
+    }
+
+    #[test]
+    fn envelopes_compose() {
+        let mut values: Vec<f64> = (0..50_000).map(|i| ((i * 7919) % 1000) as f64).collect();
+        values[777] = f64::NAN;
+        values[20_000] = f64::NEG_INFINITY;
+        let s = series(values);
+        let direct = downsample_by_width(&s, 0, 8192);
+        let mut pieces = Vec::new();
+        for piece in s.chunks(4096) {
+            envelope(piece, &mut pieces);
+        }
+        assert_eq!(downsample_by_width(&pieces, 0, 8192), direct);
+    }
+
+    #[test]
+    fn bucket_alignment() {
+        assert_eq!(buckets(0, 999_999, 1000, 1), (0, 4000));
+        assert_eq!(buckets(5000, 999_999, 1000, 4096), (4096, 4096));
+        assert_eq!(buckets(10, 19, 1000, 1), (10, 1));
     }
 
     #[test]

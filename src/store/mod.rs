@@ -24,10 +24,15 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::charts::downsample;
 use crate::record::{
     DatasetRecord, EndRecord, HistogramRecord, ModelRecord, Record, RunRecord, ScalarRecord, Value,
 };
 pub use chunk::Point;
+
+/// Chunks with more points than this also store their envelope, so that a
+/// downsampled read of a long series need not decode them.
+const SUMMARY_MIN_POINTS: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -149,6 +154,14 @@ pub struct SeriesInfo {
 }
 
 /// A histogram series as listed for a run.
+/// A downsampled read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    /// Points stored in the requested step range.
+    pub total: usize,
+    pub points: Vec<Point>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistogramKey {
     pub key: String,
@@ -498,6 +511,103 @@ impl Store {
         Ok(Some(points))
     }
 
+    /// The points of one series with `from <= step <= to`, downsampled to
+    /// about `max_points` by [`downsample`]'s min/max envelope; `None` when
+    /// the run has no such series.
+    ///
+    /// When the buckets are at least about a chunk wide, whole chunks are
+    /// read from their stored envelopes and only the chunks cut by the range
+    /// (or too small to have an envelope) are decoded.
+    pub async fn downsampled(
+        &self,
+        run: Uuid,
+        key: &str,
+        from: Option<u64>,
+        to: Option<u64>,
+        max_points: usize,
+    ) -> Result<Option<Sampled>> {
+        let from = from.unwrap_or(0);
+        let to = to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
+        let series_id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
+                .bind(run.to_string())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(series_id) = series_id else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT n, min_step, max_step, summary FROM scalar_chunks \
+             WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let (Some(first_row), Some(last_row)) = (rows.first(), rows.last()) else {
+            return Ok(Some(Sampled {
+                total: 0,
+                points: Vec::new(),
+            }));
+        };
+        let first = from.max(first_row.try_get::<i64, _>(1)? as u64);
+        let last = to.min(last_row.try_get::<i64, _>(2)? as u64);
+        let mut stored = 0usize;
+        for r in &rows {
+            stored += r.try_get::<i64, _>(0)? as usize;
+        }
+        let (_, raw_width) = downsample::buckets(first, last, max_points, 1);
+        if stored <= max_points || raw_width < chunk::CHUNK_STEPS * 3 / 4 {
+            let points = self
+                .points(run, key, Some(from), Some(to))
+                .await?
+                .unwrap_or_default();
+            let total = points.len();
+            return Ok(Some(Sampled {
+                total,
+                points: downsample::downsample(&points, max_points),
+            }));
+        }
+
+        // Whole chunks with an envelope contribute it; the others are decoded.
+        let mut pieces: BTreeMap<i64, Vec<Point>> = BTreeMap::new();
+        let mut total = 0usize;
+        for r in &rows {
+            let (min_step, max_step) = (r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(2)?);
+            let summary: Option<Vec<u8>> = r.try_get(3)?;
+            if let Some(blob) = summary
+                && min_step as u64 >= from
+                && max_step as u64 <= to
+            {
+                total += r.try_get::<i64, _>(0)? as usize;
+                pieces.insert(chunk::chunk_of(min_step as u64), chunk::decode(&blob)?);
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT chunk, data FROM scalar_chunks WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 \
+             AND (summary IS NULL OR min_step < $2 OR max_step > $3)",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let mut points = chunk::decode(&r.try_get::<Vec<u8>, _>(1)?)?;
+            points.retain(|p| p.step >= from && p.step <= to);
+            total += points.len();
+            pieces.insert(r.try_get(0)?, points);
+        }
+        let points: Vec<Point> = pieces.into_values().flatten().collect();
+        let (origin, width) = downsample::buckets(first, last, max_points, chunk::CHUNK_STEPS);
+        Ok(Some(Sampled {
+            total,
+            points: downsample::downsample_by_width(&points, origin, width),
+        }))
+    }
+
     pub async fn histogram_keys(&self, run: Uuid) -> Result<Vec<HistogramKey>> {
         let rows = sqlx::query(
             "SELECT key, CAST(COUNT(*) AS BIGINT), MIN(step), MAX(step) FROM histograms WHERE run_id = $1 \
@@ -744,12 +854,18 @@ async fn write_series(
         };
         let merged = chunk::merge(&old_points, &new[start..end]);
         let st = chunk::stats(&merged);
+        let summary = (merged.len() > SUMMARY_MIN_POINTS).then(|| {
+            let mut env = Vec::new();
+            downsample::envelope(&merged, &mut env);
+            chunk::encode(&env)
+        });
         sqlx::query(
-            "INSERT INTO scalar_chunks (series_id, chunk, n, min_step, max_step, min_value, max_value, nonfinite, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO scalar_chunks \
+             (series_id, chunk, n, min_step, max_step, min_value, max_value, nonfinite, data, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (series_id, chunk) DO UPDATE SET n = excluded.n, min_step = excluded.min_step, \
              max_step = excluded.max_step, min_value = excluded.min_value, max_value = excluded.max_value, \
-             nonfinite = excluded.nonfinite, data = excluded.data",
+             nonfinite = excluded.nonfinite, data = excluded.data, summary = excluded.summary",
         )
         .bind(series_id)
         .bind(c)
@@ -763,6 +879,7 @@ async fn write_series(
         .bind(st.max_value.unwrap_or(f64::NAN))
         .bind(st.nonfinite)
         .bind(chunk::encode(&merged))
+        .bind(summary)
         .execute(&mut *conn)
         .await?;
         count += st.n - old_n;
