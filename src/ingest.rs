@@ -368,11 +368,10 @@ struct ColumnarBody {
     times: Option<Vec<Option<f64>>>,
 }
 
-/// Parses the columnar batch: `{"series":[{"key","steps","values","times"?}]}`
-/// or one such series object on its own.
-pub fn parse_columnar(body: &[u8]) -> Result<Batch, InputError> {
+/// Parses one JSON document, naming the failing field in the error.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, InputError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: ColumnarBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_syntax() || inner.is_eof() {
@@ -384,7 +383,13 @@ pub fn parse_columnar(body: &[u8]) -> Result<Batch, InputError> {
     })?;
     de.end()
         .map_err(|e| InputError::malformed("invalid_json", None, e.to_string()))?;
+    Ok(value)
+}
 
+/// Parses the columnar batch: `{"series":[{"key","steps","values","times"?}]}`
+/// or one such series object on its own.
+pub fn parse_columnar(body: &[u8]) -> Result<Batch, InputError> {
+    let parsed: ColumnarBody = parse_json(body)?;
     let (list, prefix) = match parsed {
         ColumnarBody {
             series: Some(list),

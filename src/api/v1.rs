@@ -74,20 +74,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         let Body(bytes) = Body::from_request(req, state).await?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let code = if inner.is_syntax() || inner.is_eof() {
-                "invalid_json"
-            } else {
-                "invalid_field"
-            };
-            InputError::malformed(code, (path != ".").then_some(path), inner.to_string())
-        })?;
-        de.end()
-            .map_err(|e| InputError::malformed("invalid_json", None, e.to_string()))?;
-        Ok(JsonBody(value))
+        Ok(JsonBody(ingest::parse_json(&bytes)?))
     }
 }
 

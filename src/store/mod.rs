@@ -473,6 +473,16 @@ impl Store {
             .collect()
     }
 
+    async fn series_id(&self, run: Uuid, key: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
+                .bind(run.to_string())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// The points of one series with `from <= step <= to`, by step; `None`
     /// when the run has no such series.
     pub async fn points(
@@ -482,15 +492,8 @@ impl Store {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<Option<Vec<Point>>> {
-        let from = from.unwrap_or(0);
-        let to = to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
-        let series_id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
-                .bind(run.to_string())
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(series_id) = series_id else {
+        let (from, to) = step_range(from, to);
+        let Some(series_id) = self.series_id(run, key).await? else {
             return Ok(None);
         };
         let rows = sqlx::query(
@@ -526,15 +529,8 @@ impl Store {
         to: Option<u64>,
         max_points: usize,
     ) -> Result<Option<Sampled>> {
-        let from = from.unwrap_or(0);
-        let to = to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
-        let series_id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
-                .bind(run.to_string())
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(series_id) = series_id else {
+        let (from, to) = step_range(from, to);
+        let Some(series_id) = self.series_id(run, key).await? else {
             return Ok(None);
         };
         let rows = sqlx::query(
@@ -907,6 +903,12 @@ async fn write_series(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// An inclusive step range with defaults, within what steps can be.
+fn step_range(from: Option<u64>, to: Option<u64>) -> (u64, u64) {
+    let max = i64::MAX as u64;
+    (from.unwrap_or(0).min(max), to.unwrap_or(max).min(max))
 }
 
 fn run_from_row(r: &AnyRow) -> Result<Run> {
