@@ -1,1 +1,552 @@
 //! Pure detectors over an in-memory view of a run (see DESIGN.md).
+//!
+//! [`diagnose`] turns a [`RunView`] into a [`Diagnosis`]: a list of
+//! [`Finding`]s (what is wrong, since when, why, how to fix it) and notes on
+//! what could not be judged yet. Nothing here does I/O; the runner loads the
+//! view from the store and saves the findings.
+//!
+//! # Detectors
+//!
+//! One module per family; each module's documentation states its rules and
+//! why they hold. The rules come from the published detectors summarised in
+//! `shared/research/diagnostics.md` (AUTOTRAINER "AT", DeepDiagnosis "DD",
+//! TheDeepChecker "TDC", Prechelt 1998 "P98"), adapted so that they depend on
+//! what a signal *means* rather than on numbers fitted to one data set:
+//!
+//! | module | kinds |
+//! |---|---|
+//! | [`divergence`] | `divergence` |
+//! | [`gradients`] | `exploding_gradients`, `vanishing_gradients` |
+//! | [`fit`] | `overfitting`, `underfitting`, `slow_convergence` |
+//! | [`oscillation`] | `oscillating_loss` |
+//! | [`units`] | `dead_relu`, `saturated_activations`, `unchanged_weights` |
+//! | [`data`] | `class_imbalance`, `distribution_shift`, `missing_values` |
+//! | [`mismatch`] | `loss_activation_mismatch` |
+//!
+//! Common ground rules:
+//! - A detector without its signal stays silent: no gradient finding without
+//!   gradient norms, no dead-ReLU finding without `dead_frac` or activation
+//!   statistics. Metric names of other tools are understood through
+//!   [`names`].
+//! - Mini-batch losses are noisy: detectors look at medians over windows or
+//!   at epoch-level aggregates, never at single points (non-finite values
+//!   excepted: one NaN is the most important point of a diverging run).
+//! - Verdicts that need a trend (over/underfitting, slow convergence,
+//!   oscillation) wait for enough evaluations and say so in
+//!   [`Diagnosis::notes`] instead of guessing.
+//! - Only [`Severity::Warning`] and worse count as "raised"; weak or
+//!   uncertain signals are reported as [`Severity::Info`].
+//!
+//! # Cost
+//!
+//! Every detector is O(n) in the points of the series it reads (medians by
+//! selection, single passes, no sliding windows). Diagnosing 200 series of
+//! 100k points each takes a few tens of milliseconds in release builds; see
+//! the ignored `bench_large_run` test (`cargo test --release -- --ignored
+//! bench_large_run --nocapture`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{DatasetRecord, ModelRecord, Record};
+
+mod context;
+pub mod data;
+pub mod divergence;
+pub mod fit;
+pub mod gradients;
+pub mod mismatch;
+pub mod names;
+pub mod oscillation;
+mod stats;
+pub mod units;
+
+use context::Ctx;
+
+/// One scalar series, sorted by step, one value per step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub steps: Vec<u64>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    /// Builds a series from points in any order; a later point replaces an
+    /// earlier one at the same step.
+    pub fn from_points(points: impl IntoIterator<Item = (u64, f64)>) -> Self {
+        let map: BTreeMap<u64, f64> = points.into_iter().collect();
+        let (steps, values) = map.into_iter().unzip();
+        Series { steps, values }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len().min(self.values.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last step, if any.
+    pub fn last_step(&self) -> Option<u64> {
+        self.steps.get(self.len().checked_sub(1)?).copied()
+    }
+}
+
+/// One histogram snapshot: `counts.len() + 1 == edges.len()` (both empty when
+/// every value was non-finite).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hist {
+    pub step: u64,
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub nonfinite: u64,
+}
+
+/// Everything the detectors know about one run.
+///
+/// Fields are public so the store layer can build a view directly;
+/// [`RunView::from_records`] builds one from the record stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunView {
+    pub name: String,
+    pub config: serde_json::Value,
+    /// `finished`, `failed`, `crashed`; `None` while the run is in progress.
+    pub status: Option<String>,
+    pub model: Option<ModelRecord>,
+    /// At most one per split (a later record for a split replaces it).
+    pub datasets: Vec<DatasetRecord>,
+    pub scalars: BTreeMap<String, Series>,
+    pub histograms: BTreeMap<String, Vec<Hist>>,
+}
+
+impl RunView {
+    /// Builds a view from records in recording order. A later scalar or
+    /// histogram at the same (key, step) replaces the earlier one.
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> Self {
+        let mut view = RunView::default();
+        let mut scalars: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+        let mut hists: BTreeMap<String, BTreeMap<u64, Hist>> = BTreeMap::new();
+        for record in records {
+            match record {
+                Record::Run(r) => {
+                    view.name = r.name;
+                    view.config = r.config;
+                }
+                Record::Model(m) => view.model = Some(m),
+                Record::Dataset(d) => match view.datasets.iter_mut().find(|x| x.split == d.split) {
+                    Some(slot) => *slot = d,
+                    None => view.datasets.push(d),
+                },
+                Record::Scalar(s) => {
+                    scalars.entry(s.key).or_default().insert(s.step, s.value.0);
+                }
+                Record::Histogram(h) => {
+                    let hist = Hist {
+                        step: h.step,
+                        edges: h.edges,
+                        counts: h.counts,
+                        nonfinite: h.nonfinite,
+                    };
+                    hists.entry(h.key).or_default().insert(h.step, hist);
+                }
+                Record::End(e) => view.status = Some(e.status),
+            }
+        }
+        view.scalars = scalars
+            .into_iter()
+            .map(|(k, pts)| (k, Series::from_points(pts)))
+            .collect();
+        view.histograms = hists
+            .into_iter()
+            .map(|(k, h)| (k, h.into_values().collect()))
+            .collect();
+        view
+    }
+
+    /// The dataset summary of a split (`train`, `val`).
+    pub fn dataset(&self, split: &str) -> Option<&DatasetRecord> {
+        self.datasets.iter().find(|d| d.split == split)
+    }
+}
+
+/// A diagnosis name, as in FORMAT.md and `labels.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Divergence,
+    ExplodingGradients,
+    VanishingGradients,
+    Overfitting,
+    Underfitting,
+    OscillatingLoss,
+    SlowConvergence,
+    DeadRelu,
+    SaturatedActivations,
+    UnchangedWeights,
+    ClassImbalance,
+    DistributionShift,
+    MissingValues,
+    LossActivationMismatch,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 14] = [
+        Kind::Divergence,
+        Kind::ExplodingGradients,
+        Kind::VanishingGradients,
+        Kind::Overfitting,
+        Kind::Underfitting,
+        Kind::OscillatingLoss,
+        Kind::SlowConvergence,
+        Kind::DeadRelu,
+        Kind::SaturatedActivations,
+        Kind::UnchangedWeights,
+        Kind::ClassImbalance,
+        Kind::DistributionShift,
+        Kind::MissingValues,
+        Kind::LossActivationMismatch,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Divergence => "divergence",
+            Kind::ExplodingGradients => "exploding_gradients",
+            Kind::VanishingGradients => "vanishing_gradients",
+            Kind::Overfitting => "overfitting",
+            Kind::Underfitting => "underfitting",
+            Kind::OscillatingLoss => "oscillating_loss",
+            Kind::SlowConvergence => "slow_convergence",
+            Kind::DeadRelu => "dead_relu",
+            Kind::SaturatedActivations => "saturated_activations",
+            Kind::UnchangedWeights => "unchanged_weights",
+            Kind::ClassImbalance => "class_imbalance",
+            Kind::DistributionShift => "distribution_shift",
+            Kind::MissingValues => "missing_values",
+            Kind::LossActivationMismatch => "loss_activation_mismatch",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.
+/// Warning and worse are "raised" (alerts fire, the run is marked sick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Warning or worse.
+    pub fn is_raised(self) -> bool {
+        self >= Severity::Warning
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The numbers and series that justify a finding.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Metric keys the finding is based on, as logged.
+    #[serde(default)]
+    pub series: Vec<String>,
+    /// The layer concerned, for per-layer findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    /// Named numbers (non-finite ones travel as `"NaN"`, `"Infinity"`, ...).
+    #[serde(default, with = "metric_map")]
+    pub metrics: BTreeMap<String, f64>,
+    /// One or two sentences with the numbers, for people.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// One diagnosis of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub severity: Severity,
+    /// The step where the problem started, when it can be located.
+    pub onset_step: Option<u64>,
+    /// One line, e.g. "Training loss became NaN at step 1,240".
+    pub title: String,
+    pub evidence: Evidence,
+    /// The likely cause.
+    pub cause: String,
+    /// Concrete fixes, most likely first.
+    pub fixes: Vec<String>,
+}
+
+/// The result of [`diagnose`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// At most one finding per kind, worst first.
+    pub findings: Vec<Finding>,
+    /// What could not be judged yet and why, e.g. "not enough data yet for
+    /// overfitting (3 of 5 evaluations)".
+    pub notes: Vec<String>,
+}
+
+impl Diagnosis {
+    /// Findings of severity warning or worse.
+    pub fn raised(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity.is_raised())
+    }
+
+    /// The finding of a kind, if any.
+    pub fn get(&self, kind: Kind) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.kind == kind)
+    }
+
+    /// Adds a finding; of two findings of one kind the more severe is kept.
+    pub(crate) fn push(&mut self, finding: Finding) {
+        match self.findings.iter_mut().find(|f| f.kind == finding.kind) {
+            Some(old) if old.severity >= finding.severity => {}
+            Some(old) => *old = finding,
+            None => self.findings.push(finding),
+        }
+    }
+
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
+/// Runs every detector over `view`.
+pub fn diagnose(view: &RunView) -> Diagnosis {
+    let ctx = Ctx::new(view);
+    let mut out = Diagnosis::default();
+    divergence::detect(&ctx, &mut out);
+    gradients::detect(&ctx, &mut out);
+    units::detect(&ctx, &mut out);
+    // Data findings first: fit verdicts defer to a class imbalance.
+    data::detect(&ctx, &mut out);
+    fit::detect(&ctx, &mut out);
+    oscillation::detect(&ctx, &mut out);
+    mismatch::detect(&ctx, &mut out);
+    out.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.onset_step.cmp(&b.onset_step))
+            .then(a.kind.cmp(&b.kind))
+    });
+    out
+}
+
+/// Serde for `BTreeMap<String, f64>` with non-finite values as strings.
+mod metric_map {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::record::Value;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            m.serialize_entry(k, &Value(*v))?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        let map = BTreeMap::<String, Value>::deserialize(d)?;
+        Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+}
+
+/// Helpers shared by the detectors' unit tests: synthetic runs.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    /// A view with the given `(key, points)` series and nothing else.
+    pub fn view(series: &[(&str, Vec<(u64, f64)>)]) -> RunView {
+        let mut v = RunView {
+            name: "synthetic".into(),
+            ..Default::default()
+        };
+        for (k, pts) in series {
+            v.scalars
+                .insert((*k).to_string(), Series::from_points(pts.iter().copied()));
+        }
+        v
+    }
+
+    /// `n` points at steps `0, every, 2*every, ...` from `f(i)`.
+    pub fn curve(n: usize, every: u64, f: impl Fn(usize) -> f64) -> Vec<(u64, f64)> {
+        (0..n).map(|i| (i as u64 * every, f(i))).collect()
+    }
+
+    /// Deterministic pseudo-noise in [-1, 1].
+    pub fn noise(i: usize) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
+    }
+
+    /// A healthy classification run: mini-batch loss falling from ln(10) with
+    /// noise, epoch-level train/val accuracy and loss, 10 classes.
+    pub fn healthy(epochs: usize, steps_per_epoch: usize) -> RunView {
+        let n = epochs * steps_per_epoch;
+        let loss = |t: f64| 0.05 + 2.25 * (-t * 4.0).exp();
+        let mut v = view(&[
+            (
+                "train/loss",
+                curve(n, 1, |i| loss(i as f64 / n as f64) * (1.0 + 0.3 * noise(i))),
+            ),
+            ("lr", curve(n, 1, |_| 1e-3)),
+        ]);
+        let ep = |f: &dyn Fn(f64) -> f64| -> Series {
+            Series::from_points(
+                (1..=epochs).map(|e| ((e * steps_per_epoch) as u64, f(e as f64 / epochs as f64))),
+            )
+        };
+        v.scalars.insert("epoch".into(), ep(&|t| t * epochs as f64));
+        v.scalars
+            .insert("train/acc".into(), ep(&|t| 0.99 - 0.6 * (-t * 5.0).exp()));
+        v.scalars
+            .insert("val/acc".into(), ep(&|t| 0.96 - 0.6 * (-t * 5.0).exp()));
+        v.scalars
+            .insert("val/loss".into(), ep(&|t| 0.1 + 2.0 * (-t * 5.0).exp()));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ScalarRecord, Value};
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        assert!(Severity::Info < Severity::Warning && Severity::Error < Severity::Critical);
+        assert_eq!(
+            serde_json::to_string(&Severity::Critical).unwrap(),
+            "\"critical\""
+        );
+    }
+
+    #[test]
+    fn evidence_serializes_nonfinite_metrics_as_strings() {
+        let mut e = Evidence::default();
+        e.metrics.insert("loss".into(), f64::NAN);
+        e.metrics.insert("x".into(), 1.5);
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains("\"loss\":\"NaN\""), "{text}");
+        let back: Evidence = serde_json::from_str(&text).unwrap();
+        assert!(back.metrics["loss"].is_nan());
+        assert_eq!(back.metrics["x"], 1.5);
+    }
+
+    #[test]
+    fn later_points_replace_earlier_ones() {
+        let s = |step, v: f64| {
+            Record::Scalar(ScalarRecord {
+                step,
+                key: "train/loss".into(),
+                value: Value(v),
+                time: None,
+            })
+        };
+        let v = RunView::from_records([s(2, 1.0), s(1, 2.0), s(2, 3.0)]);
+        assert_eq!(
+            v.scalars["train/loss"],
+            Series {
+                steps: vec![1, 2],
+                values: vec![2.0, 3.0]
+            }
+        );
+    }
+
+    #[test]
+    fn empty_and_degenerate_views_do_not_panic() {
+        let d = diagnose(&RunView::default());
+        assert!(d.findings.is_empty());
+        let nan = |n| testutil::curve(n, 1, |_| f64::NAN);
+        for n in [0, 1, 2, 7] {
+            let keys = [
+                "train/loss",
+                "val/loss",
+                "train/acc",
+                "val/acc",
+                "lr",
+                "epoch",
+                "grad_norm/fc1",
+                "grad_norm/head",
+                "weight_norm/fc1",
+                "update_ratio/fc1",
+                "dead_frac/fc1",
+                "sat_frac/fc1",
+                "act_mean/fc1",
+                "act_std/fc1",
+            ];
+            let all_nan: Vec<_> = keys.iter().map(|k| (*k, nan(n))).collect();
+            diagnose(&testutil::view(&all_nan));
+            let zeros: Vec<_> = keys
+                .iter()
+                .map(|k| (*k, testutil::curve(n, 1, |_| 0.0)))
+                .collect();
+            diagnose(&testutil::view(&zeros));
+            let inf: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    (
+                        *k,
+                        testutil::curve(n, 1, |i| if i % 2 == 0 { f64::INFINITY } else { -1.0 }),
+                    )
+                })
+                .collect();
+            diagnose(&testutil::view(&inf));
+        }
+    }
+
+    #[test]
+    fn healthy_synthetic_run_raises_nothing() {
+        let d = diagnose(&testutil::healthy(20, 50));
+        assert_eq!(d.raised().count(), 0, "{:#?}", d.findings);
+    }
+}

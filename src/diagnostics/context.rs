@@ -1,0 +1,605 @@
+//! What the detectors share: the run's series resolved to roles (through
+//! [`names`](super::names)), layers in input→output order, epoch boundaries,
+//! the task (classification with K classes and a class prior, or regression)
+//! and a few derived quantities (chance-level loss and accuracy, current LR).
+
+use std::collections::BTreeMap;
+
+use super::names::{Role, classify};
+use super::stats::{fmt_num, head_median, median, recent_len, tail_median};
+use super::{RunView, Series};
+
+/// A series with the key it was logged under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Named<'a> {
+    pub key: &'a str,
+    pub series: &'a Series,
+}
+
+/// The per-layer signals of one layer.
+#[derive(Debug, Default)]
+pub(crate) struct Layer<'a> {
+    pub name: String,
+    pub activation: Option<String>,
+    pub trainable: Option<bool>,
+    pub is_output: bool,
+    pub signals: BTreeMap<Role, Named<'a>>,
+}
+
+impl<'a> Layer<'a> {
+    pub fn get(&self, role: Role) -> Option<Named<'a>> {
+        self.signals.get(&role).copied()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Task {
+    Classification {
+        classes: Option<usize>,
+        prior: Option<Vec<f64>>,
+    },
+    Regression,
+    Unknown,
+}
+
+pub(crate) struct Ctx<'a> {
+    pub view: &'a RunView,
+    pub train_loss: Option<Named<'a>>,
+    pub val_loss: Option<Named<'a>>,
+    pub train_acc: Option<Named<'a>>,
+    pub val_acc: Option<Named<'a>>,
+    pub lr: Option<Named<'a>>,
+    /// A whole-model gradient norm (HF Trainer's `grad_norm`).
+    pub global_grad: Option<Named<'a>>,
+    /// Layers in input → output order.
+    pub layers: Vec<Layer<'a>>,
+    /// Steps at which epochs (evaluations) ended, ascending.
+    pub epoch_ends: Vec<u64>,
+    pub task: Task,
+}
+
+/// Loss names that expect class scores.
+fn is_classification_loss(loss: &str) -> bool {
+    let l = loss.to_ascii_lowercase();
+    l.contains("cross_entropy")
+        || l.contains("crossentropy")
+        || l == "ce"
+        || l.contains("nll")
+        || l.contains("bce")
+        || l.contains("hinge")
+}
+
+fn is_regression_loss(loss: &str) -> bool {
+    let l = loss.to_ascii_lowercase();
+    [
+        "mse",
+        "mae",
+        "l1",
+        "l2",
+        "huber",
+        "mean_squared",
+        "mean_absolute",
+        "smooth_l1",
+        "rmse",
+    ]
+    .iter()
+    .any(|k| l.contains(k))
+}
+
+/// Output-layer names used when no model summary gives the order.
+fn looks_like_output(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "head",
+        "out",
+        "output",
+        "classifier",
+        "logits",
+        "fc_out",
+        "final",
+    ]
+    .iter()
+    .any(|k| n == *k || n.starts_with(&format!("{k}.")) || n.ends_with(&format!(".{k}")))
+}
+
+/// Natural order: `fc2` before `fc10`.
+fn natural_key(name: &str) -> (String, u64, String) {
+    let digits_at = name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(name.len());
+    let (prefix, rest) = name.split_at(digits_at);
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let num = rest[..end].parse().unwrap_or(0);
+    (prefix.to_string(), num, rest[end..].to_string())
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(view: &'a RunView) -> Self {
+        // Resolve whole-run roles. Losses: the series with most points wins
+        // (per-step beats per-epoch beats an end-of-run summary); accuracy and
+        // the rest: the best-ranked name wins.
+        let mut best: BTreeMap<Role, (Named<'a>, u8)> = BTreeMap::new();
+        let mut layer_signals: BTreeMap<String, BTreeMap<Role, Named<'a>>> = BTreeMap::new();
+        for (key, series) in &view.scalars {
+            if series.is_empty() {
+                continue;
+            }
+            let Some(m) = classify(key) else { continue };
+            let named = Named {
+                key: key.as_str(),
+                series,
+            };
+            if let Some(layer) = m.layer {
+                layer_signals
+                    .entry(layer)
+                    .or_default()
+                    .insert(m.role, named);
+                continue;
+            }
+            let better = match best.get(&m.role) {
+                None => true,
+                Some((old, rank)) => {
+                    let by_points = matches!(m.role, Role::TrainLoss | Role::ValLoss);
+                    if by_points {
+                        (series.len(), std::cmp::Reverse(m.rank))
+                            > (old.series.len(), std::cmp::Reverse(*rank))
+                    } else {
+                        (std::cmp::Reverse(m.rank), series.len())
+                            > (std::cmp::Reverse(*rank), old.series.len())
+                    }
+                }
+            };
+            if better {
+                best.insert(m.role, (named, m.rank));
+            }
+        }
+        let pick = |role| best.get(&role).map(|(n, _)| *n);
+
+        // Layer order: the model summary's, then the rest in natural order.
+        let model_layers = view
+            .model
+            .as_ref()
+            .map(|m| m.layers.as_slice())
+            .unwrap_or(&[]);
+        let mut names: Vec<String> = model_layers.iter().map(|l| l.name.clone()).collect();
+        let mut extra: Vec<String> = layer_signals
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        extra.sort_by_key(|n| (looks_like_output(n), natural_key(n)));
+        names.extend(extra);
+        let output_name = if model_layers.is_empty() {
+            names
+                .iter()
+                .rev()
+                .find(|n| looks_like_output(n))
+                .or(names.last())
+                .cloned()
+        } else {
+            model_layers.last().map(|l| l.name.clone())
+        };
+        let layers = names
+            .into_iter()
+            .map(|name| {
+                let info = model_layers.iter().find(|l| l.name == name);
+                Layer {
+                    activation: info
+                        .and_then(|l| l.activation.clone())
+                        .map(|a| a.to_ascii_lowercase()),
+                    trainable: info.and_then(|l| l.trainable),
+                    is_output: output_name.as_deref() == Some(name.as_str()),
+                    signals: layer_signals.remove(&name).unwrap_or_default(),
+                    name,
+                }
+            })
+            .collect();
+
+        let train_loss = pick(Role::TrainLoss);
+        let val_loss = pick(Role::ValLoss);
+        let val_acc = pick(Role::ValAcc);
+        let train_acc = pick(Role::TrainAcc);
+        let mut epoch_ends: Vec<u64> = match (pick(Role::Epoch), val_loss.or(val_acc)) {
+            (Some(e), _) => e.series.steps.clone(),
+            (None, Some(v)) => v.series.steps.clone(),
+            (None, None) => match (train_acc, train_loss) {
+                (Some(a), Some(l)) if a.series.len() * 2 < l.series.len() => a.series.steps.clone(),
+                _ => Vec::new(),
+            },
+        };
+        epoch_ends.dedup();
+
+        let task = Self::task(view, train_acc.is_some() || val_acc.is_some());
+        Ctx {
+            view,
+            train_loss,
+            val_loss,
+            train_acc,
+            val_acc,
+            lr: pick(Role::Lr),
+            global_grad: pick(Role::GradNorm),
+            layers,
+            epoch_ends,
+            task,
+        }
+    }
+
+    fn task(view: &RunView, has_acc: bool) -> Task {
+        let loss = view
+            .model
+            .as_ref()
+            .and_then(|m| m.loss.as_deref())
+            .unwrap_or("");
+        let counts: Option<Vec<f64>> = view
+            .dataset("train")
+            .and_then(|d| d.class_counts.as_ref())
+            .map(|cc| {
+                cc.values()
+                    .filter_map(|v| v.as_f64())
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .collect()
+            })
+            .filter(|c: &Vec<f64>| c.len() >= 2);
+        if is_regression_loss(loss) {
+            return Task::Regression;
+        }
+        if !(is_classification_loss(loss) || counts.is_some() || has_acc) {
+            return if loss.is_empty() {
+                Task::Unknown
+            } else {
+                Task::Regression
+            };
+        }
+        let head_out = view
+            .model
+            .as_ref()
+            .and_then(|m| m.layers.last())
+            .and_then(|l| l.outputs)
+            .filter(|&o| o >= 2)
+            .map(|o| o as usize);
+        let prior = counts.as_ref().and_then(|c| {
+            let total: f64 = c.iter().sum();
+            (total > 0.0).then(|| c.iter().map(|x| x / total).collect::<Vec<f64>>())
+        });
+        let classes = counts.as_ref().map(|c| c.len()).or(head_out);
+        Task::Classification { classes, prior }
+    }
+
+    /// The loss of predicting the class prior (or uniform) for every sample:
+    /// what cross-entropy starts at with a sensible initialisation.
+    pub fn chance_loss(&self) -> Option<f64> {
+        let Task::Classification { classes, prior } = &self.task else {
+            return None;
+        };
+        if let Some(loss) = self.view.model.as_ref().and_then(|m| m.loss.as_deref())
+            && !is_classification_loss(loss)
+        {
+            return None;
+        }
+        match (prior, classes) {
+            (Some(p), _) => Some(
+                -p.iter()
+                    .filter(|&&x| x > 0.0)
+                    .map(|x| x * x.ln())
+                    .sum::<f64>(),
+            )
+            .filter(|h| *h > 0.0),
+            (None, Some(k)) => Some((*k as f64).ln()),
+            _ => None,
+        }
+    }
+
+    /// Accuracy of always predicting the majority class (1/K if the prior is
+    /// unknown).
+    pub fn chance_acc(&self) -> Option<f64> {
+        let Task::Classification { classes, prior } = &self.task else {
+            return None;
+        };
+        match (prior, classes) {
+            (Some(p), _) => p.iter().copied().reduce(f64::max),
+            (None, Some(k)) => Some(1.0 / *k as f64),
+            _ => None,
+        }
+    }
+
+    /// The series at epoch granularity: unchanged if it already has about one
+    /// point per epoch, otherwise the median of each epoch's points (step =
+    /// the epoch's last step). Without epoch boundaries a long series is cut
+    /// into 20 equal chunks.
+    pub fn epoch_level(&self, s: &Series) -> Vec<(u64, f64)> {
+        let n = s.len();
+        let ends = &self.epoch_ends;
+        if n == 0 {
+            return Vec::new();
+        }
+        if ends.len() >= 2 && n * 2 <= ends.len() * 3 || ends.len() < 2 && n <= 60 {
+            return s
+                .steps
+                .iter()
+                .copied()
+                .zip(s.values.iter().copied())
+                .take(n)
+                .collect();
+        }
+        let mut out = Vec::new();
+        let mut buf: Vec<f64> = Vec::new();
+        let mut push = |buf: &mut Vec<f64>, step: u64, nonfinite: bool| {
+            if let Some(m) = super::stats::median_in_place(buf) {
+                out.push((step, m));
+            } else if nonfinite {
+                out.push((step, f64::NAN));
+            }
+            buf.clear();
+        };
+        if ends.len() >= 2 {
+            let mut e = 0;
+            let mut saw_nonfinite = false;
+            for i in 0..n {
+                let (step, v) = (s.steps[i], s.values[i]);
+                while e < ends.len() && step > ends[e] {
+                    push(&mut buf, ends[e], saw_nonfinite);
+                    saw_nonfinite = false;
+                    e += 1;
+                }
+                if v.is_finite() {
+                    buf.push(v);
+                } else {
+                    saw_nonfinite = true;
+                }
+            }
+            let last = ends.get(e).copied().unwrap_or(s.steps[n - 1]);
+            push(&mut buf, last, saw_nonfinite);
+        } else {
+            let chunk = n.div_ceil(20);
+            for start in (0..n).step_by(chunk) {
+                let end = (start + chunk).min(n);
+                buf.extend(
+                    s.values[start..end]
+                        .iter()
+                        .copied()
+                        .filter(|v| v.is_finite()),
+                );
+                let nonfinite = buf.len() < end - start;
+                push(&mut buf, s.steps[end - 1], nonfinite);
+            }
+        }
+        out
+    }
+
+    /// Number of evaluations (epochs) seen so far.
+    pub fn epochs_seen(&self) -> usize {
+        let evals = [self.val_loss, self.val_acc, self.train_acc]
+            .iter()
+            .flatten()
+            .map(|n| n.series.len())
+            .max()
+            .unwrap_or(0);
+        evals.max(self.epoch_ends.len())
+    }
+
+    /// The learning rate now: last logged value, else the optimizer's, else
+    /// the config's `lr` / `learning_rate`.
+    pub fn current_lr(&self) -> Option<f64> {
+        if let Some(lr) = self.lr
+            && let Some(v) = lr
+                .series
+                .values
+                .iter()
+                .rev()
+                .find(|v| v.is_finite() && **v > 0.0)
+        {
+            return Some(*v);
+        }
+        if let Some(lr) = self
+            .view
+            .model
+            .as_ref()
+            .and_then(|m| m.optimizer.as_ref())
+            .and_then(|o| o.lr)
+            .filter(|v| v.is_finite() && *v > 0.0)
+        {
+            return Some(lr);
+        }
+        ["lr", "learning_rate"]
+            .iter()
+            .find_map(|k| self.view.config.get(k).and_then(|v| v.as_f64()))
+            .filter(|v| v.is_finite() && *v > 0.0)
+    }
+
+    /// The largest learning rate used so far.
+    pub fn peak_lr(&self) -> Option<f64> {
+        self.lr
+            .and_then(|lr| {
+                lr.series
+                    .values
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .reduce(f64::max)
+            })
+            .or_else(|| self.current_lr())
+    }
+
+    /// "Lower the learning rate ÷10 (5 → 0.5)" with the actual values when known.
+    pub fn lower_lr_fix(&self, why: &str) -> String {
+        match self.peak_lr() {
+            Some(lr) => format!(
+                "Lower the learning rate ÷10: {} → {}{why}.",
+                fmt_num(lr),
+                fmt_num(lr / 10.0)
+            ),
+            None => format!("Lower the learning rate ÷10{why}."),
+        }
+    }
+
+    /// True while the LR is still ramping up (warm-up): the latest LR is the
+    /// highest so far and at least twice the first.
+    pub fn in_warmup(&self) -> bool {
+        let Some(lr) = self.lr else { return false };
+        let v = &lr.series.values;
+        let (Some(first), Some(last)) = (
+            v.iter().find(|x| x.is_finite()),
+            v.iter().rev().find(|x| x.is_finite()),
+        ) else {
+            return false;
+        };
+        let peak = v
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        *last >= peak && *last >= 2.0 * first && *first >= 0.0
+    }
+
+    /// Number of LR restarts: the LR rising ×2 or more after having fallen
+    /// (cyclic / warm-restart schedules oscillate by design).
+    pub fn lr_restarts(&self) -> usize {
+        let Some(lr) = self.lr else { return 0 };
+        let mut low = f64::INFINITY;
+        let mut fell = false;
+        let mut prev = f64::NAN;
+        let mut restarts = 0;
+        for &v in lr
+            .series
+            .values
+            .iter()
+            .filter(|v| v.is_finite() && **v > 0.0)
+        {
+            if prev.is_finite() && v < prev {
+                fell = true;
+            }
+            low = low.min(v);
+            if fell && v >= 2.0 * low {
+                restarts += 1;
+                fell = false;
+                low = v;
+            }
+            prev = v;
+        }
+        restarts
+    }
+
+    /// Median of the first few finite training-loss values: the loss before
+    /// learning.
+    pub fn loss_start(&self) -> Option<f64> {
+        self.train_loss
+            .and_then(|l| head_median(&l.series.values, 5))
+    }
+
+    /// Median of the recent training loss (last 10% of points, at least 5).
+    pub fn loss_recent(&self) -> Option<f64> {
+        let l = self.train_loss?;
+        tail_median(&l.series.values, recent_len(l.series.len(), 5))
+    }
+
+    /// Whether the training loss ever was non-finite.
+    pub fn loss_nonfinite(&self) -> bool {
+        self.train_loss
+            .is_some_and(|l| l.series.values.iter().any(|v| !v.is_finite()))
+            || self
+                .val_loss
+                .is_some_and(|l| l.series.values.iter().any(|v| !v.is_finite()))
+    }
+
+    /// Whether training made the loss worse (or non-finite) overall.
+    pub fn loss_worsened(&self) -> bool {
+        if self.loss_nonfinite() {
+            return true;
+        }
+        matches!((self.loss_start(), self.loss_recent()), (Some(a), Some(b)) if b > a)
+    }
+
+    /// Median of the last `k` epoch-level values of a series.
+    pub fn epoch_tail(&self, s: &Series, k: usize) -> Option<f64> {
+        let e = self.epoch_level(s);
+        let start = e.len().saturating_sub(k);
+        median(&e[start..].iter().map(|p| p.1).collect::<Vec<_>>())
+    }
+
+    /// Number of missing (NaN) input cells reported by the dataset summaries.
+    pub fn missing_cells(&self) -> u64 {
+        self.view.datasets.iter().filter_map(|d| d.missing).sum()
+    }
+
+    /// Largest |feature mean| and feature std of the training inputs, if
+    /// logged: inputs far from zero mean / unit scale are "not normalised".
+    pub fn input_scale(&self) -> Option<(f64, f64)> {
+        let d = self.view.dataset("train")?;
+        let max_abs = |v: &Option<Vec<crate::record::Value>>| {
+            v.as_ref().map(|v| {
+                v.iter()
+                    .map(|x| x.0.abs())
+                    .filter(|x| x.is_finite())
+                    .fold(0.0, f64::max)
+            })
+        };
+        Some((
+            max_abs(&d.feature_mean)?,
+            max_abs(&d.feature_std).unwrap_or(0.0),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{curve, view};
+    use super::*;
+
+    #[test]
+    fn layers_follow_natural_order_with_output_last() {
+        let v = view(&[
+            ("grad_norm/head", curve(3, 1, |_| 1.0)),
+            ("grad_norm/fc10", curve(3, 1, |_| 1.0)),
+            ("grad_norm/fc2", curve(3, 1, |_| 1.0)),
+        ]);
+        let ctx = Ctx::new(&v);
+        let names: Vec<_> = ctx.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["fc2", "fc10", "head"]);
+        assert!(ctx.layers[2].is_output);
+    }
+
+    #[test]
+    fn epoch_level_takes_medians_per_epoch() {
+        let mut v = view(&[(
+            "train/loss",
+            curve(
+                100,
+                1,
+                |i| if i % 10 == 3 { 100.0 } else { (i / 10) as f64 },
+            ),
+        )]);
+        v.scalars.insert(
+            "epoch".into(),
+            Series::from_points((1..=10).map(|e| (e * 10 - 1, e as f64))),
+        );
+        let ctx = Ctx::new(&v);
+        let e = ctx.epoch_level(&v.scalars["train/loss"]);
+        assert_eq!(e.len(), 10);
+        assert_eq!(e[0], (9, 0.0));
+        assert_eq!(e[9], (99, 9.0));
+    }
+
+    #[test]
+    fn most_points_wins_for_losses() {
+        let v = view(&[
+            ("train_loss", curve(1, 100, |_| 0.5)),
+            ("loss", curve(50, 2, |_| 1.0)),
+        ]);
+        assert_eq!(Ctx::new(&v).train_loss.unwrap().key, "loss");
+    }
+
+    #[test]
+    fn warmup_and_restarts() {
+        let v = view(&[("lr", curve(10, 1, |i| 1e-4 * (i + 1) as f64))]);
+        assert!(Ctx::new(&v).in_warmup());
+        let v = view(&[(
+            "lr",
+            curve(30, 1, |i| 1e-3 * (1.0 - (i % 10) as f64 / 10.0)),
+        )]);
+        let ctx = Ctx::new(&v);
+        assert!(!ctx.in_warmup());
+        assert_eq!(ctx.lr_restarts(), 2);
+    }
+}

@@ -1,0 +1,627 @@
+//! How well the model fits: overfitting, underfitting, slow convergence.
+//!
+//! All three need a trend, so they wait for [`MIN_EPOCHS`] evaluations and
+//! leave a note otherwise. Curves are compared at epoch level (medians of the
+//! mini-batch losses per epoch), and levels are medians of the last 3
+//! evaluations, so one lucky or unlucky evaluation does not decide.
+//!
+//! **Overfitting** (research §2, Prechelt's GL on validation *error* and AT's
+//! `test_not_well` gap). Validation loss alone is not enough: in healthy runs
+//! it drifts up from over-confidence while validation accuracy holds (the
+//! research pilot's GL > 5 fired on every healthy run). So, with accuracies:
+//! train − val accuracy gap ≥ 0.07 (train acc > 0.9) or ≥ 0.10 (AT), *and*
+//! validation has got worse since its best epoch (val loss ≥ 10% above its
+//! minimum, or val error ≥ 10% above its minimum). Without accuracies (e.g.
+//! regression): val loss ≥ 20% above its minimum, the minimum at least 3
+//! evaluations ago, while the training loss kept falling. Onset = the best
+//! validation epoch, which is also where early stopping should have stopped.
+//!
+//! **Underfitting** (AT `not_converge`, TDC's chance-level loss): the model
+//! cannot fit its own training data. Training accuracy, normalised between
+//! chance (majority class) and perfect, is < 0.6 *and* the training loss is
+//! still > 50% of the chance-level loss (entropy of the class prior), after
+//! the loss did move (≥ 10% down — otherwise it is slow convergence) and
+//! has plateaued. Regression has no chance level in the logs, so it only gets
+//! the slow-convergence rule. With a raised class imbalance, a model stuck at
+//! the majority class is explained by the imbalance and underfitting is not
+//! judged (the chance baseline is ambiguous there).
+//!
+//! **Slow convergence** (AT: no accuracy gain and accuracy below target; DD
+//! "loss not decreasing"): after ≥ 5 epochs the training loss has fallen by
+//! < 10% from its start and the model is still far from fitting (same
+//! accuracy/loss gates as underfitting when available), or it is poor and
+//! still improving at a crawl. Measured from the start of the run, so a
+//! plateau after an LR decay is not "slow"; skipped during LR warm-up.
+
+use std::collections::BTreeMap;
+
+use super::context::Ctx;
+use super::names::Role;
+use super::stats::{fmt_num, fmt_pct, fmt_step, median, recent_len};
+use super::{Diagnosis, Evidence, Finding, Kind, Severity};
+
+/// Evaluations (epochs) needed before any fit verdict.
+pub const MIN_EPOCHS: usize = 5;
+/// Normalised training accuracy below which the model "cannot fit".
+const POOR_NORM_ACC: f64 = 0.6;
+/// Training loss / chance-level loss above which the model "cannot fit".
+const POOR_LOSS_RATIO: f64 = 0.5;
+/// Relative loss decrease below which the loss "has not moved".
+const MIN_PROGRESS: f64 = 0.1;
+
+pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
+    overfitting(ctx, out);
+    under_and_slow(ctx, out);
+}
+
+fn finite(points: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
+    points.into_iter().filter(|p| p.1.is_finite()).collect()
+}
+
+fn tail3(points: &[(u64, f64)]) -> Option<f64> {
+    let start = points.len().saturating_sub(3);
+    median(&points[start..].iter().map(|p| p.1).collect::<Vec<_>>())
+}
+
+/// Value of `points` at (or just before) `step`.
+fn at_step(points: &[(u64, f64)], step: u64) -> Option<f64> {
+    points
+        .iter()
+        .rev()
+        .find(|p| p.0 <= step)
+        .or(points.first())
+        .map(|p| p.1)
+}
+
+fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
+    let vl = ctx
+        .val_loss
+        .map(|n| finite(ctx.epoch_level(n.series)))
+        .unwrap_or_default();
+    let va = ctx
+        .val_acc
+        .map(|n| finite(ctx.epoch_level(n.series)))
+        .unwrap_or_default();
+    if vl.is_empty() && va.is_empty() {
+        return;
+    }
+    let evals = vl.len().max(va.len());
+    if evals < MIN_EPOCHS {
+        out.note(format!(
+            "not enough data yet for overfitting ({evals} of {MIN_EPOCHS} evaluations)"
+        ));
+        return;
+    }
+    let ta = ctx
+        .train_acc
+        .map(|n| finite(ctx.epoch_level(n.series)))
+        .unwrap_or_default();
+    let tl = ctx
+        .train_loss
+        .map(|n| finite(ctx.epoch_level(n.series)))
+        .unwrap_or_default();
+
+    // The latest epoch with the lowest validation loss (ties: the later one,
+    // as early stopping with patience would keep it).
+    let best_loss = vl
+        .iter()
+        .enumerate()
+        .rev()
+        .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+        .map(|(i, p)| (i, *p));
+    let gl_loss = match (best_loss, tail3(&vl)) {
+        (Some((_, (_, min))), Some(now)) if min > 0.0 => now / min - 1.0,
+        _ => f64::NAN,
+    };
+    let best_acc = va
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.1.total_cmp(&b.1.1))
+        .map(|(i, p)| (i, *p));
+    let gl_err = match (best_acc, tail3(&va)) {
+        (Some((_, (_, max))), Some(now)) if max < 1.0 => (1.0 - now) / (1.0 - max) - 1.0,
+        _ => f64::NAN,
+    };
+    let gap = match (tail3(&ta), tail3(&va)) {
+        (Some(t), Some(v)) => Some((t, t - v)),
+        _ => None,
+    };
+    let (raised, best_step) = if let Some((train_acc, gap)) = gap {
+        let th = if train_acc > 0.9 { 0.07 } else { 0.10 };
+        let worse = gl_loss >= 0.1 || gl_err >= 0.1;
+        let best_step = best_loss.map(|(_, p)| p.0).or(best_acc.map(|(_, p)| p.0));
+        (gap >= th && worse, best_step)
+    } else {
+        let Some((i, (step, _))) = best_loss else {
+            return;
+        };
+        let train_falling = match (at_step(&tl, step), tail3(&tl)) {
+            (Some(then), Some(now)) => now < then,
+            _ => true,
+        };
+        (
+            gl_loss >= 0.2 && i + 3 <= vl.len() && train_falling,
+            Some(step),
+        )
+    };
+    if !raised {
+        return;
+    }
+    let gap_v = gap.map(|g| g.1);
+    let mut metrics = BTreeMap::new();
+    if gl_loss.is_finite() {
+        metrics.insert("val_loss_above_best".into(), gl_loss);
+    }
+    if gl_err.is_finite() {
+        metrics.insert("val_error_above_best".into(), gl_err);
+    }
+    if let Some((t, g)) = gap {
+        metrics.insert("train_acc".into(), t);
+        metrics.insert("train_val_gap".into(), g);
+    }
+    let best_epoch_no = best_step
+        .and_then(|s| ctx.epoch_ends.iter().position(|e| *e >= s))
+        .map(|i| i + 1);
+    if let Some(s) = best_step {
+        metrics.insert("best_val_step".into(), s as f64);
+    }
+    let severe = gl_loss >= 0.5 && gap_v.is_none_or(|g| g >= 0.2);
+    let mut parts = Vec::new();
+    if let Some(g) = gap_v {
+        parts.push(format!("train/val accuracy gap {:.0} points", g * 100.0));
+    }
+    if gl_loss.is_finite() && gl_loss > 0.0 {
+        parts.push(format!(
+            "validation loss {} above its best",
+            fmt_pct(gl_loss)
+        ));
+    }
+    let n_train = ctx.view.dataset("train").and_then(|d| d.n);
+    let params = ctx.view.model.as_ref().and_then(|m| m.total_params);
+    let wd = ctx
+        .view
+        .model
+        .as_ref()
+        .and_then(|m| m.optimizer.as_ref())
+        .and_then(|o| o.weight_decay)
+        .unwrap_or(0.0);
+    let dropout = ctx
+        .view
+        .config
+        .get("dropout")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    let cause = match (n_train, params) {
+        (Some(n), Some(p)) if p as f64 > 10.0 * n as f64 => format!(
+            "The model has {p} parameters for {n} training samples ({:.0} per sample): it can memorise the training set, so training error keeps falling while validation error does not.",
+            p as f64 / n as f64
+        ),
+        _ => "The model fits noise specific to the training set: training error keeps falling while validation error stalls or rises.".into(),
+    };
+    let mut fixes = Vec::new();
+    match (best_step, best_epoch_no) {
+        (Some(s), Some(e)) => fixes.push(format!("Stop at step {} (epoch {e}), where validation was best: use early stopping (patience ≈ 3 evaluations) and restore that checkpoint.", fmt_step(s))),
+        (Some(s), None) => fixes.push(format!("Stop at step {}, where validation was best: use early stopping and restore that checkpoint.", fmt_step(s))),
+        _ => fixes.push("Use early stopping on the validation metric and restore the best checkpoint.".into()),
+    }
+    fixes.push(match n_train {
+        Some(n) => format!("Get more training data (now {n} samples) or use data augmentation."),
+        None => "Get more training data or use data augmentation.".into(),
+    });
+    fixes.push(if wd > 0.0 || dropout > 0.0 {
+        format!(
+            "Regularise more: dropout {} → 0.3–0.5, weight decay {} → ×10 (L2), or L1.",
+            fmt_num(dropout),
+            fmt_num(wd)
+        )
+    } else {
+        "Add regularisation: dropout 0.2–0.5, weight decay (L2) 1e-4…1e-3, or L1.".into()
+    });
+    fixes.push(match params {
+        Some(p) => format!("Use a smaller model (now {p} parameters)."),
+        None => "Use a smaller model.".into(),
+    });
+    out.push(Finding {
+        kind: Kind::Overfitting,
+        severity: if severe {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        onset_step: best_step,
+        title: format!(
+            "Overfitting{}: {}",
+            best_step
+                .map(|s| format!(" since step {}", fmt_step(s)))
+                .unwrap_or_default(),
+            parts.join(", ")
+        ),
+        evidence: Evidence {
+            series: [ctx.val_loss, ctx.val_acc, ctx.train_acc]
+                .iter()
+                .flatten()
+                .map(|n| n.key.to_string())
+                .collect(),
+            layer: None,
+            metrics,
+            summary: format!(
+                "Validation {} was best at step {}; since then {}.",
+                if best_loss.is_some() {
+                    "loss"
+                } else {
+                    "accuracy"
+                },
+                best_step.map(fmt_step).unwrap_or_else(|| "?".into()),
+                parts.join(" and ")
+            ),
+        },
+        cause,
+        fixes,
+    });
+}
+
+fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
+    let Some(train) = ctx.train_loss else { return };
+    // A diverging run is not "slow": its loss went the wrong way.
+    if ctx.loss_nonfinite()
+        || out
+            .get(Kind::Divergence)
+            .is_some_and(|f| f.severity.is_raised())
+    {
+        return;
+    }
+    let epochs = ctx.epochs_seen();
+    let enough = epochs >= MIN_EPOCHS || (epochs == 0 && train.series.len() >= 200);
+    if !enough {
+        out.note(format!("not enough data yet for underfitting or slow convergence ({epochs} of {MIN_EPOCHS} epochs)"));
+        return;
+    }
+    if ctx.in_warmup() {
+        out.note("underfitting and slow convergence not judged during LR warm-up");
+        return;
+    }
+    let (Some(start), Some(recent)) = (ctx.loss_start(), ctx.loss_recent()) else {
+        return;
+    };
+    if start <= 0.0 {
+        return;
+    }
+    let progress = 1.0 - recent / start;
+    let chance_acc = ctx.chance_acc();
+    let ta = ctx
+        .train_acc
+        .map(|n| finite(ctx.epoch_level(n.series)))
+        .unwrap_or_default();
+    let norm = |acc: f64| match chance_acc {
+        Some(c) if c < 1.0 => (acc - c) / (1.0 - c),
+        _ => acc,
+    };
+    let norm_acc = tail3(&ta).map(norm);
+    let loss_ratio = ctx.chance_loss().filter(|c| *c > 0.0).map(|c| recent / c);
+    let poor = match (norm_acc, loss_ratio) {
+        (Some(a), Some(r)) => Some(a < POOR_NORM_ACC && r > POOR_LOSS_RATIO),
+        (Some(a), None) => Some(a < POOR_NORM_ACC),
+        (None, Some(r)) => Some(r > POOR_LOSS_RATIO + 0.1),
+        (None, None) => None,
+    };
+    // Still improving: normalised accuracy gained ≥ 0.1 over the last third of
+    // the epochs (or the loss fell ≥ 10% over the last third of the steps).
+    let late_gain = if ta.len() >= 3 {
+        let i = ta.len() - ta.len().div_ceil(3);
+        Some(norm(ta[ta.len() - 1].1) - norm(ta[i.saturating_sub(1)].1))
+    } else {
+        None
+    };
+    let still_improving = late_gain.map(|g| g >= 0.1).unwrap_or_else(|| {
+        let v = &train.series.values;
+        let w = recent_len(v.len(), 5);
+        let end = (2 * v.len() / 3).max(w);
+        median(&v[end - w..end]).is_some_and(|then| recent < 0.9 * then)
+    });
+    let update = median_update_ratio(ctx);
+    let mut metrics = BTreeMap::new();
+    metrics.insert("loss_start".into(), start);
+    metrics.insert("loss_recent".into(), recent);
+    metrics.insert("loss_progress".into(), progress);
+    if let Some(a) = norm_acc {
+        metrics.insert("train_acc_normalised".into(), a);
+    }
+    if let Some(a) = tail3(&ta) {
+        metrics.insert("train_acc".into(), a);
+    }
+    if let Some(r) = loss_ratio {
+        metrics.insert("loss_over_chance".into(), r);
+    }
+    if let Some(u) = update {
+        metrics.insert("median_update_ratio".into(), u);
+    }
+    let series: Vec<String> = [ctx.train_loss, ctx.train_acc]
+        .iter()
+        .flatten()
+        .map(|n| n.key.to_string())
+        .collect();
+    let acc_text = match (tail3(&ta), chance_acc) {
+        (Some(a), Some(c)) => format!("training accuracy {} (chance {})", fmt_pct(a), fmt_pct(c)),
+        (Some(a), None) => format!("training accuracy {}", fmt_pct(a)),
+        _ => match ctx.chance_loss() {
+            Some(c) => format!("loss {} vs chance level {}", fmt_num(recent), fmt_num(c)),
+            None => format!("loss {}", fmt_num(recent)),
+        },
+    };
+    let lr = ctx.current_lr();
+    let flat = progress < MIN_PROGRESS && progress > -0.5;
+    let slow =
+        flat && poor != Some(false) || poor == Some(true) && still_improving && progress > 0.0;
+    if slow {
+        let lr_low = update.is_some_and(|u| u < 1e-4);
+        let cause = if lr_low {
+            format!(
+                "Weight updates are tiny (median ‖Δw‖/‖w‖ = {}, healthy ≈ 1e-3): the learning rate{} is too low for this optimizer.",
+                fmt_num(update.unwrap_or(f64::NAN)),
+                lr.map(|l| format!(" ({})", fmt_num(l))).unwrap_or_default()
+            )
+        } else {
+            "The optimisation makes little progress: too low a learning rate, a poor initialisation, or gradients that do not reach the weights (see other findings).".into()
+        };
+        out.push(Finding {
+            kind: Kind::SlowConvergence,
+            severity: Severity::Warning,
+            onset_step: train.series.steps.first().copied(),
+            title: format!("Training is barely progressing after {epochs} epochs: loss {} → {}, {acc_text}", fmt_num(start), fmt_num(recent)),
+            evidence: Evidence {
+                series: series.clone(),
+                layer: None,
+                metrics: metrics.clone(),
+                summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
+            },
+            cause,
+            fixes: vec![
+                match lr {
+                    Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
+                    None => "Increase the learning rate ×10 (or run an LR range test).".into(),
+                },
+                "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
+                "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+            ],
+        });
+    }
+    let imbalanced = out
+        .get(Kind::ClassImbalance)
+        .is_some_and(|f| f.severity.is_raised());
+    if imbalanced && poor == Some(true) {
+        out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
+    }
+    if poor == Some(true) && progress >= MIN_PROGRESS && !still_improving && !imbalanced {
+        let model = ctx.view.model.as_ref();
+        let narrowest = model.and_then(|m| {
+            let n = m.layers.len();
+            m.layers
+                .iter()
+                .take(n.saturating_sub(1))
+                .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
+                .min()
+        });
+        let wd = model
+            .and_then(|m| m.optimizer.as_ref())
+            .and_then(|o| o.weight_decay)
+            .unwrap_or(0.0);
+        let dropout = ctx
+            .view
+            .config
+            .get("dropout")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let mut causes = Vec::new();
+        let mut fixes = Vec::new();
+        if let Some((w, name)) = &narrowest
+            && *w <= 8
+        {
+            causes.push(format!(
+                "the model is too small (layer {name} has only {w} units)"
+            ));
+            fixes.push(format!(
+                "Increase capacity: widen {name} ({w} → 64+ units) or add layers."
+            ));
+        }
+        if wd >= 0.01 {
+            causes.push(format!("weight decay {} is strong", fmt_num(wd)));
+            fixes.push(format!(
+                "Reduce weight decay: {} → {}.",
+                fmt_num(wd),
+                fmt_num(wd / 100.0)
+            ));
+        }
+        if dropout >= 0.5 {
+            causes.push(format!(
+                "dropout {} removes most of the signal",
+                fmt_num(dropout)
+            ));
+            fixes.push(format!("Reduce dropout: {} → 0.1–0.2.", fmt_num(dropout)));
+        }
+        if causes.is_empty() {
+            causes.push("the model lacks capacity or is over-regularised for this task".into());
+            fixes.push("Increase capacity (wider/more layers) and train longer.".into());
+            fixes.push("Reduce regularisation (weight decay, dropout).".into());
+        }
+        fixes.push("Check the model can overfit a single batch of 16 samples; if not, look for a bug in the model or labels.".into());
+        if let Some(l) = lr {
+            fixes.push(format!(
+                "Try a higher learning rate ({} → {}).",
+                fmt_num(l),
+                fmt_num(l * 3.0)
+            ));
+        }
+        out.push(Finding {
+            kind: Kind::Underfitting,
+            severity: Severity::Warning,
+            onset_step: ctx.epoch_ends.get(MIN_EPOCHS - 1).copied().or(train
+                .series
+                .steps
+                .first()
+                .copied()),
+            title: format!(
+                "Model underfits: {acc_text} after {epochs} epochs, and it has plateaued"
+            ),
+            evidence: Evidence {
+                series,
+                layer: narrowest.map(|n| n.1),
+                metrics,
+                summary: format!(
+                    "The loss fell from {} to {} and stopped improving; {acc_text}.",
+                    fmt_num(start),
+                    fmt_num(recent)
+                ),
+            },
+            cause: format!(
+                "The model cannot fit its own training data: {}.",
+                causes.join("; ")
+            ),
+            fixes,
+        });
+    }
+}
+
+/// Median over layers of each layer's median update ratio.
+fn median_update_ratio(ctx: &Ctx) -> Option<f64> {
+    let per_layer: Vec<f64> = ctx
+        .layers
+        .iter()
+        .filter_map(|l| l.get(Role::UpdateRatio))
+        .filter_map(|u| median(&u.series.values))
+        .collect();
+    median(&per_layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::{Kind, RunView, Series, diagnose};
+
+    fn epochs(v: &mut RunView, key: &str, n: usize, spe: usize, f: impl Fn(usize) -> f64) {
+        v.scalars.insert(
+            key.into(),
+            Series::from_points((1..=n).map(|e| ((e * spe) as u64, f(e)))),
+        );
+    }
+
+    fn run(
+        n: usize,
+        train_acc: impl Fn(usize) -> f64,
+        val_acc: impl Fn(usize) -> f64,
+        val_loss: impl Fn(usize) -> f64,
+        loss: impl Fn(f64) -> f64,
+    ) -> RunView {
+        let spe = 20;
+        let mut v = view(&[(
+            "train/loss",
+            curve(n * spe, 1, |i| {
+                loss(i as f64 / (n * spe) as f64) * (1.0 + 0.2 * noise(i))
+            }),
+        )]);
+        epochs(&mut v, "epoch", n, spe, |e| e as f64);
+        epochs(&mut v, "train/acc", n, spe, train_acc);
+        epochs(&mut v, "val/acc", n, spe, val_acc);
+        epochs(&mut v, "val/loss", n, spe, val_loss);
+        v
+    }
+
+    #[test]
+    fn classic_overfitting() {
+        let v = run(
+            40,
+            |e| (0.5 + e as f64 * 0.05).min(1.0),
+            |e| (0.4 + e as f64 * 0.02).min(0.55),
+            |e| 1.2 + ((e as f64 - 5.0).max(0.0)) * 0.05,
+            |t| 1.4 * (-t * 8.0).exp(),
+        );
+        let d = diagnose(&v);
+        let f = d.get(Kind::Overfitting).expect("overfitting");
+        assert_eq!(f.onset_step, Some(100));
+        assert!(f.fixes[0].contains("step 100"), "{}", f.fixes[0]);
+        assert!(d.get(Kind::Underfitting).is_none());
+    }
+
+    #[test]
+    fn overconfident_val_loss_alone_is_not_overfitting() {
+        // Val loss drifts up 15% but accuracies stay close.
+        let v = run(
+            30,
+            |e| 0.9 + 0.003 * e as f64,
+            |e| 0.88 + 0.002 * e as f64,
+            |e| 0.1 + 0.0005 * e as f64,
+            |t| 1.0 * (-t * 6.0).exp(),
+        );
+        assert!(diagnose(&v).get(Kind::Overfitting).is_none());
+    }
+
+    #[test]
+    fn regression_overfitting_needs_rising_val_loss() {
+        let mk = |rise: f64| {
+            let mut v = view(&[(
+                "train/loss",
+                curve(400, 1, |i| 1.0 * (-(i as f64) / 100.0).exp() + 0.05),
+            )]);
+            epochs(&mut v, "val/loss", 20, 20, |e| {
+                0.5 + if e > 5 {
+                    rise * (e - 5) as f64
+                } else {
+                    -0.01 * e as f64
+                }
+            });
+            v
+        };
+        assert!(diagnose(&mk(0.05)).get(Kind::Overfitting).is_some());
+        assert!(diagnose(&mk(0.001)).get(Kind::Overfitting).is_none());
+    }
+
+    #[test]
+    fn too_few_epochs_gives_a_note() {
+        let v = run(3, |_| 1.0, |_| 0.3, |e| e as f64, |_| 1.0);
+        let d = diagnose(&v);
+        assert!(d.get(Kind::Overfitting).is_none());
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("not enough data yet for overfitting")),
+            "{:?}",
+            d.notes
+        );
+    }
+
+    #[test]
+    fn flat_loss_near_chance_is_slow_convergence() {
+        let v = run(20, |_| 0.1, |_| 0.1, |_| 2.3, |_| 2.3);
+        let d = diagnose(&v);
+        assert!(d.get(Kind::SlowConvergence).is_some(), "{:#?}", d);
+    }
+
+    #[test]
+    fn plateau_at_poor_accuracy_is_underfitting() {
+        let mut v = run(
+            25,
+            |e| (0.2 + 0.05 * e as f64).min(0.45),
+            |e| (0.2 + 0.05 * e as f64).min(0.43),
+            |_| 1.2,
+            |t| 1.1 + 0.3 * (-t * 10.0).exp(),
+        );
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                (0..4)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        let d = diagnose(&v);
+        assert!(d.get(Kind::Underfitting).is_some(), "{:#?}", d);
+    }
+
+    #[test]
+    fn healthy_runs_fit_well() {
+        let d = diagnose(&healthy(30, 40));
+        for k in [Kind::Overfitting, Kind::Underfitting, Kind::SlowConvergence] {
+            assert!(d.get(k).is_none(), "{k}: {:#?}", d);
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Exploding and vanishing gradients, from per-layer gradient norms
+//! (`grad_norm/<layer>`, or a global `grad_norm`). Without gradient norms
+//! these detectors stay silent.
+//!
+//! **Exploding** (research §1 "Exploding gradients"; AT treats a NaN gradient
+//! as exploding, TDC a sustained ×2-per-check growth):
+//! 1. A layer's gradient norm turns NaN/Inf *after having been finite* →
+//!    `error`. Gradients that are non-finite from the very first check are not
+//!    counted: then the inputs, not the gradients, are broken (NaN data).
+//! 2. A layer's gradient norm (median of 3 consecutive checks, so one noisy
+//!    batch cannot do it) grows ≥ 100× above its level at the start, *while
+//!    the loss gets worse* and the layer is actually being updated → `error`.
+//!    AT's ratio test (‖G₁‖/‖Gₙ‖ ≥ 70) is not used: it misses uniform
+//!    blow-ups and fires on unscaled inputs (research pilot). The loss gate
+//!    keeps legitimately growing gradients of a learning model (e.g. a frozen
+//!    trunk in front of a head that is still learning) out.
+//!
+//! **Vanishing** (AT: ‖G₁‖/‖Gₙ‖ < 1e-3): the median gradient norm of the
+//! input-side layer is < 1/1000 of the output layer's over the recent half of
+//! the checks → `warning` (`error` if the loss has not improved by 10%).
+//! Three orders of magnitude means the first layer learns ~1000× slower than
+//! the last one. Layers whose gradient is exactly 0 are dead or frozen, not
+//! vanishing, and are left to [`units`](super::units).
+
+use std::collections::BTreeMap;
+
+use super::context::{Ctx, Layer, Named};
+use super::names::Role;
+use super::stats::{fmt_num, fmt_step, head_median, median};
+use super::{Diagnosis, Evidence, Finding, Kind, Severity};
+
+/// Growth of a gradient norm over its starting level that counts as exploding.
+const EXPLODE_GROWTH: f64 = 100.0;
+/// Input-side / output-side gradient ratio below which gradients vanish (AT β1).
+const VANISH_RATIO: f64 = 1e-3;
+
+pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
+    exploding(ctx, out);
+    vanishing(ctx, out);
+}
+
+struct Explosion<'a> {
+    layer: Option<String>,
+    key: &'a str,
+    onset: u64,
+    before: f64,
+    peak: f64,
+    nonfinite: bool,
+}
+
+fn explosion<'a>(
+    layer: Option<&Layer<'a>>,
+    g: Named<'a>,
+    loss_worse: bool,
+) -> Option<Explosion<'a>> {
+    let (steps, values) = (&g.series.steps, &g.series.values);
+    let n = g.series.len();
+    let first_finite = values.iter().position(|v| v.is_finite())?;
+    let start = head_median(values, 3)?;
+    // Rule 1: non-finite after finite.
+    if let Some(i) = values[first_finite..]
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| i + first_finite)
+    {
+        let peak = values[..i]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max);
+        return Some(Explosion {
+            layer: layer.map(|l| l.name.clone()),
+            key: g.key,
+            onset: steps[i],
+            before: start,
+            peak,
+            nonfinite: true,
+        });
+    }
+    // Rule 2: sustained growth while the loss gets worse, in an updated layer.
+    if !loss_worse || start <= 0.0 || n < 3 {
+        return None;
+    }
+    let updated = layer
+        .and_then(|l| l.get(Role::UpdateRatio))
+        .is_none_or(|u| u.series.values.iter().any(|v| *v > 0.0));
+    if !updated {
+        return None;
+    }
+    let mut peak = 0.0f64;
+    let mut onset = None;
+    for i in 1..n - 1 {
+        let mut w = [values[i - 1], values[i], values[i + 1]];
+        w.sort_by(f64::total_cmp);
+        let m = w[1];
+        if m >= EXPLODE_GROWTH * start {
+            onset.get_or_insert(steps[i]);
+        }
+        peak = peak.max(m);
+    }
+    onset.map(|onset| Explosion {
+        layer: layer.map(|l| l.name.clone()),
+        key: g.key,
+        onset,
+        before: start,
+        peak,
+        nonfinite: false,
+    })
+}
+
+fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
+    let loss_worse = ctx.loss_worsened();
+    let mut found: Vec<Explosion> = ctx
+        .layers
+        .iter()
+        .filter_map(|l| {
+            l.get(Role::GradNorm)
+                .and_then(|g| explosion(Some(l), g, loss_worse))
+        })
+        .collect();
+    if let Some(g) = ctx.global_grad
+        && let Some(e) = explosion(None, g, loss_worse)
+    {
+        found.push(e);
+    }
+    let Some(first) = found.iter().min_by_key(|e| e.onset) else {
+        return;
+    };
+    let layers: Vec<&str> = found.iter().filter_map(|e| e.layer.as_deref()).collect();
+    let where_ = match &first.layer {
+        Some(l) => format!("layer {l}"),
+        None => "the model".to_string(),
+    };
+    let (title, summary) = if first.nonfinite {
+        (
+            format!(
+                "Gradients of {where_} became non-finite at step {}",
+                fmt_step(first.onset)
+            ),
+            format!(
+                "The gradient norm of {where_} went from {} at the start{} to NaN/Inf; {} layer(s) affected{}.",
+                fmt_num(first.before),
+                if first.peak > first.before {
+                    format!(" to {}", fmt_num(first.peak))
+                } else {
+                    String::new()
+                },
+                found.len(),
+                if layers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", layers.join(", "))
+                }
+            ),
+        )
+    } else {
+        (
+            format!(
+                "Gradient norm of {where_} grew ×{:.0} by step {}",
+                first.peak / first.before,
+                fmt_step(first.onset)
+            ),
+            format!(
+                "The gradient norm of {where_} rose from {} to {} while the loss got worse.",
+                fmt_num(first.before),
+                fmt_num(first.peak)
+            ),
+        )
+    };
+    let mut metrics = BTreeMap::new();
+    metrics.insert("grad_norm_start".into(), first.before);
+    metrics.insert("grad_norm_peak".into(), first.peak);
+    metrics.insert("layers_affected".into(), found.len() as f64);
+    let deep = ctx
+        .layers
+        .iter()
+        .filter(|l| l.get(Role::GradNorm).is_some())
+        .count();
+    let cause = if deep >= 6 {
+        format!(
+            "Gradients are multiplied layer by layer through {deep} layers; with too large initial weights or learning rate they grow geometrically until they overflow."
+        )
+    } else {
+        "Too large a learning rate or initial weights: each update overshoots, weights and gradients grow until they overflow.".into()
+    };
+    out.push(Finding {
+        kind: Kind::ExplodingGradients,
+        severity: Severity::Error,
+        onset_step: Some(first.onset),
+        title,
+        evidence: Evidence { series: found.iter().map(|e| e.key.to_string()).collect(), layer: first.layer.clone(), metrics, summary },
+        cause,
+        fixes: vec![
+            "Add gradient clipping: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) (Keras: clipnorm=1.0).".into(),
+            ctx.lower_lr_fix(""),
+            "Use He (ReLU) or Glorot (tanh/sigmoid) initialisation at the default scale.".into(),
+            "Add BatchNorm/LayerNorm between layers, or residual connections in deep stacks.".into(),
+        ],
+    });
+}
+
+fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
+    let with_grads: Vec<(&Layer, Named)> = ctx
+        .layers
+        .iter()
+        .filter_map(|l| l.get(Role::GradNorm).map(|g| (l, g)))
+        .collect();
+    if with_grads.len() < 2 {
+        return;
+    }
+    let recent = |g: Named| {
+        let v = &g.series.values;
+        let half = v.len() / 2;
+        (v.len() - half >= 3).then(|| median(&v[half..])).flatten()
+    };
+    let (first_layer, first_g) = with_grads[0];
+    let Some((last_layer, last_g)) = with_grads
+        .iter()
+        .rev()
+        .find(|(l, _)| l.is_output)
+        .or(with_grads.last())
+        .copied()
+    else {
+        return;
+    };
+    if std::ptr::eq(first_layer, last_layer) {
+        return;
+    }
+    let (Some(g1), Some(gn)) = (recent(first_g), recent(last_g)) else {
+        return;
+    };
+    if !(g1 > 0.0 && gn > 0.0) {
+        return;
+    }
+    let ratio = g1 / gn;
+    if ratio >= VANISH_RATIO {
+        return;
+    }
+    // The first layer (from the output backwards) where the ratio drops
+    // below the threshold: where the signal is lost.
+    let lost_at = with_grads
+        .iter()
+        .rev()
+        .find(|(_, g)| recent(*g).is_some_and(|x| x / gn < VANISH_RATIO))
+        .map(|(l, _)| l.name.clone());
+    let progress = match (ctx.loss_start(), ctx.loss_recent()) {
+        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        _ => f64::NAN,
+    };
+    // NaN progress (no loss logged) counts as stalled.
+    let stalled = progress.is_nan() || progress < 0.1;
+    let half_step = first_g.series.steps.get(first_g.series.len() / 2).copied();
+    let acts: Vec<&str> = ctx
+        .layers
+        .iter()
+        .filter_map(|l| l.activation.as_deref())
+        .filter(|a| matches!(*a, "sigmoid" | "tanh"))
+        .collect();
+    let cause = if !acts.is_empty() {
+        format!(
+            "Back-propagation through {} saturating {} layers multiplies the gradient by derivatives ≤ {} at each layer, so it shrinks geometrically towards the input.",
+            acts.len(),
+            acts[0],
+            if acts[0] == "sigmoid" { "0.25" } else { "1" }
+        )
+    } else {
+        "The gradient shrinks at each layer on its way back to the input (small weights, saturating activations or a very deep plain stack).".into()
+    };
+    let mut metrics = BTreeMap::new();
+    metrics.insert("grad_norm_first".into(), g1);
+    metrics.insert("grad_norm_output".into(), gn);
+    metrics.insert("ratio".into(), ratio);
+    if progress.is_finite() {
+        metrics.insert("loss_progress".into(), progress);
+    }
+    out.push(Finding {
+        kind: Kind::VanishingGradients,
+        severity: if stalled { Severity::Error } else { Severity::Warning },
+        onset_step: half_step.or(first_g.series.steps.first().copied()),
+        title: format!("Gradients vanish towards the input: {} gets {}× less gradient than {}", first_layer.name, fmt_ratio(ratio), last_layer.name),
+        evidence: Evidence {
+            series: vec![first_g.key.to_string(), last_g.key.to_string()],
+            layer: Some(first_layer.name.clone()),
+            metrics,
+            summary: format!(
+                "Median gradient norm over the recent half: {} = {}, {} = {} (ratio {}){}.",
+                first_layer.name,
+                fmt_num(g1),
+                last_layer.name,
+                fmt_num(gn),
+                fmt_num(ratio),
+                lost_at.map(|l| format!("; below 1/1000 of the output from {l} down")).unwrap_or_default()
+            ),
+        },
+        cause,
+        fixes: vec![
+            "Use ReLU-family activations (ReLU, LeakyReLU, GELU, SELU) in hidden layers instead of sigmoid/tanh.".into(),
+            "Add BatchNorm/LayerNorm, or residual connections; or use fewer layers.".into(),
+            "Use He initialisation for ReLU layers (Glorot for tanh).".into(),
+        ],
+    });
+}
+
+fn fmt_ratio(r: f64) -> String {
+    let inv = 1.0 / r;
+    if inv >= 1e5 {
+        format!("{:.0e}", inv)
+    } else {
+        format!("{inv:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::{Kind, diagnose};
+
+    #[test]
+    fn nan_gradient_after_finite_is_exploding() {
+        let v = view(&[
+            (
+                "train/loss",
+                curve(100, 1, |i| {
+                    if i < 12 {
+                        2.3 * 3f64.powi(i as i32)
+                    } else {
+                        f64::NAN
+                    }
+                }),
+            ),
+            (
+                "grad_norm/fc1",
+                curve(20, 5, |i| {
+                    if i < 3 {
+                        0.3 * 1e4f64.powi(i as i32)
+                    } else {
+                        f64::NAN
+                    }
+                }),
+            ),
+            (
+                "grad_norm/head",
+                curve(20, 5, |i| if i < 3 { 0.3 } else { f64::NAN }),
+            ),
+        ]);
+        let d = diagnose(&v);
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert_eq!(f.onset_step, Some(15));
+        assert!(d.get(Kind::Divergence).is_some());
+    }
+
+    #[test]
+    fn nan_gradients_from_the_start_are_not_exploding() {
+        let v = view(&[
+            ("train/loss", curve(20, 1, |_| f64::NAN)),
+            ("grad_norm/fc1", curve(4, 5, |_| f64::NAN)),
+        ]);
+        assert!(diagnose(&v).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn growing_gradients_with_improving_loss_are_fine() {
+        // A frozen trunk's gradient grows ×600 while the head learns.
+        let v = view(&[
+            ("train/loss", curve(400, 1, |i| 2.3 - i as f64 / 800.0)),
+            (
+                "grad_norm/fc1",
+                curve(80, 5, |i| 0.25 * (1.0 + i as f64 * 7.0)),
+            ),
+            ("grad_norm/head", curve(80, 5, |_| 0.25)),
+        ]);
+        assert!(diagnose(&v).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn growing_gradients_with_worsening_loss_explode() {
+        let v = view(&[
+            ("train/loss", curve(400, 1, |i| 2.3 + i as f64 / 10.0)),
+            (
+                "grad_norm/fc1",
+                curve(80, 5, |i| 0.25 * 1.2f64.powi(i as i32)),
+            ),
+        ]);
+        assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
+    fn vanishing_ratio() {
+        let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
+        let names = [
+            "grad_norm/fc1",
+            "grad_norm/fc2",
+            "grad_norm/fc3",
+            "grad_norm/head",
+        ];
+        for (d, name) in names.iter().enumerate() {
+            series.push((
+                name,
+                curve(60, 5, move |i| {
+                    0.4 * 10f64.powi(-3 * (3 - d as i32)) * (1.0 + 0.2 * noise(i))
+                }),
+            ));
+        }
+        let d = diagnose(&view(&series));
+        let f = d.get(Kind::VanishingGradients).expect("vanishing");
+        assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
+        assert!(f.severity >= super::super::Severity::Error);
+    }
+
+    #[test]
+    fn shrinking_gradients_near_convergence_are_not_vanishing() {
+        let mut v = healthy(10, 50);
+        for name in ["grad_norm/fc1", "grad_norm/fc2", "grad_norm/head"] {
+            v.scalars.insert(
+                name.into(),
+                super::super::Series::from_points(curve(100, 5, |i| {
+                    0.5 * (-(i as f64) / 20.0).exp()
+                })),
+            );
+        }
+        let d = diagnose(&v);
+        assert!(d.get(Kind::VanishingGradients).is_none());
+        assert!(d.get(Kind::ExplodingGradients).is_none());
+        // Zero gradients everywhere (dead network) are not "vanishing".
+        let z = view(&[
+            ("grad_norm/fc1", curve(20, 5, |_| 0.0)),
+            ("grad_norm/head", curve(20, 5, |_| 0.0)),
+        ]);
+        assert!(diagnose(&z).get(Kind::VanishingGradients).is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! Metric names → roles.
+//!
+//! Training scripts log the same quantity under different names depending on
+//! the tool: trainlens' own `train/loss`, Keras' `loss`/`val_loss`, Hugging
+//! Face Trainer's `loss`/`eval_loss`, PyTorch Lightning's `train_loss_step`,
+//! MLflow autolog's `training_loss`, and so on. Storage never rewrites names
+//! (DESIGN.md); the detectors ask this module what a key *means*.
+//!
+//! Matching is done on a normalised key: lower case, with `/`, `.`, `-` and
+//! spaces turned into `_`. So `val/loss`, `val_loss` and `val-loss` are the
+//! same thing, and Lightning's `lr-SGD` becomes `lr_sgd`.
+//!
+//! Per-layer signals use the trainlens convention `<signal>/<layer>` (see
+//! FORMAT.md); the layer part is kept verbatim.
+
+/// What a metric measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Training loss (mini-batch or epoch mean).
+    TrainLoss,
+    /// Validation / evaluation loss.
+    ValLoss,
+    /// Training accuracy.
+    TrainAcc,
+    /// Validation / evaluation accuracy.
+    ValAcc,
+    /// Learning rate.
+    Lr,
+    /// Epoch counter.
+    Epoch,
+    /// L2 norm of a layer's weight gradient (no layer: the global norm).
+    GradNorm,
+    /// L2 norm of a layer's weights.
+    WeightNorm,
+    /// ‖Δw‖ / ‖w‖ of one optimizer step.
+    UpdateRatio,
+    /// Mean activation of a layer.
+    ActMean,
+    /// Standard deviation of a layer's activations.
+    ActStd,
+    /// Share of ReLU units that never fire on the batch.
+    DeadFrac,
+    /// Share of saturated sigmoid/tanh outputs.
+    SatFrac,
+}
+
+/// The meaning of one metric key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub role: Role,
+    /// The layer for per-layer signals (`grad_norm/fc1` → `fc1`).
+    pub layer: Option<String>,
+    /// Preference among keys with the same role: lower is better. Used when a
+    /// run logs several variants (Lightning's `train_loss_step` and
+    /// `train_loss_epoch`, HF's per-step `loss` and the final `train_loss`).
+    pub rank: u8,
+}
+
+/// Per-layer prefixes (trainlens convention) and Lightning's grad-norm tracker.
+const LAYER_PREFIXES: &[(&str, Role)] = &[
+    ("grad_norm/", Role::GradNorm),
+    ("grad_2.0_norm/", Role::GradNorm),
+    ("weight_norm/", Role::WeightNorm),
+    ("update_ratio/", Role::UpdateRatio),
+    ("act_mean/", Role::ActMean),
+    ("act_std/", Role::ActStd),
+    ("dead_frac/", Role::DeadFrac),
+    ("sat_frac/", Role::SatFrac),
+];
+
+/// Whole-run keys after normalisation, with their rank.
+const RUN_KEYS: &[(&str, Role, u8)] = &[
+    // training loss
+    ("train_loss", Role::TrainLoss, 0), // trainlens `train/loss`, Lightning
+    ("loss", Role::TrainLoss, 1),       // Keras, HF Trainer
+    ("train_loss_step", Role::TrainLoss, 1),
+    ("training_loss", Role::TrainLoss, 2), // MLflow autolog
+    ("train_batch_loss", Role::TrainLoss, 2),
+    ("batch_loss", Role::TrainLoss, 3),
+    ("loss_step", Role::TrainLoss, 3),
+    ("train_loss_epoch", Role::TrainLoss, 4),
+    ("epoch_loss", Role::TrainLoss, 4),
+    ("loss_epoch", Role::TrainLoss, 4),
+    // validation loss
+    ("val_loss", Role::ValLoss, 0),
+    ("eval_loss", Role::ValLoss, 1),
+    ("validation_loss", Role::ValLoss, 1),
+    ("valid_loss", Role::ValLoss, 1),
+    ("val_loss_epoch", Role::ValLoss, 2),
+    ("eval_loss_epoch", Role::ValLoss, 2),
+    // training accuracy
+    ("train_acc", Role::TrainAcc, 0),
+    ("accuracy", Role::TrainAcc, 1),
+    ("acc", Role::TrainAcc, 1),
+    ("train_accuracy", Role::TrainAcc, 1),
+    ("training_accuracy", Role::TrainAcc, 2),
+    ("train_acc_epoch", Role::TrainAcc, 2),
+    ("categorical_accuracy", Role::TrainAcc, 3),
+    ("sparse_categorical_accuracy", Role::TrainAcc, 3),
+    ("binary_accuracy", Role::TrainAcc, 3),
+    ("train_acc_step", Role::TrainAcc, 4),
+    // validation accuracy
+    ("val_acc", Role::ValAcc, 0),
+    ("val_accuracy", Role::ValAcc, 1),
+    ("eval_accuracy", Role::ValAcc, 1),
+    ("eval_acc", Role::ValAcc, 1),
+    ("validation_accuracy", Role::ValAcc, 1),
+    ("valid_acc", Role::ValAcc, 1),
+    ("valid_accuracy", Role::ValAcc, 1),
+    ("val_acc_epoch", Role::ValAcc, 2),
+    ("val_categorical_accuracy", Role::ValAcc, 3),
+    ("val_sparse_categorical_accuracy", Role::ValAcc, 3),
+    ("val_binary_accuracy", Role::ValAcc, 3),
+    // learning rate
+    ("lr", Role::Lr, 0),
+    ("learning_rate", Role::Lr, 1),
+    ("train_learning_rate", Role::Lr, 1), // HF with W&B/TensorBoard: `train/learning_rate`
+    ("train_lr", Role::Lr, 1),
+    // epoch
+    ("epoch", Role::Epoch, 0),
+    ("train_epoch", Role::Epoch, 1),
+    // global gradient norm (HF Trainer, Lightning)
+    ("grad_norm", Role::GradNorm, 0),
+    ("train_grad_norm", Role::GradNorm, 1),
+    ("grad_2_0_norm_total", Role::GradNorm, 1),
+    ("grad_norm_total", Role::GradNorm, 1),
+];
+
+/// Lower-cases and unifies separators: `val/loss`, `Val-Loss` → `val_loss`.
+pub fn normalize(key: &str) -> String {
+    key.trim()
+        .chars()
+        .map(|c| match c {
+            '/' | '.' | '-' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// What `key` measures, or `None` for metrics the detectors do not use.
+///
+/// ```
+/// use trainlens::diagnostics::names::{classify, Role};
+/// assert_eq!(classify("val_loss").unwrap().role, Role::ValLoss);
+/// let m = classify("grad_norm/fc1").unwrap();
+/// assert_eq!((m.role, m.layer.as_deref()), (Role::GradNorm, Some("fc1")));
+/// ```
+pub fn classify(key: &str) -> Option<Metric> {
+    for (prefix, role) in LAYER_PREFIXES {
+        if let Some(layer) = key.strip_prefix(prefix)
+            && !layer.is_empty()
+        {
+            return Some(Metric {
+                role: *role,
+                layer: Some(layer.to_string()),
+                rank: 0,
+            });
+        }
+    }
+    let norm = normalize(key);
+    if let Some((_, role, rank)) = RUN_KEYS.iter().find(|(k, _, _)| *k == norm) {
+        return Some(Metric {
+            role: *role,
+            layer: None,
+            rank: *rank,
+        });
+    }
+    // Lightning's LearningRateMonitor: `lr-SGD`, `lr-Adam/pg1`, `lr-AdamW-momentum`
+    // is not a learning rate, so only plain optimizer names and param groups.
+    if let Some(rest) = norm.strip_prefix("lr_")
+        && !rest.contains("momentum")
+        && !rest.contains("weight_decay")
+    {
+        return Some(Metric {
+            role: Role::Lr,
+            layer: None,
+            rank: 2,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(key: &str) -> Option<Role> {
+        classify(key).map(|m| m.role)
+    }
+
+    #[test]
+    fn trainlens_names() {
+        assert_eq!(role("train/loss"), Some(Role::TrainLoss));
+        assert_eq!(role("val/loss"), Some(Role::ValLoss));
+        assert_eq!(role("train/acc"), Some(Role::TrainAcc));
+        assert_eq!(role("val/acc"), Some(Role::ValAcc));
+        assert_eq!(role("lr"), Some(Role::Lr));
+        assert_eq!(role("epoch"), Some(Role::Epoch));
+        for (key, r) in [
+            ("grad_norm/fc1", Role::GradNorm),
+            ("weight_norm/head", Role::WeightNorm),
+            ("update_ratio/fc2", Role::UpdateRatio),
+            ("act_mean/fc1", Role::ActMean),
+            ("act_std/fc1", Role::ActStd),
+            ("dead_frac/fc3", Role::DeadFrac),
+            ("sat_frac/fc1", Role::SatFrac),
+        ] {
+            let m = classify(key).unwrap();
+            assert_eq!(m.role, r, "{key}");
+            assert_eq!(m.layer.as_deref(), key.split_once('/').map(|x| x.1));
+        }
+    }
+
+    #[test]
+    fn keras_names() {
+        assert_eq!(role("loss"), Some(Role::TrainLoss));
+        assert_eq!(role("val_loss"), Some(Role::ValLoss));
+        assert_eq!(role("accuracy"), Some(Role::TrainAcc));
+        assert_eq!(role("val_accuracy"), Some(Role::ValAcc));
+        assert_eq!(role("learning_rate"), Some(Role::Lr));
+        assert_eq!(role("sparse_categorical_accuracy"), Some(Role::TrainAcc));
+    }
+
+    #[test]
+    fn hugging_face_names() {
+        assert_eq!(role("loss"), Some(Role::TrainLoss));
+        assert_eq!(role("eval_loss"), Some(Role::ValLoss));
+        assert_eq!(role("train_accuracy"), Some(Role::TrainAcc));
+        assert_eq!(role("eval_accuracy"), Some(Role::ValAcc));
+        assert_eq!(role("learning_rate"), Some(Role::Lr));
+        let g = classify("grad_norm").unwrap();
+        assert_eq!((g.role, g.layer), (Role::GradNorm, None));
+        // The W&B flavour of the same names.
+        assert_eq!(role("eval/loss"), Some(Role::ValLoss));
+        assert_eq!(role("train/learning_rate"), Some(Role::Lr));
+        assert_eq!(role("train/grad_norm"), Some(Role::GradNorm));
+        // HF's end-of-training summary `train_loss` ranks below per-step `loss`
+        // only through the number of points; both are training losses.
+        assert_eq!(role("train_loss"), Some(Role::TrainLoss));
+    }
+
+    #[test]
+    fn lightning_names() {
+        assert_eq!(role("train_loss_step"), Some(Role::TrainLoss));
+        assert_eq!(role("train_loss_epoch"), Some(Role::TrainLoss));
+        assert!(
+            classify("train_loss_step").unwrap().rank < classify("train_loss_epoch").unwrap().rank
+        );
+        assert_eq!(role("val_acc"), Some(Role::ValAcc));
+        assert_eq!(role("lr-SGD"), Some(Role::Lr));
+        assert_eq!(role("lr-Adam/pg1"), Some(Role::Lr));
+        assert_eq!(role("lr-SGD-momentum"), None);
+        let g = classify("grad_2.0_norm/layer1.weight").unwrap();
+        assert_eq!(
+            (g.role, g.layer.as_deref()),
+            (Role::GradNorm, Some("layer1.weight"))
+        );
+        assert_eq!(role("grad_2.0_norm_total"), Some(Role::GradNorm));
+    }
+
+    #[test]
+    fn mlflow_names() {
+        assert_eq!(role("training_loss"), Some(Role::TrainLoss));
+        assert_eq!(role("validation_loss"), Some(Role::ValLoss));
+        assert_eq!(role("training_accuracy"), Some(Role::TrainAcc));
+        assert_eq!(role("validation_accuracy"), Some(Role::ValAcc));
+    }
+
+    #[test]
+    fn unrelated_keys_are_ignored() {
+        for key in [
+            "",
+            "f1",
+            "val/f1",
+            "lr_momentum",
+            "grad_norm/",
+            "throughput",
+            "test_loss",
+        ] {
+            assert_eq!(role(key), None, "{key}");
+        }
+        assert_eq!(normalize(" Val-Loss "), "val_loss");
+    }
+}

@@ -1,0 +1,254 @@
+//! Oscillating loss: the curves swing up and down instead of settling.
+//!
+//! Rule (research §1 "Oscillating loss", AT's ζ = 0.03 swings on training
+//! accuracy, TDC's direction-change count): on *epoch-level* series — never
+//! on mini-batch losses, which are noisy by nature — count trend reversals
+//! with a zig-zag filter (a move only counts once it exceeds ζ against the
+//! current direction):
+//!
+//! | series | ζ |
+//! |---|---|
+//! | training error (1 − acc) | 0.03, or 2/n_train if larger (accuracy is quantised) |
+//! | validation error | 0.03, or 3/n_val if larger (small eval sets) |
+//! | validation loss | ×1.5 (on a log scale) |
+//! | training loss, epoch medians (only without accuracies) | ×1.5 (log scale, floor 5% of the start) |
+//!
+//! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on some series, with at
+//! least 6 evaluations → `warning`. Healthy curves are monotone up to noise
+//! below ζ, and overfitting's rising validation loss is monotone too, so
+//! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
+//! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
+
+use std::collections::BTreeMap;
+
+use super::context::{Ctx, Named};
+use super::stats::{fmt_step, reversals_from};
+use super::{Diagnosis, Evidence, Finding, Kind, Severity};
+
+const MIN_EVALS: usize = 6;
+const MIN_REVERSALS: usize = 3;
+
+struct Score {
+    key: String,
+    what: &'static str,
+    reversals: usize,
+    evals: usize,
+    onset: Option<u64>,
+}
+
+pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
+    let mut scores: Vec<Score> = Vec::new();
+    let n_train = ctx.view.dataset("train").and_then(|d| d.n).unwrap_or(0) as f64;
+    let n_val = ctx.view.dataset("val").and_then(|d| d.n).unwrap_or(0) as f64;
+    let mut score =
+        |named: Option<Named>, what: &'static str, transform: &dyn Fn(f64) -> f64, zeta: f64| {
+            let Some(n) = named else { return };
+            let points = ctx.epoch_level(n.series);
+            let values: Vec<f64> = points.iter().map(|p| transform(p.1)).collect();
+            let evals = values.iter().filter(|v| v.is_finite()).count();
+            let (reversals, first) = reversals_from(&values, zeta);
+            scores.push(Score {
+                key: n.key.to_string(),
+                what,
+                reversals,
+                evals,
+                onset: first.and_then(|i| points.get(i)).map(|p| p.0),
+            });
+        };
+    let zeta_train = if n_train > 0.0 {
+        0.03f64.max(2.0 / n_train)
+    } else {
+        0.03
+    };
+    let zeta_val = if n_val > 0.0 {
+        0.03f64.max(3.0 / n_val)
+    } else {
+        0.03
+    };
+    score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
+    score(ctx.val_acc, "validation accuracy", &|a| 1.0 - a, zeta_val);
+    score(
+        ctx.val_loss,
+        "validation loss",
+        &|l| if l > 0.0 { l.ln() } else { f64::NAN },
+        1.5f64.ln(),
+    );
+    if ctx.train_acc.is_none()
+        && let Some(start) = ctx.loss_start().filter(|s| *s > 0.0)
+    {
+        let floor = 0.05 * start;
+        score(
+            ctx.train_loss,
+            "training loss",
+            &|l| {
+                if l.is_finite() {
+                    l.max(floor).ln()
+                } else {
+                    f64::NAN
+                }
+            },
+            1.5f64.ln(),
+        );
+    }
+    let evals = scores.iter().map(|s| s.evals).max().unwrap_or(0);
+    if scores.is_empty() {
+        return;
+    }
+    if evals < MIN_EVALS {
+        out.note(format!(
+            "not enough data yet for oscillating loss ({evals} of {MIN_EVALS} evaluations)"
+        ));
+        return;
+    }
+    let hits: Vec<&Score> = scores
+        .iter()
+        .filter(|s| {
+            s.evals >= MIN_EVALS
+                && s.reversals >= MIN_REVERSALS
+                && s.reversals * 10 >= s.evals.saturating_sub(1)
+        })
+        .collect();
+    let Some(best) = hits
+        .iter()
+        .max_by_key(|s| (s.reversals * 1000) / s.evals.max(1))
+    else {
+        return;
+    };
+    let restarts = ctx.lr_restarts();
+    let onset = hits.iter().filter_map(|s| s.onset).min();
+    let mut metrics = BTreeMap::new();
+    for s in &scores {
+        metrics.insert(format!("reversals/{}", s.key), s.reversals as f64);
+    }
+    metrics.insert("evaluations".into(), best.evals as f64);
+    if let Some(lr) = ctx.current_lr() {
+        metrics.insert("lr".into(), lr);
+    }
+    let batch = ctx
+        .view
+        .config
+        .get("batch")
+        .or_else(|| ctx.view.config.get("batch_size"))
+        .and_then(|v| v.as_u64());
+    let mut fixes = vec![ctx.lower_lr_fix("")];
+    fixes.push(match batch {
+        Some(b) if b < 256 => format!(
+            "Increase the batch size ×2 ({b} → {}) to reduce gradient noise.",
+            b * 2
+        ),
+        _ => "Increase the batch size to reduce gradient noise.".into(),
+    });
+    fixes.push("Use a decaying LR schedule (step decay or cosine) or Adam with default settings; add gradient clipping.".into());
+    out.push(Finding {
+        kind: Kind::OscillatingLoss,
+        severity: if restarts >= 2 { Severity::Info } else { Severity::Warning },
+        onset_step: onset,
+        title: format!(
+            "{} swings up and down: {} reversals in {} evaluations{}",
+            capitalise(best.what),
+            best.reversals,
+            best.evals,
+            onset.map(|s| format!(" (first at step {})", fmt_step(s))).unwrap_or_default()
+        ),
+        evidence: Evidence {
+            series: hits.iter().map(|s| s.key.clone()).collect(),
+            layer: None,
+            metrics,
+            summary: hits.iter().map(|s| format!("{}: {} reversals in {} evaluations", s.what, s.reversals, s.evals)).collect::<Vec<_>>().join("; "),
+        },
+        cause: if restarts >= 2 {
+            format!("The LR schedule restarts ({restarts} times); swings after each restart are expected.")
+        } else {
+            "Steps overshoot the minimum back and forth: the learning rate is too high for this batch size (or the batches are very small and noisy).".into()
+        },
+        fixes,
+    });
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::{Kind, Series, Severity, diagnose};
+
+    fn with_acc(f: impl Fn(usize) -> f64, n: usize) -> super::super::RunView {
+        let mut v = view(&[("train/loss", curve(n * 20, 1, |i| 0.5 + 0.1 * noise(i)))]);
+        v.scalars.insert(
+            "train/acc".into(),
+            Series::from_points((1..=n).map(|e| ((e * 20) as u64, f(e)))),
+        );
+        v.scalars.insert(
+            "epoch".into(),
+            Series::from_points((1..=n).map(|e| ((e * 20) as u64, e as f64))),
+        );
+        v
+    }
+
+    #[test]
+    fn swinging_accuracy_oscillates() {
+        let v = with_acc(|e| if e % 4 == 0 { 0.82 } else { 0.95 }, 30);
+        let f = diagnose(&v)
+            .get(Kind::OscillatingLoss)
+            .cloned()
+            .expect("oscillation");
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.onset_step.is_some());
+    }
+
+    #[test]
+    fn noisy_but_monotone_accuracy_does_not() {
+        let v = with_acc(|e| (0.6 + 0.02 * e as f64).min(0.97) + 0.01 * noise(e), 30);
+        assert!(diagnose(&v).get(Kind::OscillatingLoss).is_none());
+        assert!(
+            diagnose(&healthy(30, 40))
+                .get(Kind::OscillatingLoss)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn cyclic_lr_is_only_info() {
+        let mut v = with_acc(|e| if e % 4 == 0 { 0.82 } else { 0.95 }, 30);
+        v.scalars.insert(
+            "lr".into(),
+            Series::from_points(curve(600, 1, |i| {
+                1e-3 * (1.0 - (i % 100) as f64 / 100.0) + 1e-6
+            })),
+        );
+        assert_eq!(
+            diagnose(&v).get(Kind::OscillatingLoss).map(|f| f.severity),
+            Some(Severity::Info)
+        );
+    }
+
+    #[test]
+    fn loss_only_runs_use_epoch_medians() {
+        let mut v = view(&[(
+            "train/loss",
+            curve(
+                600,
+                1,
+                |i| if (i / 20) % 3 == 0 { 2.0 } else { 0.5 } * (1.0 + 0.2 * noise(i)),
+            ),
+        )]);
+        v.scalars.insert(
+            "epoch".into(),
+            Series::from_points((1..=30).map(|e| ((e * 20 - 1) as u64, e as f64))),
+        );
+        assert!(diagnose(&v).get(Kind::OscillatingLoss).is_some());
+        let quiet = view(&[(
+            "train/loss",
+            curve(600, 1, |i| {
+                2.0 * (-(i as f64) / 200.0).exp() * (1.0 + 0.3 * noise(i))
+            }),
+        )]);
+        assert!(diagnose(&quiet).get(Kind::OscillatingLoss).is_none());
+    }
+}

@@ -1,0 +1,571 @@
+//! Unit-level problems: dead ReLUs, saturated sigmoid/tanh layers, weights
+//! that never change.
+//!
+//! All three judge a layer on the *recent half* of its checks and require the
+//! condition in both the recent half and the last quarter (median), so a
+//! transient state at initialisation or a single odd batch does not count,
+//! and a run that recovered is not flagged.
+//!
+//! - **Dead ReLU** (TDC: alert when > 50% of a layer's units are dead;
+//!   `dead_frac` is the unit-level "never active on the batch" share the
+//!   research recommends over value-level zero shares): median `dead_frac` ≥
+//!   0.5 in a hidden layer → `warning`, ≥ 0.9 → `error`. Without `dead_frac`,
+//!   a ReLU layer whose activation mean *and* std are exactly 0 is entirely
+//!   dead. No `dead_frac` and no activation statistics → no finding.
+//! - **Saturated activations** (TDC/DD: > 50% of units/pre-activations
+//!   saturated): median `sat_frac` ≥ 0.5 in a hidden sigmoid/tanh layer →
+//!   `warning` (`error` ≥ 0.9). The output layer is skipped: a confident
+//!   classifier's output saturates legitimately. Without `sat_frac`, the share
+//!   of activation-histogram mass beyond the saturation bounds is used.
+//! - **Unchanged weights** (DD "unchanged tensor", TDC "weights untrained"):
+//!   a trainable layer whose update ratio ‖Δw‖/‖w‖ is ≤ 1e-10 — far below what
+//!   float32 can even represent as a change (ε ≈ 1.2e-7) — at every recent
+//!   check, or whose weight norm is bit-for-bit constant, while the run is
+//!   numerically healthy (a NaN run also reports 0 updates) → `warning`, or
+//!   `error` when no layer changes at all. Layers marked `trainable: false`
+//!   are frozen on purpose and skipped.
+
+use std::collections::BTreeMap;
+
+use super::context::{Ctx, Layer};
+use super::names::Role;
+use super::stats::{fmt_num, fmt_pct, fmt_step, median};
+use super::{Diagnosis, Evidence, Finding, Hist, Kind, Severity};
+
+/// Share of dead / saturated units from which a layer is flagged (TDC).
+const UNIT_SHARE: f64 = 0.5;
+/// Share from which it is an error.
+const UNIT_SHARE_SEVERE: f64 = 0.9;
+/// Update ratio that is "no change" for float32 weights.
+const NO_UPDATE: f64 = 1e-10;
+
+pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
+    dead_relu(ctx, out);
+    saturated(ctx, out);
+    unchanged(ctx, out);
+}
+
+/// Median over the recent half and over the last quarter; the smaller of the
+/// two (the condition must hold in both). Needs ≥ 2 points in the half.
+fn persistent_level(values: &[f64]) -> Option<f64> {
+    let half = &values[values.len() / 2..];
+    if half.len() < 2 {
+        return None;
+    }
+    let quarter = &values[values.len() - half.len().div_ceil(2)..];
+    Some(median(half)?.min(median(quarter)?))
+}
+
+fn is_relu(l: &Layer) -> bool {
+    // Plain ReLU only: leaky/parametric variants and (G|S)ELU cannot die.
+    l.activation
+        .as_deref()
+        .is_some_and(|a| matches!(a, "relu" | "relu6" | "re_lu"))
+}
+
+fn is_saturating(l: &Layer) -> bool {
+    l.activation
+        .as_deref()
+        .is_some_and(|a| a.contains("sigmoid") || a.contains("tanh"))
+}
+
+struct Hit<'a> {
+    layer: &'a Layer<'a>,
+    share: f64,
+    onset: Option<u64>,
+    key: String,
+}
+
+/// The first step from which the values stay ≥ `threshold` (scanning back
+/// from the end).
+fn stays_above_from(steps: &[u64], values: &[f64], threshold: f64) -> Option<u64> {
+    let mut onset = None;
+    for (s, v) in steps.iter().zip(values).rev() {
+        if *v >= threshold {
+            onset = Some(*s);
+        } else {
+            break;
+        }
+    }
+    onset
+}
+
+fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
+    let mut hits: Vec<Hit> = Vec::new();
+    for l in ctx.layers.iter().filter(|l| !l.is_output) {
+        if let Some(d) = l.get(Role::DeadFrac) {
+            if let Some(share) = persistent_level(&d.series.values)
+                && share >= UNIT_SHARE
+            {
+                hits.push(Hit {
+                    layer: l,
+                    share,
+                    onset: stays_above_from(&d.series.steps, &d.series.values, UNIT_SHARE),
+                    key: d.key.to_string(),
+                });
+            }
+        } else if is_relu(l)
+            && let (Some(m), Some(s)) = (l.get(Role::ActMean), l.get(Role::ActStd))
+        {
+            let silent: Vec<f64> = m
+                .series
+                .values
+                .iter()
+                .zip(&s.series.values)
+                .map(|(a, b)| if *a == 0.0 && *b == 0.0 { 1.0 } else { 0.0 })
+                .collect();
+            if persistent_level(&silent) == Some(1.0) {
+                hits.push(Hit {
+                    layer: l,
+                    share: 1.0,
+                    onset: stays_above_from(&m.series.steps, &silent, 1.0),
+                    key: s.key.to_string(),
+                });
+            }
+        }
+    }
+    let Some(worst) = hits.iter().max_by(|a, b| a.share.total_cmp(&b.share)) else {
+        return;
+    };
+    let names: Vec<&str> = hits.iter().map(|h| h.layer.name.as_str()).collect();
+    let onset = hits.iter().filter_map(|h| h.onset).min();
+    let mut metrics = BTreeMap::new();
+    metrics.insert("dead_share".into(), worst.share);
+    metrics.insert("layers_affected".into(), hits.len() as f64);
+    if let Some(lr) = ctx.current_lr() {
+        metrics.insert("lr".into(), lr);
+    }
+    let lr_high = ctx.peak_lr().is_some_and(|lr| lr >= 0.05);
+    let cause = if lr_high {
+        format!(
+            "Too large updates (LR {}) pushed the units' pre-activations negative for every input; a ReLU that never fires gets zero gradient and cannot recover.",
+            fmt_num(ctx.peak_lr().unwrap_or(f64::NAN))
+        )
+    } else {
+        "The units' pre-activations are negative for every input (e.g. negative bias initialisation, bad weight scale or a past large update); a ReLU that never fires gets zero gradient and cannot recover.".into()
+    };
+    out.push(Finding {
+        kind: Kind::DeadRelu,
+        severity: if worst.share >= UNIT_SHARE_SEVERE {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        onset_step: onset,
+        title: format!(
+            "{} of the ReLU units in {} never activate{}",
+            fmt_pct(worst.share),
+            names.join(", "),
+            onset
+                .map(|s| format!(" (since step {})", fmt_step(s)))
+                .unwrap_or_default()
+        ),
+        evidence: Evidence {
+            series: hits.iter().map(|h| h.key.clone()).collect(),
+            layer: Some(worst.layer.name.clone()),
+            metrics,
+            summary: hits
+                .iter()
+                .map(|h| format!("{}: {} dead", h.layer.name, fmt_pct(h.share)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        cause,
+        fixes: vec![
+            "Use LeakyReLU, ELU or SELU so that inactive units still get a gradient.".into(),
+            "Initialise with He init and zero (or small positive) biases.".into(),
+            ctx.lower_lr_fix(" so updates do not knock units out"),
+            "Add BatchNorm before the activation.".into(),
+        ],
+    });
+}
+
+/// Share of histogram mass in bins whose centre lies in the saturated range
+/// of `act` (tanh: |x| > 0.95, sigmoid: x < 0.05 or x > 0.95). Bin centres
+/// rather than interpolation: a saturated layer piles its mass against the
+/// bound, at the edge of the outermost bins.
+fn hist_saturation(h: &Hist, act: &str) -> Option<f64> {
+    let total: u64 = h.counts.iter().sum();
+    if total == 0 || h.edges.len() != h.counts.len() + 1 {
+        return None;
+    }
+    let saturated = |x: f64| {
+        if act.contains("sigmoid") {
+            !(0.05..=0.95).contains(&x)
+        } else {
+            x.abs() > 0.95
+        }
+    };
+    let mass: u64 = h
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| saturated((h.edges[*i] + h.edges[*i + 1]) / 2.0))
+        .map(|(_, c)| *c)
+        .sum();
+    Some(mass as f64 / total as f64)
+}
+
+fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
+    let mut hits: Vec<Hit> = Vec::new();
+    for l in ctx.layers.iter().filter(|l| !l.is_output) {
+        if let Some(s) = l.get(Role::SatFrac) {
+            if let Some(share) = persistent_level(&s.series.values)
+                && share >= UNIT_SHARE
+            {
+                hits.push(Hit {
+                    layer: l,
+                    share,
+                    onset: stays_above_from(&s.series.steps, &s.series.values, UNIT_SHARE),
+                    key: s.key.to_string(),
+                });
+            }
+        } else if is_saturating(l) {
+            let key = format!("activations/{}", l.name);
+            let Some(hs) = ctx.view.histograms.get(&key) else {
+                continue;
+            };
+            let act = l.activation.as_deref().unwrap_or("tanh");
+            let shares: Vec<f64> = hs
+                .iter()
+                .map(|h| hist_saturation(h, act).unwrap_or(f64::NAN))
+                .collect();
+            let steps: Vec<u64> = hs.iter().map(|h| h.step).collect();
+            if let Some(share) = persistent_level(&shares)
+                && share >= UNIT_SHARE
+            {
+                hits.push(Hit {
+                    layer: l,
+                    share,
+                    onset: stays_above_from(&steps, &shares, UNIT_SHARE),
+                    key,
+                });
+            }
+        }
+    }
+    let Some(worst) = hits.iter().max_by(|a, b| a.share.total_cmp(&b.share)) else {
+        return;
+    };
+    let names: Vec<&str> = hits.iter().map(|h| h.layer.name.as_str()).collect();
+    let onset = hits.iter().filter_map(|h| h.onset).min();
+    let act = worst
+        .layer
+        .activation
+        .clone()
+        .unwrap_or_else(|| "sigmoid/tanh".into());
+    let mut metrics = BTreeMap::new();
+    metrics.insert("saturated_share".into(), worst.share);
+    metrics.insert("layers_affected".into(), hits.len() as f64);
+    let scale = ctx.input_scale();
+    let unscaled = scale.is_some_and(|(m, s)| m > 3.0 || s > 3.0);
+    if let Some((m, s)) = scale {
+        metrics.insert("input_max_abs_mean".into(), m);
+        metrics.insert("input_max_std".into(), s);
+    }
+    let cause = if unscaled {
+        format!(
+            "The inputs are not normalised (feature means up to {}, std up to {}), so the first layer's pre-activations are large and {act} outputs sit at ±1 where its derivative is ~0.",
+            fmt_num(scale.map(|x| x.0).unwrap_or(f64::NAN)),
+            fmt_num(scale.map(|x| x.1).unwrap_or(f64::NAN))
+        )
+    } else {
+        format!(
+            "Pre-activations are too large (weight scale, learning rate or input scale), so {act} outputs sit at their bounds where the derivative is ~0 and learning stalls."
+        )
+    };
+    let mut fixes = Vec::new();
+    if unscaled {
+        fixes.push("Standardise the inputs (StandardScaler fit on the training split) or scale them to [0, 1].".into());
+    }
+    fixes.extend([
+        "Use Glorot/LeCun initialisation for tanh/sigmoid layers.".to_string(),
+        "Add BatchNorm/LayerNorm before the activation.".to_string(),
+        "Switch hidden layers to a ReLU-family activation.".to_string(),
+        ctx.lower_lr_fix(""),
+    ]);
+    out.push(Finding {
+        kind: Kind::SaturatedActivations,
+        severity: if worst.share >= UNIT_SHARE_SEVERE {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        onset_step: onset,
+        title: format!(
+            "{} of the {act} outputs in {} are saturated",
+            fmt_pct(worst.share),
+            names.join(", ")
+        ),
+        evidence: Evidence {
+            series: hits.iter().map(|h| h.key.clone()).collect(),
+            layer: Some(worst.layer.name.clone()),
+            metrics,
+            summary: hits
+                .iter()
+                .map(|h| format!("{}: {} saturated", h.layer.name, fmt_pct(h.share)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        cause,
+        fixes,
+    });
+}
+
+fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
+    let mut checked = 0;
+    let mut frozen: Vec<(&Layer, Option<u64>, String)> = Vec::new();
+    for l in ctx.layers.iter().filter(|l| l.trainable != Some(false)) {
+        // A layer whose weights went non-finite "does not change" for
+        // numerical reasons; that is divergence, not this.
+        if let Some(w) = l.get(Role::WeightNorm)
+            && w.series.values.iter().any(|v| !v.is_finite())
+        {
+            continue;
+        }
+        let signal: Option<(Vec<f64>, &[u64], &str)> = if let Some(u) = l.get(Role::UpdateRatio) {
+            Some((
+                u.series
+                    .values
+                    .iter()
+                    .map(|v| {
+                        if v.is_finite() && v.abs() <= NO_UPDATE {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+                &u.series.steps,
+                u.key,
+            ))
+        } else if let Some(w) = l.get(Role::WeightNorm) {
+            let v = &w.series.values;
+            let same: Vec<f64> = (0..v.len())
+                .map(|i| if i > 0 && v[i] == v[i - 1] { 1.0 } else { 0.0 })
+                .collect();
+            Some((same, &w.series.steps, w.key))
+        } else {
+            None
+        };
+        let Some((flags, steps, key)) = signal else {
+            continue;
+        };
+        if flags.len() < 6 {
+            continue;
+        }
+        checked += 1;
+        // Every check of the recent half shows no change.
+        let half = &flags[flags.len() / 2..];
+        if half.iter().all(|f| *f == 1.0) {
+            frozen.push((l, stays_above_from(steps, &flags, 1.0), key.to_string()));
+        }
+    }
+    if frozen.is_empty() {
+        return;
+    }
+    if ctx.loss_nonfinite() {
+        out.note("unchanged weights not judged: the loss is non-finite, so zero updates are a consequence of divergence");
+        return;
+    }
+    let all = frozen.len() == checked;
+    let names: Vec<&str> = frozen.iter().map(|(l, _, _)| l.name.as_str()).collect();
+    let onset = frozen.iter().filter_map(|(_, s, _)| *s).min();
+    let lr_zero = ctx
+        .lr
+        .is_some_and(|lr| lr.series.values.iter().rev().take(5).all(|v| *v == 0.0));
+    let cause = if lr_zero {
+        "The learning rate is 0, so the optimizer never moves the weights.".to_string()
+    } else if all {
+        "No layer's weights change: the optimizer is not stepping (optimizer.step() missing or called before backward(), zero_grad after backward) or the learning rate is 0.".to_string()
+    } else {
+        format!(
+            "{} {} trainable but never updated while other layers learn: the optimizer was most likely built over only part of the model's parameters (e.g. a stale or partial parameter list), or requires_grad is off for them.",
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are" }
+        )
+    };
+    out.push(Finding {
+        kind: Kind::UnchangedWeights,
+        severity: if all { Severity::Error } else { Severity::Warning },
+        onset_step: onset,
+        title: if all {
+            format!("No weights have changed{}", onset.map(|s| format!(" since step {}", fmt_step(s))).unwrap_or_default())
+        } else {
+            format!("Weights of {} have not changed{}", names.join(", "), onset.map(|s| format!(" since step {}", fmt_step(s))).unwrap_or_default())
+        },
+        evidence: Evidence {
+            series: frozen.iter().map(|(_, _, k)| k.clone()).collect(),
+            layer: frozen.first().map(|(l, _, _)| l.name.clone()),
+            metrics: [("layers_unchanged".to_string(), frozen.len() as f64), ("layers_checked".to_string(), checked as f64)].into(),
+            summary: format!("{} of {checked} layers show no weight change (update ratio ≤ 1e-10 or identical weight norm) at every recent check.", frozen.len()),
+        },
+        cause,
+        fixes: vec![
+            "Build the optimizer over all trainable parameters: torch.optim.Adam(model.parameters(), ...) after the model is fully constructed (and after moving it to the device).".into(),
+            "Check requires_grad on these layers and the order zero_grad() → backward() → step().".into(),
+            "Make sure the learning rate (and its schedule) is not 0.".into(),
+            "If the layers are frozen on purpose, log them with trainable: false.".into(),
+        ],
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::{Kind, RunView, Severity, diagnose};
+    use crate::record::{Layer as L, ModelRecord};
+
+    fn with_model(mut v: RunView, layers: &[(&str, &str)]) -> RunView {
+        v.model = Some(ModelRecord {
+            layers: layers
+                .iter()
+                .map(|(n, a)| L {
+                    name: (*n).into(),
+                    activation: Some((*a).into()),
+                    trainable: Some(true),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        v
+    }
+
+    #[test]
+    fn dead_layers_are_found_and_healthy_sparsity_is_not() {
+        let v = view(&[
+            (
+                "dead_frac/fc1",
+                curve(50, 5, |i| if i < 5 { 0.1 } else { 1.0 }),
+            ),
+            ("dead_frac/fc2", curve(50, 5, |i| 0.05 * (1.0 + noise(i)))),
+        ]);
+        let d = diagnose(&v);
+        let f = d.get(Kind::DeadRelu).expect("dead relu");
+        assert_eq!(f.severity, Severity::Error);
+        assert_eq!(f.onset_step, Some(25));
+        assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
+        let ok = view(&[("dead_frac/fc1", curve(50, 5, |i| 0.3 + 0.1 * noise(i)))]);
+        assert!(diagnose(&ok).get(Kind::DeadRelu).is_none());
+        // Recovered: dead at the start only.
+        let rec = view(&[(
+            "dead_frac/fc1",
+            curve(50, 5, |i| if i < 20 { 0.9 } else { 0.05 }),
+        )]);
+        assert!(diagnose(&rec).get(Kind::DeadRelu).is_none());
+    }
+
+    #[test]
+    fn dead_relu_from_activation_stats_only_for_relu_layers() {
+        let base = view(&[
+            ("act_mean/fc1", curve(20, 5, |_| 0.0)),
+            ("act_std/fc1", curve(20, 5, |_| 0.0)),
+            ("act_mean/head", curve(20, 5, |_| 0.1)),
+        ]);
+        assert!(
+            diagnose(&base).get(Kind::DeadRelu).is_none(),
+            "activation unknown"
+        );
+        let v = with_model(base, &[("fc1", "relu"), ("head", "none")]);
+        assert!(diagnose(&v).get(Kind::DeadRelu).is_some());
+    }
+
+    #[test]
+    fn saturation() {
+        let v = view(&[
+            ("sat_frac/fc1", curve(40, 5, |i| 0.95 + 0.01 * noise(i))),
+            ("sat_frac/fc2", curve(40, 5, |_| 0.02)),
+        ]);
+        assert!(diagnose(&v).get(Kind::SaturatedActivations).is_some());
+        let ok = view(&[("sat_frac/fc1", curve(40, 5, |i| 0.04 + 0.01 * noise(i)))]);
+        assert!(diagnose(&ok).get(Kind::SaturatedActivations).is_none());
+    }
+
+    #[test]
+    fn saturation_from_histograms() {
+        let mut v = with_model(view(&[]), &[("fc1", "tanh"), ("head", "none")]);
+        let hist = |step, sat: bool| super::Hist {
+            step,
+            edges: (0..=40).map(|i| -1.0 + 0.05 * i as f64).collect(),
+            counts: (0..40)
+                .map(|i| {
+                    if sat {
+                        if i == 0 || i == 39 { 50 } else { 1 }
+                    } else if (10..30).contains(&i) {
+                        10
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
+            nonfinite: 0,
+        };
+        v.histograms.insert(
+            "activations/fc1".into(),
+            (0..10).map(|i| hist(i * 10, true)).collect(),
+        );
+        let f = diagnose(&v)
+            .get(Kind::SaturatedActivations)
+            .cloned()
+            .expect("saturated");
+        assert!(
+            f.evidence.metrics["saturated_share"] > 0.7,
+            "{:?}",
+            f.evidence
+        );
+        v.histograms.insert(
+            "activations/fc1".into(),
+            (0..10).map(|i| hist(i * 10, false)).collect(),
+        );
+        assert!(diagnose(&v).get(Kind::SaturatedActivations).is_none());
+    }
+
+    #[test]
+    fn partially_frozen_model_and_healthy_schedules() {
+        let v = view(&[
+            ("train/loss", curve(200, 1, |i| 2.3 - i as f64 / 400.0)),
+            ("update_ratio/fc1", curve(40, 5, |_| 0.0)),
+            (
+                "update_ratio/head",
+                curve(40, 5, |i| 1e-3 / (1.0 + i as f64)),
+            ),
+        ]);
+        let f = diagnose(&v)
+            .get(Kind::UnchangedWeights)
+            .cloned()
+            .expect("unchanged");
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.title.contains("fc1"), "{}", f.title);
+        // Cosine decay to tiny (but non-zero) updates is not "unchanged".
+        let mut h = healthy(10, 50);
+        h.scalars.insert(
+            "update_ratio/fc1".into(),
+            super::super::Series::from_points(curve(100, 5, |i| {
+                1e-3 * (1.0 + (i as f64 / 100.0 * std::f64::consts::PI).cos()) + 1e-9
+            })),
+        );
+        assert!(diagnose(&h).get(Kind::UnchangedWeights).is_none());
+        // Intentionally frozen layers are fine.
+        let frozen = with_model(
+            view(&[("update_ratio/fc1", curve(40, 5, |_| 0.0))]),
+            &[("fc1", "relu")],
+        );
+        let mut frozen = frozen;
+        if let Some(m) = frozen.model.as_mut() {
+            m.layers[0].trainable = Some(false);
+        }
+        assert!(diagnose(&frozen).get(Kind::UnchangedWeights).is_none());
+    }
+
+    #[test]
+    fn nan_runs_do_not_report_unchanged_weights() {
+        let v = view(&[
+            (
+                "train/loss",
+                curve(50, 1, |i| if i < 3 { 2.0 } else { f64::NAN }),
+            ),
+            ("update_ratio/fc1", curve(10, 5, |_| 0.0)),
+        ]);
+        assert!(diagnose(&v).get(Kind::UnchangedWeights).is_none());
+    }
+}

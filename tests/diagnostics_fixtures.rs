@@ -1,0 +1,318 @@
+//! Runs the detectors over the recorded training runs in
+//! `shared/fixtures/training-runs` and checks them against `labels.json`:
+//! every `expect` kind must be raised (warning or worse) and nothing outside
+//! `expect ∪ allow` may be. Also checks robustness to runs in progress
+//! (truncated runs) and to other tools' metric names.
+//!
+//! `cargo test --test diagnostics_fixtures -- --nocapture` prints the per-run
+//! table; the `predictions.json` for `shared/tools/score.py` is written to
+//! `$PREDICTIONS_OUT` or, by default, to the test's temporary directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use trainlens::diagnostics::names::{Role, classify};
+use trainlens::diagnostics::{Diagnosis, RunView, diagnose};
+use trainlens::record::Record;
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/training-runs"
+);
+
+struct Label {
+    expect: BTreeSet<String>,
+    allow: BTreeSet<String>,
+}
+
+fn labels() -> BTreeMap<String, Label> {
+    let text =
+        std::fs::read_to_string(Path::new(FIXTURES).join("labels.json")).expect("labels.json");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("labels.json is JSON");
+    let set = |v: &serde_json::Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    };
+    json.as_object()
+        .expect("labels.json is an object")
+        .iter()
+        .map(|(run, l)| {
+            (
+                run.clone(),
+                Label {
+                    expect: set(&l["expect"]),
+                    allow: set(&l["allow"]),
+                },
+            )
+        })
+        .collect()
+}
+
+fn runs() -> Vec<(String, Vec<Record>)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
+        .expect("fixtures directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no fixtures in {FIXTURES}");
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(&p).expect("fixture readable");
+            let records = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .enumerate()
+                .map(|(i, l)| {
+                    serde_json::from_str::<Record>(l)
+                        .unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1))
+                })
+                .collect();
+            (name, records)
+        })
+        .collect()
+}
+
+fn raised(d: &Diagnosis) -> BTreeSet<String> {
+    d.raised().map(|f| f.kind.as_str().to_string()).collect()
+}
+
+fn join(s: &BTreeSet<String>) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.iter().cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Problems (missed expected kinds, false alarms) of one verdict.
+fn check(label: &Label, got: &BTreeSet<String>) -> (BTreeSet<String>, BTreeSet<String>) {
+    let missing = label.expect.difference(got).cloned().collect();
+    let false_alarms = got
+        .iter()
+        .filter(|k| !label.expect.contains(*k) && !label.allow.contains(*k))
+        .cloned()
+        .collect();
+    (missing, false_alarms)
+}
+
+#[test]
+fn fixtures_match_labels() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    let mut predictions = BTreeMap::new();
+    println!(
+        "{:<28} {:<26} {:<48} {:<20} false alarms",
+        "run", "expected", "raised", "missing"
+    );
+    for (name, records) in runs() {
+        let d = diagnose(&RunView::from_records(records));
+        let got = raised(&d);
+        let label = labels
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} not in labels.json"));
+        let (missing, false_alarms) = check(label, &got);
+        println!(
+            "{:<28} {:<26} {:<48} {:<20} {}",
+            name,
+            join(&label.expect),
+            join(&got),
+            join(&missing),
+            join(&false_alarms)
+        );
+        if !missing.is_empty() || !false_alarms.is_empty() {
+            failures.push(format!(
+                "{name}: missing {missing:?}, false alarms {false_alarms:?}\n{d:#?}"
+            ));
+        }
+        predictions.insert(name, got.into_iter().collect::<Vec<_>>());
+    }
+    let out = std::env::var_os("PREDICTIONS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictions.json"));
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&predictions).expect("serialisable"),
+    )
+    .expect("write predictions");
+    println!("predictions written to {}", out.display());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The records up to `fraction` of the run's last step, without the `end`
+/// record: the run as it looked while in progress.
+fn truncate(records: &[Record], fraction: f64) -> Vec<Record> {
+    let last = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) => Some(s.step),
+            Record::Histogram(h) => Some(h.step),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let cut = (last as f64 * fraction) as u64;
+    records
+        .iter()
+        .filter(|r| match r {
+            Record::Scalar(s) => s.step <= cut,
+            Record::Histogram(h) => h.step <= cut,
+            Record::End(_) => false,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn runs_in_progress_raise_no_false_alarms() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    for (name, records) in runs() {
+        let label = &labels[&name];
+        for fraction in [0.1, 0.3, 0.6] {
+            let d = diagnose(&RunView::from_records(truncate(&records, fraction)));
+            let got = raised(&d);
+            let (_, false_alarms) = check(label, &got);
+            let healthy = label.expect.is_empty();
+            if healthy || fraction == 0.3 {
+                println!(
+                    "{name:<28} {:>3.0}%  raised {:<40} notes: {}",
+                    fraction * 100.0,
+                    join(&got),
+                    d.notes.join(" | ")
+                );
+            }
+            if !false_alarms.is_empty() {
+                failures.push(format!(
+                    "{name} at {:.0}%: false alarms {false_alarms:?}",
+                    fraction * 100.0
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn healthy_runs_early_on_say_not_enough_data() {
+    let labels = labels();
+    for (name, records) in runs()
+        .into_iter()
+        .filter(|(n, _)| labels[n].expect.is_empty())
+    {
+        let d = diagnose(&RunView::from_records(truncate(&records, 0.1)));
+        assert!(
+            d.notes.iter().any(|n| n.contains("not enough data")),
+            "{name}: {:?}",
+            d.notes
+        );
+    }
+}
+
+/// Renames the run-level metrics to another tool's names.
+fn rename(records: &[Record], names: &[(Role, &str)]) -> Vec<Record> {
+    records
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if let Record::Scalar(s) = &mut r
+                && let Some(m) = classify(&s.key).filter(|m| m.layer.is_none())
+                && let Some((_, new)) = names.iter().find(|(role, _)| *role == m.role)
+            {
+                s.key = (*new).to_string();
+            }
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn other_tools_names_give_the_same_verdicts() {
+    let keras = [
+        (Role::TrainLoss, "loss"),
+        (Role::ValLoss, "val_loss"),
+        (Role::TrainAcc, "accuracy"),
+        (Role::ValAcc, "val_accuracy"),
+        (Role::Lr, "learning_rate"),
+    ];
+    let hf = [
+        (Role::TrainLoss, "loss"),
+        (Role::ValLoss, "eval_loss"),
+        (Role::TrainAcc, "train_accuracy"),
+        (Role::ValAcc, "eval_accuracy"),
+        (Role::Lr, "learning_rate"),
+    ];
+    let lightning = [
+        (Role::TrainLoss, "train_loss_step"),
+        (Role::ValLoss, "val_loss"),
+        (Role::TrainAcc, "train_acc_epoch"),
+        (Role::ValAcc, "val_acc"),
+        (Role::Lr, "lr-Adam"),
+    ];
+    let mlflow = [
+        (Role::TrainLoss, "training_loss"),
+        (Role::ValLoss, "validation_loss"),
+        (Role::TrainAcc, "training_accuracy"),
+        (Role::ValAcc, "validation_accuracy"),
+        (Role::Lr, "lr"),
+    ];
+    let mut failures = Vec::new();
+    for (name, records) in runs() {
+        let base = raised(&diagnose(&RunView::from_records(records.clone())));
+        for (tool, names) in [
+            ("keras", &keras),
+            ("hf", &hf),
+            ("lightning", &lightning),
+            ("mlflow", &mlflow),
+        ] {
+            let got = raised(&diagnose(&RunView::from_records(rename(&records, names))));
+            if got != base {
+                failures.push(format!("{name} with {tool} names: {got:?} != {base:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn findings_are_specific() {
+    for (name, records) in runs() {
+        let d = diagnose(&RunView::from_records(records));
+        for f in d.raised() {
+            assert!(
+                !f.title.is_empty() && !f.cause.is_empty() && !f.fixes.is_empty(),
+                "{name}: {f:#?}"
+            );
+            assert!(!f.evidence.summary.is_empty(), "{name}: {f:#?}");
+            // Findings survive a JSON round trip (non-finite evidence included).
+            let json = serde_json::to_string(f).expect("serialise");
+            let back: trainlens::diagnostics::Finding =
+                serde_json::from_str(&json).expect("deserialise");
+            assert_eq!(back.kind, f.kind);
+        }
+        if name == "dev-diverge-sgd-lr5" {
+            let f = d
+                .get(trainlens::diagnostics::Kind::Divergence)
+                .expect("divergence");
+            println!(
+                "{}\n  {}\n  cause: {}\n  fixes: {:?}",
+                f.title, f.evidence.summary, f.cause, f.fixes
+            );
+            assert!(
+                f.fixes.iter().any(|x| x.contains("5 → 0.5")),
+                "{:?}",
+                f.fixes
+            );
+        }
+    }
+}
