@@ -30,6 +30,8 @@ pub struct AppState {
     /// Base URL of the web pages, without a trailing slash.
     pub public_url: Arc<str>,
     pub max_body_bytes: usize,
+    /// Bearer token for the operator endpoints (webhooks); `None`: they are off.
+    pub admin_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -38,7 +40,13 @@ impl AppState {
             store,
             public_url: public_url.trim_end_matches('/').into(),
             max_body_bytes,
+            admin_token: None,
         }
+    }
+
+    pub fn with_admin_token(mut self, token: Option<&str>) -> Self {
+        self.admin_token = token.filter(|t| !t.is_empty()).map(Into::into);
+        self
     }
 
     /// The page of a run.
@@ -52,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(v1::router())
+        .merge(crate::api::findings::router())
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
@@ -78,6 +87,37 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves like [`serve`], with the diagnostics runner and the webhook
+/// sender in the background; they finish their current work and stop after
+/// the last request.
+pub async fn serve_with_background(
+    listener: TcpListener,
+    state: AppState,
+    runner: crate::diagnostics::runner::RunnerConfig,
+    sender: crate::alerts::sender::SenderConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use crate::alerts::sender::Sender;
+    use crate::diagnostics::runner::Runner;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let tasks = [
+        tokio::spawn(Runner::new(state.store.clone(), runner, wake.clone()).run(cancel.clone())),
+        tokio::spawn(Sender::new(state.store.clone(), sender, wake).run(cancel.clone())),
+    ];
+    let served = serve(listener, state, shutdown).await;
+    cancel.cancel();
+    for task in tasks {
+        if tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a background task did not stop within 30 s");
+        }
+    }
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

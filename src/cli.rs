@@ -10,9 +10,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
+use crate::alerts::sender::SenderConfig;
 use crate::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use crate::diagnostics::Severity;
+use crate::diagnostics::runner::{Runner, RunnerConfig};
 use crate::ingest::{self, RunLine};
 use crate::record;
+use crate::store::diagnosis::{FindingStatus, StoredFinding};
 use crate::store::{NewRun, Store};
 
 #[derive(Debug, Parser)]
@@ -44,6 +48,60 @@ pub enum Command {
     Import(ImportArgs),
     /// Write a run back out in the record format (NDJSON).
     Export(ExportArgs),
+    /// Show the findings of a run, or the open findings of a project.
+    Findings(FindingsArgs),
+    /// Manage the webhooks that alerts are sent to (operator only).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    /// The run id; without it, the open findings of `--project` (or of all
+    /// projects).
+    pub run: Option<Uuid>,
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Include resolved findings (with a run).
+    #[arg(long)]
+    pub all: bool,
+    /// Exit with status 1 when an open finding is at least this severe
+    /// (info, warning, error, critical): for CI pipelines that train models.
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Ask a running server instead of the database.
+    #[arg(long, env = "TRAINLENS_SERVER")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook.
+    Add {
+        url: String,
+        /// slack, discord or json.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Alert on findings at least this severe.
+        #[arg(long, default_value = "warning")]
+        min_severity: String,
+        /// Sign JSON payloads with HMAC-SHA256 of this secret
+        /// (`X-Trainlens-Signature: sha256=…`).
+        #[arg(long, env = "TRAINLENS_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Only runs of this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List webhooks (secrets are not shown).
+    List,
+    /// Remove a webhook and its undelivered alerts.
+    Remove { id: i64 },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -62,6 +120,10 @@ pub struct ServeArgs {
     /// authentication yet (put it behind a proxy that authenticates).
     #[arg(long, env = "TRAINLENS_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Bearer token that unlocks the operator endpoints (`/api/v1/webhooks`).
+    /// Without it they are off.
+    #[arg(long, env = "TRAINLENS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -71,6 +133,7 @@ impl Default for ServeArgs {
             public_url: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allow_unauthenticated: false,
+            admin_token: None,
         }
     }
 }
@@ -103,6 +166,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(&cli.database_url, args).await,
         Command::Import(args) => import(&cli.database_url, args).await,
         Command::Export(args) => export(&cli.database_url, args).await,
+        Command::Findings(args) => findings(&cli.database_url, args).await,
+        Command::Webhook { command } => webhook(&cli.database_url, command).await,
     }
 }
 
@@ -128,8 +193,16 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     tracing::info!(%addr, backend = ?store.backend(), "trainlens listening on http://{addr}");
-    let state = AppState::new(store.clone(), &public_url, args.max_body_bytes);
-    app::serve(listener, state, app::shutdown_signal()).await?;
+    let state = AppState::new(store.clone(), &public_url, args.max_body_bytes)
+        .with_admin_token(args.admin_token.as_deref());
+    app::serve_with_background(
+        listener,
+        state,
+        RunnerConfig::new(&public_url),
+        SenderConfig::default(),
+        app::shutdown_signal(),
+    )
+    .await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -193,7 +266,7 @@ async fn import_local(store: &Store, path: &Path) -> anyhow::Result<String> {
 
 async fn import_remote(server: &str, path: &Path) -> anyhow::Result<String> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut req = reqwest::Client::new()
+    let mut req = crate::http_client().build()?
         .post(format!("{}/api/v1/import", server.trim_end_matches('/')))
         .header("content-type", "application/x-ndjson");
     if raw.starts_with(&[0x1f, 0x8b]) {
@@ -227,7 +300,10 @@ async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
                 server.trim_end_matches('/'),
                 args.run
             );
-            let resp = reqwest::get(&url)
+            let resp = crate::http_client()
+                .build()?
+                .get(&url)
+                .send()
                 .await
                 .with_context(|| format!("fetching {url}"))?;
             let status = resp.status();
@@ -256,4 +332,257 @@ async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
     Ok(())
+}
+
+async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> {
+    let fail_on = args
+        .fail_on
+        .as_deref()
+        .map(|s| {
+            crate::alerts::parse_severity(s).with_context(|| {
+                format!("--fail-on {s:?}: expected info, warning, error or critical")
+            })
+        })
+        .transpose()?;
+    let (findings, notes): (Vec<serde_json::Value>, Vec<String>) = match &args.server {
+        Some(server) => findings_remote(server, &args).await?,
+        None => findings_local(database_url, &args).await?,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = serde_json::json!({ "findings": findings, "notes": notes });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        print_findings(&mut out, &findings, &notes)?;
+    }
+    if let Some(min) = fail_on {
+        let bad = findings
+            .iter()
+            .filter(|f| f["status"] == "open")
+            .filter(|f| {
+                f["severity"]
+                    .as_str()
+                    .and_then(crate::alerts::parse_severity)
+                    .is_some_and(|s| s >= min)
+            })
+            .count();
+        if bad > 0 {
+            bail!("{bad} open finding(s) at {} or worse", min.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// Reads findings from the database, diagnosing first whatever is stale.
+async fn findings_local(
+    database_url: &str,
+    args: &FindingsArgs,
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
+    let store = Arc::new(
+        Store::connect(database_url)
+            .await
+            .context("opening the database")?,
+    );
+    let runner = Runner::new(
+        store.clone(),
+        RunnerConfig::new("http://127.0.0.1:8080"),
+        Default::default(),
+    );
+    let result = async {
+        let mut notes = Vec::new();
+        let found: Vec<StoredFinding> = match args.run {
+            Some(run) => {
+                store
+                    .get_run(run)
+                    .await?
+                    .with_context(|| format!("no run {run}"))?;
+                runner.diagnose(run).await?;
+                notes = store
+                    .diagnosis_state(run)
+                    .await?
+                    .map(|d| d.notes)
+                    .unwrap_or_default();
+                let status = (!args.all).then_some(FindingStatus::Open);
+                store.findings(run, status).await?
+            }
+            None => {
+                for run in store.due_runs(0.0, 0.0, 100_000).await? {
+                    runner.diagnose(run).await?;
+                }
+                store
+                    .open_findings(args.project.as_deref(), Severity::Info)
+                    .await?
+            }
+        };
+        let found = found
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        anyhow::Ok((found, notes))
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+async fn findings_remote(
+    server: &str,
+    args: &FindingsArgs,
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
+    let base = server.trim_end_matches('/');
+    let client = crate::http_client().build()?;
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("fetching {url}"))?;
+            let status = resp.status();
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.text().await?).unwrap_or_default();
+            if !status.is_success() {
+                bail!(
+                    "server answered {status}: {}",
+                    body["error"]["message"].as_str().unwrap_or("")
+                );
+            }
+            anyhow::Ok(body)
+        }
+    };
+    let body = match args.run {
+        Some(run) => {
+            let status = if args.all { "all" } else { "open" };
+            let url = format!("{base}/api/v1/runs/{run}/findings?status={status}");
+            // The server diagnoses within seconds of new data; wait for it.
+            let mut body = get(url.clone()).await?;
+            for _ in 0..40 {
+                if body["up_to_date"] == true {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                body = get(url.clone()).await?;
+            }
+            body
+        }
+        None => {
+            let mut url = format!("{base}/api/v1/findings?min_severity=info");
+            if let Some(p) = &args.project {
+                url.push_str("&project=");
+                url.extend(form_urlencoded::byte_serialize(p.as_bytes()));
+            }
+            get(url).await?
+        }
+    };
+    let findings = body["findings"].as_array().cloned().unwrap_or_default();
+    let notes = body["diagnosis"]["notes"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((findings, notes))
+}
+
+fn print_findings(
+    out: &mut impl Write,
+    findings: &[serde_json::Value],
+    notes: &[String],
+) -> std::io::Result<()> {
+    if findings.is_empty() {
+        writeln!(out, "no findings")?;
+    }
+    for f in findings {
+        let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+        let onset = f["onset_step"]
+            .as_u64()
+            .map_or_else(String::new, |s| format!(" from step {s}"));
+        let resolved = if f["status"] == "resolved" {
+            " (resolved)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{:<8}  {}{onset}{resolved}  [{}/{} {}]",
+            s("severity").to_uppercase(),
+            s("kind"),
+            s("project"),
+            s("run_name"),
+            s("run_id"),
+        )?;
+        writeln!(out, "          {}", s("title"))?;
+        if !s("cause").is_empty() {
+            writeln!(out, "          cause: {}", s("cause"))?;
+        }
+        for fix in f["fixes"].as_array().into_iter().flatten() {
+            writeln!(out, "          fix:   {}", fix.as_str().unwrap_or(""))?;
+        }
+    }
+    for n in notes {
+        writeln!(out, "note: {n}")?;
+    }
+    Ok(())
+}
+
+async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<()> {
+    let store = Store::connect(database_url)
+        .await
+        .context("opening the database")?;
+    let result = async {
+        match command {
+            WebhookCommand::Add {
+                url,
+                format,
+                min_severity,
+                secret,
+                project,
+            } => {
+                let hook = crate::api::findings::new_webhook(
+                    url,
+                    Some(&format),
+                    Some(&min_severity),
+                    secret,
+                    project,
+                )?;
+                let hook = store.add_webhook(&hook).await?;
+                println!(
+                    "webhook {} added: {} ({}, {} or worse{})",
+                    hook.id,
+                    hook.url,
+                    hook.format.as_str(),
+                    hook.min_severity.as_str(),
+                    hook.project
+                        .map(|p| format!(", project {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            WebhookCommand::List => {
+                for h in store.webhooks().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}+\t{}\t{}",
+                        h.id,
+                        h.url,
+                        h.format.as_str(),
+                        h.min_severity.as_str(),
+                        h.project.as_deref().unwrap_or("*"),
+                        if h.signed { "signed" } else { "unsigned" }
+                    );
+                }
+            }
+            WebhookCommand::Remove { id } => {
+                if !store.remove_webhook(id).await? {
+                    bail!("no webhook {id}");
+                }
+                println!("webhook {id} removed");
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }

@@ -76,6 +76,18 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     db.cleanup().await;
 }
 
+/// A child process that is killed if the test fails before it stops it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -118,12 +130,14 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     let db_url = format!("sqlite://{}", dir.path().join("t.db").display());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = trainlens(&db_url)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
+    let mut server = KillOnDrop(Some(
+        trainlens(&db_url)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let client = trainlens::http_client().build().unwrap();
     wait_healthy(&client, &base).await;
 
     let (status, run) = json_of(
@@ -173,12 +187,13 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("run "));
 
     // SIGTERM: exit 0.
+    let mut child = server.0.take().unwrap();
     let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");

@@ -19,6 +19,8 @@ pub enum AppError {
         message: String,
     },
     NotFound(String),
+    Unauthorized(String),
+    Forbidden(String),
     PayloadTooLarge(usize),
     Store(StoreError),
 }
@@ -70,6 +72,16 @@ impl IntoResponse for AppError {
             } => (StatusCode::BAD_REQUEST, code, message, field, None),
             AppError::NotFound(message) => {
                 (StatusCode::NOT_FOUND, "not_found", message, None, None)
+            }
+            AppError::Unauthorized(message) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message,
+                None,
+                None,
+            ),
+            AppError::Forbidden(message) => {
+                (StatusCode::FORBIDDEN, "forbidden", message, None, None)
             }
             AppError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,4 +1,5 @@
 //! The HTTP API.
 
 pub mod error;
+pub mod findings;
 pub mod v1;

@@ -100,7 +100,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
     }
 }
 
-fn run_id(raw: &str) -> Result<Uuid, AppError> {
+pub(crate) fn run_id(raw: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| {
         AppError::bad_request(
             "invalid_id",

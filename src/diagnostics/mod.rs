@@ -60,6 +60,7 @@ pub mod gradients;
 pub mod mismatch;
 pub mod names;
 pub mod oscillation;
+pub mod runner;
 mod stats;
 pub mod units;
 

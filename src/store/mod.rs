@@ -13,6 +13,7 @@
 //! replaces the point instead of duplicating it.
 
 pub mod chunk;
+pub mod diagnosis;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -44,6 +45,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("another replica took over this run's diagnosis")]
+    LeaseLost,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
