@@ -242,7 +242,9 @@ impl<'a> Ctx<'a> {
                     .collect()
             })
             .filter(|c: &Vec<f64>| c.len() >= 2);
-        if is_regression_loss(loss) {
+        // Class counts make it classification whatever the loss (MSE on
+        // one-hot targets exists); otherwise a regression loss decides.
+        if counts.is_none() && is_regression_loss(loss) {
             return Task::Regression;
         }
         if !(is_classification_loss(loss) || counts.is_some() || has_acc) {
