@@ -316,3 +316,158 @@ fn findings_are_specific() {
         }
     }
 }
+
+/// Keeps only the run-level curves (losses, accuracies, LR, epoch): no model
+/// summary, no datasets, no per-layer signals, no histograms.
+fn losses_only(records: &[Record]) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|r| match r {
+            Record::Scalar(s) => {
+                classify(&s.key).is_some_and(|m| m.layer.is_none() && m.role != Role::GradNorm)
+            }
+            Record::Model(_) | Record::Dataset(_) | Record::Histogram(_) => false,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn missing_signals_cause_no_false_alarms() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    // Kinds a loss-only run can and should still show.
+    let loss_based = [
+        "divergence",
+        "overfitting",
+        "oscillating_loss",
+        "slow_convergence",
+        "underfitting",
+    ];
+    for (name, records) in runs() {
+        let label = &labels[&name];
+        let d = diagnose(&RunView::from_records(losses_only(&records)));
+        let got = raised(&d);
+        let (missing, false_alarms) = check(label, &got);
+        let lost: BTreeSet<_> = missing
+            .iter()
+            .filter(|k| loss_based.contains(&k.as_str()))
+            .collect();
+        println!(
+            "{name:<28} losses only: raised {:<40} lost {}",
+            join(&got),
+            join(&missing)
+        );
+        let lost_loss_based = !lost.is_empty();
+        let per_layer_kinds = [
+            "exploding_gradients",
+            "vanishing_gradients",
+            "dead_relu",
+            "saturated_activations",
+            "unchanged_weights",
+        ];
+        if got.iter().any(|k| per_layer_kinds.contains(&k.as_str())) {
+            failures.push(format!(
+                "{name}: per-layer finding without per-layer signals: {got:?}"
+            ));
+        }
+        if !false_alarms.is_empty() || lost_loss_based {
+            failures.push(format!(
+                "{name}: false alarms {false_alarms:?}, lost loss-based {lost:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A large synthetic run: `series` series of `points` points each (one
+/// train loss, one LR, the rest per-layer signals of `series / 7` layers),
+/// with epoch-level evaluations every 100 steps.
+fn large_run(series: usize, points: usize) -> RunView {
+    use trainlens::diagnostics::Series;
+    let noise = |i: usize| ((i.wrapping_mul(2654435761) % 1000) as f64 / 1000.0) - 0.5;
+    let curve = |f: &dyn Fn(usize) -> f64| Series {
+        steps: (0..points as u64).collect(),
+        values: (0..points).map(f).collect(),
+    };
+    let mut v = RunView {
+        name: "bench".into(),
+        ..Default::default()
+    };
+    v.scalars.insert(
+        "train/loss".into(),
+        curve(&|i| 2.3 * (-(i as f64) / 20000.0).exp() * (1.0 + 0.3 * noise(i))),
+    );
+    v.scalars.insert("lr".into(), curve(&|_| 1e-3));
+    let epochs = points / 100;
+    let ep = |f: &dyn Fn(usize) -> f64| Series {
+        steps: (1..=epochs as u64).map(|e| e * 100).collect(),
+        values: (1..=epochs).map(f).collect(),
+    };
+    v.scalars.insert("epoch".into(), ep(&|e| e as f64));
+    v.scalars.insert(
+        "train/acc".into(),
+        ep(&|e| 0.99 - 0.5 * (-(e as f64) / 200.0).exp()),
+    );
+    v.scalars.insert(
+        "val/acc".into(),
+        ep(&|e| 0.96 - 0.5 * (-(e as f64) / 200.0).exp()),
+    );
+    v.scalars.insert(
+        "val/loss".into(),
+        ep(&|e| 0.1 + 2.0 * (-(e as f64) / 200.0).exp()),
+    );
+    let signals = [
+        "grad_norm",
+        "weight_norm",
+        "update_ratio",
+        "act_mean",
+        "act_std",
+        "dead_frac",
+        "sat_frac",
+    ];
+    let mut n = 2;
+    'outer: for layer in 0.. {
+        for s in signals {
+            if n >= series {
+                break 'outer;
+            }
+            v.scalars.insert(
+                format!("{s}/fc{layer}"),
+                curve(&|i| 0.3 + 0.01 * noise(i + layer)),
+            );
+            n += 1;
+        }
+    }
+    v
+}
+
+/// `cargo test --release --test diagnostics_fixtures -- --ignored bench --nocapture`
+#[test]
+#[ignore = "timing; run in release"]
+fn bench_large_run() {
+    let healthy = large_run(200, 100_000);
+    // Worst case: a stalled loss enables every gated rule.
+    let mut stalled = healthy.clone();
+    if let Some(l) = stalled.scalars.get_mut("train/loss") {
+        l.values
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = 2.3 + 0.01 * (i % 7) as f64);
+    }
+    for (what, v) in [("healthy", &healthy), ("stalled", &stalled)] {
+        let points: usize = v.scalars.values().map(|s| s.values.len()).sum();
+        diagnose(v); // warm up
+        let runs = 10;
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(diagnose(std::hint::black_box(v)));
+        }
+        let per = t.elapsed() / runs;
+        println!(
+            "diagnose ({what}): {} series, {points} points: {per:?} per run",
+            v.scalars.len()
+        );
+    }
+}

@@ -138,27 +138,37 @@ fn explosion<'a>(
     if loss.stalled
         && let Some(w) = layer.and_then(|l| l.get(Role::WeightNorm))
     {
-        let ratio = |i: usize| -> f64 {
-            let step = steps[i];
-            match w.series.steps.binary_search(&step) {
-                Ok(j) if w.series.values[j] > 0.0 => values[i] / w.series.values[j],
-                _ => f64::NAN,
-            }
-        };
+        // Walk both series together (they share steps when logged together);
+        // O(n), no per-point search.
+        let (ws, wv) = (&w.series.steps, &w.series.values);
+        let mut j = 0;
         let mut run = 0;
+        let mut peak_ratio = 0.0f64;
         for i in 0..n {
-            let r = ratio(i);
-            run = if r >= GRAD_WEIGHT_RATIO { run + 1 } else { 0 };
+            while j < ws.len() && ws[j] < steps[i] {
+                j += 1;
+            }
+            let r = match (ws.get(j), wv.get(j)) {
+                (Some(&s), Some(&wn)) if s == steps[i] && wn > 0.0 => values[i] / wn,
+                _ => f64::NAN,
+            };
+            if r >= GRAD_WEIGHT_RATIO {
+                run += 1;
+                peak_ratio = peak_ratio.max(r);
+            } else {
+                run = 0;
+                peak_ratio = 0.0;
+            }
             if run == 3 {
                 let first = i - 2;
-                let peak = (first..=i).map(&ratio).fold(0.0, f64::max);
+                let peak = values[first..=i].iter().copied().fold(0.0, f64::max);
                 return Some(Explosion {
                     layer: name,
                     key: g.key,
                     onset: steps[first],
                     before: start,
-                    peak: values[first..=i].iter().copied().fold(0.0, f64::max),
-                    rule: Rule::Ratio(peak),
+                    peak,
+                    rule: Rule::Ratio(peak_ratio),
                 });
             }
         }
