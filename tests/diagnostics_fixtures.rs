@@ -26,8 +26,11 @@ struct Label {
 }
 
 fn labels() -> BTreeMap<String, Label> {
-    let text =
-        std::fs::read_to_string(Path::new(FIXTURES).join("labels.json")).expect("labels.json");
+    labels_in(FIXTURES)
+}
+
+fn labels_in(dir: &str) -> BTreeMap<String, Label> {
+    let text = std::fs::read_to_string(Path::new(dir).join("labels.json")).expect("labels.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("labels.json is JSON");
     let set = |v: &serde_json::Value| {
         v.as_array()
@@ -52,13 +55,17 @@ fn labels() -> BTreeMap<String, Label> {
 }
 
 fn runs() -> Vec<(String, Vec<Record>)> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
+    runs_in(FIXTURES)
+}
+
+fn runs_in(dir: &str) -> Vec<(String, Vec<Record>)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures directory")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     paths.sort();
-    assert!(!paths.is_empty(), "no fixtures in {FIXTURES}");
+    assert!(!paths.is_empty(), "no fixtures in {dir}");
     paths
         .into_iter()
         .map(|p| {
@@ -470,4 +477,48 @@ fn bench_large_run() {
             v.scalars.len()
         );
     }
+}
+
+/// Diagnoses every run in `$DIAG_DIR` (default: the dev fixtures) against its
+/// `labels.json` without asserting, prints the table and writes
+/// `predictions.json` for score.py next to the runs' labels (to
+/// `$PREDICTIONS_OUT`, default the test's temporary directory).
+///
+/// `DIAG_DIR=/path/to/runs cargo test --test diagnostics_fixtures -- --ignored score_directory --nocapture`
+#[test]
+#[ignore = "tool: needs DIAG_DIR"]
+fn score_directory() {
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    let labels = labels_in(&dir);
+    let mut predictions = BTreeMap::new();
+    for (name, records) in runs_in(&dir) {
+        let d = diagnose(&RunView::from_records(records));
+        let got = raised(&d);
+        let (missing, false_alarms) = match labels.get(&name) {
+            Some(l) => check(l, &got),
+            None => (BTreeSet::new(), BTreeSet::new()),
+        };
+        let all: Vec<String> = d
+            .findings
+            .iter()
+            .map(|f| format!("{}:{}", f.kind, f.severity))
+            .collect();
+        println!(
+            "{name:<28} raised {:<50} missing {:<24} false {:<24} | {}",
+            join(&got),
+            join(&missing),
+            join(&false_alarms),
+            all.join(" ")
+        );
+        predictions.insert(name, got.into_iter().collect::<Vec<_>>());
+    }
+    let out = std::env::var_os("PREDICTIONS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictions-dir.json"));
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&predictions).expect("serialisable"),
+    )
+    .expect("write predictions");
+    println!("predictions written to {}", out.display());
 }

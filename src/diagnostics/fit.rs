@@ -11,9 +11,10 @@
 //! research pilot's GL > 5 fired on every healthy run). So, with accuracies:
 //! train − val accuracy gap ≥ 0.07 (train acc > 0.9) or ≥ 0.10 (AT), *and*
 //! validation loss ≥ 15% above its minimum with the minimum ≥ 3 evaluations
-//! back (UP-style persistence); or a memorised training set: gap ≥ 0.2 with
-//! train accuracy ≥ 0.95 and validation accuracy not improving for 3
-//! evaluations. Relative validation *error* is not used: on small validation
+//! back (UP-style persistence); or a memorised training set: train accuracy
+//! ≥ 0.99 with a gap ≥ the AT gap + one standard error of the validation
+//! accuracy, or a gap ≥ 0.2 with train accuracy ≥ 0.95 and validation
+//! accuracy not improving for 3 evaluations. Relative validation *error* is not used: on small validation
 //! sets one sample moves it by 25%+. Without accuracies (e.g. regression):
 //! val loss ≥ 20% above its minimum, the minimum ≥ 3 evaluations back, while
 //! the training loss kept falling. Onset = the best validation epoch, which
@@ -142,7 +143,18 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
     let (raised, best_step) = if let Some((train_acc, gap)) = gap {
         let th = if train_acc > 0.9 { 0.07 } else { 0.10 };
         let acc_stale = best_acc.is_some_and(|(i, _)| stale(i, va.len()));
-        let memorised = gap >= 0.2 && train_acc >= 0.95 && acc_stale;
+        // Memorised: (almost) every training sample right, validation well
+        // below — by more than the AT gap plus one standard error of the
+        // validation accuracy (small validation sets are coarse).
+        let n_val = ctx.view.dataset("val").and_then(|d| d.n).unwrap_or(0) as f64;
+        let val_acc = train_acc - gap;
+        let se = if n_val > 0.0 {
+            (val_acc * (1.0 - val_acc) / n_val).sqrt()
+        } else {
+            0.05
+        };
+        let memorised =
+            train_acc >= 0.99 && gap >= th + se || gap >= 0.2 && train_acc >= 0.95 && acc_stale;
         let best_step = best_loss.map(|(_, p)| p.0).or(best_acc.map(|(_, p)| p.0));
         ((gap >= th && loss_rising) || memorised, best_step)
     } else {

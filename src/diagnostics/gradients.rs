@@ -22,7 +22,10 @@
 //!
 //! **Vanishing** (AT: ‖G₁‖/‖Gₙ‖ < 1e-3): the median gradient norm of the
 //! input-side layer is < 1/1000 of the output layer's over the recent half of
-//! the checks → `warning` (`error` if the loss has not improved by 10%).
+//! the checks. `error` if the loss has not improved by 10% and the input
+//! layer's updates are starved (update ratio < 1e-4, or not logged);
+//! `warning` if only one of the two holds; `info` if the model trains well
+//! and the first layer still moves (Adam rescales small gradients).
 //! Three orders of magnitude means the first layer learns ~1000× slower than
 //! the last one. Layers whose gradient is exactly 0 are dead or frozen, not
 //! vanishing, and are left to [`units`](super::units).
@@ -344,6 +347,13 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
     };
     // NaN progress (no loss logged) counts as stalled.
     let stalled = progress.is_nan() || progress < 0.1;
+    // Does the vanishing gradient starve the input layer? (SGD: tiny updates;
+    // Adam rescales small gradients, so its updates may stay healthy.)
+    let first_update = first_layer.get(Role::UpdateRatio).and_then(|u| {
+        let v = &u.series.values;
+        median(&v[v.len() / 2..])
+    });
+    let starved = first_update.is_none_or(|u| u < 1e-4);
     let half_step = first_g.series.steps.get(first_g.series.len() / 2).copied();
     let acts: Vec<&str> = ctx
         .layers
@@ -370,7 +380,11 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
     }
     out.push(Finding {
         kind: Kind::VanishingGradients,
-        severity: if stalled { Severity::Error } else { Severity::Warning },
+        severity: match (stalled, starved) {
+            (true, true) => Severity::Error,
+            (true, false) | (false, true) => Severity::Warning,
+            (false, false) => Severity::Info,
+        },
         onset_step: half_step.or(first_g.series.steps.first().copied()),
         title: format!("Gradients vanish towards the input: {} gets {}× less gradient than {}", first_layer.name, fmt_ratio(ratio), last_layer.name),
         evidence: Evidence {

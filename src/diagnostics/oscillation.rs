@@ -10,8 +10,8 @@
 //! |---|---|
 //! | training error (1 − acc) | 0.03, or 2/n_train if larger (accuracy is quantised) |
 //! | validation error | 0.03, or 3/n_val if larger (small eval sets) |
-//! | validation loss | ×1.5 (on a log scale) |
-//! | training loss, epoch medians (only without accuracies) | ×1.5 (log scale, floor 5% of the start) |
+//! | validation loss | ×1.5 (log scale, floored at 5% of the chance-level or first loss) |
+//! | training loss, epoch medians (only without accuracies) | ×1.5 (log scale, same floor) |
 //!
 //! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on some series, with at
 //! least 6 evaluations → `warning`. Healthy curves are monotone up to noise
@@ -67,16 +67,33 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     };
     score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
     score(ctx.val_acc, "validation accuracy", &|a| 1.0 - a, zeta_val);
+    // Loss swings are judged on a log scale, floored at 5% of the loss scale
+    // (chance level, else the first value): a near-zero loss doubling from
+    // 0.004 to 0.008 is one sample, not a swing.
+    let first_val = ctx.val_loss.and_then(|n| {
+        n.series
+            .values
+            .iter()
+            .copied()
+            .find(|v| v.is_finite() && *v > 0.0)
+    });
+    let val_floor = 0.05 * ctx.chance_loss().or(first_val).unwrap_or(0.0);
     score(
         ctx.val_loss,
         "validation loss",
-        &|l| if l > 0.0 { l.ln() } else { f64::NAN },
+        &|l| {
+            if l > 0.0 && l.is_finite() {
+                l.max(val_floor).ln()
+            } else {
+                f64::NAN
+            }
+        },
         1.5f64.ln(),
     );
     if ctx.train_acc.is_none()
         && let Some(start) = ctx.loss_start().filter(|s| *s > 0.0)
     {
-        let floor = 0.05 * start;
+        let floor = 0.05 * ctx.chance_loss().map_or(start, |c| c.min(start));
         score(
             ctx.train_loss,
             "training loss",
