@@ -435,7 +435,13 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
     if imbalanced && poor == Some(true) {
         out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
     }
-    if poor == Some(true) && progress >= MIN_PROGRESS && !still_improving && !imbalanced {
+    // The loss moved but stopped short, or a structural limit explains why it
+    // could not move at all (e.g. weight decay pinning the weights at 0).
+    if poor == Some(true)
+        && (progress >= MIN_PROGRESS || !limits.is_empty())
+        && !still_improving
+        && !imbalanced
+    {
         let model = ctx.view.model.as_ref();
         let narrowest = model.and_then(|m| {
             let n = m.layers.len();
