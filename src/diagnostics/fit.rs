@@ -335,7 +335,7 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
     };
     // With a structural limit on capacity, "not converged" is enough.
     let limits = capacity_limits(ctx);
-    let poor = if limits.is_empty() {
+    let poor_before_gates = if limits.is_empty() {
         poor_strict
     } else {
         match (poor_strict, unfinished) {
@@ -344,6 +344,7 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
             _ => Some(false),
         }
     };
+    let poor = poor_before_gates;
     // Still improving: normalised accuracy gained ≥ 0.1 over the last third of
     // the epochs (or the loss fell ≥ 10% over the last third of the steps).
     let late_gain = if ta.len() >= 3 {
@@ -358,6 +359,29 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         let end = (2 * v.len() / 3).max(w);
         median(&v[end - w..end]).is_some_and(|then| recent < 0.9 * then)
     });
+    // Recovering: repeating the gain of the recent half once more would lift
+    // the model out of "poor" — too early for a verdict (a run in progress on
+    // a hard task looks poor for a while).
+    let poor_level = if limits.is_empty() {
+        POOR_NORM_ACC
+    } else {
+        0.9
+    };
+    let recovering = ta.len() >= 4 && {
+        let (n, mid) = (ta.len(), ta.len() / 2);
+        let gain = norm(ta[n - 1].1) - norm(ta[mid - 1].1);
+        norm(ta[n - 1].1) + gain >= poor_level
+    };
+    let imbalanced = out
+        .get(Kind::ClassImbalance)
+        .is_some_and(|f| f.severity.is_raised());
+    // With imbalanced classes, accuracy near the majority share is explained
+    // by the imbalance: "poor" is not judged.
+    let poor = if imbalanced || recovering {
+        poor.map(|_| false)
+    } else {
+        poor
+    };
     let update = median_update_ratio(ctx);
     let mut metrics = BTreeMap::new();
     metrics.insert("loss_start".into(), start);
@@ -389,7 +413,7 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         },
     };
     let lr = ctx.current_lr();
-    let flat = progress < MIN_PROGRESS && progress > -0.5;
+    let flat = progress < MIN_PROGRESS && progress > -0.5 && !imbalanced;
     let early_update = early_update_ratio(ctx);
     let tiny_updates =
         early_update.is_some_and(|u| u < TINY_UPDATE) && unfinished.unwrap_or(progress < 0.5);
@@ -429,19 +453,15 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
             ],
         });
     }
-    let imbalanced = out
-        .get(Kind::ClassImbalance)
-        .is_some_and(|f| f.severity.is_raised());
-    if imbalanced && poor == Some(true) {
+    if imbalanced && poor_before_gates == Some(true) {
         out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
+    }
+    if recovering && poor_before_gates == Some(true) {
+        out.note("underfitting not judged yet: training accuracy is still rising fast enough to leave the poor range");
     }
     // The loss moved but stopped short, or a structural limit explains why it
     // could not move at all (e.g. weight decay pinning the weights at 0).
-    if poor == Some(true)
-        && (progress >= MIN_PROGRESS || !limits.is_empty())
-        && !still_improving
-        && !imbalanced
-    {
+    if poor == Some(true) && (progress >= MIN_PROGRESS || !limits.is_empty()) && !still_improving {
         let model = ctx.view.model.as_ref();
         let narrowest = model.and_then(|m| {
             let n = m.layers.len();
