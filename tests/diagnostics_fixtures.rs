@@ -522,3 +522,26 @@ fn score_directory() {
     .expect("write predictions");
     println!("predictions written to {}", out.display());
 }
+
+/// Prints every finding and note of every run in `$DIAG_DIR` (default: the
+/// dev fixtures), for reviewing the wording.
+#[test]
+#[ignore = "tool: prints findings"]
+fn explain() {
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    for (name, records) in runs_in(&dir) {
+        let d = diagnose(&RunView::from_records(records));
+        println!("== {name}");
+        for f in &d.findings {
+            println!("  [{}] {} — {}", f.severity, f.kind, f.title);
+            println!("      evidence: {}", f.evidence.summary);
+            println!("      cause: {}", f.cause);
+            for x in &f.fixes {
+                println!("      fix: {x}");
+            }
+        }
+        for n in &d.notes {
+            println!("  note: {n}");
+        }
+    }
+}

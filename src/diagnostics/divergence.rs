@@ -91,12 +91,12 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             fixes.push("Check the inputs and labels for NaN/Inf (impute or drop missing values, e.g. SimpleImputer fit on the training split).".to_string());
             fixes.push("Compute the loss from logits (CrossEntropyLoss / from_logits=True) and guard log/div/sqrt against values ≤ 0.".to_string());
         }
-        fixes.push(ctx.lower_lr_fix(""));
-        fixes.push(
-            "Add gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))."
-                .to_string(),
-        );
         if !(missing > 0 || i == 0) {
+            fixes.push(ctx.lower_lr_fix(""));
+            fixes.push(
+                "Add gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))."
+                    .to_string(),
+            );
             fixes.push(
                 "Add normalisation layers (BatchNorm/LayerNorm) and use He/Glorot initialisation."
                     .to_string(),

@@ -233,9 +233,10 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
     });
     fixes.push(if wd > 0.0 || dropout > 0.0 {
         format!(
-            "Regularise more: dropout {} → 0.3–0.5, weight decay {} → ×10 (L2), or L1.",
+            "Regularise more: dropout {} → 0.3–0.5, weight decay (L2) {} → {}, or L1.",
             fmt_num(dropout),
-            fmt_num(wd)
+            fmt_num(wd),
+            fmt_num(if wd > 0.0 { wd * 10.0 } else { 1e-4 })
         )
     } else {
         "Add regularisation: dropout 0.2–0.5, weight decay (L2) 1e-4…1e-3, or L1.".into()
@@ -422,7 +423,32 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         || tiny_updates;
     if slow {
         let lr_low = tiny_updates || update.is_some_and(|u| u < TINY_UPDATE);
-        let cause = if lr_low {
+        // A unit-level problem found earlier explains the stall better than
+        // the learning rate (and raising the LR would not help it).
+        let raised = |k: Kind| out.get(k).is_some_and(|f| f.severity.is_raised());
+        let explained_by = if raised(Kind::DeadRelu) {
+            Some((
+                "dead_relu",
+                "most ReLU units are dead, so almost no gradient flows and the loss cannot move",
+            ))
+        } else if raised(Kind::VanishingGradients) {
+            Some((
+                "vanishing_gradients",
+                "gradients vanish before reaching the first layers, so they barely change",
+            ))
+        } else if raised(Kind::UnchangedWeights) {
+            Some(("unchanged_weights", "part of the model is never updated"))
+        } else if raised(Kind::SaturatedActivations) {
+            Some((
+                "saturated_activations",
+                "saturated units pass almost no gradient",
+            ))
+        } else {
+            None
+        };
+        let cause = if let Some((kind, why)) = explained_by {
+            format!("A consequence of {kind}: {why}.")
+        } else if lr_low {
             format!(
                 "Weight updates are tiny (median ‖Δw‖/‖w‖ = {}, healthy ≈ 1e-3): the learning rate{} is too low for this optimizer.",
                 fmt_num(early_update.or(update).unwrap_or(f64::NAN)),
@@ -443,14 +469,20 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
                 summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
             },
             cause,
-            fixes: vec![
-                match lr {
-                    Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
-                    None => "Increase the learning rate ×10 (or run an LR range test).".into(),
-                },
-                "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
-                "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
-            ],
+            fixes: match explained_by {
+                Some((kind, _)) => vec![
+                    format!("Fix the {kind} finding first; the loss should then start to fall."),
+                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+                ],
+                None => vec![
+                    match lr {
+                        Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
+                        None => "Increase the learning rate ×10 (or run an LR range test).".into(),
+                    },
+                    "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
+                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+                ],
+            },
         });
     }
     if imbalanced && poor_before_gates == Some(true) {

@@ -127,10 +127,14 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                 && s.reversals * 10 >= s.evals.saturating_sub(1)
         })
         .collect();
-    let Some(best) = hits
-        .iter()
-        .max_by_key(|s| (s.reversals * 1000) / s.evals.max(1))
-    else {
+    // Headline: a training series if one qualifies, then the most reversals
+    // per evaluation.
+    let Some(best) = hits.iter().max_by_key(|s| {
+        (
+            s.what.starts_with("training"),
+            (s.reversals * 1000) / s.evals.max(1),
+        )
+    }) else {
         return;
     };
     let restarts = ctx.lr_restarts();

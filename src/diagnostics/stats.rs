@@ -142,7 +142,15 @@ pub(crate) fn fmt_num(v: f64) -> String {
     if a == 0.0 {
         "0".to_string()
     } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
+        // `1.00e-4` → `1e-4`, `8.47e30` stays.
+        let s = format!("{v:.2e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let m = mantissa.trim_end_matches('0').trim_end_matches('.');
+                format!("{m}e{exp}")
+            }
+            None => s,
+        }
     } else {
         let decimals = (2 - a.log10().floor() as i32).clamp(0, 5) as usize;
         let s = format!("{v:.decimals$}");
@@ -199,7 +207,9 @@ mod tests {
         assert_eq!(fmt_num(0.001), "0.001");
         assert_eq!(fmt_num(0.5), "0.5");
         assert_eq!(fmt_num(2.3456), "2.35");
-        assert_eq!(fmt_num(1e-5), "1.00e-5");
+        assert_eq!(fmt_num(1e-5), "1e-5");
+        assert_eq!(fmt_num(5.67e-6), "5.67e-6");
+        assert_eq!(fmt_num(8.47e30), "8.47e30");
         assert_eq!(fmt_num(f64::NAN), "NaN");
         assert_eq!(fmt_num(123.0), "123");
         assert_eq!(fmt_pct(0.734), "73%");
