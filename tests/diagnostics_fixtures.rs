@@ -545,3 +545,69 @@ fn explain() {
         }
     }
 }
+
+/// Replaces the per-step training loss with one mean per epoch, as Keras'
+/// `History` and many epoch loggers record it.
+fn epoch_mean_losses(records: &[Record]) -> Vec<Record> {
+    let is_train_loss = |k: &str| classify(k).is_some_and(|m| m.role == Role::TrainLoss);
+    let epoch_ends: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) if s.key == "epoch" => Some(s.step),
+            _ => None,
+        })
+        .collect();
+    let mut sums: BTreeMap<(String, u64), (f64, usize)> = BTreeMap::new();
+    for r in records {
+        if let Record::Scalar(s) = r
+            && is_train_loss(&s.key)
+        {
+            let end = epoch_ends
+                .iter()
+                .copied()
+                .find(|e| *e >= s.step)
+                .unwrap_or(s.step);
+            let e = sums.entry((s.key.clone(), end)).or_insert((0.0, 0));
+            e.0 += s.value.0;
+            e.1 += 1;
+        }
+    }
+    let mut out: Vec<Record> = records
+        .iter()
+        .filter(|r| !matches!(r, Record::Scalar(s) if is_train_loss(&s.key)))
+        .cloned()
+        .collect();
+    for ((key, step), (sum, n)) in sums {
+        out.push(Record::Scalar(trainlens::record::ScalarRecord {
+            step,
+            key,
+            value: trainlens::record::Value(sum / n as f64),
+            time: None,
+        }));
+    }
+    out
+}
+
+#[test]
+fn epoch_level_losses_give_no_false_alarms() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    for (name, records) in runs() {
+        let label = &labels[&name];
+        let got = raised(&diagnose(&RunView::from_records(epoch_mean_losses(
+            &records,
+        ))));
+        let (missing, false_alarms) = check(label, &got);
+        println!(
+            "{name:<28} epoch-mean loss: raised {:<40} missing {}",
+            join(&got),
+            join(&missing)
+        );
+        if !false_alarms.is_empty() || !missing.is_empty() {
+            failures.push(format!(
+                "{name}: missing {missing:?}, false alarms {false_alarms:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -58,6 +58,12 @@ pub(crate) struct Ctx<'a> {
     pub task: Task,
 }
 
+/// Size of the start / recent windows of a series of `n` points: 5, or a
+/// quarter of the series when it is short.
+fn edge_len(n: usize) -> usize {
+    (n / 4).clamp(1, 5)
+}
+
 /// Loss names that expect class scores.
 fn is_classification_loss(loss: &str) -> bool {
     let l = loss.to_ascii_lowercase();
@@ -484,16 +490,19 @@ impl<'a> Ctx<'a> {
     }
 
     /// Median of the first few finite training-loss values: the loss before
-    /// learning.
+    /// learning. "Few" is 5 points, fewer for short (e.g. per-epoch) series so
+    /// that the start and recent windows never overlap.
     pub fn loss_start(&self) -> Option<f64> {
-        self.train_loss
-            .and_then(|l| head_median(&l.series.values, 5))
+        let l = self.train_loss?;
+        head_median(&l.series.values, edge_len(l.series.len()))
     }
 
-    /// Median of the recent training loss (last 10% of points, at least 5).
+    /// Median of the recent training loss (last 10% of points, at least the
+    /// start window's size).
     pub fn loss_recent(&self) -> Option<f64> {
         let l = self.train_loss?;
-        tail_median(&l.series.values, recent_len(l.series.len(), 5))
+        let n = l.series.len();
+        tail_median(&l.series.values, recent_len(n, edge_len(n)))
     }
 
     /// Whether the training loss ever was non-finite.

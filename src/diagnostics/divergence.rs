@@ -13,7 +13,9 @@
 //!    of the class prior, i.e. what cross-entropy starts at) or, without it,
 //!    the loss at the start. The run diverged when the recent median of the
 //!    loss is ≥ 4× that reference *and* ≥ 4× the best level reached — the loss
-//!    is going up, not slowly coming down from a bad initialisation. Medians
+//!    is going up, not slowly coming down from a bad initialisation (with a
+//!    known chance level, a loss stuck ≥ 4× above it and not coming down
+//!    counts too: coarse per-epoch logging may hide the climb). Medians
 //!    over the last 10% of points make a single mini-batch spike irrelevant,
 //!    and a warm-up bump that comes back down never reaches the recent window.
 //! 4. **Transient blow-up**: the loss (median of 3 consecutive points) reached
@@ -162,7 +164,7 @@ fn nonfinite_val(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut 
 /// Rule 3: a finite loss that blew up and stayed up.
 fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnosis) {
     let n = values.len();
-    if n < 10 {
+    if n < 5 {
         return;
     }
     let Some(start) = head_median(values, 3) else {
@@ -182,7 +184,12 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
         .filter(|c| c.len() * 2 >= w)
         .filter_map(super::stats::median)
         .fold(start, f64::min);
-    if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && recent >= BLOWUP_FACTOR * best) {
+    // Going up: 4× above the best level reached. Or, with a chance level,
+    // stuck far above it and not coming down (with coarse per-epoch logging
+    // the blow-up may already be inside the first point).
+    let rising = recent >= BLOWUP_FACTOR * best;
+    let stuck_high = ctx.chance_loss().is_some() && recent >= 0.9 * start;
+    if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && (rising || stuck_high)) {
         spike(ctx, key, steps, values, reference, out);
         return;
     }
