@@ -54,18 +54,19 @@ pub(crate) fn first_nonfinite(values: &[f64]) -> Option<usize> {
     values.iter().position(|v| !v.is_finite())
 }
 
-/// Number of trend reversals of amplitude ≥ `zeta` (a zig-zag filter).
-///
-/// The series has to move by at least `zeta` against the current direction
-/// before a reversal is counted, so noise smaller than `zeta` is ignored.
-/// Non-finite values are skipped. Monotone series give 0, however noisy below
-/// `zeta`.
+/// The reversal count of [`reversals_from`] alone.
 #[cfg(test)]
 pub(crate) fn reversals(values: &[f64], zeta: f64) -> usize {
     reversals_from(values, zeta).0
 }
 
-/// [`reversals`], plus the index (into `values`) of the first reversal.
+/// Number of trend reversals of amplitude ≥ `zeta` (a zig-zag filter), and
+/// the index (into `values`) of the first one.
+///
+/// The series has to move by at least `zeta` against the current direction
+/// before a reversal is counted, so noise smaller than `zeta` is ignored.
+/// Non-finite values are skipped. Monotone series give 0, however noisy below
+/// `zeta`.
 pub(crate) fn reversals_from(values: &[f64], zeta: f64) -> (usize, Option<usize>) {
     let mut it = values
         .iter()
