@@ -176,9 +176,19 @@ impl RunView {
         view
     }
 
-    /// The dataset summary of a split (`train`, `val`).
+    /// The dataset summary of a split: `train` (also `training`) or `val`
+    /// (also `validation`, `valid`, `eval`, `dev`); other names exactly.
     pub fn dataset(&self, split: &str) -> Option<&DatasetRecord> {
-        self.datasets.iter().find(|d| d.split == split)
+        let aliases: &[&str] = match split {
+            "train" => &["train", "training"],
+            "val" => &["val", "validation", "valid", "eval", "dev"],
+            other => return self.datasets.iter().find(|d| d.split == other),
+        };
+        aliases.iter().find_map(|a| {
+            self.datasets
+                .iter()
+                .find(|d| d.split.eq_ignore_ascii_case(a))
+        })
     }
 }
 
@@ -368,6 +378,7 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
     fit::detect(&ctx, &mut out);
     oscillation::detect(&ctx, &mut out);
     mismatch::detect(&ctx, &mut out);
+    missing_signal_notes(&ctx, &mut out);
     out.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -375,6 +386,28 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
             .then(a.kind.cmp(&b.kind))
     });
     out
+}
+
+/// Says which detectors could not run for lack of a signal, so a clean
+/// diagnosis is not mistaken for a clean bill of health.
+fn missing_signal_notes(ctx: &Ctx, out: &mut Diagnosis) {
+    use names::Role;
+    let has = |role: Role| ctx.layers.iter().any(|l| l.get(role).is_some());
+    if ctx.train_loss.is_none() {
+        out.note("no training loss logged: divergence, convergence and fit are not judged");
+    }
+    if !has(Role::GradNorm) && ctx.global_grad.is_none() {
+        out.note("no gradient norms logged (grad_norm/<layer>): exploding and vanishing gradients are not judged");
+    }
+    if !has(Role::DeadFrac) && !has(Role::ActStd) {
+        out.note("no dead_frac/<layer> or activation statistics logged: dead ReLUs are not judged");
+    }
+    if !has(Role::UpdateRatio) && !has(Role::WeightNorm) {
+        out.note("no update_ratio/<layer> or weight_norm/<layer> logged: unchanged weights are not judged");
+    }
+    if ctx.view.datasets.is_empty() {
+        out.note("no dataset summaries logged: class imbalance, distribution shift and missing values are not judged");
+    }
 }
 
 /// Serde for `BTreeMap<String, f64>` with non-finite values as strings.
