@@ -26,8 +26,11 @@ struct Label {
 }
 
 fn labels() -> BTreeMap<String, Label> {
-    let text =
-        std::fs::read_to_string(Path::new(FIXTURES).join("labels.json")).expect("labels.json");
+    labels_in(FIXTURES)
+}
+
+fn labels_in(dir: &str) -> BTreeMap<String, Label> {
+    let text = std::fs::read_to_string(Path::new(dir).join("labels.json")).expect("labels.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("labels.json is JSON");
     let set = |v: &serde_json::Value| {
         v.as_array()
@@ -52,13 +55,17 @@ fn labels() -> BTreeMap<String, Label> {
 }
 
 fn runs() -> Vec<(String, Vec<Record>)> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
+    runs_in(FIXTURES)
+}
+
+fn runs_in(dir: &str) -> Vec<(String, Vec<Record>)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures directory")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     paths.sort();
-    assert!(!paths.is_empty(), "no fixtures in {FIXTURES}");
+    assert!(!paths.is_empty(), "no fixtures in {dir}");
     paths
         .into_iter()
         .map(|p| {
@@ -236,6 +243,55 @@ fn rename(records: &[Record], names: &[(Role, &str)]) -> Vec<Record> {
         .collect()
 }
 
+/// Logs the epoch counter the way other tools do: with every training-loss
+/// point, as a fraction (HF Trainer) or as the current 0-based epoch
+/// (Lightning), instead of once at each epoch's end.
+fn relog_epoch(records: &[Record], fractional: bool) -> Vec<Record> {
+    let ends: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) if s.key == "epoch" => Some(s.step),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<Record> = records
+        .iter()
+        .filter(|r| !matches!(r, Record::Scalar(s) if s.key == "epoch"))
+        .cloned()
+        .collect();
+    let steps: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) if classify(&s.key).is_some_and(|m| m.role == Role::TrainLoss) => {
+                Some(s.step)
+            }
+            _ => None,
+        })
+        .collect();
+    for step in steps {
+        let e = ends
+            .iter()
+            .position(|end| step < *end)
+            .unwrap_or(ends.len());
+        let value = if fractional {
+            let (lo, hi) = (
+                if e == 0 { 0 } else { ends[e - 1] },
+                ends.get(e).copied().unwrap_or(step + 1),
+            );
+            e as f64 + (step - lo) as f64 / (hi - lo).max(1) as f64
+        } else {
+            e as f64
+        };
+        out.push(Record::Scalar(trainlens::record::ScalarRecord {
+            step,
+            key: "epoch".into(),
+            value: trainlens::record::Value(value),
+            time: None,
+        }));
+    }
+    out
+}
+
 #[test]
 fn other_tools_names_give_the_same_verdicts() {
     let keras = [
@@ -275,7 +331,13 @@ fn other_tools_names_give_the_same_verdicts() {
             ("lightning", &lightning),
             ("mlflow", &mlflow),
         ] {
-            let got = raised(&diagnose(&RunView::from_records(rename(&records, names))));
+            let renamed = rename(&records, names);
+            let renamed = match tool {
+                "hf" => relog_epoch(&renamed, true),
+                "lightning" => relog_epoch(&renamed, false),
+                _ => renamed,
+            };
+            let got = raised(&diagnose(&RunView::from_records(renamed)));
             if got != base {
                 failures.push(format!("{name} with {tool} names: {got:?} != {base:?}"));
             }
@@ -315,4 +377,292 @@ fn findings_are_specific() {
             );
         }
     }
+}
+
+/// Keeps only the run-level curves (losses, accuracies, LR, epoch): no model
+/// summary, no datasets, no per-layer signals, no histograms.
+fn losses_only(records: &[Record]) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|r| match r {
+            Record::Scalar(s) => {
+                classify(&s.key).is_some_and(|m| m.layer.is_none() && m.role != Role::GradNorm)
+            }
+            Record::Model(_) | Record::Dataset(_) | Record::Histogram(_) => false,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn missing_signals_cause_no_false_alarms() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    // Kinds a loss-only run can and should still show.
+    let loss_based = [
+        "divergence",
+        "overfitting",
+        "oscillating_loss",
+        "slow_convergence",
+        "underfitting",
+    ];
+    for (name, records) in runs() {
+        let label = &labels[&name];
+        let d = diagnose(&RunView::from_records(losses_only(&records)));
+        let got = raised(&d);
+        let (missing, false_alarms) = check(label, &got);
+        let lost: BTreeSet<_> = missing
+            .iter()
+            .filter(|k| loss_based.contains(&k.as_str()))
+            .collect();
+        println!(
+            "{name:<28} losses only: raised {:<40} lost {}",
+            join(&got),
+            join(&missing)
+        );
+        let lost_loss_based = !lost.is_empty();
+        let per_layer_kinds = [
+            "exploding_gradients",
+            "vanishing_gradients",
+            "dead_relu",
+            "saturated_activations",
+            "unchanged_weights",
+        ];
+        if got.iter().any(|k| per_layer_kinds.contains(&k.as_str())) {
+            failures.push(format!(
+                "{name}: per-layer finding without per-layer signals: {got:?}"
+            ));
+        }
+        if !false_alarms.is_empty() || lost_loss_based {
+            failures.push(format!(
+                "{name}: false alarms {false_alarms:?}, lost loss-based {lost:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A large synthetic run: `series` series of `points` points each (one
+/// train loss, one LR, the rest per-layer signals of `series / 7` layers),
+/// with epoch-level evaluations every 100 steps.
+fn large_run(series: usize, points: usize) -> RunView {
+    use trainlens::diagnostics::Series;
+    let noise = |i: usize| ((i.wrapping_mul(2654435761) % 1000) as f64 / 1000.0) - 0.5;
+    let curve = |f: &dyn Fn(usize) -> f64| Series {
+        steps: (0..points as u64).collect(),
+        values: (0..points).map(f).collect(),
+    };
+    let mut v = RunView {
+        name: "bench".into(),
+        ..Default::default()
+    };
+    v.scalars.insert(
+        "train/loss".into(),
+        curve(&|i| 2.3 * (-(i as f64) / 20000.0).exp() * (1.0 + 0.3 * noise(i))),
+    );
+    v.scalars.insert("lr".into(), curve(&|_| 1e-3));
+    let epochs = points / 100;
+    let ep = |f: &dyn Fn(usize) -> f64| Series {
+        steps: (1..=epochs as u64).map(|e| e * 100).collect(),
+        values: (1..=epochs).map(f).collect(),
+    };
+    v.scalars.insert("epoch".into(), ep(&|e| e as f64));
+    v.scalars.insert(
+        "train/acc".into(),
+        ep(&|e| 0.99 - 0.5 * (-(e as f64) / 200.0).exp()),
+    );
+    v.scalars.insert(
+        "val/acc".into(),
+        ep(&|e| 0.96 - 0.5 * (-(e as f64) / 200.0).exp()),
+    );
+    v.scalars.insert(
+        "val/loss".into(),
+        ep(&|e| 0.1 + 2.0 * (-(e as f64) / 200.0).exp()),
+    );
+    let signals = [
+        "grad_norm",
+        "weight_norm",
+        "update_ratio",
+        "act_mean",
+        "act_std",
+        "dead_frac",
+        "sat_frac",
+    ];
+    let mut n = 2;
+    'outer: for layer in 0.. {
+        for s in signals {
+            if n >= series {
+                break 'outer;
+            }
+            v.scalars.insert(
+                format!("{s}/fc{layer}"),
+                curve(&|i| 0.3 + 0.01 * noise(i + layer)),
+            );
+            n += 1;
+        }
+    }
+    v
+}
+
+/// `cargo test --release --test diagnostics_fixtures -- --ignored bench --nocapture`
+#[test]
+#[ignore = "timing; run in release"]
+fn bench_large_run() {
+    let healthy = large_run(200, 100_000);
+    // Worst case: a stalled loss enables every gated rule.
+    let mut stalled = healthy.clone();
+    if let Some(l) = stalled.scalars.get_mut("train/loss") {
+        l.values
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = 2.3 + 0.01 * (i % 7) as f64);
+    }
+    for (what, v) in [("healthy", &healthy), ("stalled", &stalled)] {
+        let points: usize = v.scalars.values().map(|s| s.values.len()).sum();
+        diagnose(v); // warm up
+        let runs = 10;
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(diagnose(std::hint::black_box(v)));
+        }
+        let per = t.elapsed() / runs;
+        println!(
+            "diagnose ({what}): {} series, {points} points: {per:?} per run",
+            v.scalars.len()
+        );
+    }
+}
+
+/// Diagnoses every run in `$DIAG_DIR` (default: the dev fixtures) against its
+/// `labels.json` without asserting, prints the table and writes
+/// `predictions.json` for score.py next to the runs' labels (to
+/// `$PREDICTIONS_OUT`, default the test's temporary directory).
+///
+/// `DIAG_DIR=/path/to/runs cargo test --test diagnostics_fixtures -- --ignored score_directory --nocapture`
+#[test]
+#[ignore = "tool: needs DIAG_DIR"]
+fn score_directory() {
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    let labels = labels_in(&dir);
+    let mut predictions = BTreeMap::new();
+    for (name, records) in runs_in(&dir) {
+        let d = diagnose(&RunView::from_records(records));
+        let got = raised(&d);
+        let (missing, false_alarms) = match labels.get(&name) {
+            Some(l) => check(l, &got),
+            None => (BTreeSet::new(), BTreeSet::new()),
+        };
+        let all: Vec<String> = d
+            .findings
+            .iter()
+            .map(|f| format!("{}:{}", f.kind, f.severity))
+            .collect();
+        println!(
+            "{name:<28} raised {:<50} missing {:<24} false {:<24} | {}",
+            join(&got),
+            join(&missing),
+            join(&false_alarms),
+            all.join(" ")
+        );
+        predictions.insert(name, got.into_iter().collect::<Vec<_>>());
+    }
+    let out = std::env::var_os("PREDICTIONS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictions-dir.json"));
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&predictions).expect("serialisable"),
+    )
+    .expect("write predictions");
+    println!("predictions written to {}", out.display());
+}
+
+/// Prints every finding and note of every run in `$DIAG_DIR` (default: the
+/// dev fixtures), for reviewing the wording.
+#[test]
+#[ignore = "tool: prints findings"]
+fn explain() {
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    for (name, records) in runs_in(&dir) {
+        let d = diagnose(&RunView::from_records(records));
+        println!("== {name}");
+        for f in &d.findings {
+            println!("  [{}] {} — {}", f.severity, f.kind, f.title);
+            println!("      evidence: {}", f.evidence.summary);
+            println!("      cause: {}", f.cause);
+            for x in &f.fixes {
+                println!("      fix: {x}");
+            }
+        }
+        for n in &d.notes {
+            println!("  note: {n}");
+        }
+    }
+}
+
+/// Replaces the per-step training loss with one mean per epoch, as Keras'
+/// `History` and many epoch loggers record it.
+fn epoch_mean_losses(records: &[Record]) -> Vec<Record> {
+    let is_train_loss = |k: &str| classify(k).is_some_and(|m| m.role == Role::TrainLoss);
+    let epoch_ends: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) if s.key == "epoch" => Some(s.step),
+            _ => None,
+        })
+        .collect();
+    let mut sums: BTreeMap<(String, u64), (f64, usize)> = BTreeMap::new();
+    for r in records {
+        if let Record::Scalar(s) = r
+            && is_train_loss(&s.key)
+        {
+            let end = epoch_ends
+                .iter()
+                .copied()
+                .find(|e| *e >= s.step)
+                .unwrap_or(s.step);
+            let e = sums.entry((s.key.clone(), end)).or_insert((0.0, 0));
+            e.0 += s.value.0;
+            e.1 += 1;
+        }
+    }
+    let mut out: Vec<Record> = records
+        .iter()
+        .filter(|r| !matches!(r, Record::Scalar(s) if is_train_loss(&s.key)))
+        .cloned()
+        .collect();
+    for ((key, step), (sum, n)) in sums {
+        out.push(Record::Scalar(trainlens::record::ScalarRecord {
+            step,
+            key,
+            value: trainlens::record::Value(sum / n as f64),
+            time: None,
+        }));
+    }
+    out
+}
+
+#[test]
+fn epoch_level_losses_give_no_false_alarms() {
+    let labels = labels();
+    let mut failures = Vec::new();
+    for (name, records) in runs() {
+        let label = &labels[&name];
+        let got = raised(&diagnose(&RunView::from_records(epoch_mean_losses(
+            &records,
+        ))));
+        let (missing, false_alarms) = check(label, &got);
+        println!(
+            "{name:<28} epoch-mean loss: raised {:<40} missing {}",
+            join(&got),
+            join(&missing)
+        );
+        if !false_alarms.is_empty() || !missing.is_empty() {
+            failures.push(format!(
+                "{name}: missing {missing:?}, false alarms {false_alarms:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -58,6 +58,35 @@ pub(crate) struct Ctx<'a> {
     pub task: Task,
 }
 
+/// Steps where epochs end, from an `epoch` series. One point per epoch (our
+/// format, Keras) gives its steps; an epoch counter logged with every metric
+/// (Lightning: the same integer many times; HF Trainer: fractional epochs)
+/// gives the last step of each run of points with the same whole epoch.
+fn epoch_boundaries(epoch: &Series) -> Vec<u64> {
+    let mut out = Vec::new();
+    let n = epoch.len();
+    for i in 0..n {
+        let (v, step) = (epoch.values[i], epoch.steps[i]);
+        if !v.is_finite() {
+            continue;
+        }
+        let next_same = epoch.values[i + 1..n]
+            .iter()
+            .find(|x| x.is_finite())
+            .is_some_and(|x| x.floor() == v.floor());
+        if !next_same {
+            out.push(step);
+        }
+    }
+    out
+}
+
+/// Size of the start / recent windows of a series of `n` points: 5, or a
+/// quarter of the series when it is short.
+fn edge_len(n: usize) -> usize {
+    (n / 4).clamp(1, 5)
+}
+
 /// Loss names that expect class scores.
 fn is_classification_loss(loss: &str) -> bool {
     let l = loss.to_ascii_lowercase();
@@ -201,8 +230,11 @@ impl<'a> Ctx<'a> {
         let val_loss = pick(Role::ValLoss);
         let val_acc = pick(Role::ValAcc);
         let train_acc = pick(Role::TrainAcc);
-        let mut epoch_ends: Vec<u64> = match (pick(Role::Epoch), val_loss.or(val_acc)) {
-            (Some(e), _) => e.series.steps.clone(),
+        let from_epoch = pick(Role::Epoch)
+            .map(|e| epoch_boundaries(e.series))
+            .filter(|b| b.len() >= 2);
+        let mut epoch_ends: Vec<u64> = match (from_epoch, val_loss.or(val_acc)) {
+            (Some(b), _) => b,
             (None, Some(v)) => v.series.steps.clone(),
             (None, None) => match (train_acc, train_loss) {
                 (Some(a), Some(l)) if a.series.len() * 2 < l.series.len() => a.series.steps.clone(),
@@ -242,7 +274,9 @@ impl<'a> Ctx<'a> {
                     .collect()
             })
             .filter(|c: &Vec<f64>| c.len() >= 2);
-        if is_regression_loss(loss) {
+        // Class counts make it classification whatever the loss (MSE on
+        // one-hot targets exists); otherwise a regression loss decides.
+        if counts.is_none() && is_regression_loss(loss) {
             return Task::Regression;
         }
         if !(is_classification_loss(loss) || counts.is_some() || has_acc) {
@@ -482,16 +516,19 @@ impl<'a> Ctx<'a> {
     }
 
     /// Median of the first few finite training-loss values: the loss before
-    /// learning.
+    /// learning. "Few" is 5 points, fewer for short (e.g. per-epoch) series so
+    /// that the start and recent windows never overlap.
     pub fn loss_start(&self) -> Option<f64> {
-        self.train_loss
-            .and_then(|l| head_median(&l.series.values, 5))
+        let l = self.train_loss?;
+        head_median(&l.series.values, edge_len(l.series.len()))
     }
 
-    /// Median of the recent training loss (last 10% of points, at least 5).
+    /// Median of the recent training loss (last 10% of points, at least the
+    /// start window's size).
     pub fn loss_recent(&self) -> Option<f64> {
         let l = self.train_loss?;
-        tail_median(&l.series.values, recent_len(l.series.len(), 5))
+        let n = l.series.len();
+        tail_median(&l.series.values, recent_len(n, edge_len(n)))
     }
 
     /// Whether the training loss ever was non-finite.
@@ -579,6 +616,18 @@ mod tests {
         assert_eq!(e.len(), 10);
         assert_eq!(e[0], (9, 0.0));
         assert_eq!(e[9], (99, 9.0));
+    }
+
+    #[test]
+    fn epoch_boundaries_from_other_tools_counters() {
+        let ours = Series::from_points([(10, 1.0), (20, 2.0), (30, 3.0)]);
+        assert_eq!(epoch_boundaries(&ours), [10, 20, 30]);
+        // Lightning: the current epoch logged with every metric.
+        let lightning = Series::from_points([(5, 0.0), (9, 0.0), (15, 1.0), (19, 1.0), (25, 2.0)]);
+        assert_eq!(epoch_boundaries(&lightning), [9, 19, 25]);
+        // HF Trainer: fractional epochs every logging step.
+        let hf = Series::from_points((1..=30).map(|i| (i * 10, i as f64 / 10.0)));
+        assert_eq!(epoch_boundaries(&hf), [90, 190, 290, 300]);
     }
 
     #[test]

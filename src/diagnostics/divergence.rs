@@ -13,9 +13,16 @@
 //!    of the class prior, i.e. what cross-entropy starts at) or, without it,
 //!    the loss at the start. The run diverged when the recent median of the
 //!    loss is ≥ 4× that reference *and* ≥ 4× the best level reached — the loss
-//!    is going up, not slowly coming down from a bad initialisation. Medians
+//!    is going up, not slowly coming down from a bad initialisation (with a
+//!    known chance level, a loss stuck ≥ 4× above it and not coming down
+//!    counts too: coarse per-epoch logging may hide the climb). Medians
 //!    over the last 10% of points make a single mini-batch spike irrelevant,
 //!    and a warm-up bump that comes back down never reaches the recent window.
+//! 4. **Transient blow-up**: the loss (median of 3 consecutive points) reached
+//!    ≥ 1000× the chance level, even if it came back down → `error`. Healthy
+//!    warm-up bumps and LR-restart spikes are a few × the loss, not 1000×;
+//!    a loss that large means the weights were thrown far away (dead ReLUs,
+//!    saturated units follow).
 
 use super::context::Ctx;
 use super::stats::{fmt_num, fmt_step, head_median, recent_len, tail_median};
@@ -23,6 +30,9 @@ use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 /// Factor over the reference loss that counts as diverged.
 const BLOWUP_FACTOR: f64 = 4.0;
+/// Factor over the chance-level loss that counts as a blow-up even if the
+/// loss came back down.
+const SPIKE_FACTOR: f64 = 1000.0;
 
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     let Some(train) = ctx.train_loss else {
@@ -83,12 +93,12 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             fixes.push("Check the inputs and labels for NaN/Inf (impute or drop missing values, e.g. SimpleImputer fit on the training split).".to_string());
             fixes.push("Compute the loss from logits (CrossEntropyLoss / from_logits=True) and guard log/div/sqrt against values ≤ 0.".to_string());
         }
-        fixes.push(ctx.lower_lr_fix(""));
-        fixes.push(
-            "Add gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))."
-                .to_string(),
-        );
         if !(missing > 0 || i == 0) {
+            fixes.push(ctx.lower_lr_fix(""));
+            fixes.push(
+                "Add gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))."
+                    .to_string(),
+            );
             fixes.push(
                 "Add normalisation layers (BatchNorm/LayerNorm) and use He/Glorot initialisation."
                     .to_string(),
@@ -154,7 +164,7 @@ fn nonfinite_val(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut 
 /// Rule 3: a finite loss that blew up and stayed up.
 fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnosis) {
     let n = values.len();
-    if n < 10 {
+    if n < 5 {
         return;
     }
     let Some(start) = head_median(values, 3) else {
@@ -174,7 +184,13 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
         .filter(|c| c.len() * 2 >= w)
         .filter_map(super::stats::median)
         .fold(start, f64::min);
-    if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && recent >= BLOWUP_FACTOR * best) {
+    // Going up: 4× above the best level reached. Or, with a chance level,
+    // stuck far above it and not coming down (with coarse per-epoch logging
+    // the blow-up may already be inside the first point).
+    let rising = recent >= BLOWUP_FACTOR * best;
+    let stuck_high = ctx.chance_loss().is_some() && recent >= 0.9 * start;
+    if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && (rising || stuck_high)) {
+        spike(ctx, key, steps, values, reference, out);
         return;
     }
     // Onset: the first step after which the loss stays above the threshold
@@ -220,6 +236,57 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
             ctx.lower_lr_fix(""),
             "Add gradient clipping (clip_grad_norm_ 1.0) and a short LR warm-up.".into(),
             "Normalise the inputs and add BatchNorm/LayerNorm; use He/Glorot initialisation.".into(),
+        ],
+    });
+}
+
+/// Rule 4: a blow-up that came back down. Median of 3 consecutive losses
+/// ≥ 1000× the chance level: the weights were thrown far out (AT's
+/// `max(loss) ≥ 1e3`, made relative). Only with a known chance level, so a
+/// regression loss on unscaled targets (large at the start) cannot trigger it.
+fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, out: &mut Diagnosis) {
+    let Some(chance) = ctx.chance_loss() else {
+        return;
+    };
+    let threshold = SPIKE_FACTOR * chance.min(reference);
+    let Some(i) = (1..values.len().saturating_sub(1)).find(|&i| {
+        let mut w = [values[i - 1], values[i], values[i + 1]];
+        w.sort_by(f64::total_cmp);
+        w[1] >= threshold
+    }) else {
+        return;
+    };
+    let i = (i - 1..=i + 1)
+        .find(|&j| values[j] >= threshold)
+        .unwrap_or(i);
+    let peak = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let recent = tail_median(values, recent_len(values.len(), 5)).unwrap_or(f64::NAN);
+    out.push(Finding {
+        kind: Kind::Divergence,
+        severity: Severity::Error,
+        onset_step: Some(steps[i]),
+        title: format!("Training loss blew up to {} at step {}", fmt_num(peak), fmt_step(steps[i])),
+        evidence: Evidence {
+            series: vec![key.to_string()],
+            layer: None,
+            metrics: [("peak_loss".to_string(), peak), ("chance_loss".to_string(), chance), ("recent_loss".to_string(), recent)].into(),
+            summary: format!(
+                "The loss reached {} — {:.0e}× the chance level {} — and is now {}; weights thrown that far rarely recover (dead units, saturated layers).",
+                fmt_num(peak),
+                peak / chance,
+                fmt_num(chance),
+                fmt_num(recent)
+            ),
+        },
+        cause: "An update far too large for the loss surface: the learning rate is too high (or the initialisation too large), so one step threw the weights orders of magnitude away.".into(),
+        fixes: vec![
+            ctx.lower_lr_fix(""),
+            "Add gradient clipping (clip_grad_norm_ 1.0) and a short LR warm-up.".into(),
+            "Use He/Glorot initialisation at the default scale and normalise the inputs.".into(),
         ],
     });
 }
@@ -294,6 +361,38 @@ mod tests {
         )]);
         assert!(diagnose(&v).get(Kind::Divergence).is_none());
         assert!(diagnose(&healthy(10, 30)).get(Kind::Divergence).is_none());
+    }
+
+    #[test]
+    fn transient_blowup_is_divergence_with_a_chance_level() {
+        let mut v = view(&[(
+            "train/loss",
+            curve(300, 1, |i| {
+                if (5..12).contains(&i) {
+                    1e6
+                } else {
+                    1.2 + 0.1 * noise(i)
+                }
+            }),
+        )]);
+        assert!(
+            diagnose(&v).get(Kind::Divergence).is_none(),
+            "no chance level known"
+        );
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                [
+                    ("0".to_string(), serde_json::json!(50)),
+                    ("1".to_string(), serde_json::json!(50)),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..Default::default()
+        });
+        let f = diagnose(&v).get(Kind::Divergence).cloned().expect("spike");
+        assert_eq!(f.onset_step, Some(5));
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! it drifts up from over-confidence while validation accuracy holds (the
 //! research pilot's GL > 5 fired on every healthy run). So, with accuracies:
 //! train − val accuracy gap ≥ 0.07 (train acc > 0.9) or ≥ 0.10 (AT), *and*
-//! validation has got worse since its best epoch (val loss ≥ 10% above its
-//! minimum, or val error ≥ 10% above its minimum). Without accuracies (e.g.
-//! regression): val loss ≥ 20% above its minimum, the minimum at least 3
-//! evaluations ago, while the training loss kept falling. Onset = the best
-//! validation epoch, which is also where early stopping should have stopped.
+//! validation loss ≥ 15% above its minimum with the minimum ≥ 3 evaluations
+//! back (UP-style persistence); or a memorised training set: train accuracy
+//! ≥ 0.99 with a gap ≥ the AT gap + one standard error of the validation
+//! accuracy, or a gap ≥ 0.2 with train accuracy ≥ 0.95 and validation
+//! accuracy not improving for 3 evaluations. Relative validation *error* is not used: on small validation
+//! sets one sample moves it by 25%+. Without accuracies (e.g. regression):
+//! val loss ≥ 20% above its minimum, the minimum ≥ 3 evaluations back, while
+//! the training loss kept falling. Onset = the best validation epoch, which
+//! is also where early stopping should have stopped.
 //!
 //! **Underfitting** (AT `not_converge`, TDC's chance-level loss): the model
 //! cannot fit its own training data. Training accuracy, normalised between
@@ -46,6 +50,12 @@ pub const MIN_EPOCHS: usize = 5;
 const POOR_NORM_ACC: f64 = 0.6;
 /// Training loss / chance-level loss above which the model "cannot fit".
 const POOR_LOSS_RATIO: f64 = 0.5;
+/// Validation loss above its best (relative) that counts as "got worse".
+/// Healthy runs' over-confidence drift stays below ~6% in the dev set.
+const GL_LOSS: f64 = 0.15;
+/// Update ratio ‖Δw‖/‖w‖ below which weights "change too slowly" (TDC:
+/// log10 < −4; healthy runs sit around 1e-3).
+const TINY_UPDATE: f64 = 1e-4;
 /// Relative loss decrease below which the loss "has not moved".
 const MIN_PROGRESS: f64 = 0.1;
 
@@ -126,23 +136,36 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
         (Some(t), Some(v)) => Some((t, t - v)),
         _ => None,
     };
+    // The best validation epoch lies at least 3 evaluations back: validation
+    // has stopped improving (Prechelt's UP, with a strip of 3).
+    let stale = |i: usize, len: usize| i + 3 <= len;
+    let loss_rising = best_loss.is_some_and(|(i, _)| stale(i, vl.len())) && gl_loss >= GL_LOSS;
     let (raised, best_step) = if let Some((train_acc, gap)) = gap {
         let th = if train_acc > 0.9 { 0.07 } else { 0.10 };
-        let worse = gl_loss >= 0.1 || gl_err >= 0.1;
+        let acc_stale = best_acc.is_some_and(|(i, _)| stale(i, va.len()));
+        // Memorised: (almost) every training sample right, validation well
+        // below — by more than the AT gap plus one standard error of the
+        // validation accuracy (small validation sets are coarse).
+        let n_val = ctx.view.dataset("val").and_then(|d| d.n).unwrap_or(0) as f64;
+        let val_acc = train_acc - gap;
+        let se = if n_val > 0.0 {
+            (val_acc * (1.0 - val_acc) / n_val).sqrt()
+        } else {
+            0.05
+        };
+        let memorised =
+            train_acc >= 0.99 && gap >= th + se || gap >= 0.2 && train_acc >= 0.95 && acc_stale;
         let best_step = best_loss.map(|(_, p)| p.0).or(best_acc.map(|(_, p)| p.0));
-        (gap >= th && worse, best_step)
+        ((gap >= th && loss_rising) || memorised, best_step)
     } else {
-        let Some((i, (step, _))) = best_loss else {
+        let Some((_, (step, _))) = best_loss else {
             return;
         };
         let train_falling = match (at_step(&tl, step), tail3(&tl)) {
             (Some(then), Some(now)) => now < then,
             _ => true,
         };
-        (
-            gl_loss >= 0.2 && i + 3 <= vl.len() && train_falling,
-            Some(step),
-        )
+        (loss_rising && gl_loss >= 0.2 && train_falling, Some(step))
     };
     if !raised {
         return;
@@ -210,9 +233,10 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
     });
     fixes.push(if wd > 0.0 || dropout > 0.0 {
         format!(
-            "Regularise more: dropout {} → 0.3–0.5, weight decay {} → ×10 (L2), or L1.",
+            "Regularise more: dropout {} → 0.3–0.5, weight decay (L2) {} → {}, or L1.",
             fmt_num(dropout),
-            fmt_num(wd)
+            fmt_num(wd),
+            fmt_num(if wd > 0.0 { wd * 10.0 } else { 1e-4 })
         )
     } else {
         "Add regularisation: dropout 0.2–0.5, weight decay (L2) 1e-4…1e-3, or L1.".into()
@@ -298,12 +322,30 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
     };
     let norm_acc = tail3(&ta).map(norm);
     let loss_ratio = ctx.chance_loss().filter(|c| *c > 0.0).map(|c| recent / c);
-    let poor = match (norm_acc, loss_ratio) {
+    let poor_strict = match (norm_acc, loss_ratio) {
         (Some(a), Some(r)) => Some(a < POOR_NORM_ACC && r > POOR_LOSS_RATIO),
         (Some(a), None) => Some(a < POOR_NORM_ACC),
         (None, Some(r)) => Some(r > POOR_LOSS_RATIO + 0.1),
         (None, None) => None,
     };
+    // Not converged: short of 90% of the way from chance to perfect.
+    let unfinished = match (norm_acc, loss_ratio) {
+        (Some(a), _) => Some(a < 0.9),
+        (None, Some(r)) => Some(r > 0.2),
+        (None, None) => None,
+    };
+    // With a structural limit on capacity, "not converged" is enough.
+    let limits = capacity_limits(ctx);
+    let poor_before_gates = if limits.is_empty() {
+        poor_strict
+    } else {
+        match (poor_strict, unfinished) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (None, None) => None,
+            _ => Some(false),
+        }
+    };
+    let poor = poor_before_gates;
     // Still improving: normalised accuracy gained ≥ 0.1 over the last third of
     // the epochs (or the loss fell ≥ 10% over the last third of the steps).
     let late_gain = if ta.len() >= 3 {
@@ -318,6 +360,29 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         let end = (2 * v.len() / 3).max(w);
         median(&v[end - w..end]).is_some_and(|then| recent < 0.9 * then)
     });
+    // Recovering: repeating the gain of the recent half once more would lift
+    // the model out of "poor" — too early for a verdict (a run in progress on
+    // a hard task looks poor for a while).
+    let poor_level = if limits.is_empty() {
+        POOR_NORM_ACC
+    } else {
+        0.9
+    };
+    let recovering = ta.len() >= 4 && {
+        let (n, mid) = (ta.len(), ta.len() / 2);
+        let gain = norm(ta[n - 1].1) - norm(ta[mid - 1].1);
+        norm(ta[n - 1].1) + gain >= poor_level
+    };
+    let imbalanced = out
+        .get(Kind::ClassImbalance)
+        .is_some_and(|f| f.severity.is_raised());
+    // With imbalanced classes, accuracy near the majority share is explained
+    // by the imbalance: "poor" is not judged.
+    let poor = if imbalanced || recovering {
+        poor.map(|_| false)
+    } else {
+        poor
+    };
     let update = median_update_ratio(ctx);
     let mut metrics = BTreeMap::new();
     metrics.insert("loss_start".into(), start);
@@ -349,15 +414,44 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         },
     };
     let lr = ctx.current_lr();
-    let flat = progress < MIN_PROGRESS && progress > -0.5;
-    let slow =
-        flat && poor != Some(false) || poor == Some(true) && still_improving && progress > 0.0;
+    let flat = progress < MIN_PROGRESS && progress > -0.5 && !imbalanced;
+    let early_update = early_update_ratio(ctx);
+    let tiny_updates =
+        early_update.is_some_and(|u| u < TINY_UPDATE) && unfinished.unwrap_or(progress < 0.5);
+    let slow = flat && poor != Some(false)
+        || poor == Some(true) && still_improving && progress > 0.0
+        || tiny_updates;
     if slow {
-        let lr_low = update.is_some_and(|u| u < 1e-4);
-        let cause = if lr_low {
+        let lr_low = tiny_updates || update.is_some_and(|u| u < TINY_UPDATE);
+        // A unit-level problem found earlier explains the stall better than
+        // the learning rate (and raising the LR would not help it).
+        let raised = |k: Kind| out.get(k).is_some_and(|f| f.severity.is_raised());
+        let explained_by = if raised(Kind::DeadRelu) {
+            Some((
+                "dead_relu",
+                "most ReLU units are dead, so almost no gradient flows and the loss cannot move",
+            ))
+        } else if raised(Kind::VanishingGradients) {
+            Some((
+                "vanishing_gradients",
+                "gradients vanish before reaching the first layers, so they barely change",
+            ))
+        } else if raised(Kind::UnchangedWeights) {
+            Some(("unchanged_weights", "part of the model is never updated"))
+        } else if raised(Kind::SaturatedActivations) {
+            Some((
+                "saturated_activations",
+                "saturated units pass almost no gradient",
+            ))
+        } else {
+            None
+        };
+        let cause = if let Some((kind, why)) = explained_by {
+            format!("A consequence of {kind}: {why}.")
+        } else if lr_low {
             format!(
                 "Weight updates are tiny (median ‖Δw‖/‖w‖ = {}, healthy ≈ 1e-3): the learning rate{} is too low for this optimizer.",
-                fmt_num(update.unwrap_or(f64::NAN)),
+                fmt_num(early_update.or(update).unwrap_or(f64::NAN)),
                 lr.map(|l| format!(" ({})", fmt_num(l))).unwrap_or_default()
             )
         } else {
@@ -375,23 +469,31 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
                 summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
             },
             cause,
-            fixes: vec![
-                match lr {
-                    Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
-                    None => "Increase the learning rate ×10 (or run an LR range test).".into(),
-                },
-                "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
-                "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
-            ],
+            fixes: match explained_by {
+                Some((kind, _)) => vec![
+                    format!("Fix the {kind} finding first; the loss should then start to fall."),
+                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+                ],
+                None => vec![
+                    match lr {
+                        Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
+                        None => "Increase the learning rate ×10 (or run an LR range test).".into(),
+                    },
+                    "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
+                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+                ],
+            },
         });
     }
-    let imbalanced = out
-        .get(Kind::ClassImbalance)
-        .is_some_and(|f| f.severity.is_raised());
-    if imbalanced && poor == Some(true) {
+    if imbalanced && poor_before_gates == Some(true) {
         out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
     }
-    if poor == Some(true) && progress >= MIN_PROGRESS && !still_improving && !imbalanced {
+    if recovering && poor_before_gates == Some(true) {
+        out.note("underfitting not judged yet: training accuracy is still rising fast enough to leave the poor range");
+    }
+    // The loss moved but stopped short, or a structural limit explains why it
+    // could not move at all (e.g. weight decay pinning the weights at 0).
+    if poor == Some(true) && (progress >= MIN_PROGRESS || !limits.is_empty()) && !still_improving {
         let model = ctx.view.model.as_ref();
         let narrowest = model.and_then(|m| {
             let n = m.layers.len();
@@ -401,43 +503,8 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
                 .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
                 .min()
         });
-        let wd = model
-            .and_then(|m| m.optimizer.as_ref())
-            .and_then(|o| o.weight_decay)
-            .unwrap_or(0.0);
-        let dropout = ctx
-            .view
-            .config
-            .get("dropout")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0);
-        let mut causes = Vec::new();
-        let mut fixes = Vec::new();
-        if let Some((w, name)) = &narrowest
-            && *w <= 8
-        {
-            causes.push(format!(
-                "the model is too small (layer {name} has only {w} units)"
-            ));
-            fixes.push(format!(
-                "Increase capacity: widen {name} ({w} → 64+ units) or add layers."
-            ));
-        }
-        if wd >= 0.01 {
-            causes.push(format!("weight decay {} is strong", fmt_num(wd)));
-            fixes.push(format!(
-                "Reduce weight decay: {} → {}.",
-                fmt_num(wd),
-                fmt_num(wd / 100.0)
-            ));
-        }
-        if dropout >= 0.5 {
-            causes.push(format!(
-                "dropout {} removes most of the signal",
-                fmt_num(dropout)
-            ));
-            fixes.push(format!("Reduce dropout: {} → 0.1–0.2.", fmt_num(dropout)));
-        }
+        let mut causes: Vec<String> = limits.iter().map(|l| l.0.clone()).collect();
+        let mut fixes: Vec<String> = limits.iter().map(|l| l.1.clone()).collect();
         if causes.is_empty() {
             causes.push("the model lacks capacity or is over-regularised for this task".into());
             fixes.push("Increase capacity (wider/more layers) and train longer.".into());
@@ -479,6 +546,83 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
             fixes,
         });
     }
+}
+
+/// Structural limits on what the model can fit, as (cause, fix): a hidden
+/// layer of ≤ 2 units or narrower than the number of classes, weight decay
+/// ≥ 0.05 (TDC: "overwhelming regularisation"), dropout ≥ 0.5. Healthy
+/// models are far from all three.
+fn capacity_limits(ctx: &Ctx) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let model = ctx.view.model.as_ref();
+    let classes = match &ctx.task {
+        super::context::Task::Classification { classes, .. } => *classes,
+        _ => None,
+    };
+    if let Some(m) = model {
+        let hidden = &m.layers[..m.layers.len().saturating_sub(1)];
+        if let Some((w, name)) = hidden
+            .iter()
+            .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
+            .min()
+            && (w <= 2 || classes.is_some_and(|k| (w as usize) < k))
+        {
+            out.push((
+                format!(
+                    "the model is too small: layer {name} has only {w} units{}",
+                    classes
+                        .map(|k| format!(" for {k} classes"))
+                        .unwrap_or_default()
+                ),
+                format!("Increase capacity: widen {name} ({w} → 64+ units) or add layers."),
+            ));
+        }
+    }
+    let wd = model
+        .and_then(|m| m.optimizer.as_ref())
+        .and_then(|o| o.weight_decay)
+        .or_else(|| ctx.view.config.get("weight_decay").and_then(|v| v.as_f64()))
+        .unwrap_or(0.0);
+    if wd >= 0.05 {
+        out.push((
+            format!("weight decay {} outweighs the data term", fmt_num(wd)),
+            format!(
+                "Reduce weight decay: {} → {}.",
+                fmt_num(wd),
+                fmt_num(wd / 100.0)
+            ),
+        ));
+    }
+    let dropout = ctx
+        .view
+        .config
+        .get("dropout")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    if dropout >= 0.5 {
+        out.push((
+            format!("dropout {} removes most of the signal", fmt_num(dropout)),
+            format!("Reduce dropout: {} → 0.1–0.2.", fmt_num(dropout)),
+        ));
+    }
+    out
+}
+
+/// Median over layers of the median update ratio in the first third of the
+/// run (the LR's peak for decaying schedules). Layers that never move are
+/// left to the unchanged-weights rule.
+fn early_update_ratio(ctx: &Ctx) -> Option<f64> {
+    let per_layer: Vec<f64> = ctx
+        .layers
+        .iter()
+        .filter_map(|l| l.get(Role::UpdateRatio))
+        .filter(|u| u.series.values.iter().any(|v| *v > 0.0))
+        .filter_map(|u| {
+            let v = &u.series.values;
+            median(&v[..v.len().div_ceil(3)])
+        })
+        .collect();
+    median(&per_layer)
 }
 
 /// Median over layers of each layer's median update ratio.
@@ -615,6 +759,70 @@ mod tests {
         });
         let d = diagnose(&v);
         assert!(d.get(Kind::Underfitting).is_some(), "{:#?}", d);
+    }
+
+    #[test]
+    fn tiny_updates_are_slow_convergence() {
+        // Loss moves 15% but weights barely change: LR far too low.
+        let mut v = run(
+            20,
+            |e| 0.3 + 0.01 * e as f64,
+            |e| 0.3 + 0.01 * e as f64,
+            |_| 0.6,
+            |t| 0.69 - 0.1 * t,
+        );
+        v.scalars.insert(
+            "update_ratio/fc1".into(),
+            Series::from_points(curve(80, 5, |_| 2e-6)),
+        );
+        v.scalars.insert(
+            "update_ratio/head".into(),
+            Series::from_points(curve(80, 5, |_| 8e-6)),
+        );
+        let f = diagnose(&v)
+            .get(Kind::SlowConvergence)
+            .cloned()
+            .expect("slow");
+        assert!(f.cause.contains("learning rate"), "{}", f.cause);
+        // Healthy update sizes with a decaying LR are not slow.
+        let mut h = healthy(20, 40);
+        h.scalars.insert(
+            "update_ratio/fc1".into(),
+            Series::from_points(curve(160, 5, |i| 3e-3 * (-(i as f64) / 30.0).exp())),
+        );
+        assert!(diagnose(&h).get(Kind::SlowConvergence).is_none());
+    }
+
+    #[test]
+    fn bottleneck_model_underfits_even_at_moderate_accuracy() {
+        use crate::record::{Layer, ModelRecord};
+        let layer = |name: &str, out: u64| Layer {
+            name: name.into(),
+            outputs: Some(out),
+            activation: Some("relu".into()),
+            ..Default::default()
+        };
+        let mk = |width: u64| {
+            let mut v = run(
+                25,
+                |e| (0.5 + 0.03 * e as f64).min(0.75),
+                |e| (0.5 + 0.03 * e as f64).min(0.73),
+                |_| 0.9,
+                |t| 0.5 + 1.8 * (-t * 6.0).exp(),
+            );
+            v.model = Some(ModelRecord {
+                layers: vec![layer("fc1", width), layer("head", 10)],
+                loss: Some("cross_entropy".into()),
+                ..Default::default()
+            });
+            v
+        };
+        let f = diagnose(&mk(2))
+            .get(Kind::Underfitting)
+            .cloned()
+            .expect("underfitting");
+        assert!(f.cause.contains("fc1 has only 2 units"), "{}", f.cause);
+        assert!(diagnose(&mk(64)).get(Kind::Underfitting).is_none());
     }
 
     #[test]

@@ -14,10 +14,18 @@
 //!    blow-ups and fires on unscaled inputs (research pilot). The loss gate
 //!    keeps legitimately growing gradients of a learning model (e.g. a frozen
 //!    trunk in front of a head that is still learning) out.
+//! 3. A layer's gradient norm is ≥ 10× its weight norm at 3 consecutive
+//!    checks while the loss improves by < 10% → `error`. Scale-free: one SGD
+//!    step with LR 0.1 would move the layer by its whole norm (healthy runs
+//!    sit around 0.01–0.1). Catches blow-ups already present at
+//!    initialisation, which rule 2 cannot see as growth.
 //!
 //! **Vanishing** (AT: ‖G₁‖/‖Gₙ‖ < 1e-3): the median gradient norm of the
 //! input-side layer is < 1/1000 of the output layer's over the recent half of
-//! the checks → `warning` (`error` if the loss has not improved by 10%).
+//! the checks. `error` if the loss has not improved by 10% and the input
+//! layer's updates are starved (update ratio < 1e-4, or not logged);
+//! `warning` if only one of the two holds; `info` if the model trains well
+//! and the first layer still moves (Adam rescales small gradients).
 //! Three orders of magnitude means the first layer learns ~1000× slower than
 //! the last one. Layers whose gradient is exactly 0 are dead or frozen, not
 //! vanishing, and are left to [`units`](super::units).
@@ -31,6 +39,9 @@ use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 /// Growth of a gradient norm over its starting level that counts as exploding.
 const EXPLODE_GROWTH: f64 = 100.0;
+/// ‖g‖/‖w‖ from which one plain SGD step with LR 0.1 would move a layer by
+/// its whole norm: the gradient dwarfs the weights.
+const GRAD_WEIGHT_RATIO: f64 = 10.0;
 /// Input-side / output-side gradient ratio below which gradients vanish (AT β1).
 const VANISH_RATIO: f64 = 1e-3;
 
@@ -39,24 +50,44 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     vanishing(ctx, out);
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rule {
+    /// Rule 1: NaN/Inf after finite values.
+    NonFinite,
+    /// Rule 2: ≥ 100× growth while the loss gets worse.
+    Growth,
+    /// Rule 3: gradient norm ≥ 10× the weight norm while the loss stalls.
+    Ratio(f64),
+}
+
 struct Explosion<'a> {
     layer: Option<String>,
     key: &'a str,
     onset: u64,
     before: f64,
     peak: f64,
-    nonfinite: bool,
+    rule: Rule,
+}
+
+/// How the loss is doing, for gating rules 2 and 3.
+#[derive(Clone, Copy)]
+struct LossState {
+    /// The loss got worse (or non-finite) over the run.
+    worse: bool,
+    /// The loss improved by less than 10% (or got worse).
+    stalled: bool,
 }
 
 fn explosion<'a>(
     layer: Option<&Layer<'a>>,
     g: Named<'a>,
-    loss_worse: bool,
+    loss: LossState,
 ) -> Option<Explosion<'a>> {
     let (steps, values) = (&g.series.steps, &g.series.values);
     let n = g.series.len();
     let first_finite = values.iter().position(|v| v.is_finite())?;
     let start = head_median(values, 3)?;
+    let name = layer.map(|l| l.name.clone());
     // Rule 1: non-finite after finite.
     if let Some(i) = values[first_finite..]
         .iter()
@@ -69,57 +100,111 @@ fn explosion<'a>(
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max);
         return Some(Explosion {
-            layer: layer.map(|l| l.name.clone()),
+            layer: name,
             key: g.key,
             onset: steps[i],
             before: start,
             peak,
-            nonfinite: true,
+            rule: Rule::NonFinite,
         });
     }
-    // Rule 2: sustained growth while the loss gets worse, in an updated layer.
-    if !loss_worse || start <= 0.0 || n < 3 {
-        return None;
-    }
+    // Rules 2 and 3 only for layers that are actually updated.
     let updated = layer
         .and_then(|l| l.get(Role::UpdateRatio))
         .is_none_or(|u| u.series.values.iter().any(|v| *v > 0.0));
-    if !updated {
+    if !updated || n < 3 {
         return None;
     }
-    let mut peak = 0.0f64;
-    let mut onset = None;
-    for i in 1..n - 1 {
-        let mut w = [values[i - 1], values[i], values[i + 1]];
-        w.sort_by(f64::total_cmp);
-        let m = w[1];
-        if m >= EXPLODE_GROWTH * start {
-            onset.get_or_insert(steps[i]);
+    // Rule 2: sustained growth (median of 3 checks) while the loss gets worse.
+    if loss.worse && start > 0.0 {
+        let mut peak = 0.0f64;
+        let mut onset = None;
+        for i in 1..n - 1 {
+            let m = median3(values[i - 1], values[i], values[i + 1]);
+            if m >= EXPLODE_GROWTH * start {
+                onset.get_or_insert(steps[i]);
+            }
+            peak = peak.max(m);
         }
-        peak = peak.max(m);
+        if let Some(onset) = onset {
+            return Some(Explosion {
+                layer: name,
+                key: g.key,
+                onset,
+                before: start,
+                peak,
+                rule: Rule::Growth,
+            });
+        }
     }
-    onset.map(|onset| Explosion {
-        layer: layer.map(|l| l.name.clone()),
-        key: g.key,
-        onset,
-        before: start,
-        peak,
-        nonfinite: false,
-    })
+    // Rule 3: ‖g‖ ≥ 10‖w‖ at 3 consecutive checks while the loss stalls.
+    if loss.stalled
+        && let Some(w) = layer.and_then(|l| l.get(Role::WeightNorm))
+    {
+        // Walk both series together (they share steps when logged together);
+        // O(n), no per-point search.
+        let (ws, wv) = (&w.series.steps, &w.series.values);
+        let mut j = 0;
+        let mut run = 0;
+        let mut peak_ratio = 0.0f64;
+        for i in 0..n {
+            while j < ws.len() && ws[j] < steps[i] {
+                j += 1;
+            }
+            let r = match (ws.get(j), wv.get(j)) {
+                (Some(&s), Some(&wn)) if s == steps[i] && wn > 0.0 => values[i] / wn,
+                _ => f64::NAN,
+            };
+            if r >= GRAD_WEIGHT_RATIO {
+                run += 1;
+                peak_ratio = peak_ratio.max(r);
+            } else {
+                run = 0;
+                peak_ratio = 0.0;
+            }
+            if run == 3 {
+                let first = i - 2;
+                let peak = values[first..=i].iter().copied().fold(0.0, f64::max);
+                return Some(Explosion {
+                    layer: name,
+                    key: g.key,
+                    onset: steps[first],
+                    before: start,
+                    peak,
+                    rule: Rule::Ratio(peak_ratio),
+                });
+            }
+        }
+    }
+    None
+}
+
+fn median3(a: f64, b: f64, c: f64) -> f64 {
+    let mut w = [a, b, c];
+    w.sort_by(f64::total_cmp);
+    w[1]
 }
 
 fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
-    let loss_worse = ctx.loss_worsened();
+    let progress = match (ctx.loss_start(), ctx.loss_recent()) {
+        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        _ => f64::NAN,
+    };
+    let worse = ctx.loss_worsened();
+    let loss = LossState {
+        worse,
+        stalled: worse || progress.is_nan() || progress < 0.1,
+    };
     let mut found: Vec<Explosion> = ctx
         .layers
         .iter()
         .filter_map(|l| {
             l.get(Role::GradNorm)
-                .and_then(|g| explosion(Some(l), g, loss_worse))
+                .and_then(|g| explosion(Some(l), g, loss))
         })
         .collect();
     if let Some(g) = ctx.global_grad
-        && let Some(e) = explosion(None, g, loss_worse)
+        && let Some(e) = explosion(None, g, loss)
     {
         found.push(e);
     }
@@ -131,14 +216,19 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         Some(l) => format!("layer {l}"),
         None => "the model".to_string(),
     };
-    let (title, summary) = if first.nonfinite {
-        (
+    let affected = if layers.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", layers.join(", "))
+    };
+    let (title, summary) = match first.rule {
+        Rule::NonFinite => (
             format!(
                 "Gradients of {where_} became non-finite at step {}",
                 fmt_step(first.onset)
             ),
             format!(
-                "The gradient norm of {where_} went from {} at the start{} to NaN/Inf; {} layer(s) affected{}.",
+                "The gradient norm of {where_} went from {} at the start{} to NaN/Inf; {} layer(s) affected{affected}.",
                 fmt_num(first.before),
                 if first.peak > first.before {
                     format!(" to {}", fmt_num(first.peak))
@@ -146,26 +236,34 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
                     String::new()
                 },
                 found.len(),
-                if layers.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", layers.join(", "))
-                }
             ),
-        )
-    } else {
-        (
+        ),
+        Rule::Growth => (
             format!(
                 "Gradient norm of {where_} grew ×{:.0} by step {}",
                 first.peak / first.before,
                 fmt_step(first.onset)
             ),
             format!(
-                "The gradient norm of {where_} rose from {} to {} while the loss got worse.",
+                "The gradient norm of {where_} rose from {} to {} while the loss got worse; {} layer(s) affected{affected}.",
                 fmt_num(first.before),
-                fmt_num(first.peak)
+                fmt_num(first.peak),
+                found.len()
             ),
-        )
+        ),
+        Rule::Ratio(r) => (
+            format!(
+                "Gradient norm of {where_} is {:.0}× its weight norm from step {}",
+                r,
+                fmt_step(first.onset)
+            ),
+            format!(
+                "Gradient norm up to {} = {:.0}× the layer's weight norm for 3+ checks while the loss is not improving; {} layer(s) affected{affected}.",
+                fmt_num(first.peak),
+                r,
+                found.len()
+            ),
+        ),
     };
     let mut metrics = BTreeMap::new();
     metrics.insert("grad_norm_start".into(), first.before);
@@ -249,6 +347,13 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
     };
     // NaN progress (no loss logged) counts as stalled.
     let stalled = progress.is_nan() || progress < 0.1;
+    // Does the vanishing gradient starve the input layer? (SGD: tiny updates;
+    // Adam rescales small gradients, so its updates may stay healthy.)
+    let first_update = first_layer.get(Role::UpdateRatio).and_then(|u| {
+        let v = &u.series.values;
+        median(&v[v.len() / 2..])
+    });
+    let starved = first_update.is_none_or(|u| u < 1e-4);
     let half_step = first_g.series.steps.get(first_g.series.len() / 2).copied();
     let acts: Vec<&str> = ctx
         .layers
@@ -275,7 +380,11 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
     }
     out.push(Finding {
         kind: Kind::VanishingGradients,
-        severity: if stalled { Severity::Error } else { Severity::Warning },
+        severity: match (stalled, starved) {
+            (true, true) => Severity::Error,
+            (true, false) | (false, true) => Severity::Warning,
+            (false, false) => Severity::Info,
+        },
         onset_step: half_step.or(first_g.series.steps.first().copied()),
         title: format!("Gradients vanish towards the input: {} gets {}× less gradient than {}", first_layer.name, fmt_ratio(ratio), last_layer.name),
         evidence: Evidence {
@@ -382,6 +491,31 @@ mod tests {
             ),
         ]);
         assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
+    fn gradients_dwarfing_weights_explode_only_while_the_loss_stalls() {
+        let mk = |loss: fn(usize) -> f64| {
+            view(&[
+                ("train/loss", curve(300, 1, loss)),
+                (
+                    "grad_norm/fc1",
+                    curve(60, 5, |i| 400.0 * (1.0 + 0.1 * noise(i))),
+                ),
+                ("weight_norm/fc1", curve(60, 5, |_| 30.0)),
+            ])
+        };
+        let stuck = mk(|i| 50.0 + 5.0 * noise(i));
+        let f = diagnose(&stuck)
+            .get(Kind::ExplodingGradients)
+            .cloned()
+            .expect("exploding");
+        assert_eq!(f.onset_step, Some(0));
+        assert!(f.title.contains("× its weight norm"), "{}", f.title);
+        // Same gradients, but the loss falls steadily: a large-scale problem
+        // that trains, not an explosion.
+        let learning = mk(|i| 50.0 * (-(i as f64) / 60.0).exp());
+        assert!(diagnose(&learning).get(Kind::ExplodingGradients).is_none());
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   activation, and `bce_with_logits` after a `sigmoid`.
 //! - Keras `categorical_crossentropy` (expects probabilities unless
 //!   `from_logits`) with a linear output and no `from_logits: true`.
+//! - A regression loss (`mse`, `mae`, ...) on a regression task (no class
+//!   counts) with a bounded `sigmoid`/`tanh`/`softmax` output (DD "out of
+//!   range").
 //!
 //! Behavioural corroboration: with softmax before cross-entropy the loss
 //! cannot go below ln(K − 1 + e) − 1 (a perfectly confident softmax gives
@@ -116,6 +119,22 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                     "Keras cross-entropy on a linear output without from_logits=True".into(),
                     "Keras cross-entropy treats its input as probabilities unless from_logits=True; raw logits get clipped and the loss is wrong.".into(),
                     vec!["Pass from_logits=True to the loss, or add a softmax/sigmoid output.".into()],
+                ))
+            } else if is(&[
+                "mse",
+                "mae",
+                "l1",
+                "huber",
+                "smooth_l1",
+                "mean_squared_error",
+                "mean_absolute_error",
+            ]) && ctx.task == Task::Regression
+                && matches!(a, "sigmoid" | "tanh" | "softmax")
+            {
+                Some((
+                    format!("Regression loss on a bounded {a} output"),
+                    format!("A {a} output can only produce values in {}, so regression targets outside that range can never be fitted.", if a == "tanh" { "[−1, 1]" } else { "[0, 1]" }),
+                    vec!["Use a linear output layer for regression (or scale the targets into the output's range and back).".into()],
                 ))
             } else {
                 None
@@ -228,6 +247,8 @@ mod tests {
             ("bce", "none", true),
             ("bce_with_logits", "sigmoid", true),
             ("mse", "none", false),
+            // No class counts + MSE: a regression task with a bounded output.
+            ("mse", "sigmoid", true),
         ] {
             let mut v = healthy(10, 20);
             v.model = Some(model(loss, act));

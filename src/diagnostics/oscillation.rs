@@ -8,13 +8,15 @@
 //!
 //! | series | ζ |
 //! |---|---|
-//! | training error (1 − acc) | 0.03, or 2/n_train if larger (accuracy is quantised) |
+//! | training error (1 − acc) | 0.03, or 4/n_train if larger (a swing must move ≥ 4 samples) |
 //! | validation error | 0.03, or 3/n_val if larger (small eval sets) |
-//! | validation loss | ×1.5 (on a log scale) |
-//! | training loss, epoch medians (only without accuracies) | ×1.5 (log scale, floor 5% of the start) |
+//! | validation loss | ×1.5 (log scale, floored at 5% of the chance-level or first loss) |
+//! | training loss, epoch medians (only without accuracies) | ×1.5 (log scale, same floor) |
 //!
-//! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on some series, with at
-//! least 6 evaluations → `warning`. Healthy curves are monotone up to noise
+//! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on a *training* series
+//! (training accuracy or loss), with at least 6 evaluations → `warning`. The
+//! validation series alone give `info`: an overfit model's decision boundary
+//! can wobble away from the training data while training itself is stable. Healthy curves are monotone up to noise
 //! below ζ, and overfitting's rising validation loss is monotone too, so
 //! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
 //! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
@@ -56,7 +58,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             });
         };
     let zeta_train = if n_train > 0.0 {
-        0.03f64.max(2.0 / n_train)
+        0.03f64.max(4.0 / n_train)
     } else {
         0.03
     };
@@ -67,16 +69,33 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     };
     score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
     score(ctx.val_acc, "validation accuracy", &|a| 1.0 - a, zeta_val);
+    // Loss swings are judged on a log scale, floored at 5% of the loss scale
+    // (chance level, else the first value): a near-zero loss doubling from
+    // 0.004 to 0.008 is one sample, not a swing.
+    let first_val = ctx.val_loss.and_then(|n| {
+        n.series
+            .values
+            .iter()
+            .copied()
+            .find(|v| v.is_finite() && *v > 0.0)
+    });
+    let val_floor = 0.05 * ctx.chance_loss().or(first_val).unwrap_or(0.0);
     score(
         ctx.val_loss,
         "validation loss",
-        &|l| if l > 0.0 { l.ln() } else { f64::NAN },
+        &|l| {
+            if l > 0.0 && l.is_finite() {
+                l.max(val_floor).ln()
+            } else {
+                f64::NAN
+            }
+        },
         1.5f64.ln(),
     );
     if ctx.train_acc.is_none()
         && let Some(start) = ctx.loss_start().filter(|s| *s > 0.0)
     {
-        let floor = 0.05 * start;
+        let floor = 0.05 * ctx.chance_loss().map_or(start, |c| c.min(start));
         score(
             ctx.train_loss,
             "training loss",
@@ -108,13 +127,21 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                 && s.reversals * 10 >= s.evals.saturating_sub(1)
         })
         .collect();
-    let Some(best) = hits
-        .iter()
-        .max_by_key(|s| (s.reversals * 1000) / s.evals.max(1))
-    else {
+    // Headline: a training series if one qualifies, then the most reversals
+    // per evaluation.
+    let Some(best) = hits.iter().max_by_key(|s| {
+        (
+            s.what.starts_with("training"),
+            (s.reversals * 1000) / s.evals.max(1),
+        )
+    }) else {
         return;
     };
     let restarts = ctx.lr_restarts();
+    // The training process is what oscillates: swings of validation metrics
+    // alone (an unstable decision boundary away from the training data, a
+    // small validation set) are reported as info.
+    let train_side = hits.iter().any(|s| s.what.starts_with("training"));
     let onset = hits.iter().filter_map(|s| s.onset).min();
     let mut metrics = BTreeMap::new();
     for s in &scores {
@@ -141,7 +168,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     fixes.push("Use a decaying LR schedule (step decay or cosine) or Adam with default settings; add gradient clipping.".into());
     out.push(Finding {
         kind: Kind::OscillatingLoss,
-        severity: if restarts >= 2 { Severity::Info } else { Severity::Warning },
+        severity: if restarts >= 2 || !train_side { Severity::Info } else { Severity::Warning },
         onset_step: onset,
         title: format!(
             "{} swings up and down: {} reversals in {} evaluations{}",
@@ -250,5 +277,38 @@ mod tests {
             }),
         )]);
         assert!(diagnose(&quiet).get(Kind::OscillatingLoss).is_none());
+    }
+}
+
+#[cfg(test)]
+mod validation_only {
+    use super::super::testutil::{curve, noise, view};
+    use super::super::{Kind, Series, Severity, diagnose};
+
+    #[test]
+    fn validation_swings_alone_are_info() {
+        let mut v = view(&[(
+            "train/loss",
+            curve(600, 1, |i| {
+                0.5 * (-(i as f64) / 300.0).exp() + 0.05 * noise(i).abs()
+            }),
+        )]);
+        let ep = |f: &dyn Fn(usize) -> f64| {
+            Series::from_points((1..=30).map(|e| ((e * 20) as u64, f(e))))
+        };
+        v.scalars.insert("epoch".into(), ep(&|e| e as f64));
+        v.scalars.insert(
+            "train/acc".into(),
+            ep(&|e| (0.8 + 0.01 * e as f64).min(1.0)),
+        );
+        v.scalars.insert(
+            "val/acc".into(),
+            ep(&|e| if e % 3 == 0 { 0.85 } else { 0.9 }),
+        );
+        let f = diagnose(&v)
+            .get(Kind::OscillatingLoss)
+            .cloned()
+            .expect("reported");
+        assert_eq!(f.severity, Severity::Info);
     }
 }

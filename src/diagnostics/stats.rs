@@ -54,18 +54,19 @@ pub(crate) fn first_nonfinite(values: &[f64]) -> Option<usize> {
     values.iter().position(|v| !v.is_finite())
 }
 
-/// Number of trend reversals of amplitude ≥ `zeta` (a zig-zag filter).
-///
-/// The series has to move by at least `zeta` against the current direction
-/// before a reversal is counted, so noise smaller than `zeta` is ignored.
-/// Non-finite values are skipped. Monotone series give 0, however noisy below
-/// `zeta`.
+/// The reversal count of [`reversals_from`] alone.
 #[cfg(test)]
 pub(crate) fn reversals(values: &[f64], zeta: f64) -> usize {
     reversals_from(values, zeta).0
 }
 
-/// [`reversals`], plus the index (into `values`) of the first reversal.
+/// Number of trend reversals of amplitude ≥ `zeta` (a zig-zag filter), and
+/// the index (into `values`) of the first one.
+///
+/// The series has to move by at least `zeta` against the current direction
+/// before a reversal is counted, so noise smaller than `zeta` is ignored.
+/// Non-finite values are skipped. Monotone series give 0, however noisy below
+/// `zeta`.
 pub(crate) fn reversals_from(values: &[f64], zeta: f64) -> (usize, Option<usize>) {
     let mut it = values
         .iter()
@@ -142,7 +143,15 @@ pub(crate) fn fmt_num(v: f64) -> String {
     if a == 0.0 {
         "0".to_string()
     } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
+        // `1.00e-4` → `1e-4`, `8.47e30` stays.
+        let s = format!("{v:.2e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let m = mantissa.trim_end_matches('0').trim_end_matches('.');
+                format!("{m}e{exp}")
+            }
+            None => s,
+        }
     } else {
         let decimals = (2 - a.log10().floor() as i32).clamp(0, 5) as usize;
         let s = format!("{v:.decimals$}");
@@ -199,7 +208,9 @@ mod tests {
         assert_eq!(fmt_num(0.001), "0.001");
         assert_eq!(fmt_num(0.5), "0.5");
         assert_eq!(fmt_num(2.3456), "2.35");
-        assert_eq!(fmt_num(1e-5), "1.00e-5");
+        assert_eq!(fmt_num(1e-5), "1e-5");
+        assert_eq!(fmt_num(5.67e-6), "5.67e-6");
+        assert_eq!(fmt_num(8.47e30), "8.47e30");
         assert_eq!(fmt_num(f64::NAN), "NaN");
         assert_eq!(fmt_num(123.0), "123");
         assert_eq!(fmt_pct(0.734), "73%");

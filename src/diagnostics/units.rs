@@ -20,7 +20,8 @@
 //! - **Unchanged weights** (DD "unchanged tensor", TDC "weights untrained"):
 //!   a trainable layer whose update ratio ‖Δw‖/‖w‖ is ≤ 1e-10 — far below what
 //!   float32 can even represent as a change (ε ≈ 1.2e-7) — at every recent
-//!   check, or whose weight norm is bit-for-bit constant, while the run is
+//!   check, or (without update ratios) whose weight norm is bit-for-bit
+//!   constant while the LR has not been decayed to < 1% of its peak, while the run is
 //!   numerically healthy (a NaN run also reports 0 updates) → `warning`, or
 //!   `error` when no layer changes at all. Layers marked `trainable: false`
 //!   are frozen on purpose and skipped.
@@ -311,6 +312,15 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
     });
 }
 
+/// The logged LR has decayed below 1% of its peak: weight norms may then
+/// look constant (to the logged precision) on purpose.
+fn lr_decayed(ctx: &Ctx) -> bool {
+    let (Some(peak), Some(now)) = (ctx.peak_lr(), ctx.current_lr()) else {
+        return false;
+    };
+    now < 0.01 * peak
+}
+
 fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
     let mut checked = 0;
     let mut frozen: Vec<(&Layer, Option<u64>, String)> = Vec::new();
@@ -338,7 +348,9 @@ fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
                 &u.series.steps,
                 u.key,
             ))
-        } else if let Some(w) = l.get(Role::WeightNorm) {
+        } else if let Some(w) = l.get(Role::WeightNorm)
+            && !lr_decayed(ctx)
+        {
             let v = &w.series.values;
             let same: Vec<f64> = (0..v.len())
                 .map(|i| if i > 0 && v[i] == v[i - 1] { 1.0 } else { 0.0 })
