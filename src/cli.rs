@@ -266,7 +266,8 @@ async fn import_local(store: &Store, path: &Path) -> anyhow::Result<String> {
 
 async fn import_remote(server: &str, path: &Path) -> anyhow::Result<String> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut req = crate::http_client().build()?
+    let mut req = crate::http_client()
+        .build()?
         .post(format!("{}/api/v1/import", server.trim_end_matches('/')))
         .header("content-type", "application/x-ndjson");
     if raw.starts_with(&[0x1f, 0x8b]) {
