@@ -169,3 +169,99 @@ pub fn fixture_files() -> Vec<PathBuf> {
     );
     files
 }
+
+/// What a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+/// A webhook receiver on 127.0.0.1 that records every request.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub hits: Arc<std::sync::Mutex<Vec<Hit>>>,
+    /// Requests to answer 500 before accepting.
+    pub fail_first: Arc<std::sync::atomic::AtomicUsize>,
+    /// While false, every request gets 503.
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+    /// When set, answer 302 to this location.
+    pub redirect_to: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Receiver {
+            url: format!("http://{}/hook", listener.local_addr().unwrap()),
+            hits: Default::default(),
+            fail_first: Default::default(),
+            up: Arc::new(true.into()),
+            redirect_to: Default::default(),
+        };
+        let state = r.clone();
+        let app = Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    let redirect = state.redirect_to.lock().unwrap().clone();
+                    let status = if let Some(loc) = &redirect {
+                        let _ = loc;
+                        302
+                    } else if !state.up.load(Ordering::SeqCst) {
+                        503
+                    } else if state
+                        .fail_first
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        500
+                    } else {
+                        200
+                    };
+                    state.hits.lock().unwrap().push(Hit {
+                        headers,
+                        body,
+                        status,
+                    });
+                    let mut resp = axum::response::Response::new(axum::body::Body::empty());
+                    *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                    if let Some(loc) = redirect {
+                        resp.headers_mut().insert("location", loc.parse().unwrap());
+                    }
+                    resp
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        r
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn accepted(&self) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.status == 200)
+            .collect()
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `secs` pass.
+pub async fn eventually(secs: f64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check().await
+}
