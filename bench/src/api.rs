@@ -253,3 +253,26 @@ pub fn verify_read(
     }
     Ok(n)
 }
+
+/// Polls the run's findings until its diagnosis covers all its data;
+/// returns the seconds waited.
+pub async fn wait_diagnosed(
+    c: &reqwest::Client,
+    base: &str,
+    run: &str,
+    limit: Duration,
+) -> Result<f64> {
+    let start = std::time::Instant::now();
+    let url = format!("{base}/api/v1/runs/{run}/findings");
+    loop {
+        let body = get_body(c, &url).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["up_to_date"] == true {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > limit {
+            bail!("run {run} not diagnosed {limit:?} after ingest");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

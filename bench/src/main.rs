@@ -502,7 +502,8 @@ async fn run_backend(
             Ok(r) => {
                 eprintln!(
                     "[{}] ingest rep {rep}: {} points in {:.2} s = {} points/s; \
-                     POST p50 {:.1} ms p99 {:.1} ms; {:.2} bytes/point on disk; VmHWM {}",
+                     POST p50 {:.1} ms p99 {:.1} ms; {:.2} bytes/point on disk; VmHWM {}; \
+                     diagnosis up to date {:.2} s after the last POST",
                     backend.name(),
                     report::fmt_int(r.points),
                     r.wall_secs,
@@ -510,7 +511,8 @@ async fn run_backend(
                     r.request_latency.median_ms,
                     r.request_latency.p99_ms,
                     r.disk.bytes_per_point,
-                    report::fmt_mb(r.server.vm_hwm_bytes)
+                    report::fmt_mb(r.server.vm_hwm_bytes),
+                    r.diagnosis_lag_secs
                 );
                 reps.push(r);
             }
@@ -721,6 +723,7 @@ async fn ingest_rep(
             let c = api::client(cfg.request_timeout)?;
             let run = api::create_run(&c, &base, &format!("ingest-rep{rep}")).await?;
             let (wall, lat) = timed_ingest(&base, &run, data, cfg.request_timeout).await?;
+            let lag = api::wait_diagnosed(&c, &base, &run, Duration::from_secs(120)).await?;
             let list = api::list_series(&c, &base, &run).await?;
             api::verify_series(&list, &data.keys, cfg.steps)?;
             if list.len() != data.keys.len() {
@@ -730,9 +733,9 @@ async fn ingest_rep(
                     data.keys.len()
                 );
             }
-            Ok((baseline, wall, lat))
+            Ok((baseline, wall, lat, lag))
         };
-        let (baseline, wall, lat) = match phase.await {
+        let (baseline, wall, lat, lag) = match phase.await {
             Ok(v) => v,
             Err(e) => return Err(fail(server, e).await),
         };
@@ -747,6 +750,7 @@ async fn ingest_rep(
             request_latency: report::latency_stats(&lat, false),
             disk,
             server: stop,
+            diagnosis_lag_secs: lag,
         })
     })
     .await

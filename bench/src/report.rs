@@ -89,6 +89,9 @@ pub struct IngestRep {
     pub request_latency: LatencyStats,
     pub disk: Disk,
     pub server: ServerStop,
+    /// Seconds from the last ingest response until the run's diagnosis
+    /// covered all of its data (`GET /runs/{id}/findings` → `up_to_date`).
+    pub diagnosis_lag_secs: f64,
 }
 
 #[derive(Serialize, Clone, Debug)]
