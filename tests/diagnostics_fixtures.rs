@@ -15,10 +15,12 @@ use trainlens::diagnostics::names::{Role, classify};
 use trainlens::diagnostics::{Diagnosis, RunView, diagnose};
 use trainlens::record::Record;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/training-runs"
-);
+mod common;
+
+/// The recorded runs (see `common::fixtures_dir`).
+fn fixtures() -> String {
+    common::fixtures_dir().to_string_lossy().into_owned()
+}
 
 struct Label {
     expect: BTreeSet<String>,
@@ -26,7 +28,7 @@ struct Label {
 }
 
 fn labels() -> BTreeMap<String, Label> {
-    labels_in(FIXTURES)
+    labels_in(&fixtures())
 }
 
 fn labels_in(dir: &str) -> BTreeMap<String, Label> {
@@ -55,7 +57,7 @@ fn labels_in(dir: &str) -> BTreeMap<String, Label> {
 }
 
 fn runs() -> Vec<(String, Vec<Record>)> {
-    runs_in(FIXTURES)
+    runs_in(&fixtures())
 }
 
 fn runs_in(dir: &str) -> Vec<(String, Vec<Record>)> {
@@ -543,7 +545,7 @@ fn bench_large_run() {
 #[test]
 #[ignore = "tool: needs DIAG_DIR"]
 fn score_directory() {
-    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| fixtures());
     let labels = labels_in(&dir);
     let mut predictions = BTreeMap::new();
     for (name, records) in runs_in(&dir) {
@@ -583,7 +585,7 @@ fn score_directory() {
 #[test]
 #[ignore = "tool: prints findings"]
 fn explain() {
-    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| FIXTURES.to_string());
+    let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| fixtures());
     for (name, records) in runs_in(&dir) {
         let d = diagnose(&RunView::from_records(records));
         println!("== {name}");
