@@ -147,7 +147,7 @@ on_both_backends! {
             let mut mine: Vec<_> = all.iter().filter(|(_, d)| d.run == *run).collect();
             mine.sort_by_key(|(_, d)| d.started);
             for pair in mine.windows(2) {
-                assert!(pair[1].1.started >= pair[0].1.finished, "run {run}: runners {} and {} overlapped", pair[0].0, pair[1].0);
+                assert!(pair[1].1.started >= pair[0].1.saving, "run {run}: runners {} and {} overlapped", pair[0].0, pair[1].0);
             }
             let v = store.get_run(*run).await.unwrap().unwrap().data_version;
             assert_eq!(store.diagnosis_state(*run).await.unwrap().unwrap().diagnosed_version, v, "run {run} is up to date");

@@ -45,8 +45,10 @@ impl RunnerConfig {
 #[derive(Debug, Clone)]
 pub struct Diagnosed {
     pub run: Uuid,
+    /// Just after the lease was taken.
     pub started: Instant,
-    pub finished: Instant,
+    /// Just before the findings were saved (which releases the lease).
+    pub saving: Instant,
     pub saved: Saved,
 }
 
@@ -114,8 +116,8 @@ impl Runner {
         if result.is_err() {
             let _ = self.store.release_run(run, &self.owner).await;
         }
-        let saved = match result? {
-            Some(saved) => saved,
+        let (saved, saving) = match result? {
+            Some(done) => done,
             None => return Ok(None),
         };
         if saved.alerts > 0 {
@@ -127,18 +129,19 @@ impl Runner {
         Ok(Some(Diagnosed {
             run,
             started,
-            finished: Instant::now(),
+            saving,
             saved,
         }))
     }
 
-    async fn diagnose_claimed(&self, run: Uuid) -> Result<Option<Saved>, StoreError> {
+    async fn diagnose_claimed(&self, run: Uuid) -> Result<Option<(Saved, Instant)>, StoreError> {
         let Some((meta, view)) = self.store.run_view(run).await? else {
             return Ok(None);
         };
         let diagnosis = tokio::task::spawn_blocking(move || super::diagnose(&view))
             .await
             .map_err(|e| StoreError::Corrupt(format!("detectors panicked: {e}")))?;
+        let saving = Instant::now();
         let saved = self
             .store
             .save_diagnosis(
@@ -149,6 +152,6 @@ impl Runner {
                 &self.config.public_url,
             )
             .await?;
-        Ok(Some(saved))
+        Ok(Some((saved, saving)))
     }
 }
