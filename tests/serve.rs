@@ -270,3 +270,149 @@ fn refuses_a_public_bind_without_the_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-unauthenticated"));
 }
+
+#[test]
+fn findings_and_webhook_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let fixtures = common::fixtures_dir();
+    // The healthy run, in a project of its own.
+    let healthy_text =
+        std::fs::read_to_string(fixtures.join("dev-healthy-digits-adam.jsonl")).unwrap();
+    let (first, rest) = healthy_text.split_once('\n').unwrap();
+    let mut run_line: Value = serde_json::from_str(first).unwrap();
+    run_line["project"] = json!("healthy");
+    let healthy_file = dir.path().join("healthy.jsonl");
+    std::fs::write(&healthy_file, format!("{run_line}\n{rest}")).unwrap();
+    let out = trainlens(&db_url)
+        .arg("import")
+        .arg(fixtures.join("dev-diverge-sgd-lr5.jsonl"))
+        .arg(&healthy_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let ids: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split("run ").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+
+    // The diverging run, as JSON.
+    let out = trainlens(&db_url)
+        .args(["findings", ids[0], "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"divergence"), "{kinds:?}");
+    assert!(
+        v["findings"][0]["fixes"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    );
+
+    // --fail-on for CI pipelines: the project with the diverged run fails...
+    let out = trainlens(&db_url)
+        .args(["findings", "--project", "faults", "--fail-on", "error"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CRITICAL  divergence"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("open finding(s) at error or worse"));
+    // ...the healthy one passes.
+    let healthy = "healthy";
+    let out = trainlens(&db_url)
+        .args(["findings", ids[1]])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no findings");
+    let out = trainlens(&db_url)
+        .args(["findings", "--project", healthy, "--fail-on", "warning"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = trainlens(&db_url)
+        .args(["findings", "--fail-on", "fatal"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // Webhooks.
+    let out = trainlens(&db_url)
+        .args([
+            "webhook",
+            "add",
+            "https://hooks.example.com/a",
+            "--format",
+            "discord",
+            "--min-severity",
+            "error",
+            "--secret",
+            "k",
+            "--project",
+            "faults",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = trainlens(&db_url)
+        .args(["webhook", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("https://hooks.example.com/a\tdiscord\terror+\tfaults\tsigned"),
+        "{list}"
+    );
+    assert!(!list.contains("\tk\t"), "the secret is not shown");
+    let bad = trainlens(&db_url)
+        .args(["webhook", "add", "file:///etc/passwd"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("http or https"));
+    let id = list.split('\t').next().unwrap();
+    assert!(
+        trainlens(&db_url)
+            .args(["webhook", "remove", id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        !trainlens(&db_url)
+            .args(["webhook", "remove", id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
