@@ -77,6 +77,23 @@ struct Hit<'a> {
     key: String,
 }
 
+/// A hit when `values` stay at or above `threshold` through the end of the run.
+fn persistent_hit<'a>(
+    layer: &'a Layer<'a>,
+    steps: &[u64],
+    values: &[f64],
+    threshold: f64,
+    key: &str,
+) -> Option<Hit<'a>> {
+    let share = persistent_level(values).filter(|s| *s >= threshold)?;
+    Some(Hit {
+        layer,
+        share,
+        onset: stays_above_from(steps, values, threshold),
+        key: key.to_string(),
+    })
+}
+
 /// The first step from which the values stay ≥ `threshold` (scanning back
 /// from the end).
 fn stays_above_from(steps: &[u64], values: &[f64], threshold: f64) -> Option<u64> {
@@ -95,16 +112,13 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
     let mut hits: Vec<Hit> = Vec::new();
     for l in ctx.layers.iter().filter(|l| !l.is_output) {
         if let Some(d) = l.get(Role::DeadFrac) {
-            if let Some(share) = persistent_level(&d.series.values)
-                && share >= UNIT_SHARE
-            {
-                hits.push(Hit {
-                    layer: l,
-                    share,
-                    onset: stays_above_from(&d.series.steps, &d.series.values, UNIT_SHARE),
-                    key: d.key.to_string(),
-                });
-            }
+            hits.extend(persistent_hit(
+                l,
+                &d.series.steps,
+                &d.series.values,
+                UNIT_SHARE,
+                d.key,
+            ));
         } else if is_relu(l)
             && let (Some(m), Some(s)) = (l.get(Role::ActMean), l.get(Role::ActStd))
         {
@@ -115,14 +129,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
                 .zip(&s.series.values)
                 .map(|(a, b)| if *a == 0.0 && *b == 0.0 { 1.0 } else { 0.0 })
                 .collect();
-            if persistent_level(&silent) == Some(1.0) {
-                hits.push(Hit {
-                    layer: l,
-                    share: 1.0,
-                    onset: stays_above_from(&m.series.steps, &silent, 1.0),
-                    key: s.key.to_string(),
-                });
-            }
+            hits.extend(persistent_hit(l, &m.series.steps, &silent, 1.0, s.key));
         }
     }
     let Some(worst) = hits.iter().max_by(|a, b| a.share.total_cmp(&b.share)) else {
@@ -211,16 +218,13 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
     let mut hits: Vec<Hit> = Vec::new();
     for l in ctx.layers.iter().filter(|l| !l.is_output) {
         if let Some(s) = l.get(Role::SatFrac) {
-            if let Some(share) = persistent_level(&s.series.values)
-                && share >= UNIT_SHARE
-            {
-                hits.push(Hit {
-                    layer: l,
-                    share,
-                    onset: stays_above_from(&s.series.steps, &s.series.values, UNIT_SHARE),
-                    key: s.key.to_string(),
-                });
-            }
+            hits.extend(persistent_hit(
+                l,
+                &s.series.steps,
+                &s.series.values,
+                UNIT_SHARE,
+                s.key,
+            ));
         } else if is_saturating(l) {
             let key = format!("activations/{}", l.name);
             let Some(hs) = ctx.view.histograms.get(&key) else {
@@ -232,16 +236,7 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
                 .map(|h| hist_saturation(h, act).unwrap_or(f64::NAN))
                 .collect();
             let steps: Vec<u64> = hs.iter().map(|h| h.step).collect();
-            if let Some(share) = persistent_level(&shares)
-                && share >= UNIT_SHARE
-            {
-                hits.push(Hit {
-                    layer: l,
-                    share,
-                    onset: stays_above_from(&steps, &shares, UNIT_SHARE),
-                    key,
-                });
-            }
+            hits.extend(persistent_hit(l, &steps, &shares, UNIT_SHARE, &key));
         }
     }
     let Some(worst) = hits.iter().max_by(|a, b| a.share.total_cmp(&b.share)) else {
