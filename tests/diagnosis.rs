@@ -159,6 +159,30 @@ on_both_backends! {
         }
     }
 
+    async fn two_senders_deliver_each_alert_once(db: &TestDb) {
+        let store = &db.store;
+        let receiver = Receiver::start().await;
+        store.add_webhook(&hook(&receiver.url, Severity::Warning, None, None)).await.unwrap();
+        store.add_webhook(&hook(&receiver.url, Severity::Info, None, None)).await.unwrap();
+        let runner = eager_runner(store);
+        for _ in 0..5 {
+            let run = new_run(store, "p").await;
+            store.ingest(run, &loss(0..200, Some(100)), None).await.unwrap();
+        }
+        runner.tick().await.unwrap();
+        assert_eq!(store.deliveries().await.unwrap().len(), 10);
+        let (a, b) = (fast_sender(store), fast_sender(store));
+        let (ra, rb) = tokio::join!(a.deliver_due(), b.deliver_due());
+        assert_eq!(ra.unwrap() + rb.unwrap(), 10);
+        let ids: Vec<String> = receiver
+            .accepted()
+            .iter()
+            .map(|h| h.headers["x-trainlens-delivery"].to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 10);
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 10, "no delivery twice");
+        }
+
     async fn one_alert_per_webhook_and_transition(db: &TestDb) {
         let store = &db.store;
         let runner = eager_runner(store);
