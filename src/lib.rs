@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod ingest;
 pub mod record;
 pub mod store;
+pub mod web;
 
 /// A builder for outgoing HTTP clients. reqwest is built without a TLS
 /// crypto provider of its own (the default one needs aws-lc); this installs
