@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Without it they are off.
     #[arg(long, env = "TRAINLENS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Mark a running run crashed after this many seconds without data or a
+    /// heartbeat (0: never). New data or a heartbeat makes it running again.
+    #[arg(long, env = "TRAINLENS_CRASH_AFTER", default_value_t = 900)]
+    pub crash_after: u64,
 }
 
 impl Default for ServeArgs {
@@ -134,6 +138,7 @@ impl Default for ServeArgs {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allow_unauthenticated: false,
             admin_token: None,
+            crash_after: 900,
         }
     }
 }
@@ -195,10 +200,13 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, backend = ?store.backend(), "trainlens listening on http://{addr}");
     let state = AppState::new(store.clone(), &public_url, args.max_body_bytes)
         .with_admin_token(args.admin_token.as_deref());
+    let mut runner = RunnerConfig::new(&public_url);
+    runner.crash_after =
+        (args.crash_after > 0).then(|| std::time::Duration::from_secs(args.crash_after));
     app::serve_with_background(
         listener,
         state,
-        RunnerConfig::new(&public_url),
+        runner,
         SenderConfig::default(),
         app::shutdown_signal(),
     )

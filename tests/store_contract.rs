@@ -158,6 +158,36 @@ on_both_backends! {
         assert!(done.data_version > before.data_version);
     }
 
+    async fn silent_runs_are_marked_crashed_and_revive(db: &TestDb) {
+        let s = &db.store;
+        let live = s.create_run(&new_run("p", "live")).await.unwrap();
+        let done = s.create_run(&new_run("p", "done")).await.unwrap();
+        s.finish_run(done.id, RunStatus::Finished, None).await.unwrap();
+        assert_eq!(s.mark_crashed(3600.0).await.unwrap(), 0, "nothing is an hour old");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(s.mark_crashed(0.0).await.unwrap(), 1);
+        let crashed = s.get_run(live.id).await.unwrap().unwrap();
+        assert_eq!(crashed.status, RunStatus::Crashed);
+        assert!(crashed.data_version > live.data_version, "a crash is re-diagnosed");
+        assert_eq!(s.get_run(done.id).await.unwrap().unwrap().status, RunStatus::Finished);
+        assert_eq!(s.heartbeat(live.id).await.unwrap().status, RunStatus::Running);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        s.mark_crashed(0.0).await.unwrap();
+        s.ingest(live.id, &scalars("a", points(0..1, |_| 1.0)), None).await.unwrap();
+        assert_eq!(s.get_run(live.id).await.unwrap().unwrap().status, RunStatus::Running, "new data revives it");
+    }
+
+    async fn old_idempotency_keys_are_forgotten(db: &TestDb) {
+        let s = &db.store;
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        s.ingest(run.id, &scalars("a", points(0..3, |x| x as f64)), Some("k")).await.unwrap();
+        assert_eq!(s.prune_idempotency_keys(3600.0).await.unwrap(), 0);
+        assert!(s.ingest(run.id, &scalars("a", points(0..3, |_| 9.0)), Some("k")).await.unwrap().replayed);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(s.prune_idempotency_keys(0.0).await.unwrap(), 1);
+        assert!(!s.ingest(run.id, &scalars("a", points(0..3, |_| 9.0)), Some("k")).await.unwrap().replayed);
+    }
+
     async fn concurrent_writers_do_not_lose_points(db: &TestDb) {
         let run = db.store.create_run(&new_run("p", "r")).await.unwrap();
         let mut tasks = Vec::new();

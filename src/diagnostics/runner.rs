@@ -27,6 +27,13 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// Base URL of the pages, for alert payloads.
     pub public_url: String,
+    /// A running run without data or heartbeat for this long is marked
+    /// crashed; `None`: never.
+    pub crash_after: Option<Duration>,
+    /// How long a retried batch's `Idempotency-Key` is recognised.
+    pub idempotency_ttl: Duration,
+    /// How often the housekeeping above runs.
+    pub housekeeping: Duration,
 }
 
 impl RunnerConfig {
@@ -37,6 +44,9 @@ impl RunnerConfig {
             poll: Duration::from_millis(250),
             lease: Duration::from_secs(60),
             public_url: public_url.to_string(),
+            crash_after: Some(Duration::from_secs(15 * 60)),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            housekeeping: Duration::from_secs(30),
         }
     }
 }
@@ -72,7 +82,14 @@ impl Runner {
 
     /// Diagnoses until `cancel` fires; a diagnosis in progress is finished.
     pub async fn run(self, cancel: CancellationToken) {
+        let mut last_housekeeping: Option<Instant> = None;
         loop {
+            if last_housekeeping.is_none_or(|t| t.elapsed() >= self.config.housekeeping) {
+                last_housekeeping = Some(Instant::now());
+                if let Err(e) = self.housekeeping().await {
+                    tracing::warn!(error = %e, "housekeeping failed");
+                }
+            }
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "diagnosis pass failed");
             }
@@ -81,6 +98,20 @@ impl Runner {
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
         }
+    }
+
+    /// Marks silent runs crashed and forgets old idempotency keys.
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        if let Some(after) = self.config.crash_after {
+            let n = self.store.mark_crashed(after.as_secs_f64()).await?;
+            if n > 0 {
+                tracing::info!(runs = n, "marked runs without data or heartbeat as crashed");
+            }
+        }
+        self.store
+            .prune_idempotency_keys(self.config.idempotency_ttl.as_secs_f64())
+            .await?;
+        Ok(())
     }
 
     /// Diagnoses every due run this replica can take.

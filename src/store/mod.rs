@@ -443,16 +443,46 @@ impl Store {
     /// Records that the client is alive.
     pub async fn heartbeat(&self, run: Uuid) -> Result<Run> {
         let _guard = self.write_guard().await;
-        let done = sqlx::query("UPDATE runs SET heartbeat_at = $2 WHERE id = $1")
-            .bind(run.to_string())
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        // A heartbeat revives a run that was marked crashed.
+        let done = sqlx::query(
+            "UPDATE runs SET heartbeat_at = $2, \
+             status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END WHERE id = $1",
+        )
+        .bind(run.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         drop(_guard);
         if done.rows_affected() == 0 {
             return Err(StoreError::RunNotFound);
         }
         self.get_run(run).await?.ok_or(StoreError::RunNotFound)
+    }
+
+    /// Marks running runs with neither data nor a heartbeat for `stale_after`
+    /// seconds as crashed (new data or a heartbeat makes them running again);
+    /// returns how many.
+    pub async fn mark_crashed(&self, stale_after: f64) -> Result<u64> {
+        let _guard = self.write_guard().await;
+        let now = now();
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'crashed', data_version = data_version + 1 \
+             WHERE status = 'running' AND updated_at < $1 AND COALESCE(heartbeat_at, 0) < $1",
+        )
+        .bind(now - stale_after)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Forgets `Idempotency-Key`s older than `max_age` seconds.
+    pub async fn prune_idempotency_keys(&self, max_age: f64) -> Result<u64> {
+        let _guard = self.write_guard().await;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(now() - max_age)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn series(&self, run: Uuid) -> Result<Vec<SeriesInfo>> {
@@ -790,7 +820,8 @@ async fn write_batch(conn: &mut AnyConnection, run: &str, batch: &Batch) -> Resu
     };
     sqlx::query(
         "UPDATE runs SET updated_at = $2, data_version = data_version + 1, \
-         status = COALESCE(CAST($3 AS TEXT), status), end_step = COALESCE($4, end_step) WHERE id = $1",
+         status = COALESCE(CAST($3 AS TEXT), CASE WHEN status = 'crashed' THEN 'running' ELSE status END), \
+         end_step = COALESCE($4, end_step) WHERE id = $1",
     )
     .bind(run)
     .bind(now())
