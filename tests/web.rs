@@ -72,6 +72,18 @@ async fn runs_list_and_run_page_show_the_diagnosis() {
     assert!(texts(&doc, "article.finding h3")[0].contains("NaN"));
     assert!(!texts(&doc, "article.finding ol.fixes li").is_empty());
     assert_eq!(texts(&doc, "table.series td.bad"), ["NaN"]);
+    // The loss chart: the curve, its NaN points and the onset of the finding.
+    let charts: Vec<String> = doc
+        .select(&Selector::parse("figure.chart").unwrap())
+        .map(|e| e.inner_html())
+        .collect();
+    assert_eq!(charts.len(), 1, "only a loss was logged");
+    assert!(
+        charts[0].contains("<svg")
+            && charts[0].contains("Loss")
+            && charts[0].contains("train/loss")
+    );
+    assert!(charts[0].contains("NaN / Inf") && charts[0].contains("divergence"));
 
     let (status, list) = send(&app, get("/?project=vision")).await;
     assert_eq!(status, 200);

@@ -1,3 +1,4 @@
 //! Pure chart code: downsampling now, SVG rendering later. No I/O.
 
 pub mod downsample;
+pub mod svg;

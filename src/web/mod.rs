@@ -13,6 +13,8 @@ use serde::Deserialize;
 use crate::api::error::AppError;
 use crate::api::v1::{Query, run_id};
 use crate::app::AppState;
+use crate::charts::svg::{self, Line, Marker};
+use crate::diagnostics::names::{Role, classify};
 use crate::store::diagnosis::{FindingStatus, StoredFinding};
 use crate::store::{Run, RunFilter, SeriesInfo};
 
@@ -250,6 +252,120 @@ struct RunPage {
     diagnosed: Option<String>,
     up_to_date: bool,
     series: Vec<SeriesRow>,
+    /// SVG markup made by `charts::svg` (its text is escaped there).
+    charts: Vec<String>,
+}
+
+/// The preferred key of each role among a run's series.
+fn key_for(series: &[SeriesInfo], role: Role) -> Option<&str> {
+    series
+        .iter()
+        .filter_map(|s| classify(&s.key).map(|m| (m, s.key.as_str())))
+        .filter(|(m, _)| m.role == role && m.layer.is_none())
+        .min_by_key(|(m, _)| m.rank)
+        .map(|(_, k)| k)
+}
+
+/// A sort key that orders `fc2` before `fc10`.
+fn natural_key(s: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in s.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push_str(&format!("{:0>20}", digits));
+                digits.clear();
+            }
+            if c != '\0' {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// At most `n` items, evenly spread, keeping the first and the last.
+fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {
+    if items.len() <= n || n < 2 {
+        return items;
+    }
+    let len = items.len();
+    let keep: Vec<usize> = (0..n).map(|i| i * (len - 1) / (n - 1)).collect();
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// Points per curve on a page: about one per horizontal pixel.
+const CHART_POINTS: usize = 800;
+
+/// Loss, accuracy and per-layer gradient-norm charts, with the onsets of the
+/// open findings marked.
+async fn run_charts(
+    state: &AppState,
+    run: uuid::Uuid,
+    series: &[SeriesInfo],
+    markers: &[Marker],
+) -> Result<Vec<String>, PageError> {
+    let mut plans: Vec<(&str, Vec<String>)> = Vec::new();
+    for (title, roles) in [
+        ("Loss", [Role::TrainLoss, Role::ValLoss]),
+        ("Accuracy", [Role::TrainAcc, Role::ValAcc]),
+    ] {
+        let keys: Vec<String> = roles
+            .iter()
+            .filter_map(|r| key_for(series, *r))
+            .map(str::to_string)
+            .collect();
+        plans.push((title, keys));
+    }
+    // Input side first (the model's layer order, else natural order), at
+    // most eight, always keeping the first and last layer.
+    let model = state.store.model(run).await?;
+    let position = |layer: &str| -> (usize, String) {
+        let at = model
+            .as_ref()
+            .and_then(|m| m.layers.iter().position(|l| l.name == layer));
+        (at.unwrap_or(usize::MAX), natural_key(layer))
+    };
+    let mut grads: Vec<(usize, String, String)> = series
+        .iter()
+        .filter_map(|s| {
+            let m = classify(&s.key)?;
+            let layer = m.layer.filter(|_| m.role == Role::GradNorm)?;
+            let (at, natural) = position(&layer);
+            Some((at, natural, s.key.clone()))
+        })
+        .collect();
+    grads.sort();
+    let grads: Vec<String> = spread(grads.into_iter().map(|g| g.2).collect(), 8);
+    plans.push(("Gradient norm per layer", grads));
+
+    let mut charts = Vec::new();
+    for (title, keys) in plans {
+        let mut lines = Vec::new();
+        for key in keys {
+            if let Some(s) = state
+                .store
+                .downsampled(run, &key, None, None, CHART_POINTS)
+                .await?
+            {
+                lines.push(Line {
+                    label: key,
+                    points: s.points.iter().map(|p| (p.step, p.value)).collect(),
+                });
+            }
+        }
+        if let Some(chart) = svg::line_chart(title, &lines, markers, (900, 300)) {
+            charts.push(chart);
+        }
+    }
+    Ok(charts)
 }
 
 async fn run_page(
@@ -265,6 +381,19 @@ async fn run_page(
     let findings = state.store.findings(id, None).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
+    let markers: Vec<Marker> = findings
+        .iter()
+        .filter(is_open)
+        .filter(|f| f.finding.severity.is_raised())
+        .filter_map(|f| {
+            Some(Marker {
+                step: f.finding.onset_step?,
+                label: f.finding.kind.as_str().to_string(),
+            })
+        })
+        .collect();
+    let series = state.store.series(id).await?;
+    let charts = run_charts(&state, id, &series, &markers).await?;
     let page = RunPage {
         created: fmt_time(run.created_at),
         updated: fmt_time(run.updated_at),
@@ -294,13 +423,8 @@ async fn run_page(
         up_to_date: diagnosis
             .as_ref()
             .is_some_and(|d| d.diagnosed_version >= run.data_version),
-        series: state
-            .store
-            .series(id)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
+        series: series.into_iter().map(Into::into).collect(),
+        charts,
         run,
     };
     render(&page)
@@ -318,5 +442,14 @@ mod tests {
         assert_eq!(fmt_value(0.5), "0.5");
         assert_eq!(fmt_value(8.47e30), "8.470e30");
         assert_eq!(fmt_value(2.0), "2");
+    }
+
+    #[test]
+    fn layer_order_helpers() {
+        let mut names = vec!["fc10", "fc2", "head", "fc1"];
+        names.sort_by_key(|n| natural_key(n));
+        assert_eq!(names, ["fc1", "fc2", "fc10", "head"]);
+        assert_eq!(spread((0..12).collect(), 4), [0, 3, 7, 11]);
+        assert_eq!(spread(vec![1, 2], 8), [1, 2]);
     }
 }
