@@ -29,6 +29,16 @@
 //! Three orders of magnitude means the first layer learns ~1000× slower than
 //! the last one. Layers whose gradient is exactly 0 are dead or frozen, not
 //! vanishing, and are left to [`units`](super::units).
+//!
+//! **Vanishing through the forward pass** (Glorot & Bengio 2010): when the
+//! ratio test is silent, a stack of ≥ 3 hidden layers whose activation std
+//! falls below 1/100 of the first hidden layer's (recent medians; layers that
+//! output exactly 0 or are mostly dead are left to the dead-ReLU rule) while
+//! the loss has not improved by 10% → `warning` (`error` if the first
+//! layer's updates are < 1e-4). The deep layers then pass on a near-constant
+//! signal, and since ∂L/∂W = a_in·δ every layer's gradient — the output
+//! layer's included — is tiny, so the input/output ratio looks normal (e.g. a
+//! 10-layer tanh convnet initialised at half the Glorot scale).
 
 use std::collections::BTreeMap;
 
@@ -48,6 +58,109 @@ const VANISH_RATIO: f64 = 1e-3;
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     exploding(ctx, out);
     vanishing(ctx, out);
+    if out.get(Kind::VanishingGradients).is_none() {
+        fading_signal(ctx, out);
+    }
+}
+
+/// Drop of the activation std from the first hidden layer to a deeper one
+/// below which the forward signal has faded (a 100× smaller std is a 10⁴×
+/// smaller variance; initialisation schemes aim to keep it constant).
+const FADE_RATIO: f64 = 1e-2;
+
+/// Vanishing through the forward pass: the activations' spread shrinks layer
+/// by layer until the deep layers pass on (almost) a constant. Every weight
+/// gradient is ∂L/∂W = a_in·δ, so all of them are tiny — including the
+/// output layer's — and the gradient *ratio* test cannot see it.
+fn fading_signal(ctx: &Ctx, out: &mut Diagnosis) {
+    let recent = |n: Named| {
+        let v = &n.series.values;
+        (v.len() >= 6).then(|| median(&v[v.len() / 2..])).flatten()
+    };
+    let hidden: Vec<(&Layer, f64)> = ctx
+        .layers
+        .iter()
+        .filter(|l| !l.is_output)
+        .filter_map(|l| l.get(Role::ActStd).and_then(recent).map(|s| (l, s)))
+        .collect();
+    if hidden.len() < 3 {
+        return;
+    }
+    let (first, s0) = hidden[0];
+    if !(s0.is_finite() && s0 > 0.0) {
+        return;
+    }
+    // Layers that output exactly 0, or whose units are mostly dead, are
+    // the dead-ReLU rule's.
+    let alive = |l: &Layer, s: f64| {
+        s.is_finite()
+            && s > 0.0
+            && l.get(Role::DeadFrac)
+                .and_then(recent)
+                .is_none_or(|d| d < 0.5)
+    };
+    let Some((deep, sd)) = hidden[1..]
+        .iter()
+        .filter(|(l, s)| alive(l, *s))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .copied()
+    else {
+        return;
+    };
+    let ratio = sd / s0;
+    if ratio >= FADE_RATIO {
+        return;
+    }
+    let progress = match (ctx.loss_start(), ctx.loss_recent()) {
+        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        _ => return,
+    };
+    if progress >= 0.1 {
+        return;
+    }
+    let first_update = first.get(Role::UpdateRatio).and_then(recent);
+    let starved = first_update.is_some_and(|u| u < 1e-4);
+    let mut metrics = BTreeMap::new();
+    metrics.insert("act_std_first".into(), s0);
+    metrics.insert("act_std_deep".into(), sd);
+    metrics.insert("ratio".into(), ratio);
+    metrics.insert("loss_progress".into(), progress);
+    let key = |l: &Layer| {
+        l.get(Role::ActStd)
+            .map(|n| n.key.to_string())
+            .unwrap_or_default()
+    };
+    let act = first
+        .activation
+        .clone()
+        .unwrap_or_else(|| "activation".into());
+    out.push(Finding {
+        kind: Kind::VanishingGradients,
+        severity: if starved { Severity::Error } else { Severity::Warning },
+        onset_step: first.get(Role::ActStd).and_then(|n| n.series.steps.get(n.series.len() / 2).copied()),
+        title: format!("The signal fades through the layers: activation std {} at {} → {} at {}, so every gradient is tiny", fmt_num(s0), first.name, fmt_num(sd), deep.name),
+        evidence: Evidence {
+            series: vec![key(first), key(deep)],
+            layer: Some(deep.name.clone()),
+            metrics,
+            summary: format!(
+                "Median activation std over the recent half: {} = {}, {} = {} ({}× smaller); the training loss fell by {}.",
+                first.name,
+                fmt_num(s0),
+                deep.name,
+                fmt_num(sd),
+                fmt_ratio(ratio),
+                super::stats::fmt_pct(progress.max(0.0))
+            ),
+        },
+        cause: format!(
+            "Each {act} layer shrinks its input's spread (weights initialised too small for its fan-in), so the deep layers receive an almost constant signal; since a weight's gradient is its input times the back-propagated error, gradients vanish in every layer and the loss cannot move."
+        ),
+        fixes: vec![
+            "Initialise with the fan-in scaling for the activation: Glorot/Xavier for tanh/sigmoid, He/Kaiming for ReLU.".into(),
+            "Add BatchNorm/LayerNorm between layers, or residual connections; or use fewer layers.".into(),
+        ],
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -539,6 +652,54 @@ mod tests {
         let f = d.get(Kind::VanishingGradients).expect("vanishing");
         assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
         assert!(f.severity >= super::super::Severity::Error);
+    }
+
+    #[test]
+    fn signal_fading_through_a_deep_stack_is_vanishing() {
+        let stack = |loss: fn(usize) -> f64, std_at: fn(usize) -> f64| {
+            let mut series = vec![
+                ("train/loss", curve(300, 1, loss)),
+                ("grad_norm/head", curve(60, 5, |_| 1e-3)),
+            ];
+            let names = [
+                "act_std/conv1",
+                "act_std/conv2",
+                "act_std/conv3",
+                "act_std/conv4",
+                "act_std/fc1",
+            ];
+            for (d, name) in names.iter().enumerate() {
+                series.push((
+                    name,
+                    curve(60, 5, move |i| std_at(d) * (1.0 + 0.1 * noise(i))),
+                ));
+            }
+            diagnose(&view(&series))
+        };
+        let flat = |i: usize| 2.3 + 0.01 * noise(i);
+        // Std shrinks ×4 per layer: 0.4 → 0.0016 at fc1, loss stuck.
+        let d = stack(flat, |d| 0.4 * 4f64.powi(-(d as i32)));
+        let f = d.get(Kind::VanishingGradients).expect("fading signal");
+        assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
+        // Same stack while the loss falls: not judged.
+        let falling = |i: usize| 2.3 * (-(i as f64) / 150.0).exp();
+        assert!(
+            stack(falling, |d| 0.4 * 4f64.powi(-(d as i32)))
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
+        // Healthy spreads (deeper layers as wide or wider) with a stuck loss.
+        assert!(
+            stack(flat, |d| 0.8 + 0.2 * d as f64)
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
+        // A layer that outputs exactly 0 is dead, not faded.
+        assert!(
+            stack(flat, |d| if d == 4 { 0.0 } else { 0.5 })
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
     }
 
     #[test]
