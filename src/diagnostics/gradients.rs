@@ -6,7 +6,9 @@
 //! as exploding, TDC a sustained ×2-per-check growth):
 //! 1. A layer's gradient norm turns NaN/Inf *after having been finite* →
 //!    `error`. Gradients that are non-finite from the very first check are not
-//!    counted: then the inputs, not the gradients, are broken (NaN data).
+//!    counted: then the inputs, not the gradients, are broken (NaN data);
+//!    nor are any when the training data summary reports missing cells (the
+//!    first batch may just have had none of them).
 //! 2. A layer's gradient norm (median of 3 consecutive checks, so one noisy
 //!    batch cannot do it) grows ≥ 100× above its level at the start, *while
 //!    the loss gets worse* and the layer is actually being updated → `error`.
@@ -189,6 +191,8 @@ struct LossState {
     worse: bool,
     /// The loss improved by less than 10% (or got worse).
     stalled: bool,
+    /// The training data summary reports missing (NaN) cells.
+    nan_inputs: bool,
 }
 
 fn explosion<'a>(
@@ -201,11 +205,14 @@ fn explosion<'a>(
     let first_finite = values.iter().position(|v| v.is_finite())?;
     let start = head_median(values, 3)?;
     let name = layer.map(|l| l.name.clone());
-    // Rule 1: non-finite after finite.
-    if let Some(i) = values[first_finite..]
-        .iter()
-        .position(|v| !v.is_finite())
-        .map(|i| i + first_finite)
+    // Rule 1: non-finite after finite. With NaN cells in the training data,
+    // a batch without them gives finite gradients and the next one NaN:
+    // that NaN is the data's (the missing-values rule), not an explosion.
+    if !loss.nan_inputs
+        && let Some(i) = values[first_finite..]
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| i + first_finite)
     {
         let peak = values[..i]
             .iter()
@@ -307,6 +314,11 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
     let loss = LossState {
         worse,
         stalled: worse || progress.is_nan() || progress < 0.1,
+        nan_inputs: ctx
+            .view
+            .dataset("train")
+            .and_then(|d| d.missing)
+            .is_some_and(|m| m > 0),
     };
     let mut found: Vec<Explosion> = ctx
         .layers
@@ -578,6 +590,31 @@ mod tests {
             ("grad_norm/fc1", curve(4, 5, |_| f64::NAN)),
         ]);
         assert!(diagnose(&v).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn nan_gradients_after_a_clean_first_batch_of_nan_data_are_not_exploding() {
+        let run = |missing: u64| {
+            let mut v = view(&[
+                (
+                    "train/loss",
+                    curve(40, 1, |i| if i < 5 { 3.0 } else { f64::NAN }),
+                ),
+                (
+                    "grad_norm/fc1",
+                    curve(8, 5, |i| if i == 0 { 0.8 } else { f64::NAN }),
+                ),
+            ]);
+            v.datasets.push(crate::record::DatasetRecord {
+                split: "train".into(),
+                missing: Some(missing),
+                ..Default::default()
+            });
+            diagnose(&v)
+        };
+        assert!(run(40).get(Kind::ExplodingGradients).is_none());
+        // Clean data: the same NaN after finite gradients is rule 1.
+        assert!(run(0).get(Kind::ExplodingGradients).is_some());
     }
 
     #[test]
