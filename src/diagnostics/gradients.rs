@@ -20,7 +20,10 @@
 //!    checks while the loss improves by < 10% → `error`. Scale-free: one SGD
 //!    step with LR 0.1 would move the layer by its whole norm (healthy runs
 //!    sit around 0.01–0.1). Catches blow-ups already present at
-//!    initialisation, which rule 2 cannot see as growth.
+//!    initialisation, which rule 2 cannot see as growth. Fewer than 3 such
+//!    checks suffice when the layer's gradient is exactly 0 at every check
+//!    after them (≥ 2): the blow-up killed the layer's units, which a noisy
+//!    batch cannot do.
 //!
 //! **Vanishing** (AT: ‖G₁‖/‖Gₙ‖ < 1e-3): the median gradient norm of the
 //! input-side layer is < 1/1000 of the output layer's over the recent half of
@@ -189,7 +192,8 @@ struct Explosion<'a> {
 struct LossState {
     /// The loss got worse (or non-finite) over the run.
     worse: bool,
-    /// The loss improved by less than 10% (or got worse).
+    /// The loss improved by less than 10% (or got worse), measured from the
+    /// start or from the chance level, whichever is lower.
     stalled: bool,
     /// The training data summary reports missing (NaN) cells.
     nan_inputs: bool,
@@ -275,15 +279,23 @@ fn explosion<'a>(
                 (Some(&s), Some(&wn)) if s == steps[i] && wn > 0.0 => values[i] / wn,
                 _ => f64::NAN,
             };
+            // The blow-up may end the only way it can before 3 checks: by
+            // killing the layer, whose gradient is exactly 0 from then on
+            // (dead units). A noisy batch leaves no such permanent mark.
+            let killed = run >= 1 && n - i >= 2 && values[i..].iter().all(|v| *v == 0.0);
             if r >= GRAD_WEIGHT_RATIO {
                 run += 1;
                 peak_ratio = peak_ratio.max(r);
-            } else {
+            } else if !killed {
                 run = 0;
                 peak_ratio = 0.0;
             }
-            if run == 3 {
-                let first = i - 2;
+            if run == 3 || killed {
+                // The run of high ratios ends at i (run == 3) or just before
+                // the first zero check (killed).
+                let last = if killed { i - 1 } else { i };
+                let first = last + 1 - run;
+                let i = last;
                 let peak = values[first..=i].iter().copied().fold(0.0, f64::max);
                 return Some(Explosion {
                     layer: name,
@@ -306,8 +318,17 @@ fn median3(a: f64, b: f64, c: f64) -> f64 {
 }
 
 fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
+    // Progress from the start, or from the chance level if the start was
+    // above it (a loss that blew up in the first steps and fell back to
+    // chance has learned nothing).
     let progress = match (ctx.loss_start(), ctx.loss_recent()) {
-        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        (Some(a), Some(b)) if a > 0.0 => {
+            let base = ctx
+                .chance_loss()
+                .filter(|c| *c > 0.0)
+                .map_or(a, |c| a.min(c));
+            1.0 - b / base
+        }
         _ => f64::NAN,
     };
     let worse = ctx.loss_worsened();
@@ -615,6 +636,61 @@ mod tests {
         assert!(run(40).get(Kind::ExplodingGradients).is_none());
         // Clean data: the same NaN after finite gradients is rule 1.
         assert!(run(0).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
+    fn one_blow_up_that_kills_the_layer_is_exploding() {
+        let run = |after: f64| {
+            diagnose(&view(&[
+                (
+                    "train/loss",
+                    curve(200, 1, |i| if i == 0 { 2500.0 } else { 1.386 }),
+                ),
+                (
+                    "grad_norm/conv2",
+                    curve(40, 5, move |i| if i == 0 { 2000.0 } else { after }),
+                ),
+                ("weight_norm/conv2", curve(40, 5, |_| 17.0)),
+                (
+                    "update_ratio/conv2",
+                    curve(40, 5, |i| if i == 0 { 5.0 } else { 0.0 }),
+                ),
+            ]))
+        };
+        // ‖g‖ = 118‖w‖ once, then no gradient ever again: the units died.
+        assert!(run(0.0).get(Kind::ExplodingGradients).is_some());
+        // One large batch followed by ordinary gradients is noise.
+        assert!(run(0.5).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn a_loss_back_at_chance_after_a_blow_up_has_not_progressed() {
+        // The first steps blew the loss up; it fell back to ln 4, not below.
+        let mut v = view(&[
+            (
+                "train/loss",
+                curve(200, 1, |i| if i < 5 { 2500.0 } else { 1.386 }),
+            ),
+            (
+                "grad_norm/conv2",
+                curve(40, 5, |i| if i == 0 { 2000.0 } else { 0.0 }),
+            ),
+            ("weight_norm/conv2", curve(40, 5, |_| 17.0)),
+            (
+                "update_ratio/conv2",
+                curve(40, 5, |i| if i == 0 { 5.0 } else { 0.0 }),
+            ),
+        ]);
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                (0..4)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
     }
 
     #[test]
