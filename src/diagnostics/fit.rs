@@ -35,7 +35,9 @@
 //! < 10% from its start and the model is still far from fitting (same
 //! accuracy/loss gates as underfitting when available), or it is poor and
 //! still improving at a crawl. Measured from the start of the run, so a
-//! plateau after an LR decay is not "slow"; skipped during LR warm-up.
+//! plateau after an LR decay is not "slow"; skipped during LR warm-up, and
+//! when the loss sits > 1.5× above both its first logged value and the
+//! chance level (it went the wrong way: instability, not slowness).
 
 use std::collections::BTreeMap;
 
@@ -418,9 +420,24 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
     let early_update = early_update_ratio(ctx);
     let tiny_updates =
         early_update.is_some_and(|u| u < TINY_UPDATE) && unfinished.unwrap_or(progress < 0.5);
-    let slow = flat && poor != Some(false)
-        || poor == Some(true) && still_improving && progress > 0.0
-        || tiny_updates;
+    // The loss now sits well above both where the run began (its first
+    // step) and the chance level: the optimiser overshot and the model is
+    // confidently wrong. That is instability (too high an LR), the opposite
+    // of slow convergence, whose remedy (a larger LR) would make it worse.
+    // Reference: the first logged loss (computed before any update) — the
+    // model's own starting level — and the chance level.
+    let first_loss = train.series.values.iter().copied().find(|x| x.is_finite());
+    let overshot = first_loss.is_some_and(|f| {
+        let base = ctx.chance_loss().map_or(f, |c| c.max(f));
+        base > 0.0 && recent > 1.5 * base
+    });
+    if overshot {
+        out.note("slow convergence not judged: the training loss rose well above its first steps and the chance level (instability, not slowness)");
+    }
+    let slow = !overshot
+        && (flat && poor != Some(false)
+            || poor == Some(true) && still_improving && progress > 0.0
+            || tiny_updates);
     if slow {
         let lr_low = tiny_updates || update.is_some_and(|u| u < TINY_UPDATE);
         // A unit-level problem found earlier explains the stall better than
@@ -791,6 +808,44 @@ mod tests {
             Series::from_points(curve(160, 5, |i| 3e-3 * (-(i as f64) / 30.0).exp())),
         );
         assert!(diagnose(&h).get(Kind::SlowConvergence).is_none());
+    }
+
+    #[test]
+    fn loss_that_jumped_above_chance_is_not_slow() {
+        // First steps near chance (ln 10), then the loss jumps to ~6 and
+        // bounces there: flat at epoch level, but it went the wrong way.
+        let mut v = RunView::default();
+        let spe = 20;
+        v.scalars.insert(
+            "train/loss".into(),
+            Series::from_points((0..15 * spe).map(|i| {
+                (
+                    i as u64,
+                    if i < 5 {
+                        2.3
+                    } else {
+                        6.0 + (i % 7) as f64 * 0.1
+                    },
+                )
+            })),
+        );
+        epochs(&mut v, "train/acc", 15, spe, |_| 0.15);
+        epochs(&mut v, "epoch", 15, spe, |e| e as f64);
+        let d = diagnose(&v);
+        assert!(d.get(Kind::SlowConvergence).is_none(), "{:#?}", d.findings);
+        // Same flat loss that began there (e.g. a bad init and a tiny LR) is slow.
+        let mut w = RunView::default();
+        w.scalars.insert(
+            "train/loss".into(),
+            Series::from_points((0..15 * spe).map(|i| (i as u64, 6.0 + (i % 7) as f64 * 0.1))),
+        );
+        epochs(&mut w, "train/acc", 15, spe, |_| 0.15);
+        epochs(&mut w, "epoch", 15, spe, |e| e as f64);
+        assert!(
+            diagnose(&w).get(Kind::SlowConvergence).is_some(),
+            "{:#?}",
+            diagnose(&w).findings
+        );
     }
 
     #[test]

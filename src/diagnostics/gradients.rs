@@ -6,7 +6,9 @@
 //! as exploding, TDC a sustained ×2-per-check growth):
 //! 1. A layer's gradient norm turns NaN/Inf *after having been finite* →
 //!    `error`. Gradients that are non-finite from the very first check are not
-//!    counted: then the inputs, not the gradients, are broken (NaN data).
+//!    counted: then the inputs, not the gradients, are broken (NaN data);
+//!    nor are any when the training data summary reports missing cells (the
+//!    first batch may just have had none of them).
 //! 2. A layer's gradient norm (median of 3 consecutive checks, so one noisy
 //!    batch cannot do it) grows ≥ 100× above its level at the start, *while
 //!    the loss gets worse* and the layer is actually being updated → `error`.
@@ -18,7 +20,10 @@
 //!    checks while the loss improves by < 10% → `error`. Scale-free: one SGD
 //!    step with LR 0.1 would move the layer by its whole norm (healthy runs
 //!    sit around 0.01–0.1). Catches blow-ups already present at
-//!    initialisation, which rule 2 cannot see as growth.
+//!    initialisation, which rule 2 cannot see as growth. Fewer than 3 such
+//!    checks suffice when the layer's gradient is exactly 0 at every check
+//!    after them (≥ 2): the blow-up killed the layer's units, which a noisy
+//!    batch cannot do.
 //!
 //! **Vanishing** (AT: ‖G₁‖/‖Gₙ‖ < 1e-3): the median gradient norm of the
 //! input-side layer is < 1/1000 of the output layer's over the recent half of
@@ -29,6 +34,16 @@
 //! Three orders of magnitude means the first layer learns ~1000× slower than
 //! the last one. Layers whose gradient is exactly 0 are dead or frozen, not
 //! vanishing, and are left to [`units`](super::units).
+//!
+//! **Vanishing through the forward pass** (Glorot & Bengio 2010): when the
+//! ratio test is silent, a stack of ≥ 3 hidden layers whose activation std
+//! falls below 1/100 of the first hidden layer's (recent medians; layers that
+//! output exactly 0 or are mostly dead are left to the dead-ReLU rule) while
+//! the loss has not improved by 10% → `warning` (`error` if the first
+//! layer's updates are < 1e-4). The deep layers then pass on a near-constant
+//! signal, and since ∂L/∂W = a_in·δ every layer's gradient — the output
+//! layer's included — is tiny, so the input/output ratio looks normal (e.g. a
+//! 10-layer tanh convnet initialised at half the Glorot scale).
 
 use std::collections::BTreeMap;
 
@@ -48,6 +63,109 @@ const VANISH_RATIO: f64 = 1e-3;
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     exploding(ctx, out);
     vanishing(ctx, out);
+    if out.get(Kind::VanishingGradients).is_none() {
+        fading_signal(ctx, out);
+    }
+}
+
+/// Drop of the activation std from the first hidden layer to a deeper one
+/// below which the forward signal has faded (a 100× smaller std is a 10⁴×
+/// smaller variance; initialisation schemes aim to keep it constant).
+const FADE_RATIO: f64 = 1e-2;
+
+/// Vanishing through the forward pass: the activations' spread shrinks layer
+/// by layer until the deep layers pass on (almost) a constant. Every weight
+/// gradient is ∂L/∂W = a_in·δ, so all of them are tiny — including the
+/// output layer's — and the gradient *ratio* test cannot see it.
+fn fading_signal(ctx: &Ctx, out: &mut Diagnosis) {
+    let recent = |n: Named| {
+        let v = &n.series.values;
+        (v.len() >= 6).then(|| median(&v[v.len() / 2..])).flatten()
+    };
+    let hidden: Vec<(&Layer, f64)> = ctx
+        .layers
+        .iter()
+        .filter(|l| !l.is_output)
+        .filter_map(|l| l.get(Role::ActStd).and_then(recent).map(|s| (l, s)))
+        .collect();
+    if hidden.len() < 3 {
+        return;
+    }
+    let (first, s0) = hidden[0];
+    if !(s0.is_finite() && s0 > 0.0) {
+        return;
+    }
+    // Layers that output exactly 0, or whose units are mostly dead, are
+    // the dead-ReLU rule's.
+    let alive = |l: &Layer, s: f64| {
+        s.is_finite()
+            && s > 0.0
+            && l.get(Role::DeadFrac)
+                .and_then(recent)
+                .is_none_or(|d| d < 0.5)
+    };
+    let Some((deep, sd)) = hidden[1..]
+        .iter()
+        .filter(|(l, s)| alive(l, *s))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .copied()
+    else {
+        return;
+    };
+    let ratio = sd / s0;
+    if ratio >= FADE_RATIO {
+        return;
+    }
+    let progress = match (ctx.loss_start(), ctx.loss_recent()) {
+        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        _ => return,
+    };
+    if progress >= 0.1 {
+        return;
+    }
+    let first_update = first.get(Role::UpdateRatio).and_then(recent);
+    let starved = first_update.is_some_and(|u| u < 1e-4);
+    let mut metrics = BTreeMap::new();
+    metrics.insert("act_std_first".into(), s0);
+    metrics.insert("act_std_deep".into(), sd);
+    metrics.insert("ratio".into(), ratio);
+    metrics.insert("loss_progress".into(), progress);
+    let key = |l: &Layer| {
+        l.get(Role::ActStd)
+            .map(|n| n.key.to_string())
+            .unwrap_or_default()
+    };
+    let act = first
+        .activation
+        .clone()
+        .unwrap_or_else(|| "activation".into());
+    out.push(Finding {
+        kind: Kind::VanishingGradients,
+        severity: if starved { Severity::Error } else { Severity::Warning },
+        onset_step: first.get(Role::ActStd).and_then(|n| n.series.steps.get(n.series.len() / 2).copied()),
+        title: format!("The signal fades through the layers: activation std {} at {} → {} at {}, so every gradient is tiny", fmt_num(s0), first.name, fmt_num(sd), deep.name),
+        evidence: Evidence {
+            series: vec![key(first), key(deep)],
+            layer: Some(deep.name.clone()),
+            metrics,
+            summary: format!(
+                "Median activation std over the recent half: {} = {}, {} = {} ({}× smaller); the training loss fell by {}.",
+                first.name,
+                fmt_num(s0),
+                deep.name,
+                fmt_num(sd),
+                fmt_ratio(ratio),
+                super::stats::fmt_pct(progress.max(0.0))
+            ),
+        },
+        cause: format!(
+            "Each {act} layer shrinks its input's spread (weights initialised too small for its fan-in), so the deep layers receive an almost constant signal; since a weight's gradient is its input times the back-propagated error, gradients vanish in every layer and the loss cannot move."
+        ),
+        fixes: vec![
+            "Initialise with the fan-in scaling for the activation: Glorot/Xavier for tanh/sigmoid, He/Kaiming for ReLU.".into(),
+            "Add BatchNorm/LayerNorm between layers, or residual connections; or use fewer layers.".into(),
+        ],
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,8 +192,11 @@ struct Explosion<'a> {
 struct LossState {
     /// The loss got worse (or non-finite) over the run.
     worse: bool,
-    /// The loss improved by less than 10% (or got worse).
+    /// The loss improved by less than 10% (or got worse), measured from the
+    /// start or from the chance level, whichever is lower.
     stalled: bool,
+    /// The training data summary reports missing (NaN) cells.
+    nan_inputs: bool,
 }
 
 fn explosion<'a>(
@@ -88,11 +209,14 @@ fn explosion<'a>(
     let first_finite = values.iter().position(|v| v.is_finite())?;
     let start = head_median(values, 3)?;
     let name = layer.map(|l| l.name.clone());
-    // Rule 1: non-finite after finite.
-    if let Some(i) = values[first_finite..]
-        .iter()
-        .position(|v| !v.is_finite())
-        .map(|i| i + first_finite)
+    // Rule 1: non-finite after finite. With NaN cells in the training data,
+    // a batch without them gives finite gradients and the next one NaN:
+    // that NaN is the data's (the missing-values rule), not an explosion.
+    if !loss.nan_inputs
+        && let Some(i) = values[first_finite..]
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| i + first_finite)
     {
         let peak = values[..i]
             .iter()
@@ -155,15 +279,23 @@ fn explosion<'a>(
                 (Some(&s), Some(&wn)) if s == steps[i] && wn > 0.0 => values[i] / wn,
                 _ => f64::NAN,
             };
+            // The blow-up may end the only way it can before 3 checks: by
+            // killing the layer, whose gradient is exactly 0 from then on
+            // (dead units). A noisy batch leaves no such permanent mark.
+            let killed = run >= 1 && n - i >= 2 && values[i..].iter().all(|v| *v == 0.0);
             if r >= GRAD_WEIGHT_RATIO {
                 run += 1;
                 peak_ratio = peak_ratio.max(r);
-            } else {
+            } else if !killed {
                 run = 0;
                 peak_ratio = 0.0;
             }
-            if run == 3 {
-                let first = i - 2;
+            if run == 3 || killed {
+                // The run of high ratios ends at i (run == 3) or just before
+                // the first zero check (killed).
+                let last = if killed { i - 1 } else { i };
+                let first = last + 1 - run;
+                let i = last;
                 let peak = values[first..=i].iter().copied().fold(0.0, f64::max);
                 return Some(Explosion {
                     layer: name,
@@ -186,14 +318,28 @@ fn median3(a: f64, b: f64, c: f64) -> f64 {
 }
 
 fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
+    // Progress from the start, or from the chance level if the start was
+    // above it (a loss that blew up in the first steps and fell back to
+    // chance has learned nothing).
     let progress = match (ctx.loss_start(), ctx.loss_recent()) {
-        (Some(a), Some(b)) if a > 0.0 => 1.0 - b / a,
+        (Some(a), Some(b)) if a > 0.0 => {
+            let base = ctx
+                .chance_loss()
+                .filter(|c| *c > 0.0)
+                .map_or(a, |c| a.min(c));
+            1.0 - b / base
+        }
         _ => f64::NAN,
     };
     let worse = ctx.loss_worsened();
     let loss = LossState {
         worse,
         stalled: worse || progress.is_nan() || progress < 0.1,
+        nan_inputs: ctx
+            .view
+            .dataset("train")
+            .and_then(|d| d.missing)
+            .is_some_and(|m| m > 0),
     };
     let mut found: Vec<Explosion> = ctx
         .layers
@@ -468,6 +614,86 @@ mod tests {
     }
 
     #[test]
+    fn nan_gradients_after_a_clean_first_batch_of_nan_data_are_not_exploding() {
+        let run = |missing: u64| {
+            let mut v = view(&[
+                (
+                    "train/loss",
+                    curve(40, 1, |i| if i < 5 { 3.0 } else { f64::NAN }),
+                ),
+                (
+                    "grad_norm/fc1",
+                    curve(8, 5, |i| if i == 0 { 0.8 } else { f64::NAN }),
+                ),
+            ]);
+            v.datasets.push(crate::record::DatasetRecord {
+                split: "train".into(),
+                missing: Some(missing),
+                ..Default::default()
+            });
+            diagnose(&v)
+        };
+        assert!(run(40).get(Kind::ExplodingGradients).is_none());
+        // Clean data: the same NaN after finite gradients is rule 1.
+        assert!(run(0).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
+    fn one_blow_up_that_kills_the_layer_is_exploding() {
+        let run = |after: f64| {
+            diagnose(&view(&[
+                (
+                    "train/loss",
+                    curve(200, 1, |i| if i == 0 { 2500.0 } else { 1.386 }),
+                ),
+                (
+                    "grad_norm/conv2",
+                    curve(40, 5, move |i| if i == 0 { 2000.0 } else { after }),
+                ),
+                ("weight_norm/conv2", curve(40, 5, |_| 17.0)),
+                (
+                    "update_ratio/conv2",
+                    curve(40, 5, |i| if i == 0 { 5.0 } else { 0.0 }),
+                ),
+            ]))
+        };
+        // ‖g‖ = 118‖w‖ once, then no gradient ever again: the units died.
+        assert!(run(0.0).get(Kind::ExplodingGradients).is_some());
+        // One large batch followed by ordinary gradients is noise.
+        assert!(run(0.5).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn a_loss_back_at_chance_after_a_blow_up_has_not_progressed() {
+        // The first steps blew the loss up; it fell back to ln 4, not below.
+        let mut v = view(&[
+            (
+                "train/loss",
+                curve(200, 1, |i| if i < 5 { 2500.0 } else { 1.386 }),
+            ),
+            (
+                "grad_norm/conv2",
+                curve(40, 5, |i| if i == 0 { 2000.0 } else { 0.0 }),
+            ),
+            ("weight_norm/conv2", curve(40, 5, |_| 17.0)),
+            (
+                "update_ratio/conv2",
+                curve(40, 5, |i| if i == 0 { 5.0 } else { 0.0 }),
+            ),
+        ]);
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                (0..4)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
     fn growing_gradients_with_improving_loss_are_fine() {
         // A frozen trunk's gradient grows ×600 while the head learns.
         let v = view(&[
@@ -539,6 +765,54 @@ mod tests {
         let f = d.get(Kind::VanishingGradients).expect("vanishing");
         assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
         assert!(f.severity >= super::super::Severity::Error);
+    }
+
+    #[test]
+    fn signal_fading_through_a_deep_stack_is_vanishing() {
+        let stack = |loss: fn(usize) -> f64, std_at: fn(usize) -> f64| {
+            let mut series = vec![
+                ("train/loss", curve(300, 1, loss)),
+                ("grad_norm/head", curve(60, 5, |_| 1e-3)),
+            ];
+            let names = [
+                "act_std/conv1",
+                "act_std/conv2",
+                "act_std/conv3",
+                "act_std/conv4",
+                "act_std/fc1",
+            ];
+            for (d, name) in names.iter().enumerate() {
+                series.push((
+                    name,
+                    curve(60, 5, move |i| std_at(d) * (1.0 + 0.1 * noise(i))),
+                ));
+            }
+            diagnose(&view(&series))
+        };
+        let flat = |i: usize| 2.3 + 0.01 * noise(i);
+        // Std shrinks ×4 per layer: 0.4 → 0.0016 at fc1, loss stuck.
+        let d = stack(flat, |d| 0.4 * 4f64.powi(-(d as i32)));
+        let f = d.get(Kind::VanishingGradients).expect("fading signal");
+        assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
+        // Same stack while the loss falls: not judged.
+        let falling = |i: usize| 2.3 * (-(i as f64) / 150.0).exp();
+        assert!(
+            stack(falling, |d| 0.4 * 4f64.powi(-(d as i32)))
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
+        // Healthy spreads (deeper layers as wide or wider) with a stuck loss.
+        assert!(
+            stack(flat, |d| 0.8 + 0.2 * d as f64)
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
+        // A layer that outputs exactly 0 is dead, not faded.
+        assert!(
+            stack(flat, |d| if d == 4 { 0.0 } else { 0.5 })
+                .get(Kind::VanishingGradients)
+                .is_none()
+        );
     }
 
     #[test]

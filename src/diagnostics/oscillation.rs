@@ -20,6 +20,10 @@
 //! below ζ, and overfitting's rising validation loss is monotone too, so
 //! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
 //! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
+//! Accuracies are not scored when every epoch's training loss stays within
+//! 10% of the chance-level loss: such a model outputs about the class prior
+//! and its accuracy jumps between class shares on argmax flips, without any
+//! overshooting (e.g. a saturated sigmoid convnet stuck at chance).
 
 use std::collections::BTreeMap;
 
@@ -67,8 +71,23 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     } else {
         0.03
     };
-    score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
-    score(ctx.val_acc, "validation accuracy", &|a| 1.0 - a, zeta_val);
+    // A model whose loss never leaves the chance level outputs (almost) the
+    // class prior: tiny logit changes flip its argmax between classes, so
+    // its accuracy jumps between class shares while nothing overshoots.
+    let at_chance = ctx.chance_loss().filter(|c| *c > 0.0).is_some_and(|c| {
+        ctx.train_loss.is_some_and(|n| {
+            let e = ctx.epoch_level(n.series);
+            e.len() >= MIN_EVALS
+                && e.iter()
+                    .all(|p| p.1.is_finite() && (p.1 / c - 1.0).abs() <= 0.1)
+        })
+    });
+    if at_chance {
+        out.note("accuracy swings not judged as oscillation: the training loss stayed at the chance level, so the accuracy only reflects argmax flips of a model that has not learned");
+    } else {
+        score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
+        score(ctx.val_acc, "validation accuracy", &|a| 1.0 - a, zeta_val);
+    }
     // Loss swings are judged on a log scale, floored at 5% of the loss scale
     // (chance level, else the first value): a near-zero loss doubling from
     // 0.004 to 0.008 is one sample, not a swing.
@@ -216,6 +235,35 @@ mod tests {
             Series::from_points((1..=n).map(|e| ((e * 20) as u64, e as f64))),
         );
         v
+    }
+
+    #[test]
+    fn accuracy_flips_of_a_model_stuck_at_chance_are_not_oscillation() {
+        // 4 balanced classes: chance loss ln 4 ≈ 1.386, accuracy ~25%.
+        let stuck = |loss: f64| {
+            let mut v = with_acc(|e| if e % 3 == 0 { 0.31 } else { 0.23 }, 12);
+            v.scalars.insert(
+                "train/loss".into(),
+                Series::from_points((0..12 * 20).map(|i| (i as u64, loss + 0.02 * noise(i)))),
+            );
+            v.datasets.push(crate::record::DatasetRecord {
+                split: "train".into(),
+                class_counts: Some(
+                    (0..4)
+                        .map(|c| (c.to_string(), serde_json::json!(100)))
+                        .collect(),
+                ),
+                ..Default::default()
+            });
+            diagnose(&v)
+        };
+        assert!(stuck(1.38).get(Kind::OscillatingLoss).is_none());
+        // The same swings with a loss far from chance are judged as usual.
+        let f = stuck(0.6)
+            .get(Kind::OscillatingLoss)
+            .cloned()
+            .expect("oscillating");
+        assert_eq!(f.severity, Severity::Warning);
     }
 
     #[test]

@@ -24,7 +24,11 @@
 //!   constant while the LR has not been decayed to < 1% of its peak, while the run is
 //!   numerically healthy (a NaN run also reports 0 updates) → `warning`, or
 //!   `error` when no layer changes at all. Layers marked `trainable: false`
-//!   are frozen on purpose and skipped.
+//!   are frozen on purpose and skipped. A layer whose logged `grad_norm` is
+//!   also zero at every recent check is skipped too (with a note): a layer
+//!   the optimizer leaves out still has its gradient computed, so zero
+//!   gradient means no signal reaches it (saturated or dead units, e.g. a
+//!   tanh stack pinned at ±1 after a blow-up), which is not this fault.
 
 use std::collections::BTreeMap;
 
@@ -316,9 +320,30 @@ fn lr_decayed(ctx: &Ctx) -> bool {
     now < 0.01 * peak
 }
 
+/// The layer's logged weight-gradient norm is (numerically) zero at every
+/// check of the recent half. A layer left out of the optimizer still gets its
+/// gradient computed (`requires_grad` is on; only `step()` skips it), so its
+/// `grad_norm` stays non-zero; a layer whose gradient is zero does not move
+/// under any optimizer: its units are saturated or dead (or every layer
+/// above is), which the saturation/dead-unit/vanishing rules report.
+/// Without a logged gradient norm nothing is assumed.
+fn receives_no_gradient(l: &Layer) -> bool {
+    let Some(g) = l.get(Role::GradNorm) else {
+        return false;
+    };
+    let v = &g.series.values;
+    if v.len() < 6 {
+        return false;
+    }
+    v[v.len() / 2..]
+        .iter()
+        .all(|x| x.is_finite() && x.abs() <= NO_UPDATE)
+}
+
 fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
     let mut checked = 0;
     let mut frozen: Vec<(&Layer, Option<u64>, String)> = Vec::new();
+    let mut starved: Vec<&str> = Vec::new();
     for l in ctx.layers.iter().filter(|l| l.trainable != Some(false)) {
         // A layer whose weights went non-finite "does not change" for
         // numerical reasons; that is divergence, not this.
@@ -364,8 +389,19 @@ fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
         // Every check of the recent half shows no change.
         let half = &flags[flags.len() / 2..];
         if half.iter().all(|f| *f == 1.0) {
+            if receives_no_gradient(l) {
+                starved.push(l.name.as_str());
+                continue;
+            }
             frozen.push((l, stays_above_from(steps, &flags, 1.0), key.to_string()));
         }
+    }
+    if !starved.is_empty() {
+        out.note(format!(
+            "unchanged weights not raised for {}: no gradient reaches {} (saturated or dead units upstream), so the optimizer has nothing to apply",
+            starved.join(", "),
+            if starved.len() == 1 { "it" } else { "them" }
+        ));
     }
     if frozen.is_empty() {
         return;
@@ -562,6 +598,46 @@ mod tests {
             m.layers[0].trainable = Some(false);
         }
         assert!(diagnose(&frozen).get(Kind::UnchangedWeights).is_none());
+    }
+
+    #[test]
+    fn zero_gradient_layers_are_starved_not_left_out_of_the_optimizer() {
+        // Left out of the optimizer: the gradient is computed but not applied.
+        let omitted = view(&[
+            ("train/loss", curve(200, 1, |i| 2.3 - i as f64 / 400.0)),
+            ("update_ratio/conv1", curve(40, 5, |_| 0.0)),
+            ("grad_norm/conv1", curve(40, 5, |i| 0.5 + i as f64 * 0.1)),
+            (
+                "update_ratio/head",
+                curve(40, 5, |i| 1e-3 / (1.0 + i as f64)),
+            ),
+            ("grad_norm/head", curve(40, 5, |_| 0.3)),
+        ]);
+        let f = diagnose(&omitted)
+            .get(Kind::UnchangedWeights)
+            .cloned()
+            .expect("unchanged");
+        assert!(f.title.contains("conv1"), "{}", f.title);
+        // Saturated after a blow-up: the layer moved, then no gradient reaches it.
+        let starved = view(&[
+            (
+                "train/loss",
+                curve(200, 1, |i| if i < 5 { 1.4 } else { 150.0 }),
+            ),
+            (
+                "update_ratio/conv1",
+                curve(40, 5, |i| if i < 2 { 0.2 } else { 0.0 }),
+            ),
+            (
+                "grad_norm/conv1",
+                curve(40, 5, |i| if i < 2 { 0.2 } else { 0.0 }),
+            ),
+            ("update_ratio/head", curve(40, 5, |_| 0.1)),
+            ("grad_norm/head", curve(40, 5, |_| 6.0)),
+        ]);
+        let d = diagnose(&starved);
+        assert!(d.get(Kind::UnchangedWeights).is_none());
+        assert!(d.notes.iter().any(|n| n.contains("conv1")), "{:?}", d.notes);
     }
 
     #[test]
