@@ -81,6 +81,26 @@ struct Hit<'a> {
     key: String,
 }
 
+/// The evidence of per-layer hits: their series, the worst layer, and each
+/// layer's share with `word` ("dead", "saturated").
+fn hits_evidence(
+    hits: &[Hit],
+    worst: &Hit,
+    metrics: BTreeMap<String, f64>,
+    word: &str,
+) -> Evidence {
+    Evidence {
+        series: hits.iter().map(|h| h.key.clone()).collect(),
+        layer: Some(worst.layer.name.clone()),
+        metrics,
+        summary: hits
+            .iter()
+            .map(|h| format!("{}: {} {word}", h.layer.name, fmt_pct(h.share)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// A hit when `values` stay at or above `threshold` through the end of the run.
 fn persistent_hit<'a>(
     layer: &'a Layer<'a>,
@@ -172,16 +192,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
                 .map(|s| format!(" (since step {})", fmt_step(s)))
                 .unwrap_or_default()
         ),
-        evidence: Evidence {
-            series: hits.iter().map(|h| h.key.clone()).collect(),
-            layer: Some(worst.layer.name.clone()),
-            metrics,
-            summary: hits
-                .iter()
-                .map(|h| format!("{}: {} dead", h.layer.name, fmt_pct(h.share)))
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
+        evidence: hits_evidence(&hits, worst, metrics, "dead"),
         cause,
         fixes: vec![
             "Use LeakyReLU, ELU or SELU so that inactive units still get a gradient.".into(),
@@ -296,16 +307,7 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
             fmt_pct(worst.share),
             names.join(", ")
         ),
-        evidence: Evidence {
-            series: hits.iter().map(|h| h.key.clone()).collect(),
-            layer: Some(worst.layer.name.clone()),
-            metrics,
-            summary: hits
-                .iter()
-                .map(|h| format!("{}: {} saturated", h.layer.name, fmt_pct(h.share)))
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
+        evidence: hits_evidence(&hits, worst, metrics, "saturated"),
         cause,
         fixes,
     });
