@@ -4,20 +4,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use crate::api::error::AppError;
-use crate::api::v1::{self, BodyLimit};
+use crate::http::{AdminToken, AppError, BodyLimit};
 use crate::store::Store;
 
 /// Default request body limit (after decompression).
@@ -31,7 +30,15 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub max_body_bytes: usize,
     /// Bearer token for the operator endpoints (webhooks); `None`: they are off.
-    pub admin_token: Option<Arc<str>>,
+    pub admin_token: AdminToken,
+    /// Where the database is, for `/readyz` (no password).
+    pub database: Arc<str>,
+}
+
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(state: &AppState) -> AdminToken {
+        state.admin_token.clone()
+    }
 }
 
 impl AppState {
@@ -40,12 +47,19 @@ impl AppState {
             store,
             public_url: public_url.trim_end_matches('/').into(),
             max_body_bytes,
-            admin_token: None,
+            admin_token: AdminToken(None),
+            database: "the database".into(),
         }
     }
 
     pub fn with_admin_token(mut self, token: Option<&str>) -> Self {
-        self.admin_token = token.filter(|t| !t.is_empty()).map(Into::into);
+        self.admin_token = AdminToken(token.filter(|t| !t.is_empty()).map(Into::into));
+        self
+    }
+
+    /// Names the database in `/readyz` answers (see `store::describe_database_url`).
+    pub fn with_database_name(mut self, name: &str) -> Self {
+        self.database = name.into();
         self
     }
 
@@ -59,24 +73,66 @@ pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(v1::router())
+        .route("/readyz", get(readyz))
+        .merge(crate::api::v1::router())
         .merge(crate::api::findings::router())
         .merge(crate::web::router())
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        // Bodies are decompressed by `http::Body` (every gzip member, with
+        // the limit applied after inflating).
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
-        .layer(RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(120),
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())
         .with_state(state)
 }
 
+/// Liveness: 200 while the process serves, whatever the database does.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when the database answers, 503 naming it otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            let body = json!({ "error": {
+                "code": "database_unavailable",
+                "message": format!("{} does not answer", state.database),
+                "field": null,
+            }});
+            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::http::error::RETRY_AFTER_SECS.into(),
+            );
+            resp
+        }
+    }
+}
+
+/// Gives the empty answers of the middleware (408 from the timeout, 500
+/// from a caught panic) the JSON error body every other error has.
+async fn json_errors(resp: Response) -> Response {
+    let empty = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none();
+    match resp.status() {
+        StatusCode::REQUEST_TIMEOUT if empty => AppError::Timeout.into_response(),
+        StatusCode::INTERNAL_SERVER_ERROR if empty => {
+            AppError::Internal("a handler panicked".into()).into_response()
+        }
+        _ => resp,
+    }
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

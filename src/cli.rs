@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use crate::alerts::sender::SenderConfig;
 use crate::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
-use crate::diagnostics::Severity;
 use crate::diagnostics::runner::{Runner, RunnerConfig};
 use crate::ingest::{self, RunLine};
+use crate::model::{FindingStatus, Severity};
 use crate::record;
-use crate::store::diagnosis::{FindingStatus, StoredFinding};
+use crate::store::findings::StoredFinding;
 use crate::store::{NewRun, Store};
 
 #[derive(Debug, Parser)]
@@ -348,9 +348,8 @@ async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> 
         .fail_on
         .as_deref()
         .map(|s| {
-            crate::alerts::parse_severity(s).with_context(|| {
-                format!("--fail-on {s:?}: expected info, warning, error or critical")
-            })
+            s.parse::<Severity>()
+                .map_err(|e| anyhow::anyhow!("--fail-on: {e}"))
         })
         .transpose()?;
     let (findings, notes): (Vec<serde_json::Value>, Vec<String>) = match &args.server {
@@ -371,7 +370,7 @@ async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> 
             .filter(|f| {
                 f["severity"]
                     .as_str()
-                    .and_then(crate::alerts::parse_severity)
+                    .and_then(|s| s.parse::<Severity>().ok())
                     .is_some_and(|s| s >= min)
             })
             .count();

@@ -6,10 +6,10 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::model::{Batch, Point, RunStatus};
 use crate::record::{
     DatasetRecord, EndRecord, HistogramRecord, ModelRecord, RunRecord, ScalarRecord, Value,
 };
-use crate::store::{Batch, Point, RunStatus};
 
 /// Longest metric key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -24,6 +24,8 @@ pub struct InputError {
     /// `true`: the body is not what the endpoint reads (400);
     /// `false`: it parsed but a value is not allowed (422).
     pub malformed: bool,
+    /// `true`: a value is over a size limit (413); the message names it.
+    pub too_large: bool,
     pub code: &'static str,
     pub message: String,
     /// The offending field, as a path (`series[0].steps[3]`, `value`).
@@ -40,6 +42,7 @@ impl InputError {
     ) -> Self {
         InputError {
             malformed: true,
+            too_large: false,
             code,
             message: message.into(),
             field,
@@ -50,7 +53,20 @@ impl InputError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         InputError {
             malformed: false,
+            too_large: false,
             code: "invalid_value",
+            message: message.into(),
+            field: Some(field.into()),
+            line: None,
+        }
+    }
+
+    /// A value over a size limit (413); `message` names the limit.
+    pub fn too_large(field: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError {
+            malformed: false,
+            too_large: true,
+            code: "too_large",
             message: message.into(),
             field: Some(field.into()),
             line: None,
@@ -191,7 +207,7 @@ fn validate_histogram(h: &HistogramRecord) -> Result<(), InputError> {
 
 pub fn parse_end(end: &EndRecord) -> Result<(RunStatus, Option<u64>), InputError> {
     let status = match end.status.parse::<RunStatus>() {
-        Ok(RunStatus::Running) | Err(()) => {
+        Ok(RunStatus::Running) | Err(_) => {
             return Err(InputError::invalid(
                 "status",
                 format!(

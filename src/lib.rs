@@ -1,5 +1,5 @@
 //! trainlens: stores deep-learning training metrics and tells you why a run
-//! is sick. See `DESIGN.md`-style overview in the README.
+//! is sick. The module map is in the README's Layout section.
 
 pub mod alerts;
 pub mod api;
@@ -7,7 +7,9 @@ pub mod app;
 pub mod charts;
 pub mod cli;
 pub mod diagnostics;
+pub mod http;
 pub mod ingest;
+pub mod model;
 pub mod record;
 pub mod store;
 pub mod web;

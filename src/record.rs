@@ -85,6 +85,9 @@ pub enum Record {
     Dataset(DatasetRecord),
     Scalar(ScalarRecord),
     Histogram(HistogramRecord),
+    Image(ImageRecord),
+    Tensor(TensorRecord),
+    Predictions(PredictionsRecord),
     End(EndRecord),
 }
 
@@ -98,6 +101,10 @@ pub struct RunRecord {
     pub config: serde_json::Value,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Version 2: a client-chosen identity, unique per project (see
+    /// `docs/record-format.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_key: Option<String>,
 }
 
 pub fn default_project() -> String {
@@ -201,6 +208,83 @@ pub struct HistogramRecord {
     pub counts: Vec<u64>,
     #[serde(default)]
     pub nonfinite: u64,
+}
+
+/// Version 2: an image at a step — a PNG, or a feature map as floats.
+/// Exactly one of `png` and (`shape`, `values`) is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub step: u64,
+    pub key: String,
+    /// The PNG file, base64 (standard alphabet, padded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub png: Option<String>,
+    /// `[channels, height, width]` of a feature map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<u64>>,
+    /// Row-major floats of the feature map: channel, then row, then column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+}
+
+/// Version 2: a tensor at a step (a weight matrix, or a bounded sample of
+/// it): `values` row-major, as many as the product of `shape`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorRecord {
+    pub step: u64,
+    pub key: String,
+    pub shape: Vec<u64>,
+    pub values: Vec<Value>,
+    /// How the values were taken when they are not the whole tensor
+    /// (e.g. `"rows:0-63"`); absent for the whole tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+}
+
+/// Version 2: a model's predictions on a split at a step, one entry per
+/// sample: the true label and the class probabilities (all classes up to
+/// 100; beyond that the top 20, with their class indices in `classes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionsRecord {
+    pub step: u64,
+    pub split: String,
+    /// The true class index of each sample.
+    pub labels: Vec<u32>,
+    /// Per sample: the probabilities of every class (`num_classes` ≤ 100),
+    /// or of the classes in `classes` (top-k, k ≤ 20).
+    pub probs: Vec<Vec<Value>>,
+    /// Per sample: the class indices `probs` refers to (top-k only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<Vec<u32>>>,
+    /// The number of classes; required with `classes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<u32>,
+    /// Per sample: an id to find it again (a string or an integer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+}
+
+impl Record {
+    /// The wire name of the record's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Run(_) => "run",
+            Record::Model(_) => "model",
+            Record::Dataset(_) => "dataset",
+            Record::Scalar(_) => "scalar",
+            Record::Histogram(_) => "histogram",
+            Record::Image(_) => "image",
+            Record::Tensor(_) => "tensor",
+            Record::Predictions(_) => "predictions",
+            Record::End(_) => "end",
+        }
+    }
 }
 
 /// Last line of a recording.

@@ -13,7 +13,8 @@ use trainlens::alerts::sender::{Sender, SenderConfig};
 use trainlens::alerts::{Format, signature};
 use trainlens::diagnostics::runner::{Runner, RunnerConfig};
 use trainlens::diagnostics::{Kind, Severity};
-use trainlens::store::diagnosis::{FindingStatus, NewWebhook};
+use trainlens::model::FindingStatus;
+use trainlens::store::webhooks::NewWebhook;
 use trainlens::store::{Batch, NewRun, Point, Store};
 
 /// A runner that diagnoses as soon as data is there.
@@ -40,6 +41,7 @@ async fn new_run(store: &Store, project: &str) -> uuid::Uuid {
         name: "r".into(),
         config: json!({"lr": 5.0}),
         tags: vec![],
+        run_key: None,
     };
     store.create_run(&run).await.unwrap().id
 }

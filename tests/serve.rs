@@ -17,11 +17,12 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     let db = TestDb::sqlite().await;
     let run = db
         .store
-        .create_run(&trainlens::store::NewRun {
+        .create_run(&trainlens::model::NewRun {
             project: "p".into(),
             name: "r".into(),
             config: json!({}),
             tags: vec![],
+            run_key: None,
         })
         .await
         .unwrap();

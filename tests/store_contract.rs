@@ -15,6 +15,7 @@ fn new_run(project: &str, name: &str) -> NewRun {
         name: name.into(),
         config: json!({"lr": 0.1, "b": [1, 2]}),
         tags: vec!["x".into()],
+        run_key: None,
     }
 }
 

@@ -25,6 +25,7 @@ async fn runs_list_and_run_page_show_the_diagnosis() {
         name: "<script>alert(1)</script>".into(),
         config: json!({"lr": 5}),
         tags: vec![],
+        run_key: None,
     };
     let run = db.store.create_run(&new).await.unwrap();
     let mut b = Batch::default();

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::diagnostics::{Finding, Severity};
+use std::collections::HashMap;
+
+use crate::diagnostics::{Diagnosis, Finding, Kind};
+use crate::model::{FindingStatus, Severity};
 
 /// How a webhook wants its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,31 +22,154 @@ pub enum Format {
     Json,
 }
 
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Slack => "slack",
-            Format::Discord => "discord",
-            Format::Json => "json",
-        }
-    }
+crate::model::words!(Format, "format", [
+    Slack => "slack",
+    Discord => "discord",
+    Json => "json",
+]);
 
-    pub fn parse(s: &str) -> Option<Format> {
-        [Format::Slack, Format::Discord, Format::Json]
-            .into_iter()
-            .find(|f| f.as_str() == s)
+/// A finding of the run as it was stored before a diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    pub status: FindingStatus,
+    pub severity: Severity,
+    /// How many times this finding went into alerting so far.
+    pub alert_epoch: i64,
+}
+
+impl Prior {
+    fn alerting(&self) -> bool {
+        self.status == FindingStatus::Open && self.severity.is_raised()
     }
 }
 
-pub fn parse_severity(s: &str) -> Option<Severity> {
-    [
-        Severity::Info,
-        Severity::Warning,
-        Severity::Error,
-        Severity::Critical,
-    ]
-    .into_iter()
-    .find(|v| v.as_str() == s)
+/// A finding of the new diagnosis, with the alert epoch to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current<'a> {
+    pub finding: &'a Finding,
+    pub epoch: i64,
+    /// It went into warning-or-worse with this diagnosis (it was not open at
+    /// that level before): each matching webhook gets one alert.
+    pub alerting: bool,
+}
+
+/// What a diagnosis changes in a run's findings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transitions<'a> {
+    /// Every finding of the diagnosis, to open or update.
+    pub current: Vec<Current<'a>>,
+    /// Findings that were open and no longer hold: to resolve, never delete.
+    pub resolved: Vec<Kind>,
+}
+
+impl Transitions<'_> {
+    /// The kinds that went into alerting.
+    pub fn raised(&self) -> Vec<Kind> {
+        self.current
+            .iter()
+            .filter(|c| c.alerting)
+            .map(|c| c.finding.kind)
+            .collect()
+    }
+}
+
+/// The alert policy: given the run's findings before (`before`) and a new
+/// diagnosis, which findings went into alerting and which are resolved.
+/// A finding alerts when it enters warning-or-worse — once, until it is
+/// resolved or drops back to info; then a new raise is a new transition (its
+/// epoch goes up, so the outbox takes it as a new alert).
+pub fn transitions<'a>(before: &HashMap<Kind, Prior>, diagnosis: &'a Diagnosis) -> Transitions<'a> {
+    let current = diagnosis
+        .findings
+        .iter()
+        .map(|f| {
+            let prior = before.get(&f.kind);
+            let was = prior.is_some_and(Prior::alerting);
+            let alerting = f.severity.is_raised() && !was;
+            let epoch = prior.map_or(0, |p| p.alert_epoch) + i64::from(alerting);
+            Current {
+                finding: f,
+                epoch,
+                alerting,
+            }
+        })
+        .collect();
+    let mut resolved: Vec<Kind> = before
+        .iter()
+        .filter(|(kind, p)| {
+            p.status == FindingStatus::Open && !diagnosis.findings.iter().any(|f| f.kind == **kind)
+        })
+        .map(|(kind, _)| *kind)
+        .collect();
+    resolved.sort();
+    Transitions { current, resolved }
+}
+
+/// A webhook as the alert policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    pub id: i64,
+    pub format: Format,
+    pub min_severity: Severity,
+}
+
+/// The run an alert is about.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRef<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub project: &'a str,
+    /// The run's page.
+    pub url: &'a str,
+}
+
+/// One row for the outbox: an alert for one webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub delivery_id: String,
+    pub webhook_id: i64,
+    pub kind: Kind,
+    pub epoch: i64,
+    pub body: String,
+}
+
+/// The alerts to queue: one per finding that went into alerting and webhook
+/// whose minimum severity it reaches, rendered in the webhook's format.
+/// `new_id` makes each delivery's idempotency id.
+pub fn outgoing(
+    t: &Transitions,
+    hooks: &[Hook],
+    run: RunRef,
+    mut new_id: impl FnMut() -> String,
+) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    for c in t.current.iter().filter(|c| c.alerting) {
+        for hook in hooks
+            .iter()
+            .filter(|h| c.finding.severity >= h.min_severity)
+        {
+            let delivery_id = new_id();
+            let body = payload(
+                hook.format,
+                &Alert {
+                    delivery_id: &delivery_id,
+                    run_id: run.id,
+                    run_name: run.name,
+                    project: run.project,
+                    run_url: run.url,
+                    finding: c.finding,
+                },
+            );
+            out.push(Outgoing {
+                delivery_id,
+                webhook_id: hook.id,
+                kind: c.finding.kind,
+                epoch: c.epoch,
+                body,
+            });
+        }
+    }
+    out
 }
 
 /// Checks a webhook URL: absolute `http` or `https` with a host.
@@ -165,7 +291,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostics::{Evidence, Kind};
+    use crate::diagnostics::Evidence;
 
     fn finding() -> Finding {
         Finding {
@@ -230,9 +356,138 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        assert_eq!(Format::parse("discord"), Some(Format::Discord));
-        assert_eq!(Format::parse("teams"), None);
-        assert_eq!(parse_severity("error"), Some(Severity::Error));
-        assert_eq!(parse_severity("fatal"), None);
+        assert_eq!("discord".parse::<Format>(), Ok(Format::Discord));
+        assert!("teams".parse::<Format>().is_err());
+        assert_eq!("error".parse::<Severity>(), Ok(Severity::Error));
+        assert!("fatal".parse::<Severity>().is_err());
+    }
+
+    fn found(kind: Kind, severity: Severity) -> Finding {
+        Finding {
+            kind,
+            severity,
+            ..finding()
+        }
+    }
+
+    fn prior(status: FindingStatus, severity: Severity, alert_epoch: i64) -> Prior {
+        Prior {
+            status,
+            severity,
+            alert_epoch,
+        }
+    }
+
+    fn diagnosis(findings: Vec<Finding>) -> Diagnosis {
+        Diagnosis {
+            findings,
+            ..Diagnosis::default()
+        }
+    }
+
+    #[test]
+    fn a_new_raised_finding_alerts_once() {
+        let d = diagnosis(vec![found(Kind::Divergence, Severity::Critical)]);
+        let t = transitions(&HashMap::new(), &d);
+        assert_eq!(t.raised(), [Kind::Divergence]);
+        assert_eq!(t.current[0].epoch, 1);
+        // Still open at a raised level on the next diagnosis: no new alert.
+        let before = HashMap::from([(
+            Kind::Divergence,
+            prior(FindingStatus::Open, Severity::Critical, 1),
+        )]);
+        let again = transitions(&before, &d);
+        assert!(again.raised().is_empty());
+        assert_eq!(again.current[0].epoch, 1);
+        // A change of severity within raised levels does not alert again.
+        let worse = diagnosis(vec![found(Kind::Divergence, Severity::Error)]);
+        assert!(transitions(&before, &worse).raised().is_empty());
+    }
+
+    #[test]
+    fn info_never_alerts_and_rising_from_info_does() {
+        let info = diagnosis(vec![found(Kind::Overfitting, Severity::Info)]);
+        let t = transitions(&HashMap::new(), &info);
+        assert!(t.raised().is_empty());
+        assert_eq!(t.current[0].epoch, 0);
+        let before = HashMap::from([(
+            Kind::Overfitting,
+            prior(FindingStatus::Open, Severity::Info, 0),
+        )]);
+        let warn = diagnosis(vec![found(Kind::Overfitting, Severity::Warning)]);
+        let t = transitions(&before, &warn);
+        assert_eq!(t.raised(), [Kind::Overfitting]);
+        assert_eq!(t.current[0].epoch, 1);
+    }
+
+    #[test]
+    fn gone_findings_resolve_and_a_raise_after_resolve_is_new() {
+        let before = HashMap::from([
+            (
+                Kind::Divergence,
+                prior(FindingStatus::Open, Severity::Critical, 1),
+            ),
+            (
+                Kind::DeadRelu,
+                prior(FindingStatus::Resolved, Severity::Error, 2),
+            ),
+        ]);
+        let none = diagnosis(vec![]);
+        let t = transitions(&before, &none);
+        assert_eq!(t.resolved, [Kind::Divergence], "only open findings resolve");
+        let back = diagnosis(vec![found(Kind::DeadRelu, Severity::Error)]);
+        let t = transitions(&before, &back);
+        assert_eq!(t.raised(), [Kind::DeadRelu]);
+        assert_eq!(t.current[0].epoch, 3);
+        assert_eq!(t.resolved, [Kind::Divergence]);
+    }
+
+    #[test]
+    fn outgoing_goes_to_hooks_whose_minimum_is_reached() {
+        let d = diagnosis(vec![
+            found(Kind::Divergence, Severity::Critical),
+            found(Kind::Overfitting, Severity::Warning),
+        ]);
+        let t = transitions(&HashMap::new(), &d);
+        let hooks = [
+            Hook {
+                id: 1,
+                format: Format::Json,
+                min_severity: Severity::Warning,
+            },
+            Hook {
+                id: 2,
+                format: Format::Slack,
+                min_severity: Severity::Error,
+            },
+        ];
+        let run = RunRef {
+            id: "r-1",
+            name: "baseline",
+            project: "mnist",
+            url: "http://x/runs/r-1",
+        };
+        let mut n = 0;
+        let out = outgoing(&t, &hooks, run, || {
+            n += 1;
+            format!("d-{n}")
+        });
+        let sent: Vec<(i64, Kind)> = out.iter().map(|o| (o.webhook_id, o.kind)).collect();
+        assert_eq!(
+            sent,
+            [
+                (1, Kind::Divergence),
+                (2, Kind::Divergence),
+                (1, Kind::Overfitting)
+            ]
+        );
+        assert!(
+            out[0].body.contains("\"id\":\"d-1\"") && out[0].body.contains("http://x/runs/r-1")
+        );
+        assert!(
+            out[1].body.contains("*[critical] divergence*"),
+            "{}",
+            out[1].body
+        );
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::signature;
 use crate::store::Store;
-use crate::store::diagnosis::Delivery;
+use crate::store::webhooks::Delivery;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {

@@ -1,20 +1,20 @@
 //! `/api/v1`: findings, and the operator-only webhook endpoints.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::AppError;
-use super::v1::{JsonBody, Query, run_id};
 use crate::alerts::{self, Format};
 use crate::app::AppState;
-use crate::diagnostics::Severity;
+use crate::http::extract::query_word;
+use crate::http::{Admin, AppError, JsonBody, Query, RunId};
 use crate::ingest::InputError;
-use crate::store::diagnosis::{FindingStatus, NewWebhook};
+use crate::model::{FindingStatus, Severity};
+use crate::store::webhooks::NewWebhook;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,27 +31,15 @@ struct RunFindingsQuery {
     status: Option<String>,
 }
 
+/// `open`, `resolved`, or `all` (or none): every finding.
 fn parse_status(s: Option<&str>) -> Result<Option<FindingStatus>, AppError> {
     match s {
         None | Some("all") => Ok(None),
-        Some("open") => Ok(Some(FindingStatus::Open)),
-        Some("resolved") => Ok(Some(FindingStatus::Resolved)),
-        Some(other) => Err(AppError::bad_request(
-            "invalid_query",
-            "status".to_string(),
-            format!("status {other:?} is not one of open, resolved, all"),
-        )),
-    }
-}
-
-fn parse_min_severity(s: Option<&str>, field: &str) -> Result<Severity, AppError> {
-    match s {
-        None => Ok(Severity::Warning),
-        Some(s) => alerts::parse_severity(s).ok_or_else(|| {
+        Some(s) => query_word("status", s).map(Some).map_err(|_| {
             AppError::bad_request(
                 "invalid_query",
-                field.to_string(),
-                format!("{s:?} is not one of info, warning, error, critical"),
+                "status".to_string(),
+                format!("status {s:?} is not one of open, resolved, all"),
             )
         }),
     }
@@ -60,10 +48,9 @@ fn parse_min_severity(s: Option<&str>, field: &str) -> Result<Severity, AppError
 /// The findings of a run and the state of its diagnosis.
 async fn run_findings(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     Query(q): Query<RunFindingsQuery>,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     let status = parse_status(q.status.as_deref())?;
     let run = state
         .store
@@ -97,42 +84,18 @@ async fn open_findings(
     State(state): State<AppState>,
     Query(q): Query<OpenFindingsQuery>,
 ) -> Result<Response, AppError> {
-    let min = parse_min_severity(q.min_severity.as_deref(), "min_severity")?;
+    let min = match q.min_severity.as_deref() {
+        None => Severity::Warning,
+        Some(s) => query_word("min_severity", s)?,
+    };
     let findings = state.store.open_findings(q.project.as_deref(), min).await?;
     Ok(Json(json!({ "findings": findings })).into_response())
 }
 
-/// Webhook URLs are set only by an operator: these endpoints need the admin
-/// token (`TRAINLENS_ADMIN_TOKEN`) and are off without one.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(token) = &state.admin_token else {
-        return Err(AppError::Forbidden(
-            "the webhook API is off: start the server with TRAINLENS_ADMIN_TOKEN set, or use `trainlens webhook`".into(),
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::Unauthorized(
-            "send `Authorization: Bearer <admin token>`".into(),
-        ))
-    }
-}
+// Webhook URLs are set only by an operator: these endpoints take the
+// `Admin` extractor (the admin token, `TRAINLENS_ADMIN_TOKEN`) and are off without one.
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn list_webhooks(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
+async fn list_webhooks(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
     Ok(Json(json!({ "webhooks": state.store.webhooks().await? })).into_response())
 }
 
@@ -151,11 +114,10 @@ struct AddWebhook {
 }
 
 async fn add_webhook(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     JsonBody(body): JsonBody<AddWebhook>,
 ) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
     let hook = new_webhook(
         body.url,
         body.format.as_deref(),
@@ -178,20 +140,14 @@ pub fn new_webhook(
     alerts::validate_url(&url).map_err(|m| InputError::invalid("url", m))?;
     let format = match format {
         None => Format::Json,
-        Some(f) => Format::parse(f).ok_or_else(|| {
-            InputError::invalid(
-                "format",
-                format!("{f:?} is not one of slack, discord, json"),
-            )
+        Some(f) => f.parse().map_err(|e: crate::model::ParseWordError| {
+            InputError::invalid("format", e.to_string())
         })?,
     };
     let min_severity = match min_severity {
         None => Severity::Warning,
-        Some(s) => alerts::parse_severity(s).ok_or_else(|| {
-            InputError::invalid(
-                "min_severity",
-                format!("{s:?} is not one of info, warning, error, critical"),
-            )
+        Some(s) => s.parse().map_err(|e: crate::model::ParseWordError| {
+            InputError::invalid("min_severity", e.to_string())
         })?,
     };
     if secret.as_deref().is_some_and(str::is_empty) {
@@ -210,11 +166,10 @@ pub fn new_webhook(
 }
 
 async fn remove_webhook(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
     let id: i64 = id.parse().map_err(|_| {
         AppError::bad_request(
             "invalid_id",
@@ -228,10 +183,6 @@ async fn remove_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_alerts(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
+async fn list_alerts(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
     Ok(Json(json!({ "alerts": state.store.deliveries().await? })).into_response())
 }

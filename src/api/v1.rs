@@ -1,8 +1,7 @@
 //! `/api/v1`: create and list runs, ingest records, read them back.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::error::AppError;
 use crate::app::AppState;
+use crate::http::extract::{idempotency_key, query_word};
+use crate::http::{AppError, Body, JsonBody, Query, RunId};
 use crate::ingest::{self, InputError, RunLine};
+use crate::model::{IngestOutcome, NewRun, Run, RunFilter, RunStatus};
 use crate::record::{RunRecord, Value};
-use crate::store::{IngestOutcome, NewRun, Run, RunFilter, RunStatus};
+use crate::store::records::StepKind;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,82 +33,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/runs/{id}/histograms", get(read_histograms))
         .route("/api/v1/runs/{id}/model", get(read_model))
         .route("/api/v1/runs/{id}/datasets", get(read_datasets))
+        .route("/api/v1/runs/{id}/images", get(read_images))
+        .route("/api/v1/runs/{id}/tensors", get(read_tensors))
+        .route("/api/v1/runs/{id}/predictions", get(read_predictions))
         .route("/api/v1/runs/{id}/export", get(export))
         .route("/api/v1/runs/{id}/finish", post(finish_run))
         .route("/api/v1/runs/{id}/heartbeat", post(heartbeat))
-}
-
-/// The raw request body, with the app's errors for a body over the limit.
-pub struct Body(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for Body {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(usize::MAX, |l| l.0);
-        match Bytes::from_request(req, state).await {
-            Ok(b) => Ok(Body(b)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(AppError::PayloadTooLarge(limit))
-            }
-            Err(e) => Err(AppError::bad_request(
-                "unreadable_body",
-                None,
-                e.body_text(),
-            )),
-        }
-    }
-}
-
-/// The configured body limit, put in request extensions for error messages.
-#[derive(Clone, Copy)]
-pub struct BodyLimit(pub usize);
-
-/// A JSON body parsed with the failing field named.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let Body(bytes) = Body::from_request(req, state).await?;
-        Ok(JsonBody(ingest::parse_json(&bytes)?))
-    }
-}
-
-/// Query parameters, with a 400 in the app's format when they do not parse.
-pub struct Query<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let q = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(Query)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                AppError::bad_request(
-                    "invalid_query",
-                    (path != ".").then_some(path),
-                    e.into_inner().to_string(),
-                )
-            })
-    }
-}
-
-pub(crate) fn run_id(raw: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        AppError::bad_request(
-            "invalid_id",
-            "id".to_string(),
-            format!("{raw:?} is not a run id (a UUID)"),
-        )
-    })
 }
 
 /// A run as the API returns it.
@@ -142,8 +73,12 @@ struct CreateRun {
     config: Option<serde_json::Value>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    run_key: Option<String>,
 }
 
+/// 201 with a new run; 200 with the existing one when the project already
+/// has a run with this `run_key`.
 async fn create_run(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateRun>,
@@ -155,10 +90,20 @@ async fn create_run(
         project: body.project,
         config: body.config.unwrap_or_else(|| json!({})),
         tags: body.tags,
+        run_key: body.run_key,
     };
     ingest::validate_run(&record)?;
-    let run = state.store.create_run(&NewRun::from(record)).await?;
-    Ok((StatusCode::CREATED, Json(RunJson::new(&state, run))).into_response())
+    let done = state.store.open_run(&NewRun::from(record)).await?;
+    Ok(created_or_found(&state, done))
+}
+
+fn created_or_found(state: &AppState, done: crate::store::runs::Created) -> Response {
+    let status = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(RunJson::new(state, done.run))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -176,15 +121,7 @@ async fn list_runs(
 ) -> Result<Response, AppError> {
     let status = q
         .status
-        .map(|s| {
-            s.parse::<RunStatus>().map_err(|_| {
-                AppError::bad_request(
-                    "invalid_query",
-                    "status".to_string(),
-                    format!("status {s:?} is not one of running, finished, failed, crashed"),
-                )
-            })
-        })
+        .map(|s| query_word::<RunStatus>("status", &s))
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
@@ -202,43 +139,21 @@ async fn list_runs(
     Ok(Json(json!({ "runs": runs, "next_offset": next_offset })).into_response())
 }
 
-async fn get_run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
+async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
     let run = state
         .store
-        .get_run(run_id(&id)?)
+        .get_run(id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
     Ok(Json(RunJson::new(&state, run)).into_response())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let bad = || {
-        AppError::bad_request(
-            "invalid_header",
-            "Idempotency-Key".to_string(),
-            "Idempotency-Key must be 1 to 256 visible ASCII characters",
-        )
-    };
-    let s = v.to_str().map_err(|_| bad())?;
-    if s.is_empty() || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad());
-    }
-    Ok(Some(s.to_string()))
-}
-
 async fn ingest_records(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
-    let id = run_id(&id)?;
     let key = idempotency_key(&headers)?;
     let rec = ingest::parse_ndjson(&body, RunLine::Forbidden)?;
     Ok(Json(
@@ -248,11 +163,10 @@ async fn ingest_records(
 
 async fn ingest_scalars(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
-    let id = run_id(&id)?;
     let key = idempotency_key(&headers)?;
     let batch = ingest::parse_columnar(&body)?;
     Ok(Json(state.store.ingest(id, &batch, key.as_deref()).await?))
@@ -261,8 +175,11 @@ async fn ingest_scalars(
 async fn import(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
     let rec = ingest::parse_ndjson(&body, RunLine::Required)?;
     let run = rec.run.expect("parse_ndjson(Required) returns a run");
-    let run = state.store.import(&NewRun::from(run), &rec.batch).await?;
-    Ok((StatusCode::CREATED, Json(RunJson::new(&state, run))).into_response())
+    let done = state
+        .store
+        .import_run(&NewRun::from(run), &rec.batch)
+        .await?;
+    Ok(created_or_found(&state, done))
 }
 
 #[derive(Deserialize)]
@@ -275,10 +192,9 @@ struct Finish {
 
 async fn finish_run(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     JsonBody(body): JsonBody<Finish>,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     if body.step.is_some_and(|s| s < 0) {
         return Err(InputError::invalid("step", "step must be a non-negative integer").into());
     }
@@ -291,19 +207,15 @@ async fn finish_run(
     Ok(Json(RunJson::new(&state, run)).into_response())
 }
 
-async fn heartbeat(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let run = state.store.heartbeat(run_id(&id)?).await?;
+async fn heartbeat(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
+    let run = state.store.heartbeat(id).await?;
     Ok(Json(json!({ "id": run.id, "heartbeat_at": run.heartbeat_at })).into_response())
 }
 
 async fn list_series(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     require_run(&state, id).await?;
     let series = state.store.series(id).await?;
     Ok(Json(json!({ "series": series })).into_response())
@@ -332,10 +244,9 @@ struct ScalarColumns {
 
 async fn read_scalars(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     Query(q): Query<ScalarQuery>,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     if q.max_points == Some(0) {
         return Err(AppError::bad_request(
             "invalid_query",
@@ -383,10 +294,9 @@ struct HistogramQuery {
 
 async fn read_histograms(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
     Query(q): Query<HistogramQuery>,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     require_run(&state, id).await?;
     match q.key {
         None => Ok(
@@ -404,11 +314,7 @@ async fn read_histograms(
     }
 }
 
-async fn read_model(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
+async fn read_model(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
     require_run(&state, id).await?;
     let model = state
         .store
@@ -420,22 +326,129 @@ async fn read_model(
 
 async fn read_datasets(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
     require_run(&state, id).await?;
     Ok(Json(json!({ "datasets": state.store.datasets(id).await? })).into_response())
 }
 
-/// The run as an NDJSON recording.
-async fn export(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
+/// The run as an NDJSON recording, streamed page by page (see
+/// `Store::export_pages`): memory stays bounded whatever the run's size. An
+/// error after the first byte ends the stream early, so the client sees a
+/// cut-off body instead of a complete-looking one.
+async fn export(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
+    require_run(&state, id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let streamed = async {
+            let mut pages = store.export_pages(id).await?;
+            while let Some(page) = pages.next_page().await? {
+                if page.is_empty() {
+                    continue;
+                }
+                let bytes = Bytes::from(crate::record::to_ndjson(&page));
+                if tx.send(Ok(bytes)).await.is_err() {
+                    break; // the client went away
+                }
+            }
+            Ok::<_, crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            tracing::error!(run = %id, error = %e, "export failed mid-stream");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepRecordQuery {
+    key: Option<String>,
+    from_step: Option<u64>,
+    to_step: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// Image, tensor and predictions records (record format v2): without `key`
+/// the keys (for predictions: the splits) with counts and step ranges; with
+/// it, that key's records by step (at most `limit`, default 100, ≤ 1000).
+async fn read_step_records(
+    state: &AppState,
+    id: Uuid,
+    kind: StepKind,
+    q: StepRecordQuery,
 ) -> Result<Response, AppError> {
-    let id = run_id(&id)?;
-    let records = state.store.export(id).await?;
-    let body = crate::record::to_ndjson(&records);
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    require_run(state, id).await?;
+    let field = if kind == StepKind::Predictions {
+        "splits"
+    } else {
+        "keys"
+    };
+    let Some(key) = q.key else {
+        let keys = state.store.step_record_keys(id, kind).await?;
+        return Ok(Json(json!({ field: keys })).into_response());
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let records = state
+        .store
+        .step_records(id, kind, &key, q.from_step, q.to_step, limit)
+        .await?;
+    if records.is_empty() && q.from_step.is_none() && q.to_step.is_none() {
+        return Err(AppError::NotFound(format!(
+            "run {id} has no {} {key:?}",
+            kind.as_str()
+        )));
+    }
+    Ok(Json(json!({ "key": key, "records": records })).into_response())
+}
+
+async fn read_images(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Query(q): Query<StepRecordQuery>,
+) -> Result<Response, AppError> {
+    read_step_records(&state, id, StepKind::Image, q).await
+}
+
+async fn read_tensors(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Query(q): Query<StepRecordQuery>,
+) -> Result<Response, AppError> {
+    read_step_records(&state, id, StepKind::Tensor, q).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictionsQuery {
+    split: Option<String>,
+    from_step: Option<u64>,
+    to_step: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn read_predictions(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Query(q): Query<PredictionsQuery>,
+) -> Result<Response, AppError> {
+    let q = StepRecordQuery {
+        key: q.split,
+        from_step: q.from_step,
+        to_step: q.to_step,
+        limit: q.limit,
+    };
+    read_step_records(&state, id, StepKind::Predictions, q).await
 }
 
 async fn require_run(state: &AppState, id: Uuid) -> Result<(), AppError> {

@@ -10,7 +10,7 @@
 //! step order, at most `max_points` for finite data and never more than
 //! `2.5 × max_points`.
 
-use crate::store::Point;
+use crate::model::Point;
 
 /// Downsamples points sorted by step. Returns them unchanged when there are
 /// at most `max_points`.

@@ -56,7 +56,6 @@
 //! do the same for any directory of runs (`DIAG_DIR=...`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +146,8 @@ impl RunView {
                     view.config = r.config;
                 }
                 Record::Model(m) => view.model = Some(m),
+                // Read by the pages, not (yet) by the detectors.
+                Record::Image(_) | Record::Tensor(_) | Record::Predictions(_) => {}
                 Record::Dataset(d) => match view.datasets.iter_mut().find(|x| x.split == d.split) {
                     Some(slot) => *slot = d,
                     None => view.datasets.push(d),
@@ -213,88 +214,24 @@ pub enum Kind {
     LossActivationMismatch,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 14] = [
-        Kind::Divergence,
-        Kind::ExplodingGradients,
-        Kind::VanishingGradients,
-        Kind::Overfitting,
-        Kind::Underfitting,
-        Kind::OscillatingLoss,
-        Kind::SlowConvergence,
-        Kind::DeadRelu,
-        Kind::SaturatedActivations,
-        Kind::UnchangedWeights,
-        Kind::ClassImbalance,
-        Kind::DistributionShift,
-        Kind::MissingValues,
-        Kind::LossActivationMismatch,
-    ];
+crate::model::words!(Kind, "finding kind", [
+    Divergence => "divergence",
+    ExplodingGradients => "exploding_gradients",
+    VanishingGradients => "vanishing_gradients",
+    Overfitting => "overfitting",
+    Underfitting => "underfitting",
+    OscillatingLoss => "oscillating_loss",
+    SlowConvergence => "slow_convergence",
+    DeadRelu => "dead_relu",
+    SaturatedActivations => "saturated_activations",
+    UnchangedWeights => "unchanged_weights",
+    ClassImbalance => "class_imbalance",
+    DistributionShift => "distribution_shift",
+    MissingValues => "missing_values",
+    LossActivationMismatch => "loss_activation_mismatch",
+]);
 
-    /// The snake_case wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Divergence => "divergence",
-            Kind::ExplodingGradients => "exploding_gradients",
-            Kind::VanishingGradients => "vanishing_gradients",
-            Kind::Overfitting => "overfitting",
-            Kind::Underfitting => "underfitting",
-            Kind::OscillatingLoss => "oscillating_loss",
-            Kind::SlowConvergence => "slow_convergence",
-            Kind::DeadRelu => "dead_relu",
-            Kind::SaturatedActivations => "saturated_activations",
-            Kind::UnchangedWeights => "unchanged_weights",
-            Kind::ClassImbalance => "class_imbalance",
-            Kind::DistributionShift => "distribution_shift",
-            Kind::MissingValues => "missing_values",
-            Kind::LossActivationMismatch => "loss_activation_mismatch",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.
-/// Warning and worse are "raised" (alerts fire, the run is marked sick).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-            Severity::Critical => "critical",
-        }
-    }
-
-    /// Warning or worse.
-    pub fn is_raised(self) -> bool {
-        self >= Severity::Warning
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::model::Severity;
 
 /// The numbers and series that justify a finding.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -500,12 +437,12 @@ mod tests {
 
     #[test]
     fn kind_names_round_trip() {
-        for k in Kind::ALL {
+        for &k in Kind::ALL {
             assert_eq!(
                 serde_json::to_string(&k).unwrap(),
                 format!("\"{}\"", k.as_str())
             );
-            assert_eq!(Kind::parse(k.as_str()), Some(k));
+            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
         }
         assert!(Severity::Info < Severity::Warning && Severity::Error < Severity::Critical);
         assert_eq!(

@@ -4,9 +4,18 @@
 //! Every `poll` it asks the store for runs whose data is newer than their
 //! diagnosis and has been quiet for `quiet` (or whose diagnosis is
 //! `max_wait` old, so a run that never pauses is still re-diagnosed), takes
-//! the run's lease (one replica at a time), loads the run, runs the
-//! detectors on a blocking thread and saves the findings, which queues the
-//! alerts.
+//! the run's lease (one replica at a time), loads the run and runs the
+//! detectors on a blocking thread. The alert policy
+//! ([`alerts::transitions`], pure) compares the result with the stored
+//! findings; the runner, which knows the public URL, renders the alerts
+//! ([`alerts::outgoing`]); the store saves findings, notes and outbox rows in
+//! one transaction that also releases the lease.
+//!
+//! A diagnosis is bounded in time ([`RunnerConfig::budget`], below the lease):
+//! a run that cannot be loaded and diagnosed within it, or whose detectors
+//! panic, keeps its findings, gets a note saying so and counts as diagnosed
+//! at that data version — so it is not retried in a loop, and the other runs
+//! go on. A run that fails (e.g. a lost lease) is logged and skipped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +24,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::store::diagnosis::Saved;
+use crate::alerts;
+use crate::store::findings::Saved;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -25,6 +35,8 @@ pub struct RunnerConfig {
     pub poll: Duration,
     /// How long a replica may hold a run before another may take it over.
     pub lease: Duration,
+    /// How long one run's load and diagnosis may take (less than `lease`).
+    pub budget: Duration,
     /// Base URL of the pages, for alert payloads.
     pub public_url: String,
     /// A running run without data or heartbeat for this long is marked
@@ -43,6 +55,7 @@ impl RunnerConfig {
             max_wait: Duration::from_millis(1500),
             poll: Duration::from_millis(250),
             lease: Duration::from_secs(60),
+            budget: Duration::from_secs(20),
             public_url: public_url.to_string(),
             crash_after: Some(Duration::from_secs(15 * 60)),
             idempotency_ttl: Duration::from_secs(24 * 3600),
@@ -126,8 +139,12 @@ impl Runner {
             .await?;
         let mut done = Vec::new();
         for run in due {
-            if let Some(d) = self.diagnose(run).await? {
-                done.push(d);
+            match self.diagnose(run).await {
+                Ok(Some(d)) => done.push(d),
+                Ok(None) => {}
+                // The store as a whole is away: stop this pass.
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Full(_))) => return Err(e),
+                Err(e) => tracing::warn!(%run, error = %e, "diagnosis failed"),
             }
         }
         Ok(done)
@@ -166,21 +183,87 @@ impl Runner {
     }
 
     async fn diagnose_claimed(&self, run: Uuid) -> Result<Option<(Saved, Instant)>, StoreError> {
-        let Some((meta, view)) = self.store.run_view(run).await? else {
-            return Ok(None);
+        let budget = self.config.budget;
+        let load_and_diagnose = async {
+            let Some((meta, view)) = self.store.run_view(run).await? else {
+                return Ok(None);
+            };
+            let diagnosis = tokio::task::spawn_blocking(move || super::diagnose(&view)).await;
+            Ok::<_, StoreError>(Some((meta, diagnosis)))
         };
-        let diagnosis = tokio::task::spawn_blocking(move || super::diagnose(&view))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("detectors panicked: {e}")))?;
+        let (meta, diagnosis) = match tokio::time::timeout(budget, load_and_diagnose).await {
+            Ok(Ok(Some((meta, Ok(diagnosis))))) => (meta, diagnosis),
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Some((meta, Err(panic))))) => {
+                tracing::error!(%run, error = %panic, "the detectors panicked on this run");
+                let note = "the detectors failed on this run (see the server log); its findings are as they were"
+                    .to_string();
+                return self.save_note(run, meta.data_version, note).await;
+            }
+            Err(_) => {
+                tracing::warn!(%run, budget_s = budget.as_secs_f64(), "diagnosis over its time budget");
+                let Some(meta) = self.store.get_run(run).await? else {
+                    return Ok(None);
+                };
+                let note = format!(
+                    "this run could not be diagnosed within {} s; its findings are as they were",
+                    budget.as_secs()
+                );
+                return self.save_note(run, meta.data_version, note).await;
+            }
+        };
+        let saving = Instant::now();
+        let priors = self.store.finding_priors(run).await?;
+        let hooks = self.store.hooks_for(&meta.project).await?;
+        let changes = alerts::transitions(&priors, &diagnosis);
+        let run_id = meta.id.to_string();
+        let url = format!(
+            "{}/runs/{run_id}",
+            self.config.public_url.trim_end_matches('/')
+        );
+        let outgoing = alerts::outgoing(
+            &changes,
+            &hooks,
+            alerts::RunRef {
+                id: &run_id,
+                name: &meta.name,
+                project: &meta.project,
+                url: &url,
+            },
+            || Uuid::new_v4().to_string(),
+        );
+        let saved = self
+            .store
+            .save_diagnosis(
+                run,
+                meta.data_version,
+                &self.owner,
+                &diagnosis.notes,
+                &changes,
+                &outgoing,
+            )
+            .await?;
+        Ok(Some((saved, saving)))
+    }
+
+    /// Saves a diagnosis that changes no finding, only says `note`.
+    async fn save_note(
+        &self,
+        run: Uuid,
+        version: i64,
+        note: String,
+    ) -> Result<Option<(Saved, Instant)>, StoreError> {
         let saving = Instant::now();
         let saved = self
             .store
             .save_diagnosis(
-                &meta,
-                meta.data_version,
+                run,
+                version,
                 &self.owner,
-                &diagnosis,
-                &self.config.public_url,
+                &[note],
+                &alerts::Transitions::default(),
+                &[],
             )
             .await?;
         Ok(Some((saved, saving)))

@@ -18,6 +18,8 @@
 
 use thiserror::Error;
 
+pub use crate::model::Point;
+
 /// log2 of the number of steps one chunk covers.
 pub const CHUNK_SHIFT: u32 = 12;
 /// Steps per chunk.
@@ -31,24 +33,6 @@ const ZSTD_LEVEL: i32 = 1;
 /// The chunk number holding `step`.
 pub fn chunk_of(step: u64) -> i64 {
     (step >> CHUNK_SHIFT) as i64
-}
-
-/// One point of a scalar series.
-#[derive(Debug, Clone, Copy)]
-pub struct Point {
-    pub step: u64,
-    pub value: f64,
-    /// Unix seconds when the client logged it.
-    pub time: Option<f64>,
-}
-
-impl PartialEq for Point {
-    /// Bitwise on floats, so that NaN equals NaN.
-    fn eq(&self, other: &Self) -> bool {
-        self.step == other.step
-            && self.value.to_bits() == other.value.to_bits()
-            && self.time.map(f64::to_bits) == other.time.map(f64::to_bits)
-    }
 }
 
 #[derive(Debug, Error)]

@@ -5,18 +5,17 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::error::AppError;
-use crate::api::v1::{Query, run_id};
 use crate::app::AppState;
 use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
-use crate::store::diagnosis::{FindingStatus, StoredFinding};
-use crate::store::{Run, RunFilter, SeriesInfo};
+use crate::http::{AppError, PageError, Query, RunId};
+use crate::model::{FindingStatus, Run, RunFilter, SeriesInfo};
+use crate::store::findings::StoredFinding;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,48 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
 }
 
-/// An error as a small HTML page.
-pub struct PageError(AppError);
-
-impl<E: Into<AppError>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        PageError(e.into())
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage {
-    status: u16,
-    message: String,
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self.0 {
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            AppError::BadRequest { message, .. } => (StatusCode::BAD_REQUEST, message),
-            other => {
-                let resp = other.into_response();
-                (
-                    resp.status(),
-                    "something went wrong; see the server log".to_string(),
-                )
-            }
-        };
-        let page = ErrorPage {
-            status: status.as_u16(),
-            message,
-        };
-        (status, Html(page.render().unwrap_or_default())).into_response()
-    }
-}
-
 fn render(t: &impl Template) -> Result<Response, PageError> {
-    let html = t.render().map_err(|e| {
-        AppError::Store(crate::store::StoreError::Corrupt(format!("template: {e}")))
-    })?;
-    Ok(Html(html).into_response())
+    Ok(Html(t.render().map_err(AppError::from)?).into_response())
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -372,7 +331,7 @@ async fn run_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id = run_id(&id)?;
+    let RunId(id) = RunId::parse(&id)?;
     let run = state
         .store
         .get_run(id)

@@ -1,0 +1,327 @@
+//! Scalar series, stored as compressed chunks by step range ([`chunk`]):
+//! every write merges into the chunks it touches, so re-sending a (run, key,
+//! step) replaces the point instead of duplicating it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{AnyConnection, FromRow};
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, chunk};
+use crate::charts::downsample;
+use crate::model::{Point, Sampled, SeriesInfo};
+use crate::record::Value;
+
+/// Chunks with more points than this also store their envelope, so that a
+/// downsampled read of a long series need not decode them.
+const SUMMARY_MIN_POINTS: usize = 32;
+
+#[derive(FromRow)]
+struct SeriesRow {
+    key: String,
+    count: i64,
+    first_step: Option<i64>,
+    last_step: Option<i64>,
+    last_value: Option<Vec<u8>>,
+}
+
+impl TryFrom<SeriesRow> for SeriesInfo {
+    type Error = StoreError;
+    fn try_from(r: SeriesRow) -> Result<SeriesInfo> {
+        Ok(SeriesInfo {
+            key: r.key,
+            count: r.count,
+            first_step: r.first_step.map(|s| s as u64),
+            last_step: r.last_step.map(|s| s as u64),
+            last_value: r
+                .last_value
+                .as_deref()
+                .map(f64_from_blob)
+                .transpose()?
+                .map(Value),
+        })
+    }
+}
+
+/// A chunk as listed for a downsampled read.
+#[derive(FromRow)]
+struct ChunkMeta {
+    n: i64,
+    min_step: i64,
+    max_step: i64,
+    summary: Option<Vec<u8>>,
+}
+
+#[derive(FromRow)]
+struct ChunkData {
+    chunk: i64,
+    data: Vec<u8>,
+}
+
+#[derive(FromRow)]
+struct SeriesHead {
+    id: i64,
+    count: i64,
+    first_step: Option<i64>,
+    last_step: Option<i64>,
+}
+
+#[derive(FromRow)]
+struct StoredChunk {
+    chunk: i64,
+    n: i64,
+    data: Vec<u8>,
+}
+
+impl Store {
+    pub async fn series(&self, run: Uuid) -> Result<Vec<SeriesInfo>> {
+        let rows: Vec<SeriesRow> = sqlx::query_as(
+            "SELECT key, count, first_step, last_step, last_value FROM series WHERE run_id = $1 ORDER BY key",
+        )
+        .bind(run.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(SeriesInfo::try_from).collect()
+    }
+
+    async fn series_id(&self, run: Uuid, key: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
+                .bind(run.to_string())
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// The points of one series with `from <= step <= to`, by step; `None`
+    /// when the run has no such series.
+    pub async fn points(
+        &self,
+        run: Uuid,
+        key: &str,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<Option<Vec<Point>>> {
+        let (from, to) = step_range(from, to);
+        let Some(series_id) = self.series_id(run, key).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<ChunkData> = sqlx::query_as(
+            "SELECT chunk, data FROM scalar_chunks WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 \
+             ORDER BY chunk",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut points = Vec::new();
+        for row in &rows {
+            chunk::decode_into(&row.data, &mut points)?;
+        }
+        points.retain(|p| p.step >= from && p.step <= to);
+        Ok(Some(points))
+    }
+
+    /// The points of one series with `from <= step <= to`, downsampled to
+    /// about `max_points` by [`downsample`]'s min/max envelope; `None` when
+    /// the run has no such series.
+    ///
+    /// When the buckets are at least about a chunk wide, whole chunks are
+    /// read from their stored envelopes and only the chunks cut by the range
+    /// (or too small to have an envelope) are decoded.
+    pub async fn downsampled(
+        &self,
+        run: Uuid,
+        key: &str,
+        from: Option<u64>,
+        to: Option<u64>,
+        max_points: usize,
+    ) -> Result<Option<Sampled>> {
+        let (from, to) = step_range(from, to);
+        let Some(series_id) = self.series_id(run, key).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<ChunkMeta> = sqlx::query_as(
+            "SELECT n, min_step, max_step, summary FROM scalar_chunks \
+             WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let (Some(first_row), Some(last_row)) = (rows.first(), rows.last()) else {
+            return Ok(Some(Sampled {
+                total: 0,
+                points: Vec::new(),
+            }));
+        };
+        let first = from.max(first_row.min_step as u64);
+        let last = to.min(last_row.max_step as u64);
+        let stored: usize = rows.iter().map(|r| r.n as usize).sum();
+        let (_, raw_width) = downsample::buckets(first, last, max_points, 1);
+        if stored <= max_points || raw_width < chunk::CHUNK_STEPS * 3 / 4 {
+            let points = self
+                .points(run, key, Some(from), Some(to))
+                .await?
+                .unwrap_or_default();
+            let total = points.len();
+            return Ok(Some(Sampled {
+                total,
+                points: downsample::downsample(&points, max_points),
+            }));
+        }
+
+        // Whole chunks with an envelope contribute it; the others are decoded.
+        let mut pieces: BTreeMap<i64, Vec<Point>> = BTreeMap::new();
+        let mut total = 0usize;
+        for r in &rows {
+            if let Some(blob) = &r.summary
+                && r.min_step as u64 >= from
+                && r.max_step as u64 <= to
+            {
+                total += r.n as usize;
+                pieces.insert(chunk::chunk_of(r.min_step as u64), chunk::decode(blob)?);
+            }
+        }
+        let rows: Vec<ChunkData> = sqlx::query_as(
+            "SELECT chunk, data FROM scalar_chunks WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 \
+             AND (summary IS NULL OR min_step < $2 OR max_step > $3)",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(self.pool())
+        .await?;
+        for r in &rows {
+            let mut points = chunk::decode(&r.data)?;
+            points.retain(|p| p.step >= from && p.step <= to);
+            total += points.len();
+            pieces.insert(r.chunk, points);
+        }
+        let points: Vec<Point> = pieces.into_values().flatten().collect();
+        let (origin, width) = downsample::buckets(first, last, max_points, chunk::CHUNK_STEPS);
+        Ok(Some(Sampled {
+            total,
+            points: downsample::downsample_by_width(&points, origin, width),
+        }))
+    }
+}
+
+/// Merges `points` (arrival order) into the series' chunks.
+pub(crate) async fn write_series(
+    conn: &mut AnyConnection,
+    run: &str,
+    key: &str,
+    points: &[Point],
+) -> Result<()> {
+    let mut new = points.to_vec();
+    new.sort_by_key(|p| p.step); // stable: the last of equal steps stays last
+    let head: SeriesHead = sqlx::query_as(
+        "INSERT INTO series (run_id, key) VALUES ($1, $2) \
+         ON CONFLICT (run_id, key) DO UPDATE SET key = excluded.key \
+         RETURNING id, count, first_step, last_step",
+    )
+    .bind(run)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut count = head.count;
+
+    let lo = chunk::chunk_of(new[0].step);
+    let hi = chunk::chunk_of(new[new.len() - 1].step);
+    let rows: Vec<StoredChunk> = sqlx::query_as(
+        "SELECT chunk, n, data FROM scalar_chunks WHERE series_id = $1 AND chunk >= $2 AND chunk <= $3",
+    )
+    .bind(head.id)
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *conn)
+    .await?;
+    let existing: HashMap<i64, StoredChunk> = rows.into_iter().map(|r| (r.chunk, r)).collect();
+
+    let mut start = 0;
+    while start < new.len() {
+        let c = chunk::chunk_of(new[start].step);
+        let end = start
+            + new[start..]
+                .iter()
+                .take_while(|p| chunk::chunk_of(p.step) == c)
+                .count();
+        let (old_n, old_points) = match existing.get(&c) {
+            Some(stored) => (stored.n, chunk::decode(&stored.data)?),
+            None => (0, Vec::new()),
+        };
+        let merged = chunk::merge(&old_points, &new[start..end]);
+        let st = chunk::stats(&merged);
+        let summary = (merged.len() > SUMMARY_MIN_POINTS).then(|| {
+            let mut env = Vec::new();
+            downsample::envelope(&merged, &mut env);
+            chunk::encode(&env)
+        });
+        sqlx::query(
+            "INSERT INTO scalar_chunks \
+             (series_id, chunk, n, min_step, max_step, min_value, max_value, nonfinite, data, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (series_id, chunk) DO UPDATE SET n = excluded.n, min_step = excluded.min_step, \
+             max_step = excluded.max_step, min_value = excluded.min_value, max_value = excluded.max_value, \
+             nonfinite = excluded.nonfinite, data = excluded.data, summary = excluded.summary",
+        )
+        .bind(head.id)
+        .bind(c)
+        .bind(st.n)
+        .bind(st.min_step)
+        .bind(st.max_step)
+        // No finite value: NaN, never a NULL f64 — sqlx 0.9's Any driver
+        // declares a NULL f64 as float4 on PostgreSQL, which poisons the
+        // cached statement for the next non-NULL value. SQLite stores NaN as NULL.
+        .bind(st.min_value.unwrap_or(f64::NAN))
+        .bind(st.max_value.unwrap_or(f64::NAN))
+        .bind(st.nonfinite)
+        .bind(chunk::encode(&merged))
+        .bind(summary)
+        .execute(&mut *conn)
+        .await?;
+        count += st.n - old_n;
+        start = end;
+    }
+
+    let newest = new[new.len() - 1];
+    let first = head
+        .first_step
+        .map_or(new[0].step as i64, |f| f.min(new[0].step as i64));
+    let (last, last_value) = match head.last_step {
+        Some(l) if l > newest.step as i64 => (l, None),
+        _ => (
+            newest.step as i64,
+            Some(newest.value.to_le_bytes().to_vec()),
+        ),
+    };
+    sqlx::query(
+        "UPDATE series SET count = $2, first_step = $3, last_step = $4, last_value = COALESCE($5, last_value) \
+         WHERE id = $1",
+    )
+    .bind(head.id)
+    .bind(count)
+    .bind(first)
+    .bind(last)
+    .bind(last_value)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// An inclusive step range with defaults, within what steps can be.
+pub(crate) fn step_range(from: Option<u64>, to: Option<u64>) -> (u64, u64) {
+    let max = i64::MAX as u64;
+    (from.unwrap_or(0).min(max), to.unwrap_or(max).min(max))
+}
+
+fn f64_from_blob(b: &[u8]) -> Result<f64> {
+    let bytes: [u8; 8] = b
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("last_value is not 8 bytes".into()))?;
+    Ok(f64::from_le_bytes(bytes))
+}
