@@ -14,10 +14,11 @@ use crate::alerts::sender::SenderConfig;
 use crate::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
 use crate::diagnostics::runner::{Runner, RunnerConfig};
 use crate::ingest::{self, RunLine};
+use crate::model::NewRun;
 use crate::model::{FindingStatus, Severity};
 use crate::record;
+use crate::store::Store;
 use crate::store::findings::StoredFinding;
-use crate::store::{NewRun, Store};
 
 #[derive(Debug, Parser)]
 #[command(

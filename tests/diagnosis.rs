@@ -13,16 +13,14 @@ use trainlens::alerts::sender::{Sender, SenderConfig};
 use trainlens::alerts::{Format, signature};
 use trainlens::diagnostics::runner::{Runner, RunnerConfig};
 use trainlens::diagnostics::{Kind, Severity};
+use trainlens::model::Batch;
 use trainlens::model::FindingStatus;
+use trainlens::store::Store;
 use trainlens::store::webhooks::NewWebhook;
-use trainlens::store::{Batch, NewRun, Point, Store};
 
 /// A runner that diagnoses as soon as data is there.
 fn eager_runner(store: &Arc<Store>) -> Runner {
-    let mut cfg = RunnerConfig::new("http://trainlens.test");
-    cfg.quiet = Duration::ZERO;
-    cfg.max_wait = Duration::ZERO;
-    Runner::new(store.clone(), cfg, Arc::new(Notify::new()))
+    common::eager_runner(store, "http://trainlens.test")
 }
 
 fn fast_sender(store: &Arc<Store>) -> Sender {
@@ -36,35 +34,38 @@ fn fast_sender(store: &Arc<Store>) -> Sender {
 }
 
 async fn new_run(store: &Store, project: &str) -> uuid::Uuid {
-    let run = NewRun {
-        project: project.into(),
-        name: "r".into(),
-        config: json!({"lr": 5.0}),
-        tags: vec![],
-        run_key: None,
-    };
+    let run = common::new_run(project, "r", json!({"lr": 5.0}));
     store.create_run(&run).await.unwrap().id
 }
 
 /// Training loss over `steps`, NaN from `nan_from` on.
 fn loss(steps: std::ops::Range<u64>, nan_from: Option<u64>) -> Batch {
     let mut b = Batch::default();
-    let pts = steps
-        .map(|s| {
-            let v = if nan_from.is_some_and(|n| s >= n) {
-                f64::NAN
-            } else {
-                2.3 * (-(s as f64) / 80.0).exp() + 0.05
-            };
-            Point {
-                step: s,
-                value: v,
-                time: None,
-            }
-        })
-        .collect();
+    let pts = common::points(steps, |s| {
+        if nan_from.is_some_and(|n| s >= n) {
+            f64::NAN
+        } else {
+            2.3 * (-(s as f64) / 80.0).exp() + 0.05
+        }
+    });
     b.scalars.insert("train/loss".into(), pts);
     b
+}
+
+/// Adds a webhook to `url` signed with "s3cret", then makes a run of
+/// `project` diverge at step 120 and diagnoses it: one alert queued.
+async fn diverge_with_signed_hook(store: &Arc<Store>, url: &str, project: &str) -> uuid::Uuid {
+    store
+        .add_webhook(&hook(url, Severity::Warning, None, Some("s3cret")))
+        .await
+        .unwrap();
+    let run = new_run(store, project).await;
+    store
+        .ingest(run, &loss(0..200, Some(120)), None)
+        .await
+        .unwrap();
+    eager_runner(store).tick().await.unwrap();
+    run
 }
 
 fn hook(url: &str, min: Severity, project: Option<&str>, secret: Option<&str>) -> NewWebhook {
@@ -224,21 +225,7 @@ async fn a_failing_receiver_gets_the_same_signed_alert_until_it_accepts() {
     receiver
         .fail_first
         .store(2, std::sync::atomic::Ordering::SeqCst);
-    store
-        .add_webhook(&hook(
-            &receiver.url,
-            Severity::Warning,
-            None,
-            Some("s3cret"),
-        ))
-        .await
-        .unwrap();
-    let run = new_run(store, "vision").await;
-    store
-        .ingest(run, &loss(0..200, Some(120)), None)
-        .await
-        .unwrap();
-    eager_runner(store).tick().await.unwrap();
+    let run = diverge_with_signed_hook(store, &receiver.url, "vision").await;
 
     let sender = fast_sender(store);
     let delivered = eventually(10.0, async || {
@@ -296,21 +283,7 @@ async fn redirects_are_not_followed() {
     let elsewhere = Receiver::start().await;
     let receiver = Receiver::start().await;
     *receiver.redirect_to.lock().unwrap() = Some(elsewhere.url.clone());
-    store
-        .add_webhook(&hook(
-            &receiver.url,
-            Severity::Warning,
-            None,
-            Some("s3cret"),
-        ))
-        .await
-        .unwrap();
-    let run = new_run(store, "p").await;
-    store
-        .ingest(run, &loss(0..200, Some(120)), None)
-        .await
-        .unwrap();
-    eager_runner(store).tick().await.unwrap();
+    let _run = diverge_with_signed_hook(store, &receiver.url, "p").await;
     fast_sender(store).deliver_due().await.unwrap();
     assert_eq!(receiver.hits().len(), 1);
     assert!(

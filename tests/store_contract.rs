@@ -6,28 +6,24 @@ mod common;
 use common::TestDb;
 use serde_json::json;
 use trainlens::ingest::{self, RunLine};
+use trainlens::model::{Batch, NewRun, Point, RunFilter, RunStatus};
 use trainlens::record::{DatasetRecord, HistogramRecord, ModelRecord, Record};
-use trainlens::store::{Batch, NewRun, Point, RunFilter, RunStatus, StoreError};
+use trainlens::store::StoreError;
 
 fn new_run(project: &str, name: &str) -> NewRun {
     NewRun {
-        project: project.into(),
-        name: name.into(),
-        config: json!({"lr": 0.1, "b": [1, 2]}),
         tags: vec!["x".into()],
-        run_key: None,
+        ..common::new_run(project, name, json!({"lr": 0.1, "b": [1, 2]}))
     }
 }
 
+/// Points at `steps` with values `f(step)`, logged every quarter second.
 fn points(steps: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> f64) -> Vec<Point> {
-    steps
-        .into_iter()
-        .map(|s| Point {
-            step: s,
-            value: f(s),
-            time: Some(1_700_000_000.0 + s as f64 * 0.25),
-        })
-        .collect()
+    let mut pts = common::points(steps, f);
+    for p in &mut pts {
+        p.time = Some(1_700_000_000.0 + p.step as f64 * 0.25);
+    }
+    pts
 }
 
 fn scalars(key: &str, pts: Vec<Point>) -> Batch {

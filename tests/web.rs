@@ -2,13 +2,10 @@
 
 mod common;
 
-use common::{TestDb, get, send};
+use common::{TestDb, eager_runner, get, new_run, points, send};
 use scraper::{Html, Selector};
 use serde_json::json;
-use std::sync::Arc;
-use tokio::sync::Notify;
-use trainlens::diagnostics::runner::{Runner, RunnerConfig};
-use trainlens::store::{Batch, NewRun, Point};
+use trainlens::model::Batch;
 
 fn texts(doc: &Html, sel: &str) -> Vec<String> {
     doc.select(&Selector::parse(sel).unwrap())
@@ -20,26 +17,16 @@ fn texts(doc: &Html, sel: &str) -> Vec<String> {
 async fn runs_list_and_run_page_show_the_diagnosis() {
     let db = TestDb::sqlite().await;
     let app = db.app();
-    let new = NewRun {
-        project: "vision".into(),
-        name: "<script>alert(1)</script>".into(),
-        config: json!({"lr": 5}),
-        tags: vec![],
-        run_key: None,
-    };
+    let new = new_run("vision", "<script>alert(1)</script>", json!({"lr": 5}));
     let run = db.store.create_run(&new).await.unwrap();
     let mut b = Batch::default();
-    let pts = (0..200u64)
-        .map(|s| Point {
-            step: s,
-            value: if s >= 90 {
-                f64::NAN
-            } else {
-                2.0 - s as f64 / 100.0
-            },
-            time: None,
-        })
-        .collect();
+    let pts = points(0..200, |s| {
+        if s >= 90 {
+            f64::NAN
+        } else {
+            2.0 - s as f64 / 100.0
+        }
+    });
     b.scalars.insert("train/loss".into(), pts);
     db.store.ingest(run.id, &b, None).await.unwrap();
 
@@ -53,12 +40,7 @@ async fn runs_list_and_run_page_show_the_diagnosis() {
             .any(|t| t.starts_with("not diagnosed yet"))
     );
 
-    let mut cfg = RunnerConfig::new("http://t");
-    cfg.quiet = std::time::Duration::ZERO;
-    Runner::new(db.store.clone(), cfg, Arc::new(Notify::new()))
-        .tick()
-        .await
-        .unwrap();
+    eager_runner(&db.store, "http://t").tick().await.unwrap();
 
     let (_, page) = send(&app, get(&format!("/runs/{}", run.id))).await;
     let html = page.as_str().unwrap();

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::alerts;
-use crate::store::findings::Saved;
+use crate::store::findings::{DiagnosisToSave, Saved};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -235,14 +235,14 @@ impl Runner {
         );
         let saved = self
             .store
-            .save_diagnosis(
+            .save_diagnosis(&DiagnosisToSave {
                 run,
-                meta.data_version,
-                &self.owner,
-                &diagnosis.notes,
-                &changes,
-                &outgoing,
-            )
+                version: meta.data_version,
+                owner: &self.owner,
+                notes: &diagnosis.notes,
+                changes: &changes,
+                alerts: &outgoing,
+            })
             .await?;
         Ok(Some((saved, saving)))
     }
@@ -257,14 +257,14 @@ impl Runner {
         let saving = Instant::now();
         let saved = self
             .store
-            .save_diagnosis(
+            .save_diagnosis(&DiagnosisToSave {
                 run,
                 version,
-                &self.owner,
-                &[note],
-                &alerts::Transitions::default(),
-                &[],
-            )
+                owner: &self.owner,
+                notes: &[note],
+                changes: &alerts::Transitions::default(),
+                alerts: &[],
+            })
             .await?;
         Ok(Some((saved, saving)))
     }

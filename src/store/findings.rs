@@ -108,6 +108,19 @@ struct PriorRow {
     alert_epoch: i64,
 }
 
+/// A diagnosis to save, as the alert policy decided it.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagnosisToSave<'a> {
+    pub run: Uuid,
+    /// The run's data version the diagnosis saw.
+    pub version: i64,
+    /// The lease owner; saving fails when it no longer holds the lease.
+    pub owner: &'a str,
+    pub notes: &'a [String],
+    pub changes: &'a Transitions<'a>,
+    pub alerts: &'a [Outgoing],
+}
+
 /// What saving a diagnosis changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Saved {
@@ -245,17 +258,9 @@ impl Store {
     /// `changes.resolved`, queues `alerts` (once each: a repeat of a (webhook,
     /// run, kind, epoch) is ignored), records the notes and releases the
     /// lease. Fails with nothing written when `owner` no longer holds it.
-    pub async fn save_diagnosis(
-        &self,
-        run: Uuid,
-        version: i64,
-        owner: &str,
-        notes: &[String],
-        changes: &Transitions<'_>,
-        alerts: &[Outgoing],
-    ) -> Result<Saved> {
+    pub async fn save_diagnosis(&self, d: &DiagnosisToSave<'_>) -> Result<Saved> {
         let mut tx = self.begin_write().await?;
-        let saved = save_in(&mut tx, run, version, owner, notes, changes, alerts).await;
+        let saved = save_in(&mut tx, d).await;
         tx.finish(saved).await
     }
 
@@ -312,15 +317,15 @@ impl Store {
     }
 }
 
-async fn save_in(
-    conn: &mut AnyConnection,
-    run: Uuid,
-    version: i64,
-    owner: &str,
-    notes: &[String],
-    changes: &Transitions<'_>,
-    alerts: &[Outgoing],
-) -> Result<Saved> {
+async fn save_in(conn: &mut AnyConnection, d: &DiagnosisToSave<'_>) -> Result<Saved> {
+    let DiagnosisToSave {
+        run,
+        version,
+        owner,
+        notes,
+        changes,
+        alerts,
+    } = *d;
     let run_id = run.to_string();
     let now = now();
     let done = sqlx::query(

@@ -42,11 +42,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use thiserror::Error;
 
-pub use crate::model::{
-    Batch, HistogramKey, IngestOutcome, NewRun, Point, Project, Run, RunFilter, RunStatus, Sampled,
-    SeriesInfo,
-};
-
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("run not found")]

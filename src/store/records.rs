@@ -397,21 +397,19 @@ impl ExportPages<'_> {
             // Every point of this chunk is before `from`: look further on.
             after = ((c + 1) << chunk::CHUNK_SHIFT).max(from_i);
         }
-        let hist: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(step) FROM histograms WHERE run_id = $1 AND step >= $2")
+        let mut first = scalar;
+        for query in [
+            "SELECT MIN(step) FROM histograms WHERE run_id = $1 AND step >= $2",
+            "SELECT MIN(step) FROM step_records WHERE run_id = $1 AND step >= $2",
+        ] {
+            let step: Option<i64> = sqlx::query_scalar(query)
                 .bind(&run)
                 .bind(from_i)
                 .fetch_one(pool)
                 .await?;
-        let other: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(step) FROM step_records WHERE run_id = $1 AND step >= $2",
-        )
-        .bind(&run)
-        .bind(from_i)
-        .fetch_one(pool)
-        .await?;
-        let rest = [hist, other].into_iter().flatten().map(|s| s as u64);
-        Ok(scalar.into_iter().chain(rest).min())
+            first = first.into_iter().chain(step.map(|s| s as u64)).min();
+        }
+        Ok(first)
     }
 
     /// Every record with `lo <= step < hi`; the range lies within one chunk.

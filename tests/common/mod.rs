@@ -265,3 +265,41 @@ pub async fn eventually(secs: f64, mut check: impl AsyncFnMut() -> bool) -> bool
     }
     check().await
 }
+
+/// A run to create: `project`/`name`, the given config, no tags or key.
+pub fn new_run(project: &str, name: &str, config: serde_json::Value) -> trainlens::model::NewRun {
+    trainlens::model::NewRun {
+        project: project.into(),
+        name: name.into(),
+        config,
+        tags: vec![],
+        run_key: None,
+    }
+}
+
+/// Points at `steps` with values `f(step)` and no times.
+pub fn points(
+    steps: impl IntoIterator<Item = u64>,
+    f: impl Fn(u64) -> f64,
+) -> Vec<trainlens::model::Point> {
+    steps
+        .into_iter()
+        .map(|s| trainlens::model::Point {
+            step: s,
+            value: f(s),
+            time: None,
+        })
+        .collect()
+}
+
+/// A runner that diagnoses as soon as data is there, linking to `public_url`.
+pub fn eager_runner(
+    store: &Arc<Store>,
+    public_url: &str,
+) -> trainlens::diagnostics::runner::Runner {
+    use trainlens::diagnostics::runner::{Runner, RunnerConfig};
+    let mut cfg = RunnerConfig::new(public_url);
+    cfg.quiet = std::time::Duration::ZERO;
+    cfg.max_wait = std::time::Duration::ZERO;
+    Runner::new(store.clone(), cfg, Arc::new(tokio::sync::Notify::new()))
+}
