@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Ctx;
-use super::stats::{fmt_num, fmt_pct, median};
+use super::stats::{capitalise, fmt_num, fmt_pct, median};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 use crate::record::DatasetRecord;
 
@@ -437,14 +437,6 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
             "If the shift is real (deployment differs), collect training data from the target distribution or use domain adaptation.".into(),
         ],
     });
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -567,7 +567,7 @@ fn fmt_ratio(r: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
     use super::super::{Kind, diagnose};
 
     #[test]
@@ -681,15 +681,7 @@ mod tests {
                 curve(40, 5, |i| if i == 0 { 5.0 } else { 0.0 }),
             ),
         ]);
-        v.datasets.push(crate::record::DatasetRecord {
-            split: "train".into(),
-            class_counts: Some(
-                (0..4)
-                    .map(|c| (c.to_string(), serde_json::json!(100)))
-                    .collect(),
-            ),
-            ..Default::default()
-        });
+        v.datasets.push(four_balanced_classes());
         assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
     }
 

@@ -394,6 +394,19 @@ pub(crate) mod testutil {
         (0..n).map(|i| (i as u64 * every, f(i))).collect()
     }
 
+    /// A training split of 4 classes with 100 samples each.
+    pub fn four_balanced_classes() -> DatasetRecord {
+        DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                (0..4)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
     /// Deterministic pseudo-noise in [-1, 1].
     pub fn noise(i: usize) -> f64 {
         let x = (i as u64)

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 
 use super::context::{Ctx, Named};
-use super::stats::{fmt_step, reversals_from};
+use super::stats::{capitalise, fmt_step, reversals_from};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 const MIN_EVALS: usize = 6;
@@ -211,17 +211,9 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     });
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
     use super::super::{Kind, Series, Severity, diagnose};
 
     fn with_acc(f: impl Fn(usize) -> f64, n: usize) -> super::super::RunView {
@@ -246,15 +238,7 @@ mod tests {
                 "train/loss".into(),
                 Series::from_points((0..12 * 20).map(|i| (i as u64, loss + 0.02 * noise(i)))),
             );
-            v.datasets.push(crate::record::DatasetRecord {
-                split: "train".into(),
-                class_counts: Some(
-                    (0..4)
-                        .map(|c| (c.to_string(), serde_json::json!(100)))
-                        .collect(),
-                ),
-                ..Default::default()
-            });
+            v.datasets.push(four_balanced_classes());
             diagnose(&v)
         };
         assert!(stuck(1.38).get(Kind::OscillatingLoss).is_none());

@@ -168,6 +168,15 @@ pub(crate) fn fmt_pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
+/// `s` with its first letter upper-case.
+pub fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
