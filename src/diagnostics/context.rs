@@ -192,10 +192,17 @@ impl<'a> Ctx<'a> {
             .as_ref()
             .map(|m| m.layers.as_slice())
             .unwrap_or(&[]);
+        // By name, the first of equal names: linear in layers (a model record
+        // may have 10k of them).
+        let mut by_name: std::collections::HashMap<&str, &crate::record::Layer> =
+            std::collections::HashMap::with_capacity(model_layers.len());
+        for l in model_layers {
+            by_name.entry(l.name.as_str()).or_insert(l);
+        }
         let mut names: Vec<String> = model_layers.iter().map(|l| l.name.clone()).collect();
         let mut extra: Vec<String> = layer_signals
             .keys()
-            .filter(|k| !names.contains(k))
+            .filter(|k| !by_name.contains_key(k.as_str()))
             .cloned()
             .collect();
         extra.sort_by_key(|n| (looks_like_output(n), natural_key(n)));
@@ -213,7 +220,7 @@ impl<'a> Ctx<'a> {
         let layers = names
             .into_iter()
             .map(|name| {
-                let info = model_layers.iter().find(|l| l.name == name);
+                let info = by_name.get(name.as_str()).copied();
                 Layer {
                     activation: info
                         .and_then(|l| l.activation.clone())
