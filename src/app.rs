@@ -152,12 +152,12 @@ pub async fn serve(
 pub async fn serve_with_background(
     listener: TcpListener,
     state: AppState,
-    runner: crate::diagnostics::runner::RunnerConfig,
+    runner: crate::runner::RunnerConfig,
     sender: crate::alerts::sender::SenderConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use crate::alerts::sender::Sender;
-    use crate::diagnostics::runner::Runner;
+    use crate::runner::Runner;
     let cancel = tokio_util::sync::CancellationToken::new();
     let wake = Arc::new(tokio::sync::Notify::new());
     let tasks = [

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use crate::alerts::sender::SenderConfig;
 use crate::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
-use crate::diagnostics::runner::{Runner, RunnerConfig};
 use crate::ingest::{self, RunLine};
 use crate::model::NewRun;
 use crate::model::{FindingStatus, Severity};
 use crate::record;
+use crate::runner::{Runner, RunnerConfig};
 use crate::store::Store;
 use crate::store::findings::StoredFinding;
 

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod record;
+pub mod runner;
 pub mod store;
 pub mod web;
 

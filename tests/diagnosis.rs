@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use trainlens::alerts::sender::{Sender, SenderConfig};
 use trainlens::alerts::{Format, signature};
-use trainlens::diagnostics::runner::{Runner, RunnerConfig};
 use trainlens::diagnostics::{Kind, Severity};
 use trainlens::model::Batch;
 use trainlens::model::FindingStatus;
+use trainlens::runner::{Runner, RunnerConfig};
 use trainlens::store::Store;
 use trainlens::store::webhooks::NewWebhook;
 

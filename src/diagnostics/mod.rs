@@ -2,7 +2,7 @@
 //!
 //! [`diagnose`] turns a [`RunView`] into a [`Diagnosis`]: a list of
 //! [`Finding`]s (what is wrong, since when, why, how to fix it) and notes on
-//! what could not be judged yet. Nothing here does I/O; the runner loads the
+//! what could not be judged yet. Nothing here does I/O; the runner (`crate::runner`) loads the
 //! view from the store and saves the findings.
 //!
 //! # Detectors
@@ -69,7 +69,6 @@ pub mod gradients;
 pub mod mismatch;
 pub mod names;
 pub mod oscillation;
-pub mod runner;
 mod stats;
 pub mod units;
 

@@ -293,11 +293,8 @@ pub fn points(
 }
 
 /// A runner that diagnoses as soon as data is there, linking to `public_url`.
-pub fn eager_runner(
-    store: &Arc<Store>,
-    public_url: &str,
-) -> trainlens::diagnostics::runner::Runner {
-    use trainlens::diagnostics::runner::{Runner, RunnerConfig};
+pub fn eager_runner(store: &Arc<Store>, public_url: &str) -> trainlens::runner::Runner {
+    use trainlens::runner::{Runner, RunnerConfig};
     let mut cfg = RunnerConfig::new(public_url);
     cfg.quiet = std::time::Duration::ZERO;
     cfg.max_wait = std::time::Duration::ZERO;

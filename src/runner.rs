@@ -1,5 +1,5 @@
-//! The background task that keeps every run's findings current: the only
-//! part of `diagnostics` that does I/O.
+//! The background task that keeps every run's findings current: the
+//! I/O around the pure detectors of `diagnostics`.
 //!
 //! Every `poll` it asks the store for runs whose data is newer than their
 //! diagnosis and has been quiet for `quiet` (or whose diagnosis is
@@ -188,7 +188,8 @@ impl Runner {
             let Some((meta, view)) = self.store.run_view(run).await? else {
                 return Ok(None);
             };
-            let diagnosis = tokio::task::spawn_blocking(move || super::diagnose(&view)).await;
+            let diagnosis =
+                tokio::task::spawn_blocking(move || crate::diagnostics::diagnose(&view)).await;
             Ok::<_, StoreError>(Some((meta, diagnosis)))
         };
         let (meta, diagnosis) = match tokio::time::timeout(budget, load_and_diagnose).await {
