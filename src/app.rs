@@ -33,6 +33,27 @@ pub struct AppState {
     pub admin_token: AdminToken,
     /// Where the database is, for `/readyz` (no password).
     pub database: Arc<str>,
+    /// How connections are bounded (see [`serve`]).
+    pub conn: ConnLimits,
+}
+
+/// Bounds on client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// A request's headers must arrive within this; also the longest a
+    /// keep-alive connection may sit idle.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
 }
 
 impl FromRef<AppState> for AdminToken {
@@ -49,6 +70,7 @@ impl AppState {
             max_body_bytes,
             admin_token: AdminToken(None),
             database: "the database".into(),
+            conn: ConnLimits::default(),
         }
     }
 
@@ -136,14 +158,75 @@ async fn json_errors(resp: Response) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+///
+/// Each connection must send a request's headers within
+/// [`ConnLimits::header_read_timeout`] — which also closes a keep-alive
+/// connection idle for that long — and at most
+/// [`ConnLimits::max_connections`] are served at once (more wait in the
+/// listen backlog), so slow or idle clients cannot use up the process's file
+/// descriptors.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let limits = state.conn;
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or a connection reset
+                    // before accept: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper times the headers from their first byte: a client that
+            // connects and says nothing is timed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return drop(slot),
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Serves like [`serve`], with the diagnostics runner and the webhook
