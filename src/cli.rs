@@ -37,9 +37,24 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// Base URL of the server as users reach it, for the links in API
+    /// answers and alerts — wherever a diagnosis runs (`serve`, or
+    /// `findings` on a shared database). Defaults to http://BIND for
+    /// `serve`, http://127.0.0.1:8080 otherwise.
+    #[arg(long, env = "TRAINLENS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// The serve flags, for a bare `trainlens`: it is `trainlens serve`, with
+    /// the same flags and environment (one definition, no defaults repeated).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// The public URL of commands that do not listen themselves.
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -110,10 +125,6 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TRAINLENS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Base URL of this server as users reach it, for links in API answers and
-    /// alerts. Defaults to http://BIND.
-    #[arg(long, env = "TRAINLENS_PUBLIC_URL")]
-    pub public_url: Option<String>,
     /// Largest accepted request body in bytes, after decompression.
     #[arg(long, env = "TRAINLENS_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -129,19 +140,6 @@ pub struct ServeArgs {
     /// heartbeat (0: never). New data or a heartbeat makes it running again.
     #[arg(long, env = "TRAINLENS_CRASH_AFTER", default_value_t = 900)]
     pub crash_after: u64,
-}
-
-impl Default for ServeArgs {
-    fn default() -> Self {
-        ServeArgs {
-            bind: "127.0.0.1:8080".parse().expect("valid default address"),
-            public_url: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            allow_unauthenticated: false,
-            admin_token: None,
-            crash_after: 900,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -168,16 +166,24 @@ pub struct ExportArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(&cli.database_url, args).await,
+    let public_url = cli.public_url.as_deref();
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve(&cli.database_url, public_url, args).await,
         Command::Import(args) => import(&cli.database_url, args).await,
         Command::Export(args) => export(&cli.database_url, args).await,
-        Command::Findings(args) => findings(&cli.database_url, args).await,
+        Command::Findings(args) => {
+            let public_url = public_url.unwrap_or(DEFAULT_PUBLIC_URL);
+            findings(&cli.database_url, public_url, args).await
+        }
         Command::Webhook { command } => webhook(&cli.database_url, command).await,
     }
 }
 
-async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    database_url: &str,
+    public_url: Option<&str>,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     if !args.bind.ip().is_loopback() && !args.allow_unauthenticated {
         bail!(
             "refusing to listen on {} without authentication: anyone who can reach it could read and write \
@@ -185,22 +191,21 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
             args.bind
         );
     }
-    let store = Arc::new(
-        Store::connect(database_url)
-            .await
-            .context("opening the database")?,
-    );
+    let store = Arc::new(Store::connect(database_url).await.with_context(|| {
+        format!(
+            "opening {}",
+            crate::store::describe_database_url(database_url)
+        )
+    })?);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = public_url.map_or_else(|| format!("http://{addr}"), str::to_string);
     tracing::info!(%addr, backend = ?store.backend(), "trainlens listening on http://{addr}");
     let state = AppState::new(store.clone(), &public_url, args.max_body_bytes)
-        .with_admin_token(args.admin_token.as_deref());
+        .with_admin_token(args.admin_token.as_deref())
+        .with_database_name(&crate::store::describe_database_url(database_url));
     let mut runner = RunnerConfig::new(&public_url);
     runner.crash_after =
         (args.crash_after > 0).then(|| std::time::Duration::from_secs(args.crash_after));
@@ -344,7 +349,7 @@ async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> {
+async fn findings(database_url: &str, public_url: &str, args: FindingsArgs) -> anyhow::Result<()> {
     let fail_on = args
         .fail_on
         .as_deref()
@@ -355,7 +360,7 @@ async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> 
         .transpose()?;
     let (findings, notes): (Vec<serde_json::Value>, Vec<String>) = match &args.server {
         Some(server) => findings_remote(server, &args).await?,
-        None => findings_local(database_url, &args).await?,
+        None => findings_local(database_url, public_url, &args).await?,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -385,16 +390,18 @@ async fn findings(database_url: &str, args: FindingsArgs) -> anyhow::Result<()> 
 /// Reads findings from the database, diagnosing first whatever is stale.
 async fn findings_local(
     database_url: &str,
+    public_url: &str,
     args: &FindingsArgs,
 ) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
-    let store = Arc::new(
-        Store::connect(database_url)
-            .await
-            .context("opening the database")?,
-    );
+    let store = Arc::new(Store::connect(database_url).await.with_context(|| {
+        format!(
+            "opening {}",
+            crate::store::describe_database_url(database_url)
+        )
+    })?);
     let runner = Runner::new(
         store.clone(),
-        RunnerConfig::new("http://127.0.0.1:8080"),
+        RunnerConfig::new(public_url),
         Default::default(),
     );
     let result = async {
@@ -496,6 +503,21 @@ async fn findings_remote(
     Ok((findings, notes))
 }
 
+/// `s` safe to print on a terminal: control characters (escape sequences,
+/// carriage returns, …) become visible escapes such as `\u{1b}`; other
+/// characters, Unicode included, stay as they are.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn print_findings(
     out: &mut impl Write,
     findings: &[serde_json::Value],
@@ -505,7 +527,7 @@ fn print_findings(
         writeln!(out, "no findings")?;
     }
     for f in findings {
-        let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+        let s = |k: &str| printable(f[k].as_str().unwrap_or(""));
         let onset = f["onset_step"]
             .as_u64()
             .map_or_else(String::new, |s| format!(" from step {s}"));
@@ -528,11 +550,15 @@ fn print_findings(
             writeln!(out, "          cause: {}", s("cause"))?;
         }
         for fix in f["fixes"].as_array().into_iter().flatten() {
-            writeln!(out, "          fix:   {}", fix.as_str().unwrap_or(""))?;
+            writeln!(
+                out,
+                "          fix:   {}",
+                printable(fix.as_str().unwrap_or(""))
+            )?;
         }
     }
     for n in notes {
-        writeln!(out, "note: {n}")?;
+        writeln!(out, "note: {}", printable(n))?;
     }
     Ok(())
 }
@@ -561,11 +587,11 @@ async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<
                 println!(
                     "webhook {} added: {} ({}, {} or worse{})",
                     hook.id,
-                    hook.url,
+                    printable(&hook.url),
                     hook.format.as_str(),
                     hook.min_severity.as_str(),
                     hook.project
-                        .map(|p| format!(", project {p}"))
+                        .map(|p| format!(", project {}", printable(&p)))
                         .unwrap_or_default()
                 );
             }
@@ -574,10 +600,10 @@ async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<
                     println!(
                         "{}\t{}\t{}\t{}+\t{}\t{}",
                         h.id,
-                        h.url,
+                        printable(&h.url),
                         h.format.as_str(),
                         h.min_severity.as_str(),
-                        h.project.as_deref().unwrap_or("*"),
+                        printable(h.project.as_deref().unwrap_or("*")),
                         if h.signed { "signed" } else { "unsigned" }
                     );
                 }
@@ -594,4 +620,32 @@ async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<
     .await;
     store.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(printable("run\u{1b}[2Jx"), "run\\u{1b}[2Jx");
+        assert_eq!(printable("a\rb\nc"), "a\\u{d}b\\u{a}c");
+        assert_eq!(printable("größe ✓ 学习"), "größe ✓ 学习");
+    }
+
+    #[test]
+    fn findings_print_no_raw_escape() {
+        let f = serde_json::json!({
+            "severity": "error", "kind": "divergence", "project": "p\u{1b}]0;pwned\u{7}",
+            "run_name": "r\u{1b}[31m", "run_id": "x", "title": "t", "cause": "", "fixes": ["f\u{8}"],
+        });
+        let mut out = Vec::new();
+        print_findings(&mut out, &[f], &[]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("p\\u{1b}]0;pwned\\u{7}"), "{text}");
+    }
 }

@@ -417,3 +417,90 @@ fn findings_and_webhook_commands() {
             .success()
     );
 }
+
+/// A bare `trainlens` is `trainlens serve`: it reads the same environment
+/// (it used to bind 8080 whatever `TRAINLENS_BIND` said) and flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_trainlens_serves_with_the_serve_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let client = trainlens::http_client().build().unwrap();
+    for by_env in [true, false] {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let mut cmd = trainlens(&db_url);
+        if by_env {
+            cmd.env("TRAINLENS_BIND", &bind);
+        } else {
+            cmd.env_remove("TRAINLENS_BIND").args(["--bind", &bind]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let base = format!("http://{bind}");
+        wait_healthy(&client, &base).await;
+        let (status, run) = json_of(
+            client
+                .post(format!("{base}/api/v1/runs"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert!(run["url"].as_str().unwrap().starts_with(&base), "{run}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+/// The public URL comes from one place, also where `findings` diagnoses a
+/// shared database: the alerts it queues link to it, not to localhost.
+#[test]
+fn findings_on_a_shared_database_links_alerts_to_the_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(trainlens(&db_url)
+        .args(["webhook", "add", "https://hooks.example.com/x"])
+        .output()
+        .unwrap());
+    let fixture = common::fixtures_dir().join("dev-diverge-sgd-lr5.jsonl");
+    let imported = ok(trainlens(&db_url)
+        .arg("import")
+        .arg(&fixture)
+        .output()
+        .unwrap());
+    let id = imported
+        .split_whitespace()
+        .find_map(|w| uuid::Uuid::parse_str(w).ok())
+        .unwrap_or_else(|| panic!("no run id in {imported:?}"));
+    let out = trainlens(&db_url)
+        .env("TRAINLENS_PUBLIC_URL", "https://tl.example.org")
+        .args(["findings", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("divergence"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bodies: Vec<String> = rt.block_on(async {
+        let store = trainlens::store::Store::connect(&db_url).await.unwrap();
+        sqlx::query_scalar("SELECT body FROM alert_outbox")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    });
+    assert!(!bodies.is_empty(), "the divergence queued an alert");
+    for body in bodies {
+        assert!(
+            body.contains(&format!("https://tl.example.org/runs/{id}")),
+            "{body}"
+        );
+        assert!(!body.contains("127.0.0.1"), "{body}");
+    }
+}
