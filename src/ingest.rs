@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Batch, Point, RunStatus};
 use crate::record::{
-    DatasetRecord, EndRecord, HistogramRecord, ModelRecord, RunRecord, ScalarRecord, Value,
+    DatasetRecord, EndRecord, HistogramRecord, ImageRecord, ModelRecord, PredictionsRecord,
+    RunRecord, ScalarRecord, TensorRecord, Value,
 };
 
 /// Longest metric key, in bytes.
@@ -17,6 +18,39 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Steps are stored as signed 64-bit integers.
 pub const MAX_STEP: u64 = i64::MAX as u64;
+/// Largest PNG of an `image` record, decoded.
+pub const MAX_IMAGE_PNG_BYTES: usize = 4 * 1024 * 1024;
+/// Most floats in a feature map (`image` with `shape`) or a `tensor`.
+pub const MAX_TENSOR_VALUES: usize = 1 << 20;
+/// Most samples in one `predictions` record.
+pub const MAX_PREDICTION_SAMPLES: usize = 20_000;
+/// Most classes whose probabilities a `predictions` record lists in full.
+pub const MAX_FULL_CLASSES: usize = 100;
+/// Most classes per sample in top-k `predictions`.
+pub const MAX_TOP_K: usize = 20;
+/// Largest run config, as JSON.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// Most tags on a run.
+pub const MAX_TAGS: usize = 100;
+/// Most layers in a model record.
+pub const MAX_LAYERS: usize = 10_000;
+/// Most features (means, stds) or classes in a dataset record.
+pub const MAX_DATASET_FEATURES: usize = 10_000;
+/// Most bins in a histogram.
+pub const MAX_HISTOGRAM_BINS: usize = 1_000;
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// 413 naming `what` and its limit when `n > limit`.
+fn limit(field: &str, n: usize, max: usize, what: &str, name: &str) -> Result<(), InputError> {
+    if n > max {
+        return Err(InputError::too_large(
+            field,
+            format!("{what}: {n} is over the limit of {max} ({name})"),
+        ));
+    }
+    Ok(())
+}
 
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +164,12 @@ pub fn validate_key(field: &str, key: &str) -> Result<(), InputError> {
 }
 
 pub fn validate_name(field: &str, name: &str) -> Result<(), InputError> {
+    if name.contains('\0') {
+        return Err(InputError::invalid(
+            field,
+            format!("{field} must not contain a NUL character"),
+        ));
+    }
     if name.trim().is_empty() {
         return Err(InputError::invalid(
             field,
@@ -146,6 +186,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), InputError> {
 }
 
 pub fn validate_tags(tags: &[String]) -> Result<(), InputError> {
+    limit("tags", tags.len(), MAX_TAGS, "tags on a run", "MAX_TAGS")?;
     for (i, t) in tags.iter().enumerate() {
         validate_name(&format!("tags[{i}]"), t)?;
     }
@@ -162,7 +203,270 @@ pub fn validate_run(run: &RunRecord) -> Result<(), InputError> {
             "config must be a JSON object",
         ));
     }
+    let config_bytes = run.config.to_string().len();
+    limit(
+        "config",
+        config_bytes,
+        MAX_CONFIG_BYTES,
+        "bytes of run config",
+        "MAX_CONFIG_BYTES",
+    )?;
+    if let Some(key) = &run.run_key {
+        validate_key("run_key", key)?;
+    }
     validate_tags(&run.tags)
+}
+
+fn validate_model(m: &ModelRecord) -> Result<(), InputError> {
+    limit(
+        "layers",
+        m.layers.len(),
+        MAX_LAYERS,
+        "layers in a model",
+        "MAX_LAYERS",
+    )?;
+    for (i, l) in m.layers.iter().enumerate() {
+        if l.name.contains('\0') {
+            return Err(InputError::invalid(
+                format!("layers[{i}].name"),
+                "layer names must not contain a NUL character",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_dataset(d: &DatasetRecord) -> Result<(), InputError> {
+    validate_name("split", &d.split)?;
+    for (field, n) in [
+        ("feature_mean", d.feature_mean.as_ref().map_or(0, Vec::len)),
+        ("feature_std", d.feature_std.as_ref().map_or(0, Vec::len)),
+        (
+            "class_counts",
+            d.class_counts.as_ref().map_or(0, |c| c.len()),
+        ),
+    ] {
+        limit(
+            field,
+            n,
+            MAX_DATASET_FEATURES,
+            "entries in a dataset summary",
+            "MAX_DATASET_FEATURES",
+        )?;
+    }
+    Ok(())
+}
+
+/// `values.len()` must be the product of `shape`, every dimension ≥ 1, and
+/// within [`MAX_TENSOR_VALUES`].
+fn check_shape(shape: &[u64], values: usize) -> Result<(), InputError> {
+    if shape.is_empty() {
+        return Err(InputError::invalid(
+            "shape",
+            "shape must have at least one dimension",
+        ));
+    }
+    let mut n: u64 = 1;
+    for (i, d) in shape.iter().enumerate() {
+        if *d == 0 {
+            return Err(InputError::invalid(
+                format!("shape[{i}]"),
+                "dimensions must be at least 1",
+            ));
+        }
+        n = n.saturating_mul(*d);
+    }
+    limit(
+        "values",
+        usize::try_from(n).unwrap_or(usize::MAX),
+        MAX_TENSOR_VALUES,
+        "values in a tensor or feature map",
+        "MAX_TENSOR_VALUES",
+    )?;
+    limit(
+        "values",
+        values,
+        MAX_TENSOR_VALUES,
+        "values in a tensor or feature map",
+        "MAX_TENSOR_VALUES",
+    )?;
+    if values as u64 != n {
+        return Err(InputError::invalid(
+            "values",
+            format!("shape {shape:?} needs {n} values, got {values}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
+    validate_key("key", &img.key)?;
+    check_step("step", img.step)?;
+    match (&img.png, &img.shape, &img.values) {
+        (Some(png), None, None) => {
+            use base64::Engine;
+            // Base64 is 4/3 of the bytes: refuse before decoding a huge one.
+            limit(
+                "png",
+                png.len() / 4 * 3,
+                MAX_IMAGE_PNG_BYTES,
+                "bytes of PNG",
+                "MAX_IMAGE_PNG_BYTES",
+            )?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(png)
+                .map_err(|e| InputError::invalid("png", format!("png is not base64: {e}")))?;
+            limit(
+                "png",
+                bytes.len(),
+                MAX_IMAGE_PNG_BYTES,
+                "bytes of PNG",
+                "MAX_IMAGE_PNG_BYTES",
+            )?;
+            if !bytes.starts_with(PNG_SIGNATURE) {
+                return Err(InputError::invalid("png", "png does not hold a PNG file"));
+            }
+            Ok(())
+        }
+        (None, Some(shape), Some(values)) => {
+            if shape.len() != 3 {
+                return Err(InputError::invalid(
+                    "shape",
+                    "a feature map's shape is [channels, height, width]",
+                ));
+            }
+            check_shape(shape, values.len())
+        }
+        _ => Err(InputError::invalid(
+            "png",
+            "an image has either `png`, or `shape` and `values`",
+        )),
+    }
+}
+
+fn validate_tensor(t: &TensorRecord) -> Result<(), InputError> {
+    validate_key("key", &t.key)?;
+    check_step("step", t.step)?;
+    check_shape(&t.shape, t.values.len())
+}
+
+fn validate_predictions(p: &PredictionsRecord) -> Result<(), InputError> {
+    validate_name("split", &p.split)?;
+    check_step("step", p.step)?;
+    let n = p.labels.len();
+    limit(
+        "labels",
+        n,
+        MAX_PREDICTION_SAMPLES,
+        "samples in a predictions record",
+        "MAX_PREDICTION_SAMPLES",
+    )?;
+    if n == 0 {
+        return Err(InputError::invalid(
+            "labels",
+            "predictions need at least one sample",
+        ));
+    }
+    if p.probs.len() != n {
+        return Err(InputError::invalid(
+            "probs",
+            format!("{} rows of probs for {n} labels", p.probs.len()),
+        ));
+    }
+    let classes = match &p.classes {
+        None => {
+            let width = p.num_classes.map_or(p.probs[0].len(), |c| c as usize);
+            limit(
+                "probs[0]",
+                width,
+                MAX_FULL_CLASSES,
+                "classes listed in full (use top-k `classes` beyond)",
+                "MAX_FULL_CLASSES",
+            )?;
+            if let Some(i) = p.probs.iter().position(|row| row.len() != width) {
+                return Err(InputError::invalid(
+                    format!("probs[{i}]"),
+                    format!("every row needs {width} probabilities"),
+                ));
+            }
+            width
+        }
+        Some(top) => {
+            let Some(num) = p.num_classes else {
+                return Err(InputError::invalid(
+                    "num_classes",
+                    "top-k predictions need num_classes",
+                ));
+            };
+            if top.len() != n {
+                return Err(InputError::invalid(
+                    "classes",
+                    format!("{} rows of classes for {n} labels", top.len()),
+                ));
+            }
+            for (i, (row, probs)) in top.iter().zip(&p.probs).enumerate() {
+                limit(
+                    &format!("classes[{i}]"),
+                    row.len(),
+                    MAX_TOP_K,
+                    "classes per sample in top-k predictions",
+                    "MAX_TOP_K",
+                )?;
+                if row.len() != probs.len() {
+                    return Err(InputError::invalid(
+                        format!("probs[{i}]"),
+                        "one probability per listed class",
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                if let Some(j) = row.iter().position(|c| *c >= num || !seen.insert(*c)) {
+                    return Err(InputError::invalid(
+                        format!("classes[{i}][{j}]"),
+                        format!("class indices are distinct and below num_classes ({num})"),
+                    ));
+                }
+            }
+            num as usize
+        }
+    };
+    if let Some(i) = p.labels.iter().position(|l| *l as usize >= classes) {
+        return Err(InputError::invalid(
+            format!("labels[{i}]"),
+            format!("labels are class indices below {classes}"),
+        ));
+    }
+    for (i, row) in p.probs.iter().enumerate() {
+        if let Some(j) = row
+            .iter()
+            .position(|v| !(v.0.is_finite() && (-1e-6..=1.0 + 1e-6).contains(&v.0)))
+        {
+            return Err(InputError::invalid(
+                format!("probs[{i}][{j}]"),
+                "probabilities are numbers from 0 to 1",
+            ));
+        }
+    }
+    if let Some(ids) = &p.ids {
+        if ids.len() != n {
+            return Err(InputError::invalid(
+                "ids",
+                format!("{} ids for {n} samples", ids.len()),
+            ));
+        }
+        let ok = |v: &serde_json::Value| {
+            v.is_i64()
+                || v.is_u64()
+                || v.as_str()
+                    .is_some_and(|s| s.len() <= MAX_KEY_BYTES && !s.contains('\0'))
+        };
+        if let Some(i) = ids.iter().position(|v| !ok(v)) {
+            return Err(InputError::invalid(
+                format!("ids[{i}]"),
+                "ids are integers or strings of at most 256 bytes",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_step(field: &str, step: u64) -> Result<(), InputError> {
@@ -178,6 +482,13 @@ fn check_step(field: &str, step: u64) -> Result<(), InputError> {
 fn validate_histogram(h: &HistogramRecord) -> Result<(), InputError> {
     validate_key("key", &h.key)?;
     check_step("step", h.step)?;
+    limit(
+        "counts",
+        h.counts.len(),
+        MAX_HISTOGRAM_BINS,
+        "histogram bins",
+        "MAX_HISTOGRAM_BINS",
+    )?;
     let consistent =
         (h.edges.is_empty() && h.counts.is_empty()) || h.edges.len() == h.counts.len() + 1;
     if !consistent {
@@ -336,10 +647,29 @@ fn parse_line(
             validate_histogram(&h)?;
             rec.batch.histograms.push(h);
         }
-        "model" => rec.batch.model = Some(from_value::<ModelRecord>(v)?),
+        "model" => {
+            let m: ModelRecord = from_value(v)?;
+            validate_model(&m)?;
+            rec.batch.model = Some(m);
+        }
+        "image" => {
+            let i: ImageRecord = from_value(v)?;
+            validate_image(&i)?;
+            rec.batch.images.push(i);
+        }
+        "tensor" => {
+            let t: TensorRecord = from_value(v)?;
+            validate_tensor(&t)?;
+            rec.batch.tensors.push(t);
+        }
+        "predictions" => {
+            let p: PredictionsRecord = from_value(v)?;
+            validate_predictions(&p)?;
+            rec.batch.predictions.push(p);
+        }
         "dataset" => {
             let d: DatasetRecord = from_value(v)?;
-            validate_name("split", &d.split)?;
+            validate_dataset(&d)?;
             rec.batch.datasets.retain(|old| old.split != d.split);
             rec.batch.datasets.push(d);
         }
@@ -349,7 +679,7 @@ fn parse_line(
                 "invalid_record",
                 Some("type".into()),
                 format!(
-                    "unknown record type {other:?}; expected run, model, dataset, scalar, histogram or end"
+                    "unknown record type {other:?}; expected run, model, dataset, scalar, histogram, image, tensor, predictions or end"
                 ),
             ));
         }
