@@ -979,34 +979,41 @@ mod tests {
             let e = parse_columnar(body.as_bytes()).unwrap_err();
             (e.malformed, e.field)
         };
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0,-1],"values":[1,2]}]}"#),
-            (false, Some("series[0].steps[1]".into()))
-        );
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0,1],"values":[1]}]}"#),
-            (false, Some("series[0].values".into()))
-        );
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"times":[]}]}"#),
-            (false, Some("series[0].times".into()))
-        );
-        assert_eq!(
-            field(r#"{"series":[{"key":"","steps":[0],"values":[1]}]}"#),
-            (false, Some("series[0].key".into()))
-        );
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0.5],"values":[1]}]}"#),
-            (true, Some("series[0].steps[0]".into()))
-        );
-        assert_eq!(
-            field(r#"{"series":[{"key":"a","steps":[0],"values":["nan"]}]}"#),
-            (true, Some("series[0].values[0]".into()))
-        );
-        assert_eq!(
-            field(r#"{"key":"a","steps":[0]}"#),
-            (true, Some("values".into()))
-        );
+        for (body, malformed, at) in [
+            (
+                r#"{"series":[{"key":"a","steps":[0,-1],"values":[1,2]}]}"#,
+                false,
+                "series[0].steps[1]",
+            ),
+            (
+                r#"{"series":[{"key":"a","steps":[0,1],"values":[1]}]}"#,
+                false,
+                "series[0].values",
+            ),
+            (
+                r#"{"series":[{"key":"a","steps":[0],"values":[1],"times":[]}]}"#,
+                false,
+                "series[0].times",
+            ),
+            (
+                r#"{"series":[{"key":"","steps":[0],"values":[1]}]}"#,
+                false,
+                "series[0].key",
+            ),
+            (
+                r#"{"series":[{"key":"a","steps":[0.5],"values":[1]}]}"#,
+                true,
+                "series[0].steps[0]",
+            ),
+            (
+                r#"{"series":[{"key":"a","steps":[0],"values":["nan"]}]}"#,
+                true,
+                "series[0].values[0]",
+            ),
+            (r#"{"key":"a","steps":[0]}"#, true, "values"),
+        ] {
+            assert_eq!(field(body), (malformed, Some(at.to_string())), "{body}");
+        }
         assert!(field(r#"{"series":[{"key":"a","steps":[0],"values":[1],"extra":1}]}"#).0);
         let e = parse_columnar(b"{\"series\":[").unwrap_err();
         assert_eq!(e.code, "invalid_json");

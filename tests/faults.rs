@@ -91,12 +91,7 @@ async fn a_full_database_answers_507_and_loses_nothing_acknowledged() {
         get(&format!("/api/v1/runs/{id}/scalars?key=train/loss")),
     )
     .await;
-    let steps: Vec<u64> = pts["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let steps = common::steps_of(&pts);
     let want: Vec<u64> = acked.iter().flat_map(|i| i * N..(i + 1) * N).collect();
     assert_eq!(steps, want, "exactly the acknowledged batches");
 

@@ -172,12 +172,7 @@ async fn ndjson_ingest_and_read_back() {
         )),
     )
     .await;
-    let steps: Vec<u64> = small["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap())
-        .collect();
+    let steps = common::steps_of(&small);
     assert!(steps.len() <= 100 && steps.len() >= 40, "{}", steps.len());
     assert_eq!(small["downsampled"], true);
     assert_eq!(small["total"], 2000);

@@ -655,7 +655,7 @@ fn median_update_ratio(ctx: &Ctx) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
     use super::super::{Kind, RunView, Series, diagnose};
 
     fn epochs(v: &mut RunView, key: &str, n: usize, spe: usize, f: impl Fn(usize) -> f64) {
@@ -765,15 +765,7 @@ mod tests {
             |_| 1.2,
             |t| 1.1 + 0.3 * (-t * 10.0).exp(),
         );
-        v.datasets.push(crate::record::DatasetRecord {
-            split: "train".into(),
-            class_counts: Some(
-                (0..4)
-                    .map(|c| (c.to_string(), serde_json::json!(100)))
-                    .collect(),
-            ),
-            ..Default::default()
-        });
+        v.datasets.push(four_balanced_classes());
         let d = diagnose(&v);
         assert!(d.get(Kind::Underfitting).is_some(), "{:#?}", d);
     }

@@ -300,3 +300,13 @@ pub fn eager_runner(store: &Arc<Store>, public_url: &str) -> trainlens::runner::
     cfg.max_wait = std::time::Duration::ZERO;
     Runner::new(store.clone(), cfg, Arc::new(tokio::sync::Notify::new()))
 }
+
+/// The `steps` column of a scalar read.
+pub fn steps_of(columns: &serde_json::Value) -> Vec<u64> {
+    columns["steps"]
+        .as_array()
+        .expect("a steps column")
+        .iter()
+        .map(|s| s.as_u64().expect("steps are integers"))
+        .collect()
+}
