@@ -853,15 +853,15 @@ async fn kill_9_under_load_keeps_every_acknowledged_batch_exactly_once() {
 
 // ------------------------------------------------ 5. PostgreSQL out of reach
 
+/// The forwarding tasks of a [`Proxy`]'s live connections.
+type Conns = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
 /// A TCP forwarder on a fixed local port that can be switched off (listener
 /// dropped, live connections cut) and on again.
 struct Proxy {
     port: u16,
     upstream: String,
-    running: Option<(
-        tokio::task::JoinHandle<()>,
-        Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    )>,
+    running: Option<(tokio::task::JoinHandle<()>, Conns)>,
 }
 
 impl Proxy {
@@ -890,7 +890,7 @@ impl Proxy {
             }
         };
         self.port = listener.local_addr().unwrap().port();
-        let conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let conns: Conns = Default::default();
         let upstream = self.upstream.clone();
         let list = conns.clone();
         let accept = tokio::spawn(async move {
