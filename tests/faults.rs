@@ -1177,3 +1177,95 @@ async fn method_not_allowed_is_a_json_error() {
     }
     db.cleanup().await;
 }
+
+// ------------------------------------------------ 8. cancelled requests
+
+/// A batch of [`WIDE_SERIES`] series of `n` points each from step `first`.
+fn wide_body(first: u64, n: u64) -> String {
+    let series: Vec<Value> = (0..WIDE_SERIES)
+        .map(|k| {
+            let steps: Vec<u64> = (first..first + n).collect();
+            let values: Vec<f64> = steps.iter().map(|&s| value_of(s)).collect();
+            json!({"key": format!("s{k}"), "steps": steps, "values": values})
+        })
+        .collect();
+    json!({ "series": series }).to_string()
+}
+
+const WIDE_SERIES: u64 = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_mid_write_rolls_back_and_poisons_nothing() {
+    let db = common::TestDb::sqlite().await;
+    let app = db.app();
+    let run = create_run(&app, "cancel").await;
+    const N: u64 = 2_000;
+    let send = |i: u64| {
+        Request::post(format!("/api/v1/runs/{run}/scalars"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("w-{i}"))
+            .body(Body::from(wide_body(i * N, N)))
+            .unwrap()
+    };
+    let started = Instant::now();
+    let (status, _, body) = call(&app, send(0)).await;
+    let whole = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (mut cancelled, mut landed, mut absent) = (0, 0, 0);
+    let mut acked = vec![0u64];
+    for i in 1..=24u64 {
+        // Cancel after a growing share of a whole request's time: before,
+        // inside and after the write transaction.
+        let after = whole * i as u32 / 20;
+        let done = tokio::time::timeout(after, call(&app, send(i))).await;
+        match done {
+            Ok((status, _, body)) => {
+                assert_eq!(status, StatusCode::OK, "{body}");
+                acked.push(i);
+            }
+            Err(_) => cancelled += 1,
+        }
+        // The next write is not blocked or refused by what was cut off.
+        let probe = Instant::now();
+        let (status, _, body) =
+            post_batch(&app, &run, "probe", i * 10, 10, &format!("p-{i}")).await;
+        assert_eq!(status, StatusCode::OK, "after cancelling batch {i}: {body}");
+        assert!(
+            probe.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            probe.elapsed()
+        );
+        // All or nothing, over every series of the batch.
+        let mut present = Vec::new();
+        for k in 0..WIDE_SERIES {
+            let (steps, _) = read_range(&app, &run, &format!("s{k}"), i * N, i * N + N - 1).await;
+            present.push(steps.len() as u64);
+        }
+        assert!(
+            present.iter().all(|&p| p == N) || present.iter().all(|&p| p == 0),
+            "batch {i}: {present:?}"
+        );
+        if present[0] == N {
+            landed += 1;
+        } else {
+            assert!(!acked.contains(&i), "acknowledged batch {i} missing");
+            absent += 1;
+        }
+    }
+    eprintln!(
+        "cancelling at 5%..120% of {whole:?}: {cancelled} cancelled, {} acknowledged, \
+         {landed} stored whole, {absent} stored not at all",
+        acked.len() - 1
+    );
+    // A cut-off batch that did not land left no idempotency key: re-sending
+    // it writes it.
+    for i in 1..=24u64 {
+        let (status, _, body) = call(&app, send(i)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for k in 0..WIDE_SERIES {
+        assert_eq!(series_count(&app, &run, &format!("s{k}")).await, 25 * N);
+    }
+    assert_eq!(series_count(&app, &run, "probe").await, 240);
+    db.cleanup().await;
+}
