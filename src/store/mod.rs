@@ -275,20 +275,28 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let mut conn = self.pool.acquire().await?;
+        let conn = self.pool.acquire().await?;
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        if let Err(e) = conn.execute(begin).await {
-            // Whatever state it is in, this connection is not reused.
-            let _ = conn.close().await;
-            return Err(e.into());
-        }
-        Ok(WriteTx {
+        // The WriteTx exists before BEGIN is sent: a request cancelled while
+        // BEGIN runs drops it, and its Drop rolls back (or closes) the
+        // connection. A bare connection would go back to the pool inside the
+        // transaction BEGIN IMMEDIATE opened, holding SQLite's write lock, and
+        // every other writer would time out on it.
+        let mut tx = WriteTx {
             conn: Some(conn),
             _guard: guard,
-        })
+        };
+        if let Err(e) = tx.execute(begin).await {
+            // Whatever state it is in, this connection is not reused.
+            if let Some(conn) = tx.conn.take() {
+                let _ = conn.close().await;
+            }
+            return Err(e.into());
+        }
+        Ok(tx)
     }
 
     /// Runs one statement as its own write transaction.
@@ -313,23 +321,30 @@ impl WriteTx<'_> {
     /// Commits when `result` is `Ok`, rolls back otherwise; returns `result`
     /// or the commit's error.
     pub(crate) async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
-        let mut conn = self.conn.take().expect("a WriteTx is finished once");
-        match result {
+        // The connection stays in `self` until the transaction has ended: a
+        // request cancelled during COMMIT or ROLLBACK drops `self`, and Drop
+        // rolls back (or closes) the connection.
+        let conn = self.conn.as_mut().expect("a WriteTx is finished once");
+        let (result, reuse) = match result {
             Ok(v) => match conn.execute("COMMIT").await {
-                Ok(_) => Ok(v),
+                Ok(_) => (Ok(v), true),
                 Err(e) => {
                     // SQLite keeps the transaction open after a failed COMMIT
                     // (SQLITE_FULL, SQLITE_BUSY): end it, and do not reuse it.
                     let _ = conn.execute("ROLLBACK").await;
-                    let _ = conn.close().await;
-                    Err(e.into())
+                    (Err(e.into()), false)
                 }
             },
             Err(e) => {
-                rollback(conn).await;
-                Err(e)
+                let rolled_back = conn.execute("ROLLBACK").await.is_ok();
+                (Err(e), rolled_back)
             }
+        };
+        let conn = self.conn.take().expect("an open WriteTx");
+        if !reuse {
+            let _ = conn.close().await;
         }
+        result
     }
 }
 
