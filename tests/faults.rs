@@ -124,18 +124,8 @@ async fn read_range(
         return (vec![], vec![]);
     }
     assert_eq!(status, StatusCode::OK, "{body}");
-    let steps = body["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap())
-        .collect();
-    let values = body["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let steps = common::steps_of(&body);
+    let values = common::values_of(&body);
     (steps, values)
 }
 
@@ -544,17 +534,9 @@ impl Drop for Child {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `trainlens serve` on a free port; returns it with its base URL.
 async fn spawn_server(db_url: &str, client: &reqwest::Client) -> (Child, String) {
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_trainlens"))
         .env("DATABASE_URL", db_url)
@@ -651,18 +633,8 @@ async fn remote_points(
         return (count, vec![], vec![]);
     }
     assert_eq!(status, 200, "{body}");
-    let steps = body["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap())
-        .collect();
-    let values = body["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let steps = common::steps_of(&body);
+    let values = common::values_of(&body);
     (count, steps, values)
 }
 

@@ -89,14 +89,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn trainlens(db_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainlens"));
     cmd.env("DATABASE_URL", db_url)
@@ -129,7 +121,7 @@ async fn json_of(resp: reqwest::Response) -> (u16, Value) {
 async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = KillOnDrop(Some(
         trainlens(&db_url)
@@ -426,7 +418,7 @@ async fn bare_trainlens_serves_with_the_serve_environment_and_flags() {
     let db_url = format!("sqlite://{}", dir.path().join("bare.db").display());
     let client = trainlens::http_client().build().unwrap();
     for by_env in [true, false] {
-        let port = free_port();
+        let port = common::free_port();
         let bind = format!("127.0.0.1:{port}");
         let mut cmd = trainlens(&db_url);
         if by_env {

@@ -310,3 +310,22 @@ pub fn steps_of(columns: &serde_json::Value) -> Vec<u64> {
         .map(|s| s.as_u64().expect("steps are integers"))
         .collect()
 }
+
+/// The `values` column of a scalar read, finite values only.
+pub fn values_of(columns: &serde_json::Value) -> Vec<f64> {
+    columns["values"]
+        .as_array()
+        .expect("a values column")
+        .iter()
+        .map(|v| v.as_f64().expect("finite values"))
+        .collect()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
