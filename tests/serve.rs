@@ -179,6 +179,49 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("run "));
 
+    // `export --server` streams what the server has; a failure reads the
+    // server's JSON error the same way for every command.
+    let remote_export = dir.path().join("remote.jsonl");
+    let out = trainlens(&db_url)
+        .args(["export", &id, "--server", &base, "--output"])
+        .arg(&remote_export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote_text = std::fs::read_to_string(&remote_export).unwrap();
+    let missing = uuid::Uuid::new_v4().to_string();
+    let out = trainlens(&db_url)
+        .args(["export", &missing, "--server", &base, "--output"])
+        .arg(dir.path().join("missing.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server answered 404 Not Found"), "{stderr}");
+    assert!(
+        !dir.path().join("missing.jsonl").exists()
+            && !dir.path().join("missing.jsonl.partial").exists(),
+        "a failed export leaves no file"
+    );
+    let bad_remote = dir.path().join("bad-remote.jsonl");
+    std::fs::write(&bad_remote, "{\"type\":\"run\",\"name\":\"x\"}\n{\"type\":\"scalar\",\"step\":-1,\"key\":\"a\",\"value\":1}\n").unwrap();
+    let out = trainlens(&db_url)
+        .arg("import")
+        .arg(&bad_remote)
+        .args(["--server", &base])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server answered 422") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+
     // SIGTERM: exit 0.
     let mut child = server.0.take().unwrap();
     let killed = Command::new("kill")
@@ -207,6 +250,7 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
         text.contains(r#"{"type":"scalar","step":10,"key":"val/loss","value":"NaN"}"#),
         "{text}"
     );
+    assert_eq!(remote_text, text, "the server's export is the database's");
 
     // Local import of a plain file, then export it again.
     let out = trainlens(&db_url)

@@ -1,0 +1,89 @@
+//! `trainlens webhook add|list|remove`: the operator's webhooks, in the
+//! database directly.
+
+use anyhow::bail;
+use clap::Subcommand;
+
+use super::printable;
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook.
+    Add {
+        url: String,
+        /// slack, discord or json.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Alert on findings at least this severe.
+        #[arg(long, default_value = "warning")]
+        min_severity: String,
+        /// Sign JSON payloads with HMAC-SHA256 of this secret
+        /// (`X-Trainlens-Signature: sha256=…`).
+        #[arg(long, env = "TRAINLENS_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Only runs of this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List webhooks (secrets are not shown).
+    List,
+    /// Remove a webhook and its undelivered alerts.
+    Remove { id: i64 },
+}
+
+pub async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<()> {
+    let store = super::open_store(database_url).await?;
+    let result = async {
+        match command {
+            WebhookCommand::Add {
+                url,
+                format,
+                min_severity,
+                secret,
+                project,
+            } => {
+                let hook = crate::api::findings::new_webhook(
+                    url,
+                    Some(&format),
+                    Some(&min_severity),
+                    secret,
+                    project,
+                )?;
+                let hook = store.add_webhook(&hook).await?;
+                println!(
+                    "webhook {} added: {} ({}, {} or worse{})",
+                    hook.id,
+                    printable(&hook.url),
+                    hook.format.as_str(),
+                    hook.min_severity.as_str(),
+                    hook.project
+                        .map(|p| format!(", project {}", printable(&p)))
+                        .unwrap_or_default()
+                );
+            }
+            WebhookCommand::List => {
+                for h in store.webhooks().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}+\t{}\t{}",
+                        h.id,
+                        printable(&h.url),
+                        h.format.as_str(),
+                        h.min_severity.as_str(),
+                        printable(h.project.as_deref().unwrap_or("*")),
+                        if h.signed { "signed" } else { "unsigned" }
+                    );
+                }
+            }
+            WebhookCommand::Remove { id } => {
+                if !store.remove_webhook(id).await? {
+                    bail!("no webhook {id}");
+                }
+                println!("webhook {id} removed");
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
