@@ -171,7 +171,10 @@ pub struct Run {
     pub project: String,
     pub name: String,
     pub status: RunStatus,
-    pub config: serde_json::Value,
+    /// `None` when the run was listed without its config
+    /// ([`RunFilter::with_config`]); as stored otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Config>,
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_key: Option<String>,
@@ -189,6 +192,42 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub limit: u32,
     pub offset: u32,
+    /// Load each run's config: lists that do not show configs leave it
+    /// off, so a page of runs costs the same whatever their configs weigh.
+    pub with_config: bool,
+}
+
+/// A run's config as stored: JSON text, passed through to API answers as it
+/// is and parsed only where it is read ([`Config::parse`]), so that listing
+/// runs never builds a tree of every config.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Config(Box<serde_json::value::RawValue>);
+
+impl Config {
+    /// Checks that `text` is JSON (without building it).
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Config)
+    }
+
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        Config(serde_json::value::to_raw_value(value).expect("a JSON value serialises"))
+    }
+
+    /// The JSON text, as stored.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn parse(&self) -> serde_json::Value {
+        serde_json::from_str(self.text()).expect("a Config holds valid JSON")
+    }
+}
+
+impl PartialEq for Config {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -39,13 +39,13 @@ on_both_backends! {
         let b = s.create_run(&new_run("vision", "b")).await.unwrap();
         let c = s.create_run(&new_run("nlp", "c")).await.unwrap();
         assert_eq!(a.status, RunStatus::Running);
-        assert_eq!(a.config, json!({"lr": 0.1, "b": [1, 2]}));
+        assert_eq!(a.config.as_ref().map(|c| c.parse()), Some(json!({"lr": 0.1, "b": [1, 2]})));
         assert_eq!(a.tags, vec!["x".to_string()]);
         assert_eq!(s.get_run(b.id).await.unwrap().unwrap(), b);
         assert!(s.get_run(uuid::Uuid::new_v4()).await.unwrap().is_none());
 
         let list = |project: Option<&str>, status, limit, offset| {
-            let f = RunFilter { project: project.map(Into::into), status, limit, offset };
+            let f = RunFilter { project: project.map(Into::into), status, limit, offset, with_config: false };
             async move { s.list_runs(&f).await.unwrap().into_iter().map(|r| r.name).collect::<Vec<_>>() }
         };
         assert_eq!(list(None, None, 10, 0).await, ["c", "b", "a"]);
@@ -54,6 +54,15 @@ on_both_backends! {
         s.finish_run(c.id, RunStatus::Failed, Some(7)).await.unwrap();
         assert_eq!(list(None, Some(RunStatus::Failed), 10, 0).await, ["c"]);
         assert_eq!(list(None, Some(RunStatus::Running), 10, 0).await, ["b", "a"]);
+        // Lists leave configs off unless asked, and then give them as stored.
+        let listed = |with_config| {
+            let f = RunFilter { project: Some("vision".into()), limit: 10, with_config, ..Default::default() };
+            async move { s.list_runs(&f).await.unwrap() }
+        };
+        assert!(listed(false).await.iter().all(|r| r.config.is_none()));
+        let full = listed(true).await;
+        assert_eq!(full[1], a);
+        assert_eq!(full[1].config.as_ref().unwrap().text(), r#"{"lr":0.1,"b":[1,2]}"#);
 
         let projects = s.list_projects().await.unwrap();
         let summary: Vec<_> = projects.iter().map(|p| (p.name.as_str(), p.runs)).collect();

@@ -130,6 +130,7 @@ async fn list_runs(
         status,
         limit: limit + 1,
         offset,
+        with_config: true,
     };
     let mut runs = state.store.list_runs(&filter).await?;
     let more = runs.len() > limit as usize;

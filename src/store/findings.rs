@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{Result, Store, StoreError, from_json, now, parse_uuid, parse_word, to_json};
 use crate::alerts::{Outgoing, Prior, Transitions};
 use crate::diagnostics::{Finding, Hist, Kind, RunView, Series};
-use crate::model::{FindingStatus, Run, RunStatus, Severity};
+use crate::model::{Config, FindingStatus, Run, RunStatus, Severity};
 
 macro_rules! select_findings {
     ($tail:literal) => {
@@ -222,7 +222,7 @@ impl Store {
         }
         let view = RunView {
             name: meta.name.clone(),
-            config: meta.config.clone(),
+            config: meta.config.as_ref().map(Config::parse).unwrap_or_default(),
             status: (meta.status != RunStatus::Running).then(|| meta.status.as_str().to_string()),
             model: self.model(run).await?,
             datasets: self.datasets(run).await?,

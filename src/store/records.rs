@@ -303,7 +303,12 @@ impl ExportPages<'_> {
                     let mut out = vec![Record::Run(RunRecord {
                         name: self.run.name.clone(),
                         project: self.run.project.clone(),
-                        config: self.run.config.clone(),
+                        config: self
+                            .run
+                            .config
+                            .as_ref()
+                            .map(crate::model::Config::parse)
+                            .unwrap_or_default(),
                         tags: self.run.tags.clone(),
                         run_key: self.run.run_key.clone(),
                     })];

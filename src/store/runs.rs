@@ -4,13 +4,18 @@ use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
 use super::{Result, Store, StoreError, WriteTx, from_json, now, parse_uuid, parse_word, to_json};
-use crate::model::{NewRun, Project, Run, RunFilter};
+use crate::model::{Config, NewRun, Project, Run, RunFilter};
 
 /// `SELECT` of the columns of [`RunRow`], followed by `$tail`.
 macro_rules! select_runs {
     ($tail:literal) => {
+        select_runs!("r.config", $tail)
+    };
+    ($config:literal, $tail:literal) => {
         concat!(
-            "SELECT r.id, p.name AS project, r.name, r.status, r.config, r.tags, r.run_key, r.created_at, \
+            "SELECT r.id, p.name AS project, r.name, r.status, ",
+            $config,
+            " AS config, r.tags, r.run_key, r.created_at, \
              r.updated_at, r.heartbeat_at, r.end_step, r.data_version \
              FROM runs r JOIN projects p ON p.id = r.project_id ",
             $tail
@@ -24,7 +29,8 @@ pub(crate) struct RunRow {
     project: String,
     name: String,
     status: String,
-    config: String,
+    /// `None` from the lists that leave configs off.
+    config: Option<String>,
     tags: String,
     run_key: Option<String>,
     created_at: f64,
@@ -42,7 +48,13 @@ impl TryFrom<RunRow> for Run {
             project: r.project,
             name: r.name,
             status: parse_word(&r.status)?,
-            config: from_json("run config", &r.config)?,
+            config: r
+                .config
+                .map(|text| {
+                    Config::from_text(text)
+                        .map_err(|e| StoreError::Corrupt(format!("run config: {e}")))
+                })
+                .transpose()?,
             tags: from_json("run tags", &r.tags)?,
             run_key: r.run_key,
             created_at: r.created_at,
@@ -104,16 +116,28 @@ impl Store {
 
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
-        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
+        const WITH_CONFIG: &str = select_runs!(
+            "r.config",
             "WHERE (CAST($1 AS TEXT) IS NULL OR p.name = $1) AND (CAST($2 AS TEXT) IS NULL OR r.status = $2) \
              ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
-        ))
-        .bind(filter.project.clone())
-        .bind(filter.status.map(|s| s.as_str().to_string()))
-        .bind(i64::from(filter.limit))
-        .bind(i64::from(filter.offset))
-        .fetch_all(self.pool())
-        .await?;
+        );
+        const WITHOUT_CONFIG: &str = select_runs!(
+            "CAST(NULL AS TEXT)",
+            "WHERE (CAST($1 AS TEXT) IS NULL OR p.name = $1) AND (CAST($2 AS TEXT) IS NULL OR r.status = $2) \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
+        );
+        let sql = if filter.with_config {
+            WITH_CONFIG
+        } else {
+            WITHOUT_CONFIG
+        };
+        let rows: Vec<RunRow> = sqlx::query_as(sql)
+            .bind(filter.project.clone())
+            .bind(filter.status.map(|s| s.as_str().to_string()))
+            .bind(i64::from(filter.limit))
+            .bind(i64::from(filter.offset))
+            .fetch_all(self.pool())
+            .await?;
         rows.into_iter().map(Run::try_from).collect()
     }
 

@@ -105,6 +105,7 @@ async fn runs_page(
         status: None,
         limit: 200,
         offset: 0,
+        with_config: false,
     };
     let runs = state.store.list_runs(&filter).await?;
     let open = state
@@ -356,7 +357,11 @@ async fn run_page(
     let page = RunPage {
         created: fmt_time(run.created_at),
         updated: fmt_time(run.updated_at),
-        config: serde_json::to_string_pretty(&run.config).unwrap_or_default(),
+        config: run
+            .config
+            .as_ref()
+            .and_then(|c| serde_json::to_string_pretty(&c.parse()).ok())
+            .unwrap_or_default(),
         open: findings
             .iter()
             .filter(is_open)
