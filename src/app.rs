@@ -17,6 +17,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::http::{AdminToken, AppError, BodyLimit};
+use crate::ingest::Limits;
 use crate::store::Store;
 
 /// Default request body limit (after decompression).
@@ -35,6 +36,8 @@ pub struct AppState {
     pub database: Arc<str>,
     /// How connections are bounded (see [`serve`]).
     pub conn: ConnLimits,
+    /// Size limits on what clients send.
+    pub limits: Arc<Limits>,
 }
 
 /// Bounds on client connections.
@@ -71,7 +74,15 @@ impl AppState {
             admin_token: AdminToken(None),
             database: "the database".into(),
             conn: ConnLimits::default(),
+            limits: Arc::new(Limits::default()),
         }
+    }
+
+    /// The size limits on what clients send (the store enforces
+    /// `max_keys_per_run`, set when it is opened).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     pub fn with_admin_token(mut self, token: Option<&str>) -> Self {

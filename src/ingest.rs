@@ -18,31 +18,111 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Steps are stored as signed 64-bit integers.
 pub const MAX_STEP: u64 = i64::MAX as u64;
-/// Largest PNG of an `image` record, decoded.
-pub const MAX_IMAGE_PNG_BYTES: usize = 4 * 1024 * 1024;
-/// Most floats in a feature map (`image` with `shape`) or a `tensor`.
-pub const MAX_TENSOR_VALUES: usize = 1 << 20;
-/// Most samples in one `predictions` record.
-pub const MAX_PREDICTION_SAMPLES: usize = 20_000;
-/// Most classes whose probabilities a `predictions` record lists in full.
+/// Most classes whose probabilities a `predictions` record lists in full
+/// (a rule of the record format, not a tunable limit).
 pub const MAX_FULL_CLASSES: usize = 100;
-/// Most classes per sample in top-k `predictions`.
+/// Most classes per sample in top-k `predictions` (format rule).
 pub const MAX_TOP_K: usize = 20;
-/// Largest run config, as JSON.
-pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
-/// Most tags on a run.
-pub const MAX_TAGS: usize = 100;
-/// Most layers in a model record.
-pub const MAX_LAYERS: usize = 10_000;
-/// Most features (means, stds) or classes in a dataset record.
-pub const MAX_DATASET_FEATURES: usize = 10_000;
-/// Most bins in a histogram.
-pub const MAX_HISTOGRAM_BINS: usize = 1_000;
+
+/// The size limits on what clients send, each answered with 413 naming it.
+/// The defaults fit real large-model runs; an operator changes them with
+/// `--limit NAME=VALUE` (or `TRAINLENS_LIMITS="NAME=VALUE,…"`), NAME being a
+/// field below (see [`Limits::NAMES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest run config, as JSON, in bytes.
+    pub max_config_bytes: usize,
+    /// Most tags on a run.
+    pub max_tags: usize,
+    /// Most scalar series (keys) in one run: a 100-block transformer that
+    /// logs six statistics per layer has about 600.
+    pub max_keys_per_run: usize,
+    /// Most layers in a model record.
+    pub max_layers: usize,
+    /// Most features (means, stds) or classes in a dataset record.
+    pub max_dataset_features: usize,
+    /// Most bins in a histogram.
+    pub max_histogram_bins: usize,
+    /// Largest PNG of an `image` record, decoded, in bytes.
+    pub max_image_png_bytes: usize,
+    /// Most floats in a feature map (`image` with `shape`) or a `tensor`.
+    pub max_tensor_values: usize,
+    /// Most samples in one `predictions` record.
+    pub max_prediction_samples: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_config_bytes: 1024 * 1024,
+            max_tags: 100,
+            max_keys_per_run: 100_000,
+            max_layers: 10_000,
+            max_dataset_features: 10_000,
+            max_histogram_bins: 1_000,
+            max_image_png_bytes: 4 * 1024 * 1024,
+            max_tensor_values: 1 << 20,
+            max_prediction_samples: 20_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The names `--limit` accepts.
+    pub const NAMES: [&'static str; 9] = [
+        "max_config_bytes",
+        "max_tags",
+        "max_keys_per_run",
+        "max_layers",
+        "max_dataset_features",
+        "max_histogram_bins",
+        "max_image_png_bytes",
+        "max_tensor_values",
+        "max_prediction_samples",
+    ];
+
+    fn slot(&mut self, name: &str) -> Option<&mut usize> {
+        Some(match name {
+            "max_config_bytes" => &mut self.max_config_bytes,
+            "max_tags" => &mut self.max_tags,
+            "max_keys_per_run" => &mut self.max_keys_per_run,
+            "max_layers" => &mut self.max_layers,
+            "max_dataset_features" => &mut self.max_dataset_features,
+            "max_histogram_bins" => &mut self.max_histogram_bins,
+            "max_image_png_bytes" => &mut self.max_image_png_bytes,
+            "max_tensor_values" => &mut self.max_tensor_values,
+            "max_prediction_samples" => &mut self.max_prediction_samples,
+            _ => return None,
+        })
+    }
+
+    /// Sets one limit from `NAME=VALUE` (VALUE a positive integer).
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("{assignment:?} is not NAME=VALUE"))?;
+        let name = name.trim();
+        let value: usize = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("{name}: {value:?} is not a positive integer"))?;
+        let slot = self.slot(name).ok_or_else(|| {
+            format!(
+                "no limit {name:?}; the limits are {}",
+                Self::NAMES.join(", ")
+            )
+        })?;
+        *slot = value;
+        Ok(())
+    }
+}
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// 413 naming `what` and its limit when `n > limit`.
-fn limit(field: &str, n: usize, max: usize, what: &str, name: &str) -> Result<(), InputError> {
+pub fn limit(field: &str, n: usize, max: usize, what: &str, name: &str) -> Result<(), InputError> {
     if n > max {
         return Err(InputError::too_large(
             field,
@@ -185,8 +265,14 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-pub fn validate_tags(tags: &[String]) -> Result<(), InputError> {
-    limit("tags", tags.len(), MAX_TAGS, "tags on a run", "MAX_TAGS")?;
+pub fn validate_tags(tags: &[String], lim: &Limits) -> Result<(), InputError> {
+    limit(
+        "tags",
+        tags.len(),
+        lim.max_tags,
+        "tags on a run",
+        "max_tags",
+    )?;
     for (i, t) in tags.iter().enumerate() {
         validate_name(&format!("tags[{i}]"), t)?;
     }
@@ -194,7 +280,7 @@ pub fn validate_tags(tags: &[String]) -> Result<(), InputError> {
 }
 
 /// Checks a run line (or a create-run body).
-pub fn validate_run(run: &RunRecord) -> Result<(), InputError> {
+pub fn validate_run(run: &RunRecord, lim: &Limits) -> Result<(), InputError> {
     validate_name("name", &run.name)?;
     validate_name("project", &run.project)?;
     if !run.config.is_object() {
@@ -207,23 +293,23 @@ pub fn validate_run(run: &RunRecord) -> Result<(), InputError> {
     limit(
         "config",
         config_bytes,
-        MAX_CONFIG_BYTES,
+        lim.max_config_bytes,
         "bytes of run config",
-        "MAX_CONFIG_BYTES",
+        "max_config_bytes",
     )?;
     if let Some(key) = &run.run_key {
         validate_key("run_key", key)?;
     }
-    validate_tags(&run.tags)
+    validate_tags(&run.tags, lim)
 }
 
-fn validate_model(m: &ModelRecord) -> Result<(), InputError> {
+fn validate_model(m: &ModelRecord, lim: &Limits) -> Result<(), InputError> {
     limit(
         "layers",
         m.layers.len(),
-        MAX_LAYERS,
+        lim.max_layers,
         "layers in a model",
-        "MAX_LAYERS",
+        "max_layers",
     )?;
     for (i, l) in m.layers.iter().enumerate() {
         if l.name.contains('\0') {
@@ -236,7 +322,7 @@ fn validate_model(m: &ModelRecord) -> Result<(), InputError> {
     Ok(())
 }
 
-fn validate_dataset(d: &DatasetRecord) -> Result<(), InputError> {
+fn validate_dataset(d: &DatasetRecord, lim: &Limits) -> Result<(), InputError> {
     validate_name("split", &d.split)?;
     for (field, n) in [
         ("feature_mean", d.feature_mean.as_ref().map_or(0, Vec::len)),
@@ -249,17 +335,17 @@ fn validate_dataset(d: &DatasetRecord) -> Result<(), InputError> {
         limit(
             field,
             n,
-            MAX_DATASET_FEATURES,
+            lim.max_dataset_features,
             "entries in a dataset summary",
-            "MAX_DATASET_FEATURES",
+            "max_dataset_features",
         )?;
     }
     Ok(())
 }
 
 /// `values.len()` must be the product of `shape`, every dimension ≥ 1, and
-/// within [`MAX_TENSOR_VALUES`].
-fn check_shape(shape: &[u64], values: usize) -> Result<(), InputError> {
+/// within [`Limits::max_tensor_values`].
+fn check_shape(shape: &[u64], values: usize, lim: &Limits) -> Result<(), InputError> {
     if shape.is_empty() {
         return Err(InputError::invalid(
             "shape",
@@ -279,16 +365,16 @@ fn check_shape(shape: &[u64], values: usize) -> Result<(), InputError> {
     limit(
         "values",
         usize::try_from(n).unwrap_or(usize::MAX),
-        MAX_TENSOR_VALUES,
+        lim.max_tensor_values,
         "values in a tensor or feature map",
-        "MAX_TENSOR_VALUES",
+        "max_tensor_values",
     )?;
     limit(
         "values",
         values,
-        MAX_TENSOR_VALUES,
+        lim.max_tensor_values,
         "values in a tensor or feature map",
-        "MAX_TENSOR_VALUES",
+        "max_tensor_values",
     )?;
     if values as u64 != n {
         return Err(InputError::invalid(
@@ -299,7 +385,7 @@ fn check_shape(shape: &[u64], values: usize) -> Result<(), InputError> {
     Ok(())
 }
 
-fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
+fn validate_image(img: &ImageRecord, lim: &Limits) -> Result<(), InputError> {
     validate_key("key", &img.key)?;
     check_step("step", img.step)?;
     match (&img.png, &img.shape, &img.values) {
@@ -309,9 +395,9 @@ fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
             limit(
                 "png",
                 png.len() / 4 * 3,
-                MAX_IMAGE_PNG_BYTES,
+                lim.max_image_png_bytes,
                 "bytes of PNG",
-                "MAX_IMAGE_PNG_BYTES",
+                "max_image_png_bytes",
             )?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(png)
@@ -319,9 +405,9 @@ fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
             limit(
                 "png",
                 bytes.len(),
-                MAX_IMAGE_PNG_BYTES,
+                lim.max_image_png_bytes,
                 "bytes of PNG",
-                "MAX_IMAGE_PNG_BYTES",
+                "max_image_png_bytes",
             )?;
             if !bytes.starts_with(PNG_SIGNATURE) {
                 return Err(InputError::invalid("png", "png does not hold a PNG file"));
@@ -335,7 +421,7 @@ fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
                     "a feature map's shape is [channels, height, width]",
                 ));
             }
-            check_shape(shape, values.len())
+            check_shape(shape, values.len(), lim)
         }
         _ => Err(InputError::invalid(
             "png",
@@ -344,22 +430,22 @@ fn validate_image(img: &ImageRecord) -> Result<(), InputError> {
     }
 }
 
-fn validate_tensor(t: &TensorRecord) -> Result<(), InputError> {
+fn validate_tensor(t: &TensorRecord, lim: &Limits) -> Result<(), InputError> {
     validate_key("key", &t.key)?;
     check_step("step", t.step)?;
-    check_shape(&t.shape, t.values.len())
+    check_shape(&t.shape, t.values.len(), lim)
 }
 
-fn validate_predictions(p: &PredictionsRecord) -> Result<(), InputError> {
+fn validate_predictions(p: &PredictionsRecord, lim: &Limits) -> Result<(), InputError> {
     validate_name("split", &p.split)?;
     check_step("step", p.step)?;
     let n = p.labels.len();
     limit(
         "labels",
         n,
-        MAX_PREDICTION_SAMPLES,
+        lim.max_prediction_samples,
         "samples in a predictions record",
-        "MAX_PREDICTION_SAMPLES",
+        "max_prediction_samples",
     )?;
     if n == 0 {
         return Err(InputError::invalid(
@@ -479,15 +565,15 @@ fn check_step(field: &str, step: u64) -> Result<(), InputError> {
     Ok(())
 }
 
-fn validate_histogram(h: &HistogramRecord) -> Result<(), InputError> {
+fn validate_histogram(h: &HistogramRecord, lim: &Limits) -> Result<(), InputError> {
     validate_key("key", &h.key)?;
     check_step("step", h.step)?;
     limit(
         "counts",
         h.counts.len(),
-        MAX_HISTOGRAM_BINS,
+        lim.max_histogram_bins,
         "histogram bins",
-        "MAX_HISTOGRAM_BINS",
+        "max_histogram_bins",
     )?;
     let consistent =
         (h.edges.is_empty() && h.counts.is_empty()) || h.edges.len() == h.counts.len() + 1;
@@ -544,8 +630,18 @@ fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, InputError
     })
 }
 
-/// Parses an NDJSON body in the record format. Blank lines are skipped.
+/// Parses an NDJSON body in the record format, within the default
+/// [`Limits`]. Blank lines are skipped.
 pub fn parse_ndjson(body: &[u8], run_line: RunLine) -> Result<Recording, InputError> {
+    parse_ndjson_within(body, run_line, &Limits::default())
+}
+
+/// [`parse_ndjson`] within `lim`.
+pub fn parse_ndjson_within(
+    body: &[u8],
+    run_line: RunLine,
+    lim: &Limits,
+) -> Result<Recording, InputError> {
     let mut rec = Recording::default();
     let mut seen_any = false;
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -556,7 +652,7 @@ pub fn parse_ndjson(body: &[u8], run_line: RunLine) -> Result<Recording, InputEr
         }
         let first = !seen_any;
         seen_any = true;
-        parse_line(line, first, run_line, &mut rec).map_err(|e| e.at_line(lineno))?;
+        parse_line(line, first, run_line, lim, &mut rec).map_err(|e| e.at_line(lineno))?;
     }
     if run_line == RunLine::Required && rec.run.is_none() {
         return Err(InputError::malformed(
@@ -572,6 +668,7 @@ fn parse_line(
     line: &[u8],
     first: bool,
     run_line: RunLine,
+    lim: &Limits,
     rec: &mut Recording,
 ) -> Result<(), InputError> {
     let value: serde_json::Value = serde_json::from_slice(line)
@@ -616,7 +713,7 @@ fn parse_line(
                 ));
             }
             let run: RunRecord = from_value(v)?;
-            validate_run(&run)?;
+            validate_run(&run, lim)?;
             rec.run = Some(run);
         }
         _ if run_line == RunLine::Required && first => {
@@ -644,32 +741,32 @@ fn parse_line(
         }
         "histogram" => {
             let h: HistogramRecord = from_value(v)?;
-            validate_histogram(&h)?;
+            validate_histogram(&h, lim)?;
             rec.batch.histograms.push(h);
         }
         "model" => {
             let m: ModelRecord = from_value(v)?;
-            validate_model(&m)?;
+            validate_model(&m, lim)?;
             rec.batch.model = Some(m);
         }
         "image" => {
             let i: ImageRecord = from_value(v)?;
-            validate_image(&i)?;
+            validate_image(&i, lim)?;
             rec.batch.images.push(i);
         }
         "tensor" => {
             let t: TensorRecord = from_value(v)?;
-            validate_tensor(&t)?;
+            validate_tensor(&t, lim)?;
             rec.batch.tensors.push(t);
         }
         "predictions" => {
             let p: PredictionsRecord = from_value(v)?;
-            validate_predictions(&p)?;
+            validate_predictions(&p, lim)?;
             rec.batch.predictions.push(p);
         }
         "dataset" => {
             let d: DatasetRecord = from_value(v)?;
-            validate_dataset(&d)?;
+            validate_dataset(&d, lim)?;
             rec.batch.datasets.retain(|old| old.split != d.split);
             rec.batch.datasets.push(d);
         }

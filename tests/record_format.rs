@@ -90,10 +90,10 @@ on_both_backends! {
         let big = vec![0.5; 20_001];
         let many_labels = vec![0; 20_001];
         let cases = [
-            (json!({"type":"tensor","step":1,"key":"w","shape":[1025,1024],"values":[]}), 413, "MAX_TENSOR_VALUES"),
-            (json!({"type":"predictions","step":1,"split":"val","labels":many_labels,"probs":big.iter().map(|_| json!([1.0])).collect::<Vec<_>>()}), 413, "MAX_PREDICTION_SAMPLES"),
+            (json!({"type":"tensor","step":1,"key":"w","shape":[1025,1024],"values":[]}), 413, "max_tensor_values"),
+            (json!({"type":"predictions","step":1,"split":"val","labels":many_labels,"probs":big.iter().map(|_| json!([1.0])).collect::<Vec<_>>()}), 413, "max_prediction_samples"),
             (json!({"type":"predictions","step":1,"split":"val","labels":[0],"probs":[vec![0.001; 101]]}), 413, "MAX_FULL_CLASSES"),
-            (json!({"type":"histogram","step":1,"key":"h","edges":(0..1002).collect::<Vec<_>>(),"counts":vec![1; 1001]}), 413, "MAX_HISTOGRAM_BINS"),
+            (json!({"type":"histogram","step":1,"key":"h","edges":(0..1002).collect::<Vec<_>>(),"counts":vec![1; 1001]}), 413, "max_histogram_bins"),
             (json!({"type":"tensor","step":1,"key":"w","shape":[2,3],"values":[1,2,3]}), 422, "needs 6 values"),
             (json!({"type":"image","step":1,"key":"i","png":"aGVsbG8="}), 422, "PNG"),
             (json!({"type":"predictions","step":1,"split":"val","labels":[3],"probs":[[0.5,0.5]]}), 422, "below 2"),

@@ -489,6 +489,79 @@ async fn bare_trainlens_serves_with_the_serve_environment_and_flags() {
     }
 }
 
+/// `--limit NAME=VALUE` (or `TRAINLENS_LIMITS`) changes a size limit; the
+/// refusal names it. A bad assignment stops the start with a clear message.
+#[tokio::test]
+async fn limits_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("limits.db").display());
+    let client = trainlens::http_client().build().unwrap();
+    let port = common::free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = KillOnDrop(Some(
+        trainlens(&db_url)
+            .env("TRAINLENS_LIMITS", "max_tags=2,max_keys_per_run=1")
+            .args(["serve", "--bind", &bind])
+            .spawn()
+            .unwrap(),
+    ));
+    let base = format!("http://{bind}");
+    wait_healthy(&client, &base).await;
+    let create = |tags: serde_json::Value| {
+        client
+            .post(format!("{base}/api/v1/runs"))
+            .body(json!({ "tags": tags }).to_string())
+            .send()
+    };
+    let (status, body) = json_of(create(json!(["a", "b", "c"])).await.unwrap()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tags"),
+        "{body}"
+    );
+    let (status, run) = json_of(create(json!(["a", "b"])).await.unwrap()).await;
+    assert_eq!(status, 201, "{run}");
+    let scalars = format!("{base}/api/v1/runs/{}/scalars", run["id"].as_str().unwrap());
+    let send = |body: serde_json::Value| client.post(&scalars).body(body.to_string()).send();
+    let (status, _) = json_of(
+        send(json!({"key":"loss","steps":[0],"values":[1.0]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = json_of(
+        send(json!({"key":"acc","steps":[0],"values":[1.0]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["field"], "key", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_keys_per_run"),
+        "{body}"
+    );
+    drop(child.0.take().map(|mut c| c.kill()));
+
+    let out = trainlens(&db_url)
+        .args(["--limit", "max_tagz=3", "serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no limit \"max_tagz\"") && stderr.contains("max_tags"),
+        "{stderr}"
+    );
+}
+
 /// The public URL comes from one place, also where `findings` diagnoses a
 /// shared database: the alerts it queues link to it, not to localhost.
 #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use trainlens::ingest::{self, RunLine};
 use trainlens::model::{Batch, NewRun, Point, RunFilter, RunStatus};
 use trainlens::record::{DatasetRecord, HistogramRecord, ModelRecord, Record};
-use trainlens::store::StoreError;
+use trainlens::store::{Store, StoreError, StoreOptions};
 
 fn new_run(project: &str, name: &str) -> NewRun {
     NewRun {
@@ -67,6 +67,39 @@ on_both_backends! {
         let projects = s.list_projects().await.unwrap();
         let summary: Vec<_> = projects.iter().map(|p| (p.name.as_str(), p.runs)).collect();
         assert_eq!(summary, [("nlp", 1), ("vision", 2)]);
+    }
+
+    async fn a_batch_past_max_keys_per_run_is_refused_whole(db: &TestDb) {
+        let opts = StoreOptions { max_keys_per_run: 3, ..StoreOptions::default() };
+        let s = Store::connect_with(&db.url, &opts).await.unwrap();
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let mut two = scalars("a", points(0..10, |x| x as f64));
+        two.scalars.insert("b".into(), points(0..10, |_| 1.0));
+        s.ingest(run.id, &two, None).await.unwrap();
+
+        // Two new keys would make four: nothing of the batch is written,
+        // not even the points of the key that exists, nor its idempotency key.
+        let mut over = scalars("c", points(0..10, |_| 2.0));
+        over.scalars.insert("d".into(), points(0..10, |_| 3.0));
+        over.scalars.insert("a".into(), points(10..20, |x| x as f64));
+        match s.ingest(run.id, &over, Some("k1")).await {
+            Err(StoreError::TooLarge { field, message }) => {
+                assert_eq!(field, "key");
+                assert!(message.contains("max_keys_per_run") && message.contains('3'), "{message}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let keys: Vec<String> = s.series(run.id).await.unwrap().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(s.points(run.id, "a", None, None).await.unwrap().unwrap().len(), 10);
+
+        // Existing keys keep taking points, and one more key fits.
+        let mut fits = scalars("a", points(10..20, |x| x as f64));
+        fits.scalars.insert("c".into(), points(0..10, |_| 2.0));
+        s.ingest(run.id, &fits, Some("k1")).await.unwrap();
+        assert_eq!(s.points(run.id, "a", None, None).await.unwrap().unwrap().len(), 20);
+        assert_eq!(s.series(run.id).await.unwrap().len(), 3);
+        s.close().await;
     }
 
     async fn scalars_merge_and_replace(db: &TestDb) {

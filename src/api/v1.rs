@@ -92,7 +92,7 @@ async fn create_run(
         tags: body.tags,
         run_key: body.run_key,
     };
-    ingest::validate_run(&record)?;
+    ingest::validate_run(&record, &state.limits)?;
     let done = state.store.open_run(&NewRun::from(record)).await?;
     Ok(created_or_found(&state, done))
 }
@@ -156,7 +156,7 @@ async fn ingest_records(
     Body(body): Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
     let key = idempotency_key(&headers)?;
-    let rec = ingest::parse_ndjson(&body, RunLine::Forbidden)?;
+    let rec = ingest::parse_ndjson_within(&body, RunLine::Forbidden, &state.limits)?;
     Ok(Json(
         state.store.ingest(id, &rec.batch, key.as_deref()).await?,
     ))
@@ -174,7 +174,7 @@ async fn ingest_scalars(
 }
 
 async fn import(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
-    let rec = ingest::parse_ndjson(&body, RunLine::Required)?;
+    let rec = ingest::parse_ndjson_within(&body, RunLine::Required, &state.limits)?;
     let run = rec.run.expect("parse_ndjson(Required) returns a run");
     let done = state
         .store

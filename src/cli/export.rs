@@ -26,11 +26,11 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
+pub async fn export(global: &super::Global, args: ExportArgs) -> anyhow::Result<()> {
     match &args.output {
         None => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            write_export(database_url, &args, &mut out).await?;
+            write_export(global, &args, &mut out).await?;
             out.flush()?;
             Ok(())
         }
@@ -40,7 +40,7 @@ pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> 
                 .with_context(|| format!("creating {}", partial.display()))?;
             let mut out = std::io::BufWriter::new(file);
             let written = async {
-                write_export(database_url, &args, &mut out).await?;
+                write_export(global, &args, &mut out).await?;
                 out.flush()?;
                 out.get_ref().sync_all()?;
                 anyhow::Ok(())
@@ -66,7 +66,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 async fn write_export(
-    database_url: &str,
+    global: &super::Global,
     args: &ExportArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -87,7 +87,7 @@ async fn write_export(
             Ok(())
         }
         None => {
-            let store = super::open_store(database_url).await?;
+            let store = global.open_store().await?;
             let written = async {
                 let mut pages = store.export_pages(args.run).await?;
                 while let Some(page) = pages.next_page().await? {

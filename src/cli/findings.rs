@@ -42,11 +42,7 @@ pub struct FindingsArgs {
 /// Findings as the API serialises them, and the diagnosis notes.
 type Found = (Vec<serde_json::Value>, Vec<String>);
 
-pub async fn findings(
-    database_url: &str,
-    public_url: &str,
-    args: FindingsArgs,
-) -> anyhow::Result<()> {
+pub async fn findings(global: &super::Global, args: FindingsArgs) -> anyhow::Result<()> {
     let fail_on = args
         .fail_on
         .as_deref()
@@ -57,7 +53,7 @@ pub async fn findings(
         .transpose()?;
     let (findings, notes) = match &args.server {
         Some(server) => findings_remote(&Remote::new(server)?, &args).await?,
-        None => findings_local(database_url, public_url, &args).await?,
+        None => findings_local(global, &args).await?,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -90,12 +86,12 @@ fn count_at_least(findings: &[serde_json::Value], min: Severity) -> usize {
 }
 
 /// Reads findings from the database, diagnosing first whatever is stale.
-async fn findings_local(
-    database_url: &str,
-    public_url: &str,
-    args: &FindingsArgs,
-) -> anyhow::Result<Found> {
-    let store = Arc::new(super::open_store(database_url).await?);
+async fn findings_local(global: &super::Global, args: &FindingsArgs) -> anyhow::Result<Found> {
+    let store = Arc::new(global.open_store().await?);
+    let public_url = global
+        .public_url
+        .as_deref()
+        .unwrap_or(super::DEFAULT_PUBLIC_URL);
     let runner = Runner::new(
         store.clone(),
         RunnerConfig::new(public_url),

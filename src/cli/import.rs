@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::remote::Remote;
-use crate::ingest::{self, RunLine};
+use crate::ingest::{self, Limits, RunLine};
 use crate::model::NewRun;
 use crate::store::Store;
 
@@ -29,15 +29,15 @@ enum Target {
     Remote(Remote),
 }
 
-pub async fn import(database_url: &str, args: ImportArgs) -> anyhow::Result<()> {
+pub async fn import(global: &super::Global, args: ImportArgs) -> anyhow::Result<()> {
     let target = match &args.server {
         Some(server) => Target::Remote(Remote::new(server)?),
-        None => Target::Local(super::open_store(database_url).await?),
+        None => Target::Local(global.open_store().await?),
     };
     let mut failed = 0;
     for path in &args.files {
         let result = match &target {
-            Target::Local(store) => import_local(store, path).await,
+            Target::Local(store) => import_local(store, &global.limits, path).await,
             Target::Remote(remote) => import_remote(remote, path).await,
         };
         match result {
@@ -79,9 +79,9 @@ fn is_gzip(raw: &[u8]) -> bool {
     raw.starts_with(&[0x1f, 0x8b])
 }
 
-async fn import_local(store: &Store, path: &Path) -> anyhow::Result<String> {
+async fn import_local(store: &Store, limits: &Limits, path: &Path) -> anyhow::Result<String> {
     let body = read_recording(path)?;
-    let rec = ingest::parse_ndjson(&body, RunLine::Required)?;
+    let rec = ingest::parse_ndjson_within(&body, RunLine::Required, limits)?;
     let run = rec.run.expect("a recording has a run line");
     let n = rec.batch.record_count();
     let run = store.import(&NewRun::from(run), &rec.batch).await?;

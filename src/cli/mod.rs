@@ -19,7 +19,10 @@ pub use import::ImportArgs;
 pub use serve::ServeArgs;
 pub use webhook::WebhookCommand;
 
-use crate::store::Store;
+use anyhow::Context;
+
+use crate::ingest::Limits;
+use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +47,21 @@ pub struct Cli {
     /// `serve`, http://127.0.0.1:8080 otherwise.
     #[arg(long, env = "TRAINLENS_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+
+    /// Change a size limit on what clients send, as NAME=VALUE (repeatable;
+    /// in the environment, comma-separated). Names and defaults:
+    /// max_config_bytes=1048576, max_tags=100, max_keys_per_run=100000,
+    /// max_layers=10000, max_dataset_features=10000, max_histogram_bins=1000,
+    /// max_image_png_bytes=4194304, max_tensor_values=1048576,
+    /// max_prediction_samples=20000.
+    #[arg(
+        long = "limit",
+        env = "TRAINLENS_LIMITS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub limits: Vec<String>,
 
     /// The serve flags, for a bare `trainlens`: it is `trainlens serve`, with
     /// the same flags and environment (one definition, no defaults repeated).
@@ -74,30 +92,53 @@ pub enum Command {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let database_url = cli.database_url.as_str();
-    let public_url = cli.public_url.as_deref();
-    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
-        Command::Serve(args) => serve::serve(database_url, public_url, args).await,
-        Command::Import(args) => import::import(database_url, args).await,
-        Command::Export(args) => export::export(database_url, args).await,
-        Command::Findings(args) => {
-            let public_url = public_url.unwrap_or(DEFAULT_PUBLIC_URL);
-            findings::findings(database_url, public_url, args).await
-        }
-        Command::Webhook { command } => webhook::webhook(database_url, command).await,
+/// What every command reads: the global flags.
+pub struct Global {
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub limits: Limits,
+}
+
+impl Global {
+    /// Opens the database, naming it (without credentials) when that fails.
+    async fn open_store(&self) -> anyhow::Result<Store> {
+        let options = StoreOptions {
+            max_keys_per_run: self.limits.max_keys_per_run,
+            ..StoreOptions::default()
+        };
+        Store::connect_with(&self.database_url, &options)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening {}",
+                    crate::store::describe_database_url(&self.database_url)
+                )
+            })
     }
 }
 
-/// Opens the database, naming it (without credentials) when that fails.
-async fn open_store(database_url: &str) -> anyhow::Result<Store> {
-    use anyhow::Context;
-    Store::connect(database_url).await.with_context(|| {
-        format!(
-            "opening {}",
-            crate::store::describe_database_url(database_url)
-        )
-    })
+/// Parses `--limit NAME=VALUE` assignments over the defaults.
+pub fn parse_limits(assignments: &[String]) -> anyhow::Result<Limits> {
+    let mut limits = Limits::default();
+    for a in assignments.iter().filter(|a| !a.trim().is_empty()) {
+        limits.set(a).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
+    }
+    Ok(limits)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = Global {
+        limits: parse_limits(&cli.limits)?,
+        database_url: cli.database_url,
+        public_url: cli.public_url,
+    };
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve::serve(&global, args).await,
+        Command::Import(args) => import::import(&global, args).await,
+        Command::Export(args) => export::export(&global, args).await,
+        Command::Findings(args) => findings::findings(&global, args).await,
+        Command::Webhook { command } => webhook::webhook(&global, command).await,
+    }
 }
 
 /// `s` safe to print on a terminal: control characters (escape sequences,
@@ -118,6 +159,22 @@ pub fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_set_by_name_and_bad_ones_are_refused() {
+        let l = parse_limits(&["max_tags=5".into(), " max_keys_per_run = 7 ".into()]).unwrap();
+        assert_eq!((l.max_tags, l.max_keys_per_run), (5, 7));
+        assert_eq!(l.max_layers, Limits::default().max_layers);
+        for bad in ["max_tags", "max_tags=0", "max_tags=-1", "nope=3"] {
+            let e = parse_limits(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.starts_with("--limit: "), "{e}");
+        }
+        let e = parse_limits(&["nope=3".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("max_keys_per_run"),
+            "the error lists the names: {e}"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped_for_the_terminal() {

@@ -33,11 +33,7 @@ pub struct ServeArgs {
     pub crash_after: u64,
 }
 
-pub async fn serve(
-    database_url: &str,
-    public_url: Option<&str>,
-    args: ServeArgs,
-) -> anyhow::Result<()> {
+pub async fn serve(global: &super::Global, args: ServeArgs) -> anyhow::Result<()> {
     if !args.bind.ip().is_loopback() && !args.allow_unauthenticated {
         bail!(
             "refusing to listen on {} without authentication: anyone who can reach it could read and write \
@@ -45,16 +41,20 @@ pub async fn serve(
             args.bind
         );
     }
-    let store = Arc::new(super::open_store(database_url).await?);
+    let store = Arc::new(global.open_store().await?);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
-    let public_url = public_url.map_or_else(|| format!("http://{addr}"), str::to_string);
+    let public_url = global
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     tracing::info!(%addr, backend = ?store.backend(), "trainlens listening on http://{addr}");
     let state = AppState::new(store.clone(), &public_url, args.max_body_bytes)
         .with_admin_token(args.admin_token.as_deref())
-        .with_database_name(&crate::store::describe_database_url(database_url));
+        .with_database_name(&crate::store::describe_database_url(&global.database_url))
+        .with_limits(global.limits.clone());
     let mut runner = RunnerConfig::new(&public_url);
     runner.crash_after =
         (args.crash_after > 0).then(|| std::time::Duration::from_secs(args.crash_after));

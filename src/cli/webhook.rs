@@ -31,8 +31,8 @@ pub enum WebhookCommand {
     Remove { id: i64 },
 }
 
-pub async fn webhook(database_url: &str, command: WebhookCommand) -> anyhow::Result<()> {
-    let store = super::open_store(database_url).await?;
+pub async fn webhook(global: &super::Global, command: WebhookCommand) -> anyhow::Result<()> {
+    let store = global.open_store().await?;
     let result = async {
         match command {
             WebhookCommand::Add {

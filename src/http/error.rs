@@ -177,6 +177,9 @@ impl From<StoreError> for AppError {
             StoreError::RunNotFound => AppError::NotFound("run not found".into()),
             StoreError::Full(d) => AppError::Full(d),
             StoreError::Unavailable(d) => AppError::Unavailable(d),
+            StoreError::TooLarge { field, message } => {
+                AppError::Input(crate::ingest::InputError::too_large(field, message))
+            }
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -267,6 +270,14 @@ mod tests {
             status(StoreError::Corrupt("x".into())),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let too_large = AppError::from(StoreError::TooLarge {
+            field: "key".into(),
+            message: "keys in a run: 4 is over the limit of 3 (max_keys_per_run)".into(),
+        });
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let (code, message, field, _) = too_large.parts();
+        assert_eq!((code, field.as_deref()), ("too_large", Some("key")));
+        assert!(message.contains("max_keys_per_run"), "{message}");
     }
 
     #[test]

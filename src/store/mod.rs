@@ -62,6 +62,9 @@ pub enum StoreError {
     LeaseLost,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The write would take a run past a size limit: nothing was written.
+    #[error("{message}")]
+    TooLarge { field: String, message: String },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -127,6 +130,9 @@ pub struct StoreOptions {
     /// SQLite: `PRAGMA max_page_count` on every connection, a size quota;
     /// writes past it fail as if the disk were full.
     pub sqlite_max_page_count: Option<u64>,
+    /// Most scalar series in one run ([`crate::ingest::Limits::max_keys_per_run`]):
+    /// a batch that would create more is refused whole.
+    pub max_keys_per_run: usize,
 }
 
 impl Default for StoreOptions {
@@ -134,6 +140,7 @@ impl Default for StoreOptions {
         StoreOptions {
             acquire_timeout: Duration::from_secs(2),
             sqlite_max_page_count: None,
+            max_keys_per_run: crate::ingest::Limits::default().max_keys_per_run,
         }
     }
 }
@@ -144,6 +151,7 @@ pub struct Store {
     /// Serialises this process's SQLite write transactions (SQLite has one
     /// writer anyway; this turns contention into queueing).
     write_lock: tokio::sync::Mutex<()>,
+    max_keys_per_run: usize,
 }
 
 /// Normalises a database URL or bare SQLite path; returns it with its backend.
@@ -247,6 +255,7 @@ impl Store {
             pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
+            max_keys_per_run: opts.max_keys_per_run,
         })
     }
 

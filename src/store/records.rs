@@ -110,7 +110,14 @@ impl Store {
         idempotency_key: Option<&str>,
     ) -> Result<IngestOutcome> {
         let mut tx = self.begin_write().await?;
-        let written = ingest_in(&mut tx, &run.to_string(), batch, idempotency_key).await;
+        let written = ingest_in(
+            &mut tx,
+            &run.to_string(),
+            batch,
+            idempotency_key,
+            self.max_keys_per_run,
+        )
+        .await;
         tx.finish(written).await
     }
 
@@ -126,7 +133,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let written = async {
             let (id, created) = insert_run(&mut tx, new).await?;
-            write_batch(&mut tx, &id.to_string(), batch).await?;
+            write_batch(&mut tx, &id.to_string(), batch, self.max_keys_per_run).await?;
             Ok((id, created))
         }
         .await;
@@ -485,6 +492,7 @@ async fn ingest_in(
     run: &str,
     batch: &Batch,
     idempotency_key: Option<&str>,
+    max_keys: usize,
 ) -> Result<IngestOutcome> {
     let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = $1")
         .bind(run)
@@ -519,17 +527,37 @@ async fn ingest_in(
             });
         }
     }
-    write_batch(conn, run, batch).await?;
+    write_batch(conn, run, batch, max_keys).await?;
     Ok(IngestOutcome {
         accepted,
         replayed: false,
     })
 }
 
-async fn write_batch(conn: &mut AnyConnection, run: &str, batch: &Batch) -> Result<()> {
+async fn write_batch(
+    conn: &mut AnyConnection,
+    run: &str,
+    batch: &Batch,
+    max_keys: usize,
+) -> Result<()> {
+    let mut created = false;
     for (key, points) in &batch.scalars {
         if !points.is_empty() {
-            write_series(conn, run, key, points).await?;
+            created |= write_series(conn, run, key, points).await?;
+        }
+    }
+    if created {
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM series WHERE run_id = $1")
+            .bind(run)
+            .fetch_one(&mut *conn)
+            .await?;
+        if keys as usize > max_keys {
+            return Err(StoreError::TooLarge {
+                field: "key".into(),
+                message: format!(
+                    "keys in a run: {keys} is over the limit of {max_keys} (max_keys_per_run)"
+                ),
+            });
         }
     }
     for h in &batch.histograms {

@@ -210,13 +210,14 @@ impl Store {
     }
 }
 
-/// Merges `points` (arrival order) into the series' chunks.
+/// Merges `points` (arrival order) into the series' chunks; true when the
+/// series is new.
 pub(crate) async fn write_series(
     conn: &mut AnyConnection,
     run: &str,
     key: &str,
     points: &[Point],
-) -> Result<()> {
+) -> Result<bool> {
     let mut new = points.to_vec();
     new.sort_by_key(|p| p.step); // stable: the last of equal steps stays last
     let head: SeriesHead = sqlx::query_as(
@@ -229,6 +230,8 @@ pub(crate) async fn write_series(
     .fetch_one(&mut *conn)
     .await?;
     let mut count = head.count;
+    // Series are only created here, with points: an empty one is new.
+    let created = head.first_step.is_none();
 
     let lo = chunk::chunk_of(new[0].step);
     let hi = chunk::chunk_of(new[new.len() - 1].step);
@@ -310,7 +313,7 @@ pub(crate) async fn write_series(
     .bind(last_value)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(created)
 }
 
 /// An inclusive step range with defaults, within what steps can be.
