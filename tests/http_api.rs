@@ -226,6 +226,84 @@ async fn ndjson_ingest_and_read_back() {
     db.cleanup().await;
 }
 
+/// A full read (no `max_points`) streams its answer; it is byte for byte
+/// the answer of a read that asks for more points than there are.
+#[tokio::test]
+async fn full_reads_stream_the_same_bytes_as_an_unsampled_read() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = create_run(&app, "stream").await;
+    // Three chunks and a bit, with gaps, non-finite values and some times.
+    let steps: Vec<u64> = (0..13_000).filter(|s| s % 7 != 3).collect();
+    let values: Vec<Value> = steps
+        .iter()
+        .map(|&s| match s % 1000 {
+            10 => json!("NaN"),
+            20 => json!("Infinity"),
+            30 => json!("-Infinity"),
+            _ => json!((s as f64).sin() * 1e-3),
+        })
+        .collect();
+    let times: Vec<Value> = steps
+        .iter()
+        .map(|&s| {
+            if s % 5 == 0 {
+                Value::Null
+            } else {
+                json!(1.7e9 + s as f64 * 0.5)
+            }
+        })
+        .collect();
+    let batch = json!({"key": "train/loss", "steps": steps, "values": values, "times": times});
+    let (status, body) = send(
+        &app,
+        post_json(&format!("/api/v1/runs/{id}/scalars"), &batch),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let raw = |uri: String| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(get(&uri)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    for range in [
+        "",
+        "&from_step=4000",
+        "&to_step=8191",
+        "&from_step=5000&to_step=5010",
+        "&from_step=4095&to_step=4096",
+        "&from_step=20000",
+    ] {
+        let base = format!("/api/v1/runs/{id}/scalars?key=train%2Floss{range}");
+        let streamed = raw(base.clone()).await;
+        let in_memory = raw(format!("{base}&max_points=1000000")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&streamed),
+            String::from_utf8_lossy(&in_memory),
+            "range {range:?}"
+        );
+        let parsed: Value = serde_json::from_slice(&streamed).unwrap();
+        assert_eq!(
+            parsed["total"].as_u64().unwrap() as usize,
+            parsed["steps"].as_array().unwrap().len()
+        );
+    }
+    let whole: Value =
+        serde_json::from_slice(&raw(format!("/api/v1/runs/{id}/scalars?key=train%2Floss")).await)
+            .unwrap();
+    assert_eq!(whole["steps"].as_array().unwrap().len(), steps.len());
+    let at_step_1010 = steps.iter().position(|&s| s == 1010).unwrap();
+    assert_eq!(whole["values"][at_step_1010], "NaN");
+    assert_eq!(whole["times"][0], Value::Null);
+    let (status, _) = send(&app, get(&format!("/api/v1/runs/{id}/scalars?key=nope"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn columnar_batches_and_idempotency() {
     let db = TestDb::sqlite().await;

@@ -1,5 +1,7 @@
 //! `/api/v1`: create and list runs, ingest records, read them back.
 
+use std::io::Write as _;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -257,34 +259,88 @@ async fn read_scalars(
     }
     require_run(&state, id).await?;
     let missing = || AppError::NotFound(format!("run {id} has no series {:?}", q.key));
-    let (total, points) = match q.max_points {
-        Some(n) => {
-            let s = state
-                .store
-                .downsampled(id, &q.key, q.from_step, q.to_step, n)
-                .await?
-                .ok_or_else(missing)?;
-            (s.total, s.points)
-        }
-        None => {
-            let points = state
-                .store
-                .points(id, &q.key, q.from_step, q.to_step)
-                .await?
-                .ok_or_else(missing)?;
-            (points.len(), points)
-        }
+    let Some(n) = q.max_points else {
+        let range = state
+            .store
+            .stored_range(id, &q.key, q.from_step, q.to_step)
+            .await?
+            .ok_or_else(missing)?;
+        return Ok(stream_columns(q.key, range));
     };
+    let s = state
+        .store
+        .downsampled(id, &q.key, q.from_step, q.to_step, n)
+        .await?
+        .ok_or_else(missing)?;
     let cols = ScalarColumns {
         key: q.key,
-        total,
-        downsampled: points.len() < total,
-        steps: points.iter().map(|p| p.step).collect(),
-        values: points.iter().map(|p| Value(p.value)).collect(),
-        times: points.iter().map(|p| p.time).collect(),
+        total: s.total,
+        downsampled: s.points.len() < s.total,
+        steps: s.points.iter().map(|p| p.step).collect(),
+        values: s.points.iter().map(|p| Value(p.value)).collect(),
+        times: s.points.iter().map(|p| p.time).collect(),
     };
     let body = serde_json::to_vec(&cols).expect("columns serialise");
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Bytes of JSON sent at a time by a streamed read.
+const STREAM_PIECE_BYTES: usize = 64 * 1024;
+
+/// A full read as [`ScalarColumns`] JSON, byte for byte, written as it goes:
+/// the steps, values and times each decode the stored chunks afresh, so the
+/// server holds the compressed range and one decoded chunk, never the
+/// points or the body. An error after the first byte cuts the body off.
+fn stream_columns(key: String, range: crate::store::scalars::StoredRange) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let written = async {
+            let mut buf = Vec::with_capacity(STREAM_PIECE_BYTES + 64);
+            buf.extend_from_slice(b"{\"key\":");
+            serde_json::to_writer(&mut buf, &key).expect("a string serialises");
+            write!(buf, ",\"total\":{},\"downsampled\":false", range.total)?;
+            for field in ["steps", "values", "times"] {
+                write!(buf, ",\"{field}\":[")?;
+                let mut first = true;
+                for points in range.chunks() {
+                    for p in points? {
+                        if !first {
+                            buf.push(b',');
+                        }
+                        first = false;
+                        match field {
+                            "steps" => write!(buf, "{}", p.step)?,
+                            "values" => serde_json::to_writer(&mut buf, &Value(p.value))?,
+                            _ => serde_json::to_writer(&mut buf, &p.time)?,
+                        }
+                    }
+                    if buf.len() >= STREAM_PIECE_BYTES {
+                        let piece = Bytes::from(std::mem::take(&mut buf));
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return Ok(()); // the client went away
+                        }
+                    }
+                }
+                buf.push(b']');
+            }
+            buf.push(b'}');
+            let _ = tx.send(Ok(Bytes::from(buf))).await;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "scalar read failed mid-stream");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

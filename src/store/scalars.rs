@@ -59,6 +59,38 @@ struct ChunkData {
 }
 
 #[derive(FromRow)]
+struct RangeChunk {
+    n: i64,
+    min_step: i64,
+    max_step: i64,
+    data: Vec<u8>,
+}
+
+/// The stored chunks of one series over a step range, still compressed —
+/// what a streamed full read holds (the stored size, a few bytes a point,
+/// not the tens a decoded point and its JSON take) — read in one statement,
+/// so a consistent snapshot however often it is decoded.
+pub struct StoredRange {
+    chunks: Vec<RangeChunk>,
+    from: u64,
+    to: u64,
+    /// Points in the range.
+    pub total: usize,
+}
+
+impl StoredRange {
+    /// The points, a decoded chunk at a time, in step order; each call
+    /// decodes afresh.
+    pub fn chunks(&self) -> impl Iterator<Item = Result<Vec<Point>>> + '_ {
+        self.chunks.iter().map(|c| {
+            let mut points = chunk::decode(&c.data)?;
+            points.retain(|p| p.step >= self.from && p.step <= self.to);
+            Ok(points)
+        })
+    }
+}
+
+#[derive(FromRow)]
 struct SeriesHead {
     id: i64,
     count: i64,
@@ -122,6 +154,48 @@ impl Store {
         }
         points.retain(|p| p.step >= from && p.step <= to);
         Ok(Some(points))
+    }
+
+    /// The stored chunks of one series with `from <= step <= to`, for a
+    /// read that streams its answer; `None` when the run has no such series.
+    pub async fn stored_range(
+        &self,
+        run: Uuid,
+        key: &str,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<Option<StoredRange>> {
+        let (from, to) = step_range(from, to);
+        let Some(series_id) = self.series_id(run, key).await? else {
+            return Ok(None);
+        };
+        let chunks: Vec<RangeChunk> = sqlx::query_as(
+            "SELECT n, min_step, max_step, data FROM scalar_chunks \
+             WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk",
+        )
+        .bind(series_id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut total = 0;
+        for c in &chunks {
+            total += if c.min_step as u64 >= from && c.max_step as u64 <= to {
+                c.n as usize
+            } else {
+                // A chunk cut by the range: count what is inside.
+                chunk::decode(&c.data)?
+                    .iter()
+                    .filter(|p| p.step >= from && p.step <= to)
+                    .count()
+            };
+        }
+        Ok(Some(StoredRange {
+            chunks,
+            from,
+            to,
+            total,
+        }))
     }
 
     /// The points of one series with `from <= step <= to`, downsampled to
