@@ -38,6 +38,18 @@
 //! plateau after an LR decay is not "slow"; skipped during LR warm-up, and
 //! when the loss sits > 1.5× above both its first logged value and the
 //! chance level (it went the wrong way: instability, not slowness).
+//!
+//! The overfitting rule is split in three: `overfit_signals` measures (no
+//! thresholds), `decide_overfit` applies the thresholds below to those
+//! measurements, and `overfit_finding` words the verdict:
+//!
+//! | verdict | rule |
+//! |---|---|
+//! | (any) | ≥ [`MIN_EPOCHS`] evaluations, else a note |
+//! | overfitting, with accuracies | gap ≥ [`GAP_HIGH_ACC`] (train acc > [`HIGH_TRAIN_ACC`]) or ≥ [`GAP_AT`], and val loss ≥ [`GL_LOSS`] above its best, that best ≥ [`STALE_EVALS`] evaluations back |
+//! | overfitting, memorised | train acc ≥ [`MEMORISED_ACC`] and gap ≥ the gap above + SE of val acc ([`UNKNOWN_VAL_SE`] without a val size); or gap ≥ [`MEMORISED_GAP`], train acc ≥ [`MEMORISED_STALE_ACC`], best val acc ≥ [`STALE_EVALS`] back |
+//! | overfitting, no accuracies | val loss ≥ [`GL_LOSS_NO_ACC`] (and ≥ [`GL_LOSS`]) above its best, that best ≥ [`STALE_EVALS`] back, training loss lower now than at the best step |
+//! | overfitting `error` | val loss ≥ [`SEVERE_GL_LOSS`] above its best and (with accuracies) gap ≥ [`SEVERE_GAP`]; otherwise `warning` |
 
 use std::collections::BTreeMap;
 
@@ -60,6 +72,38 @@ const GL_LOSS: f64 = 0.15;
 const TINY_UPDATE: f64 = 1e-4;
 /// Relative loss decrease below which the loss "has not moved".
 const MIN_PROGRESS: f64 = 0.1;
+
+/// Evaluations since the best validation value (counting the best one) from
+/// which validation "has stopped improving" (Prechelt's UP, strip of 3).
+const STALE_EVALS: usize = 3;
+/// Training accuracy above which the tighter [`GAP_HIGH_ACC`] applies: near
+/// the top, a few points of gap are already many mistakes.
+const HIGH_TRAIN_ACC: f64 = 0.9;
+/// Train − val accuracy gap that counts as overfitting for a model above
+/// [`HIGH_TRAIN_ACC`].
+const GAP_HIGH_ACC: f64 = 0.07;
+/// Train − val accuracy gap that counts as overfitting (AT's `test_not_well`).
+const GAP_AT: f64 = 0.10;
+/// Training accuracy from which the training set counts as memorised.
+const MEMORISED_ACC: f64 = 0.99;
+/// Standard error of the validation accuracy assumed when the validation
+/// set's size is unknown (about a 100-sample set at 50–70%).
+const UNKNOWN_VAL_SE: f64 = 0.05;
+/// Gap that counts as memorisation without a rising validation loss, when
+/// validation accuracy has stalled (twice the AT gap).
+const MEMORISED_GAP: f64 = 0.2;
+/// Training accuracy needed for the [`MEMORISED_GAP`] rule.
+const MEMORISED_STALE_ACC: f64 = 0.95;
+/// Validation loss above its best needed without accuracies: the loss is
+/// then the only evidence, so it must rise further than [`GL_LOSS`].
+const GL_LOSS_NO_ACC: f64 = 0.2;
+/// Validation loss above its best that makes overfitting an `error`.
+const SEVERE_GL_LOSS: f64 = 0.5;
+/// Gap that, with [`SEVERE_GL_LOSS`], makes overfitting an `error`.
+const SEVERE_GAP: f64 = 0.2;
+/// Parameters per training sample from which the wording blames capacity
+/// ("it can memorise the training set").
+const MEMORISE_PARAMS_PER_SAMPLE: f64 = 10.0;
 
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     overfitting(ctx, out);
@@ -85,7 +129,97 @@ fn at_step(points: &[(u64, f64)], step: u64) -> Option<f64> {
         .map(|p| p.1)
 }
 
+// ---------------------------------------------------------------------------
+// Overfitting
+
+/// Training accuracy and train − val accuracy gap (medians of the last 3
+/// evaluations).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AccGap {
+    train: f64,
+    gap: f64,
+}
+
+/// What the overfitting rule measures.
+#[derive(Debug, Clone, PartialEq)]
+struct OverfitSignals {
+    /// Validation evaluations: the longer of the loss and accuracy curves.
+    evals: usize,
+    /// Validation loss now (median of the last 3) over its best, − 1; NaN
+    /// without validation loss or with a best ≤ 0.
+    loss_above_best: f64,
+    /// The same for the validation error (reported, not judged); NaN when
+    /// unknown or the best accuracy is 1.
+    error_above_best: f64,
+    /// Evaluations from the best validation loss to the latest, both counted
+    /// (1: the latest is the best); `None` without validation loss.
+    loss_evals_since_best: Option<usize>,
+    /// The same for the best validation accuracy.
+    acc_evals_since_best: Option<usize>,
+    /// Training accuracy and gap, with both accuracies logged.
+    acc: Option<AccGap>,
+    /// Standard error of the validation accuracy (from the validation set's
+    /// size, when known and there is a gap).
+    val_acc_se: Option<f64>,
+    /// Epoch-level training loss at the best validation-loss step, and now
+    /// (median of the last 3).
+    train_loss_at_best: Option<f64>,
+    train_loss_now: Option<f64>,
+    /// Step of the best validation loss, else of the best validation accuracy.
+    best_step: Option<u64>,
+    /// 1-based epoch of `best_step`.
+    best_epoch: Option<usize>,
+    /// Whether `best_step` is the validation loss's (else the accuracy's).
+    best_is_loss: bool,
+    /// For the wording: keys of the series used, training-set size, model
+    /// parameters, weight decay and dropout (0 when not logged).
+    series: Vec<String>,
+    n_train: Option<u64>,
+    params: Option<u64>,
+    weight_decay: f64,
+    dropout: f64,
+}
+
+/// Which overfitting rule fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverfitRule {
+    /// Accuracy gap with a rising validation loss.
+    GapAndRisingLoss,
+    /// (Almost) perfect training accuracy, gap beyond its standard error.
+    Memorised,
+    /// Large gap with stalled validation accuracy.
+    MemorisedStalled,
+    /// No accuracies: validation loss rising while the training loss falls.
+    RisingLoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverfitVerdict {
+    /// Fewer than [`MIN_EPOCHS`] evaluations: a note, no verdict.
+    TooFewEvals,
+    Overfitting {
+        rule: OverfitRule,
+        severe: bool,
+    },
+}
+
 fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
+    let Some(s) = overfit_signals(ctx) else {
+        return;
+    };
+    match decide_overfit(&s) {
+        Some(OverfitVerdict::TooFewEvals) => out.note(format!(
+            "not enough data yet for overfitting ({} of {MIN_EPOCHS} evaluations)",
+            s.evals
+        )),
+        Some(OverfitVerdict::Overfitting { severe, .. }) => out.push(overfit_finding(&s, severe)),
+        None => {}
+    }
+}
+
+/// Measures the validation curves against their best; `None` without any
+/// validation curve.
+fn overfit_signals(ctx: &Ctx) -> Option<OverfitSignals> {
     let vl = ctx
         .val_loss
         .map(|n| finite(ctx.epoch_level(n.series)))
@@ -95,14 +229,7 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
         .map(|n| finite(ctx.epoch_level(n.series)))
         .unwrap_or_default();
     if vl.is_empty() && va.is_empty() {
-        return;
-    }
-    let evals = vl.len().max(va.len());
-    if evals < MIN_EPOCHS {
-        out.note(format!(
-            "not enough data yet for overfitting ({evals} of {MIN_EPOCHS} evaluations)"
-        ));
-        return;
+        return None;
     }
     let ta = ctx
         .train_acc
@@ -121,7 +248,7 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
         .rev()
         .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
         .map(|(i, p)| (i, *p));
-    let gl_loss = match (best_loss, tail3(&vl)) {
+    let loss_above_best = match (best_loss, tail3(&vl)) {
         (Some((_, (_, min))), Some(now)) if min > 0.0 => now / min - 1.0,
         _ => f64::NAN,
     };
@@ -130,67 +257,125 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
         .enumerate()
         .max_by(|a, b| a.1.1.total_cmp(&b.1.1))
         .map(|(i, p)| (i, *p));
-    let gl_err = match (best_acc, tail3(&va)) {
+    let error_above_best = match (best_acc, tail3(&va)) {
         (Some((_, (_, max))), Some(now)) if max < 1.0 => (1.0 - now) / (1.0 - max) - 1.0,
         _ => f64::NAN,
     };
-    let gap = match (tail3(&ta), tail3(&va)) {
-        (Some(t), Some(v)) => Some((t, t - v)),
+    let acc = match (tail3(&ta), tail3(&va)) {
+        (Some(t), Some(v)) => Some(AccGap {
+            train: t,
+            gap: t - v,
+        }),
         _ => None,
     };
-    // The best validation epoch lies at least 3 evaluations back: validation
-    // has stopped improving (Prechelt's UP, with a strip of 3).
-    let stale = |i: usize, len: usize| i + 3 <= len;
-    let loss_rising = best_loss.is_some_and(|(i, _)| stale(i, vl.len())) && gl_loss >= GL_LOSS;
-    let (raised, best_step) = if let Some((train_acc, gap)) = gap {
-        let th = if train_acc > 0.9 { 0.07 } else { 0.10 };
-        let acc_stale = best_acc.is_some_and(|(i, _)| stale(i, va.len()));
+    let n_val = ctx.view.dataset("val").and_then(|d| d.n).unwrap_or(0) as f64;
+    let val_acc_se = acc.filter(|_| n_val > 0.0).map(|a| {
+        let val_acc = a.train - a.gap;
+        (val_acc * (1.0 - val_acc) / n_val).sqrt()
+    });
+    let best_step = best_loss.map(|(_, p)| p.0).or(best_acc.map(|(_, p)| p.0));
+    let model = ctx.view.model.as_ref();
+    Some(OverfitSignals {
+        evals: vl.len().max(va.len()),
+        loss_above_best,
+        error_above_best,
+        loss_evals_since_best: best_loss.map(|(i, _)| vl.len() - i),
+        acc_evals_since_best: best_acc.map(|(i, _)| va.len() - i),
+        acc,
+        val_acc_se,
+        train_loss_at_best: best_loss.and_then(|(_, (step, _))| at_step(&tl, step)),
+        train_loss_now: tail3(&tl),
+        best_step,
+        best_epoch: best_step
+            .and_then(|s| ctx.epoch_ends.iter().position(|e| *e >= s))
+            .map(|i| i + 1),
+        best_is_loss: best_loss.is_some(),
+        series: [ctx.val_loss, ctx.val_acc, ctx.train_acc]
+            .iter()
+            .flatten()
+            .map(|n| n.key.to_string())
+            .collect(),
+        n_train: ctx.view.dataset("train").and_then(|d| d.n),
+        params: model.and_then(|m| m.total_params),
+        weight_decay: model
+            .and_then(|m| m.optimizer.as_ref())
+            .and_then(|o| o.weight_decay)
+            .unwrap_or(0.0),
+        dropout: ctx
+            .view
+            .config
+            .get("dropout")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0),
+    })
+}
+
+/// The overfitting rules of the module table, applied to `s`.
+fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
+    if s.evals < MIN_EPOCHS {
+        return Some(OverfitVerdict::TooFewEvals);
+    }
+    // The best validation epoch lies at least STALE_EVALS evaluations back:
+    // validation has stopped improving.
+    let stale = |since: Option<usize>| since.is_some_and(|n| n >= STALE_EVALS);
+    let loss_rising = stale(s.loss_evals_since_best) && s.loss_above_best >= GL_LOSS;
+    let rule = if let Some(AccGap { train, gap }) = s.acc {
+        let th = if train > HIGH_TRAIN_ACC {
+            GAP_HIGH_ACC
+        } else {
+            GAP_AT
+        };
         // Memorised: (almost) every training sample right, validation well
         // below — by more than the AT gap plus one standard error of the
         // validation accuracy (small validation sets are coarse).
-        let n_val = ctx.view.dataset("val").and_then(|d| d.n).unwrap_or(0) as f64;
-        let val_acc = train_acc - gap;
-        let se = if n_val > 0.0 {
-            (val_acc * (1.0 - val_acc) / n_val).sqrt()
+        let se = s.val_acc_se.unwrap_or(UNKNOWN_VAL_SE);
+        if gap >= th && loss_rising {
+            OverfitRule::GapAndRisingLoss
+        } else if train >= MEMORISED_ACC && gap >= th + se {
+            OverfitRule::Memorised
+        } else if gap >= MEMORISED_GAP
+            && train >= MEMORISED_STALE_ACC
+            && stale(s.acc_evals_since_best)
+        {
+            OverfitRule::MemorisedStalled
         } else {
-            0.05
-        };
-        let memorised =
-            train_acc >= 0.99 && gap >= th + se || gap >= 0.2 && train_acc >= 0.95 && acc_stale;
-        let best_step = best_loss.map(|(_, p)| p.0).or(best_acc.map(|(_, p)| p.0));
-        ((gap >= th && loss_rising) || memorised, best_step)
+            return None;
+        }
     } else {
-        let Some((_, (step, _))) = best_loss else {
-            return;
-        };
-        let train_falling = match (at_step(&tl, step), tail3(&tl)) {
+        // No accuracies: the validation loss is the only evidence.
+        s.loss_evals_since_best?;
+        let train_falling = match (s.train_loss_at_best, s.train_loss_now) {
             (Some(then), Some(now)) => now < then,
             _ => true,
         };
-        (loss_rising && gl_loss >= 0.2 && train_falling, Some(step))
+        if loss_rising && s.loss_above_best >= GL_LOSS_NO_ACC && train_falling {
+            OverfitRule::RisingLoss
+        } else {
+            return None;
+        }
     };
-    if !raised {
-        return;
-    }
-    let gap_v = gap.map(|g| g.1);
+    let severe = s.loss_above_best >= SEVERE_GL_LOSS && s.acc.is_none_or(|a| a.gap >= SEVERE_GAP);
+    Some(OverfitVerdict::Overfitting { rule, severe })
+}
+
+/// The overfitting finding (`error` when `severe`, else `warning`).
+fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
+    let gl_loss = s.loss_above_best;
+    let gap_v = s.acc.map(|a| a.gap);
     let mut metrics = BTreeMap::new();
     if gl_loss.is_finite() {
         metrics.insert("val_loss_above_best".into(), gl_loss);
     }
-    if gl_err.is_finite() {
-        metrics.insert("val_error_above_best".into(), gl_err);
+    if s.error_above_best.is_finite() {
+        metrics.insert("val_error_above_best".into(), s.error_above_best);
     }
-    if let Some((t, g)) = gap {
-        metrics.insert("train_acc".into(), t);
-        metrics.insert("train_val_gap".into(), g);
+    if let Some(a) = s.acc {
+        metrics.insert("train_acc".into(), a.train);
+        metrics.insert("train_val_gap".into(), a.gap);
     }
-    let best_epoch_no = best_step
-        .and_then(|s| ctx.epoch_ends.iter().position(|e| *e >= s))
-        .map(|i| i + 1);
-    if let Some(s) = best_step {
-        metrics.insert("best_val_step".into(), s as f64);
+    if let Some(step) = s.best_step {
+        metrics.insert("best_val_step".into(), step as f64);
     }
-    let severe = gl_loss >= 0.5 && gap_v.is_none_or(|g| g >= 0.2);
     let mut parts = Vec::new();
     if let Some(g) = gap_v {
         parts.push(format!("train/val accuracy gap {:.0} points", g * 100.0));
@@ -201,35 +386,21 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
             fmt_pct(gl_loss)
         ));
     }
-    let n_train = ctx.view.dataset("train").and_then(|d| d.n);
-    let params = ctx.view.model.as_ref().and_then(|m| m.total_params);
-    let wd = ctx
-        .view
-        .model
-        .as_ref()
-        .and_then(|m| m.optimizer.as_ref())
-        .and_then(|o| o.weight_decay)
-        .unwrap_or(0.0);
-    let dropout = ctx
-        .view
-        .config
-        .get("dropout")
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0);
-    let cause = match (n_train, params) {
-        (Some(n), Some(p)) if p as f64 > 10.0 * n as f64 => format!(
+    let (wd, dropout) = (s.weight_decay, s.dropout);
+    let cause = match (s.n_train, s.params) {
+        (Some(n), Some(p)) if p as f64 > MEMORISE_PARAMS_PER_SAMPLE * n as f64 => format!(
             "The model has {p} parameters for {n} training samples ({:.0} per sample): it can memorise the training set, so training error keeps falling while validation error does not.",
             p as f64 / n as f64
         ),
         _ => "The model fits noise specific to the training set: training error keeps falling while validation error stalls or rises.".into(),
     };
     let mut fixes = Vec::new();
-    match (best_step, best_epoch_no) {
-        (Some(s), Some(e)) => fixes.push(format!("Stop at step {} (epoch {e}), where validation was best: use early stopping (patience ≈ 3 evaluations) and restore that checkpoint.", fmt_step(s))),
-        (Some(s), None) => fixes.push(format!("Stop at step {}, where validation was best: use early stopping and restore that checkpoint.", fmt_step(s))),
+    match (s.best_step, s.best_epoch) {
+        (Some(st), Some(e)) => fixes.push(format!("Stop at step {} (epoch {e}), where validation was best: use early stopping (patience ≈ 3 evaluations) and restore that checkpoint.", fmt_step(st))),
+        (Some(st), None) => fixes.push(format!("Stop at step {}, where validation was best: use early stopping and restore that checkpoint.", fmt_step(st))),
         _ => fixes.push("Use early stopping on the validation metric and restore the best checkpoint.".into()),
     }
-    fixes.push(match n_train {
+    fixes.push(match s.n_train {
         Some(n) => format!("Get more training data (now {n} samples) or use data augmentation."),
         None => "Get more training data or use data augmentation.".into(),
     });
@@ -243,47 +414,39 @@ fn overfitting(ctx: &Ctx, out: &mut Diagnosis) {
     } else {
         "Add regularisation: dropout 0.2–0.5, weight decay (L2) 1e-4…1e-3, or L1.".into()
     });
-    fixes.push(match params {
+    fixes.push(match s.params {
         Some(p) => format!("Use a smaller model (now {p} parameters)."),
         None => "Use a smaller model.".into(),
     });
-    out.push(Finding {
+    Finding {
         kind: Kind::Overfitting,
         severity: if severe {
             Severity::Error
         } else {
             Severity::Warning
         },
-        onset_step: best_step,
+        onset_step: s.best_step,
         title: format!(
             "Overfitting{}: {}",
-            best_step
-                .map(|s| format!(" since step {}", fmt_step(s)))
+            s.best_step
+                .map(|st| format!(" since step {}", fmt_step(st)))
                 .unwrap_or_default(),
             parts.join(", ")
         ),
         evidence: Evidence {
-            series: [ctx.val_loss, ctx.val_acc, ctx.train_acc]
-                .iter()
-                .flatten()
-                .map(|n| n.key.to_string())
-                .collect(),
+            series: s.series.clone(),
             layer: None,
             metrics,
             summary: format!(
                 "Validation {} was best at step {}; since then {}.",
-                if best_loss.is_some() {
-                    "loss"
-                } else {
-                    "accuracy"
-                },
-                best_step.map(fmt_step).unwrap_or_else(|| "?".into()),
+                if s.best_is_loss { "loss" } else { "accuracy" },
+                s.best_step.map(fmt_step).unwrap_or_else(|| "?".into()),
                 parts.join(" and ")
             ),
         },
         cause,
         fixes,
-    });
+    }
 }
 
 fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
@@ -878,5 +1041,384 @@ mod tests {
         for k in [Kind::Overfitting, Kind::Underfitting, Kind::SlowConvergence] {
             assert!(d.get(k).is_none(), "{k}: {:#?}", d);
         }
+    }
+}
+
+/// The overfitting rule in its three parts: measuring, deciding, wording.
+#[cfg(test)]
+mod overfit_tests {
+    use super::super::testutil::{curve, view};
+    use super::super::{DatasetRecord, RunView, Series};
+    use super::*;
+
+    /// Signals where the gap-and-rising-loss rule clearly fires.
+    fn sig() -> OverfitSignals {
+        OverfitSignals {
+            evals: 10,
+            loss_above_best: 0.3,
+            error_above_best: 0.2,
+            loss_evals_since_best: Some(5),
+            acc_evals_since_best: Some(5),
+            acc: Some(AccGap {
+                train: 0.95,
+                gap: 0.12,
+            }),
+            val_acc_se: Some(0.03),
+            train_loss_at_best: Some(0.5),
+            train_loss_now: Some(0.3),
+            best_step: Some(100),
+            best_epoch: Some(5),
+            best_is_loss: true,
+            series: vec!["val/loss".into(), "val/acc".into(), "train/acc".into()],
+            n_train: Some(200),
+            params: Some(5000),
+            weight_decay: 0.0,
+            dropout: 0.0,
+        }
+    }
+
+    /// Validation loss not rising: only the memorisation rules can fire.
+    fn flat_loss(train: f64, gap: f64) -> OverfitSignals {
+        OverfitSignals {
+            loss_above_best: 0.0,
+            acc: Some(AccGap { train, gap }),
+            ..sig()
+        }
+    }
+
+    /// No accuracies: only the rising-loss rule can fire.
+    fn no_acc(loss_above_best: f64) -> OverfitSignals {
+        OverfitSignals {
+            loss_above_best,
+            acc: None,
+            acc_evals_since_best: None,
+            val_acc_se: None,
+            ..sig()
+        }
+    }
+
+    fn rule(s: &OverfitSignals) -> Option<OverfitRule> {
+        match decide_overfit(s) {
+            Some(OverfitVerdict::Overfitting { rule, .. }) => Some(rule),
+            Some(OverfitVerdict::TooFewEvals) => panic!("too few evaluations"),
+            None => None,
+        }
+    }
+
+    fn severe(s: &OverfitSignals) -> bool {
+        match decide_overfit(s) {
+            Some(OverfitVerdict::Overfitting { severe, .. }) => severe,
+            v => panic!("not overfitting: {v:?}"),
+        }
+    }
+
+    #[test]
+    fn waits_for_min_epochs() {
+        let few = OverfitSignals {
+            evals: MIN_EPOCHS - 1,
+            ..sig()
+        };
+        assert_eq!(decide_overfit(&few), Some(OverfitVerdict::TooFewEvals));
+        let enough = OverfitSignals {
+            evals: MIN_EPOCHS,
+            ..sig()
+        };
+        assert_eq!(rule(&enough), Some(OverfitRule::GapAndRisingLoss));
+    }
+
+    #[test]
+    fn gap_threshold_depends_on_training_accuracy() {
+        let gap = |train: f64, gap: f64| {
+            rule(&OverfitSignals {
+                acc: Some(AccGap { train, gap }),
+                ..sig()
+            })
+        };
+        // Above HIGH_TRAIN_ACC the tighter gap applies.
+        assert_eq!(gap(0.95, GAP_HIGH_ACC), Some(OverfitRule::GapAndRisingLoss));
+        assert_eq!(gap(0.95, GAP_HIGH_ACC.next_down()), None);
+        // At HIGH_TRAIN_ACC (not above) it is the AT gap.
+        assert_eq!(
+            gap(HIGH_TRAIN_ACC.next_up(), GAP_HIGH_ACC),
+            Some(OverfitRule::GapAndRisingLoss)
+        );
+        assert_eq!(gap(HIGH_TRAIN_ACC, GAP_HIGH_ACC), None);
+        assert_eq!(
+            gap(HIGH_TRAIN_ACC, GAP_AT),
+            Some(OverfitRule::GapAndRisingLoss)
+        );
+        assert_eq!(gap(HIGH_TRAIN_ACC, GAP_AT.next_down()), None);
+    }
+
+    #[test]
+    fn gap_needs_a_rising_and_stale_validation_loss() {
+        let gl = |loss_above_best: f64| {
+            rule(&OverfitSignals {
+                loss_above_best,
+                ..sig()
+            })
+        };
+        assert_eq!(gl(GL_LOSS), Some(OverfitRule::GapAndRisingLoss));
+        assert_eq!(gl(GL_LOSS.next_down()), None);
+        assert_eq!(gl(f64::NAN), None);
+        let since = |loss_evals_since_best: Option<usize>| {
+            rule(&OverfitSignals {
+                loss_evals_since_best,
+                ..sig()
+            })
+        };
+        assert_eq!(
+            since(Some(STALE_EVALS)),
+            Some(OverfitRule::GapAndRisingLoss)
+        );
+        assert_eq!(since(Some(STALE_EVALS - 1)), None);
+        assert_eq!(since(None), None);
+    }
+
+    #[test]
+    fn memorised_gap_beyond_its_standard_error() {
+        // train ≥ MEMORISED_ACC > HIGH_TRAIN_ACC: the threshold is GAP_HIGH_ACC + SE.
+        let se = 0.03;
+        assert_eq!(
+            rule(&flat_loss(MEMORISED_ACC, GAP_HIGH_ACC + se)),
+            Some(OverfitRule::Memorised)
+        );
+        assert_eq!(
+            rule(&flat_loss(MEMORISED_ACC, (GAP_HIGH_ACC + se).next_down())),
+            None
+        );
+        assert_eq!(rule(&flat_loss(MEMORISED_ACC.next_down(), 0.15)), None);
+        // Unknown validation size: UNKNOWN_VAL_SE.
+        let unknown = |gap: f64| {
+            rule(&OverfitSignals {
+                val_acc_se: None,
+                ..flat_loss(1.0, gap)
+            })
+        };
+        assert_eq!(
+            unknown(GAP_HIGH_ACC + UNKNOWN_VAL_SE),
+            Some(OverfitRule::Memorised)
+        );
+        assert_eq!(unknown((GAP_HIGH_ACC + UNKNOWN_VAL_SE).next_down()), None);
+    }
+
+    #[test]
+    fn memorised_large_gap_with_stalled_validation_accuracy() {
+        let train = 0.96; // below MEMORISED_ACC
+        assert_eq!(
+            rule(&flat_loss(train, MEMORISED_GAP)),
+            Some(OverfitRule::MemorisedStalled)
+        );
+        assert_eq!(rule(&flat_loss(train, MEMORISED_GAP.next_down())), None);
+        assert_eq!(
+            rule(&flat_loss(MEMORISED_STALE_ACC, 0.3)),
+            Some(OverfitRule::MemorisedStalled)
+        );
+        assert_eq!(rule(&flat_loss(MEMORISED_STALE_ACC.next_down(), 0.3)), None);
+        let since = |acc_evals_since_best: Option<usize>| {
+            rule(&OverfitSignals {
+                acc_evals_since_best,
+                ..flat_loss(train, 0.3)
+            })
+        };
+        assert_eq!(
+            since(Some(STALE_EVALS)),
+            Some(OverfitRule::MemorisedStalled)
+        );
+        assert_eq!(since(Some(STALE_EVALS - 1)), None);
+    }
+
+    #[test]
+    fn without_accuracies_the_loss_must_rise_further_while_training_falls() {
+        assert_eq!(rule(&no_acc(GL_LOSS_NO_ACC)), Some(OverfitRule::RisingLoss));
+        assert_eq!(rule(&no_acc(GL_LOSS_NO_ACC.next_down())), None);
+        let stale = OverfitSignals {
+            loss_evals_since_best: Some(STALE_EVALS - 1),
+            ..no_acc(1.0)
+        };
+        assert_eq!(rule(&stale), None);
+        // Training loss not lower than at the best step: not overfitting.
+        let flat_train = OverfitSignals {
+            train_loss_now: Some(0.5),
+            ..no_acc(1.0)
+        };
+        assert_eq!(rule(&flat_train), None);
+        // Unknown training loss counts as falling.
+        let unknown = OverfitSignals {
+            train_loss_at_best: None,
+            ..no_acc(1.0)
+        };
+        assert_eq!(rule(&unknown), Some(OverfitRule::RisingLoss));
+        // Neither validation loss nor accuracies: nothing to judge.
+        let nothing = OverfitSignals {
+            loss_evals_since_best: None,
+            ..no_acc(1.0)
+        };
+        assert_eq!(decide_overfit(&nothing), None);
+    }
+
+    #[test]
+    fn severity() {
+        let s = |loss_above_best: f64, gap: f64| OverfitSignals {
+            loss_above_best,
+            acc: Some(AccGap { train: 0.95, gap }),
+            ..sig()
+        };
+        assert!(severe(&s(SEVERE_GL_LOSS, SEVERE_GAP)));
+        assert!(!severe(&s(SEVERE_GL_LOSS.next_down(), SEVERE_GAP)));
+        assert!(!severe(&s(SEVERE_GL_LOSS, SEVERE_GAP.next_down())));
+        // Without accuracies the loss alone decides.
+        assert!(severe(&no_acc(SEVERE_GL_LOSS)));
+        assert!(!severe(&no_acc(SEVERE_GL_LOSS.next_down())));
+    }
+
+    fn epochs(v: &mut RunView, key: &str, n: usize, f: impl Fn(usize) -> f64) {
+        v.scalars.insert(
+            key.into(),
+            Series::from_points((1..=n).map(|e| ((e * 20) as u64, f(e)))),
+        );
+    }
+
+    #[test]
+    fn signals_measure_the_validation_curves() {
+        let mut v = view(&[("train/loss", curve(800, 1, |i| 2.0 - i as f64 / 800.0))]);
+        epochs(&mut v, "epoch", 40, |e| e as f64);
+        epochs(&mut v, "train/acc", 40, |e| {
+            (0.5 + e as f64 * 0.05).min(1.0)
+        });
+        epochs(&mut v, "val/acc", 40, |e| (0.4 + e as f64 * 0.02).min(0.55));
+        epochs(&mut v, "val/loss", 40, |e| {
+            1.2 + ((e as f64 - 5.0).max(0.0)) * 0.05
+        });
+        v.datasets.push(DatasetRecord {
+            split: "val".into(),
+            n: Some(100),
+            ..Default::default()
+        });
+        let s = overfit_signals(&Ctx::new(&v)).expect("signals");
+        assert_eq!(s.evals, 40);
+        // Best loss: the last of the tied minima (epoch 5, step 100).
+        assert_eq!(s.best_step, Some(100));
+        assert_eq!(s.best_epoch, Some(5));
+        assert!(s.best_is_loss);
+        assert_eq!(s.loss_evals_since_best, Some(36));
+        assert!((s.loss_above_best - (2.9 / 1.2 - 1.0)).abs() < 1e-9);
+        // Best accuracy: the last of the maxima, the latest evaluation.
+        assert_eq!(s.acc_evals_since_best, Some(1));
+        let a = s.acc.expect("gap");
+        assert_eq!(a.train, 1.0);
+        assert!((a.gap - 0.45).abs() < 1e-9);
+        let se = s.val_acc_se.expect("se");
+        assert!((se - (0.55f64 * 0.45 / 100.0).sqrt()).abs() < 1e-9, "{se}");
+        assert!(s.train_loss_now.unwrap() < s.train_loss_at_best.unwrap());
+        assert_eq!(s.series, ["val/loss", "val/acc", "train/acc"]);
+        assert_eq!(s.n_train, None);
+        // No validation curve: nothing to measure.
+        let bare = view(&[("train/loss", curve(100, 1, |_| 1.0))]);
+        assert_eq!(overfit_signals(&Ctx::new(&bare)), None);
+    }
+
+    #[test]
+    fn wording_with_everything_known() {
+        let f = overfit_finding(&sig(), false);
+        assert_eq!(f.kind, Kind::Overfitting);
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.onset_step, Some(100));
+        assert_eq!(
+            f.title,
+            "Overfitting since step 100: train/val accuracy gap 12 points, validation loss 30% above its best"
+        );
+        assert_eq!(
+            f.evidence.summary,
+            "Validation loss was best at step 100; since then train/val accuracy gap 12 points and validation loss 30% above its best."
+        );
+        assert_eq!(f.evidence.series, ["val/loss", "val/acc", "train/acc"]);
+        assert_eq!(f.evidence.metrics.len(), 5);
+        assert_eq!(f.evidence.metrics["best_val_step"], 100.0);
+        assert_eq!(
+            f.cause,
+            "The model has 5000 parameters for 200 training samples (25 per sample): it can memorise the training set, so training error keeps falling while validation error does not."
+        );
+        assert_eq!(
+            f.fixes,
+            [
+                "Stop at step 100 (epoch 5), where validation was best: use early stopping (patience ≈ 3 evaluations) and restore that checkpoint.",
+                "Get more training data (now 200 samples) or use data augmentation.",
+                "Add regularisation: dropout 0.2–0.5, weight decay (L2) 1e-4…1e-3, or L1.",
+                "Use a smaller model (now 5000 parameters).",
+            ]
+        );
+        assert_eq!(overfit_finding(&sig(), true).severity, Severity::Error);
+    }
+
+    #[test]
+    fn wording_with_little_known() {
+        let s = OverfitSignals {
+            loss_above_best: f64::NAN,
+            error_above_best: f64::NAN,
+            best_epoch: None,
+            best_is_loss: false,
+            n_train: None,
+            params: None,
+            weight_decay: 1e-3,
+            dropout: 0.0,
+            ..sig()
+        };
+        let f = overfit_finding(&s, false);
+        assert_eq!(
+            f.title,
+            "Overfitting since step 100: train/val accuracy gap 12 points"
+        );
+        assert_eq!(
+            f.evidence.summary,
+            "Validation accuracy was best at step 100; since then train/val accuracy gap 12 points."
+        );
+        assert!(!f.evidence.metrics.contains_key("val_loss_above_best"));
+        assert!(f.cause.starts_with("The model fits noise"), "{}", f.cause);
+        assert_eq!(
+            f.fixes,
+            [
+                "Stop at step 100, where validation was best: use early stopping and restore that checkpoint.",
+                "Get more training data or use data augmentation.",
+                "Regularise more: dropout 0 → 0.3–0.5, weight decay (L2) 0.001 → 0.01, or L1.",
+                "Use a smaller model.",
+            ]
+        );
+        let none = overfit_finding(
+            &OverfitSignals {
+                best_step: None,
+                acc: None,
+                dropout: 0.2,
+                weight_decay: 0.0,
+                ..s
+            },
+            false,
+        );
+        assert_eq!(none.title, "Overfitting: ");
+        assert_eq!(none.onset_step, None);
+        assert_eq!(
+            none.fixes[0],
+            "Use early stopping on the validation metric and restore the best checkpoint."
+        );
+        assert_eq!(
+            none.fixes[2],
+            "Regularise more: dropout 0.2 → 0.3–0.5, weight decay (L2) 0 → 1e-4, or L1."
+        );
+    }
+
+    #[test]
+    fn wording_blames_capacity_from_ten_parameters_per_sample() {
+        let cause = |params: u64| {
+            overfit_finding(
+                &OverfitSignals {
+                    params: Some(params),
+                    ..sig()
+                },
+                false,
+            )
+            .cause
+        };
+        assert!(cause(2000).starts_with("The model fits noise"));
+        assert!(cause(2001).starts_with("The model has 2001 parameters"));
     }
 }
