@@ -39,17 +39,22 @@
 //! when the loss sits > 1.5× above both its first logged value and the
 //! chance level (it went the wrong way: instability, not slowness).
 //!
-//! The overfitting rule is split in three: `overfit_signals` measures (no
-//! thresholds), `decide_overfit` applies the thresholds below to those
-//! measurements, and `overfit_finding` words the verdict:
+//! Each rule is split in three: `*_signals` measures (no thresholds),
+//! `decide_*` applies the thresholds below to those measurements, and
+//! `*_finding` words the verdict. The rules in full, with the constants:
 //!
 //! | verdict | rule |
 //! |---|---|
-//! | (any) | ≥ [`MIN_EPOCHS`] evaluations, else a note |
+//! | (any) | ≥ [`MIN_EPOCHS`] evaluations, else a note; underfitting / slow convergence also accept ≥ [`MIN_STEPS_NO_EPOCHS`] loss points when no epoch is known, and are not judged during LR warm-up or once the loss went non-finite or diverged |
 //! | overfitting, with accuracies | gap ≥ [`GAP_HIGH_ACC`] (train acc > [`HIGH_TRAIN_ACC`]) or ≥ [`GAP_AT`], and val loss ≥ [`GL_LOSS`] above its best, that best ≥ [`STALE_EVALS`] evaluations back |
 //! | overfitting, memorised | train acc ≥ [`MEMORISED_ACC`] and gap ≥ the gap above + SE of val acc ([`UNKNOWN_VAL_SE`] without a val size); or gap ≥ [`MEMORISED_GAP`], train acc ≥ [`MEMORISED_STALE_ACC`], best val acc ≥ [`STALE_EVALS`] back |
 //! | overfitting, no accuracies | val loss ≥ [`GL_LOSS_NO_ACC`] (and ≥ [`GL_LOSS`]) above its best, that best ≥ [`STALE_EVALS`] back, training loss lower now than at the best step |
 //! | overfitting `error` | val loss ≥ [`SEVERE_GL_LOSS`] above its best and (with accuracies) gap ≥ [`SEVERE_GAP`]; otherwise `warning` |
+//! | poor (can't fit) | normalised train acc < [`POOR_NORM_ACC`] and loss/chance > [`POOR_LOSS_RATIO`]; only one of them known: that one (loss/chance > [`POOR_LOSS_RATIO`] + [`LOSS_ONLY_MARGIN`]). With a capacity limit (hidden layer ≤ [`MIN_HIDDEN_UNITS`] units or fewer than the classes, weight decay ≥ [`HEAVY_WEIGHT_DECAY`], dropout ≥ [`HEAVY_DROPOUT`]) also "unfinished": normalised acc < [`FITTED_NORM_ACC`] or loss/chance > [`FITTED_LOSS_RATIO`] |
+//! | still improving | normalised train acc gained ≥ [`LATE_GAIN`] over the last third of the epochs; without accuracy: recent loss < [`STILL_FALLING`] × the loss two thirds in |
+//! | not judged poor | a raised class imbalance, or "recovering": the latest normalised acc plus its gain over the recent half reaches [`POOR_NORM_ACC`] ([`FITTED_NORM_ACC`] with a capacity limit) |
+//! | slow convergence | not overshot (loss > [`OVERSHOOT`] × max(first loss, chance loss)), and: flat (progress < [`MIN_PROGRESS`] and > [`FLAT_MIN_PROGRESS`], no imbalance) and not known to be fine; or poor, still improving and progress > 0; or tiny updates (early median ‖Δw‖/‖w‖ < [`TINY_UPDATE`] and unfinished, or progress < [`TINY_UPDATE_MAX_PROGRESS`] when that is unknown) |
+//! | underfitting | poor, progress ≥ [`MIN_PROGRESS`] or a capacity limit, and not still improving |
 
 use std::collections::BTreeMap;
 
@@ -104,6 +109,47 @@ const SEVERE_GAP: f64 = 0.2;
 /// Parameters per training sample from which the wording blames capacity
 /// ("it can memorise the training set").
 const MEMORISE_PARAMS_PER_SAMPLE: f64 = 10.0;
+
+/// Loss points that stand in for [`MIN_EPOCHS`] when no epoch is known
+/// (about 5 epochs of a small dataset).
+const MIN_STEPS_NO_EPOCHS: usize = 200;
+/// Extra margin on [`POOR_LOSS_RATIO`] when the loss is the only evidence
+/// (no accuracy to confirm it).
+const LOSS_ONLY_MARGIN: f64 = 0.1;
+/// Normalised training accuracy short of which the model has not converged
+/// (less than 90% of the way from chance to perfect).
+const FITTED_NORM_ACC: f64 = 0.9;
+/// Loss / chance-level loss above which the model has not converged
+/// (without accuracy).
+const FITTED_LOSS_RATIO: f64 = 0.2;
+/// Normalised accuracy gained over the last third of the epochs that counts
+/// as "still improving".
+const LATE_GAIN: f64 = 0.1;
+/// Recent loss below this share of the loss two thirds into the run counts
+/// as "still improving" (fell ≥ 10% over the last third).
+const STILL_FALLING: f64 = 0.9;
+/// Progress above which a loss that did not fall is "flat": one that rose
+/// by 50% or more went the wrong way (instability, not slowness).
+const FLAT_MIN_PROGRESS: f64 = -0.5;
+/// Progress below which tiny updates count as slow when it is unknown
+/// whether the model converged (half the way down is progress).
+const TINY_UPDATE_MAX_PROGRESS: f64 = 0.5;
+/// Recent loss above this multiple of both the first logged loss and the
+/// chance level: the optimiser overshot (not slow convergence).
+const OVERSHOOT: f64 = 1.5;
+/// Hidden-layer width at or below which the model is too small for any task.
+const MIN_HIDDEN_UNITS: u64 = 2;
+/// Weight decay from which it outweighs the data term (TDC: "overwhelming
+/// regularisation").
+const HEAVY_WEIGHT_DECAY: f64 = 0.05;
+/// Dropout from which most of the signal is removed.
+const HEAVY_DROPOUT: f64 = 0.5;
+/// Epoch-level accuracies needed to measure the gain over the last third.
+const MIN_EVALS_LATE_GAIN: usize = 3;
+/// Epoch-level accuracies needed to measure the gain over the recent half.
+const MIN_EVALS_RECOVERY: usize = 4;
+/// Minimum window (points) of the loss two thirds into the run.
+const LATE_LOSS_WINDOW: usize = 5;
 
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     overfitting(ctx, out);
@@ -449,33 +495,148 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Underfitting and slow convergence
+
+/// The training-loss levels, when the run has a positive start level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LossLevels {
+    /// Median of the first few losses, and of the recent ones.
+    start: f64,
+    recent: f64,
+    /// `1 − recent / start`.
+    progress: f64,
+    /// `recent` over a positive chance-level loss.
+    loss_ratio: Option<f64>,
+}
+
+/// Normalised training accuracy now, and its gain over a span of epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AccGain {
+    now: f64,
+    gain: f64,
+}
+
+/// What the underfitting and slow-convergence rules measure.
+#[derive(Debug, Clone, PartialEq)]
+struct UnderfitSignals {
+    /// Non-finite losses, or a raised divergence finding.
+    diverged: bool,
+    /// Epochs (evaluations) seen, and mini-batch training-loss points.
+    epochs: usize,
+    loss_points: usize,
+    in_warmup: bool,
+    /// `None` when the loss has no positive start level.
+    levels: Option<LossLevels>,
+    /// First finite training loss (before any update).
+    first_loss: Option<f64>,
+    chance_acc: Option<f64>,
+    chance_loss: Option<f64>,
+    /// Training accuracy (median of the last 3 evaluations), raw and
+    /// normalised between chance and perfect.
+    train_acc: Option<f64>,
+    norm_acc: Option<f64>,
+    /// Normalised accuracy gain over the last third of the epochs (≥
+    /// [`MIN_EVALS_LATE_GAIN`] evaluations).
+    late_gain: Option<f64>,
+    /// Median training loss just before two thirds of the run.
+    loss_two_thirds: Option<f64>,
+    /// Latest normalised accuracy and its gain over the recent half (≥
+    /// [`MIN_EVALS_RECOVERY`] evaluations).
+    half_gain: Option<AccGain>,
+    /// Structural limits on capacity, as (cause, fix).
+    limits: Vec<(String, String)>,
+    /// Median update ratio over the run, and early in the run.
+    update: Option<f64>,
+    early_update: Option<f64>,
+    /// A raised class-imbalance finding.
+    imbalanced: bool,
+    /// The first raised unit-level finding that explains a stall.
+    unit_problem: Option<Kind>,
+    /// For the wording: current LR, series keys, first loss step, end of
+    /// epoch [`MIN_EPOCHS`], narrowest hidden layer.
+    lr: Option<f64>,
+    series: Vec<String>,
+    first_step: Option<u64>,
+    min_epochs_end: Option<u64>,
+    narrowest: Option<String>,
+}
+
+/// What to say about underfitting and slow convergence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum UnderfitOutcome {
+    /// Too few epochs (or steps): a note.
+    TooEarly,
+    /// LR warm-up: a note.
+    Warmup,
+    Judged(UnderfitVerdict),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct UnderfitVerdict {
+    levels: LossLevels,
+    /// The loss overshot (note: slow convergence not judged).
+    overshot: bool,
+    /// Slow convergence, blaming the LR when `lr_low`.
+    slow: Option<Slow>,
+    /// Poor, but not judged for the imbalance / a recovery (notes).
+    imbalance_note: bool,
+    recovering_note: bool,
+    underfit: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slow {
+    lr_low: bool,
+}
+
 fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
-    let Some(train) = ctx.train_loss else { return };
-    // A diverging run is not "slow": its loss went the wrong way.
-    if ctx.loss_nonfinite()
-        || out
-            .get(Kind::Divergence)
-            .is_some_and(|f| f.severity.is_raised())
-    {
-        return;
-    }
-    let epochs = ctx.epochs_seen();
-    let enough = epochs >= MIN_EPOCHS || (epochs == 0 && train.series.len() >= 200);
-    if !enough {
-        out.note(format!("not enough data yet for underfitting or slow convergence ({epochs} of {MIN_EPOCHS} epochs)"));
-        return;
-    }
-    if ctx.in_warmup() {
-        out.note("underfitting and slow convergence not judged during LR warm-up");
-        return;
-    }
-    let (Some(start), Some(recent)) = (ctx.loss_start(), ctx.loss_recent()) else {
+    let Some(s) = underfit_signals(ctx, out) else {
         return;
     };
-    if start <= 0.0 {
-        return;
+    match decide_underfit(&s) {
+        None => {}
+        Some(UnderfitOutcome::TooEarly) => out.note(format!(
+            "not enough data yet for underfitting or slow convergence ({} of {MIN_EPOCHS} epochs)",
+            s.epochs
+        )),
+        Some(UnderfitOutcome::Warmup) => {
+            out.note("underfitting and slow convergence not judged during LR warm-up")
+        }
+        Some(UnderfitOutcome::Judged(v)) => {
+            if v.overshot {
+                out.note("slow convergence not judged: the training loss rose well above its first steps and the chance level (instability, not slowness)");
+            }
+            if let Some(slow) = v.slow {
+                out.push(slow_finding(&s, &v.levels, slow));
+            }
+            if v.imbalance_note {
+                out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
+            }
+            if v.recovering_note {
+                out.note("underfitting not judged yet: training accuracy is still rising fast enough to leave the poor range");
+            }
+            if v.underfit {
+                out.push(underfit_finding(&s, &v.levels));
+            }
+        }
     }
-    let progress = 1.0 - recent / start;
+}
+
+/// Measures the training curves (and reads the findings so far); `None`
+/// without a training loss.
+fn underfit_signals(ctx: &Ctx, out: &Diagnosis) -> Option<UnderfitSignals> {
+    let train = ctx.train_loss?;
+    let raised = |k: Kind| out.get(k).is_some_and(|f| f.severity.is_raised());
+    let levels = match (ctx.loss_start(), ctx.loss_recent()) {
+        (Some(start), Some(recent)) if start > 0.0 => Some(LossLevels {
+            start,
+            recent,
+            progress: 1.0 - recent / start,
+            loss_ratio: ctx.chance_loss().filter(|c| *c > 0.0).map(|c| recent / c),
+        }),
+        _ => None,
+    };
     let chance_acc = ctx.chance_acc();
     let ta = ctx
         .train_acc
@@ -485,23 +646,103 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
         Some(c) if c < 1.0 => (acc - c) / (1.0 - c),
         _ => acc,
     };
-    let norm_acc = tail3(&ta).map(norm);
-    let loss_ratio = ctx.chance_loss().filter(|c| *c > 0.0).map(|c| recent / c);
-    let poor_strict = match (norm_acc, loss_ratio) {
+    let late_gain = (ta.len() >= MIN_EVALS_LATE_GAIN).then(|| {
+        let i = ta.len() - ta.len().div_ceil(3);
+        norm(ta[ta.len() - 1].1) - norm(ta[i.saturating_sub(1)].1)
+    });
+    let v = &train.series.values;
+    let w = recent_len(v.len(), LATE_LOSS_WINDOW);
+    let end = (2 * v.len() / 3).max(w);
+    let half_gain = (ta.len() >= MIN_EVALS_RECOVERY).then(|| {
+        let (n, mid) = (ta.len(), ta.len() / 2);
+        AccGain {
+            now: norm(ta[n - 1].1),
+            gain: norm(ta[n - 1].1) - norm(ta[mid - 1].1),
+        }
+    });
+    let unit_problem = [
+        Kind::DeadRelu,
+        Kind::VanishingGradients,
+        Kind::UnchangedWeights,
+        Kind::SaturatedActivations,
+    ]
+    .into_iter()
+    .find(|k| raised(*k));
+    let model = ctx.view.model.as_ref();
+    let narrowest = model.and_then(|m| {
+        let n = m.layers.len();
+        m.layers
+            .iter()
+            .take(n.saturating_sub(1))
+            .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
+            .min()
+    });
+    Some(UnderfitSignals {
+        // A diverging run is not "slow": its loss went the wrong way.
+        diverged: ctx.loss_nonfinite() || raised(Kind::Divergence),
+        epochs: ctx.epochs_seen(),
+        loss_points: train.series.len(),
+        in_warmup: ctx.in_warmup(),
+        levels,
+        first_loss: v.iter().copied().find(|x| x.is_finite()),
+        chance_acc,
+        chance_loss: ctx.chance_loss(),
+        train_acc: tail3(&ta),
+        norm_acc: tail3(&ta).map(norm),
+        late_gain,
+        loss_two_thirds: median(&v[end - w..end]),
+        half_gain,
+        limits: capacity_limits(ctx),
+        update: median_update_ratio(ctx),
+        early_update: early_update_ratio(ctx),
+        imbalanced: raised(Kind::ClassImbalance),
+        unit_problem,
+        lr: ctx.current_lr(),
+        series: [ctx.train_loss, ctx.train_acc]
+            .iter()
+            .flatten()
+            .map(|n| n.key.to_string())
+            .collect(),
+        first_step: train.series.steps.first().copied(),
+        min_epochs_end: ctx.epoch_ends.get(MIN_EPOCHS - 1).copied(),
+        narrowest: narrowest.map(|n| n.1),
+    })
+}
+
+/// The underfitting and slow-convergence rules of the module table.
+fn decide_underfit(s: &UnderfitSignals) -> Option<UnderfitOutcome> {
+    if s.diverged {
+        return None;
+    }
+    let enough = s.epochs >= MIN_EPOCHS || (s.epochs == 0 && s.loss_points >= MIN_STEPS_NO_EPOCHS);
+    if !enough {
+        return Some(UnderfitOutcome::TooEarly);
+    }
+    if s.in_warmup {
+        return Some(UnderfitOutcome::Warmup);
+    }
+    let levels = s.levels?;
+    let LossLevels {
+        recent,
+        progress,
+        loss_ratio,
+        ..
+    } = levels;
+    let poor_strict = match (s.norm_acc, loss_ratio) {
         (Some(a), Some(r)) => Some(a < POOR_NORM_ACC && r > POOR_LOSS_RATIO),
         (Some(a), None) => Some(a < POOR_NORM_ACC),
-        (None, Some(r)) => Some(r > POOR_LOSS_RATIO + 0.1),
+        (None, Some(r)) => Some(r > POOR_LOSS_RATIO + LOSS_ONLY_MARGIN),
         (None, None) => None,
     };
     // Not converged: short of 90% of the way from chance to perfect.
-    let unfinished = match (norm_acc, loss_ratio) {
-        (Some(a), _) => Some(a < 0.9),
-        (None, Some(r)) => Some(r > 0.2),
+    let unfinished = match (s.norm_acc, loss_ratio) {
+        (Some(a), _) => Some(a < FITTED_NORM_ACC),
+        (None, Some(r)) => Some(r > FITTED_LOSS_RATIO),
         (None, None) => None,
     };
     // With a structural limit on capacity, "not converged" is enough.
-    let limits = capacity_limits(ctx);
-    let poor_before_gates = if limits.is_empty() {
+    let limited = !s.limits.is_empty();
+    let poor_before_gates = if !limited {
         poor_strict
     } else {
         match (poor_strict, unfinished) {
@@ -510,228 +751,203 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
             _ => Some(false),
         }
     };
-    let poor = poor_before_gates;
-    // Still improving: normalised accuracy gained ≥ 0.1 over the last third of
-    // the epochs (or the loss fell ≥ 10% over the last third of the steps).
-    let late_gain = if ta.len() >= 3 {
-        let i = ta.len() - ta.len().div_ceil(3);
-        Some(norm(ta[ta.len() - 1].1) - norm(ta[i.saturating_sub(1)].1))
-    } else {
-        None
-    };
-    let still_improving = late_gain.map(|g| g >= 0.1).unwrap_or_else(|| {
-        let v = &train.series.values;
-        let w = recent_len(v.len(), 5);
-        let end = (2 * v.len() / 3).max(w);
-        median(&v[end - w..end]).is_some_and(|then| recent < 0.9 * then)
+    // Still improving: normalised accuracy gained ≥ LATE_GAIN over the last
+    // third of the epochs (or the loss fell ≥ 10% over the last third of the
+    // steps).
+    let still_improving = s.late_gain.map(|g| g >= LATE_GAIN).unwrap_or_else(|| {
+        s.loss_two_thirds
+            .is_some_and(|then| recent < STILL_FALLING * then)
     });
     // Recovering: repeating the gain of the recent half once more would lift
     // the model out of "poor" — too early for a verdict (a run in progress on
     // a hard task looks poor for a while).
-    let poor_level = if limits.is_empty() {
+    let poor_level = if !limited {
         POOR_NORM_ACC
     } else {
-        0.9
+        FITTED_NORM_ACC
     };
-    let recovering = ta.len() >= 4 && {
-        let (n, mid) = (ta.len(), ta.len() / 2);
-        let gain = norm(ta[n - 1].1) - norm(ta[mid - 1].1);
-        norm(ta[n - 1].1) + gain >= poor_level
-    };
-    let imbalanced = out
-        .get(Kind::ClassImbalance)
-        .is_some_and(|f| f.severity.is_raised());
+    let recovering = s.half_gain.is_some_and(|h| h.now + h.gain >= poor_level);
     // With imbalanced classes, accuracy near the majority share is explained
     // by the imbalance: "poor" is not judged.
-    let poor = if imbalanced || recovering {
-        poor.map(|_| false)
+    let poor = if s.imbalanced || recovering {
+        poor_before_gates.map(|_| false)
     } else {
-        poor
+        poor_before_gates
     };
-    let update = median_update_ratio(ctx);
-    let mut metrics = BTreeMap::new();
-    metrics.insert("loss_start".into(), start);
-    metrics.insert("loss_recent".into(), recent);
-    metrics.insert("loss_progress".into(), progress);
-    if let Some(a) = norm_acc {
-        metrics.insert("train_acc_normalised".into(), a);
-    }
-    if let Some(a) = tail3(&ta) {
-        metrics.insert("train_acc".into(), a);
-    }
-    if let Some(r) = loss_ratio {
-        metrics.insert("loss_over_chance".into(), r);
-    }
-    if let Some(u) = update {
-        metrics.insert("median_update_ratio".into(), u);
-    }
-    let series: Vec<String> = [ctx.train_loss, ctx.train_acc]
-        .iter()
-        .flatten()
-        .map(|n| n.key.to_string())
-        .collect();
-    let acc_text = match (tail3(&ta), chance_acc) {
-        (Some(a), Some(c)) => format!("training accuracy {} (chance {})", fmt_pct(a), fmt_pct(c)),
-        (Some(a), None) => format!("training accuracy {}", fmt_pct(a)),
-        _ => match ctx.chance_loss() {
-            Some(c) => format!("loss {} vs chance level {}", fmt_num(recent), fmt_num(c)),
-            None => format!("loss {}", fmt_num(recent)),
-        },
-    };
-    let lr = ctx.current_lr();
-    let flat = progress < MIN_PROGRESS && progress > -0.5 && !imbalanced;
-    let early_update = early_update_ratio(ctx);
-    let tiny_updates =
-        early_update.is_some_and(|u| u < TINY_UPDATE) && unfinished.unwrap_or(progress < 0.5);
+    let flat = progress < MIN_PROGRESS && progress > FLAT_MIN_PROGRESS && !s.imbalanced;
+    let tiny_updates = s.early_update.is_some_and(|u| u < TINY_UPDATE)
+        && unfinished.unwrap_or(progress < TINY_UPDATE_MAX_PROGRESS);
     // The loss now sits well above both where the run began (its first
     // step) and the chance level: the optimiser overshot and the model is
     // confidently wrong. That is instability (too high an LR), the opposite
     // of slow convergence, whose remedy (a larger LR) would make it worse.
     // Reference: the first logged loss (computed before any update) — the
     // model's own starting level — and the chance level.
-    let first_loss = train.series.values.iter().copied().find(|x| x.is_finite());
-    let overshot = first_loss.is_some_and(|f| {
-        let base = ctx.chance_loss().map_or(f, |c| c.max(f));
-        base > 0.0 && recent > 1.5 * base
+    let overshot = s.first_loss.is_some_and(|f| {
+        let base = s.chance_loss.map_or(f, |c| c.max(f));
+        base > 0.0 && recent > OVERSHOOT * base
     });
-    if overshot {
-        out.note("slow convergence not judged: the training loss rose well above its first steps and the chance level (instability, not slowness)");
-    }
     let slow = !overshot
         && (flat && poor != Some(false)
             || poor == Some(true) && still_improving && progress > 0.0
             || tiny_updates);
-    if slow {
-        let lr_low = tiny_updates || update.is_some_and(|u| u < TINY_UPDATE);
-        // A unit-level problem found earlier explains the stall better than
-        // the learning rate (and raising the LR would not help it).
-        let raised = |k: Kind| out.get(k).is_some_and(|f| f.severity.is_raised());
-        let explained_by = if raised(Kind::DeadRelu) {
-            Some((
-                "dead_relu",
-                "most ReLU units are dead, so almost no gradient flows and the loss cannot move",
-            ))
-        } else if raised(Kind::VanishingGradients) {
-            Some((
-                "vanishing_gradients",
-                "gradients vanish before reaching the first layers, so they barely change",
-            ))
-        } else if raised(Kind::UnchangedWeights) {
-            Some(("unchanged_weights", "part of the model is never updated"))
-        } else if raised(Kind::SaturatedActivations) {
-            Some((
-                "saturated_activations",
-                "saturated units pass almost no gradient",
-            ))
-        } else {
-            None
-        };
-        let cause = if let Some((kind, why)) = explained_by {
-            format!("A consequence of {kind}: {why}.")
-        } else if lr_low {
-            format!(
-                "Weight updates are tiny (median ‖Δw‖/‖w‖ = {}, healthy ≈ 1e-3): the learning rate{} is too low for this optimizer.",
-                fmt_num(early_update.or(update).unwrap_or(f64::NAN)),
-                lr.map(|l| format!(" ({})", fmt_num(l))).unwrap_or_default()
-            )
-        } else {
-            "The optimisation makes little progress: too low a learning rate, a poor initialisation, or gradients that do not reach the weights (see other findings).".into()
-        };
-        out.push(Finding {
-            kind: Kind::SlowConvergence,
-            severity: Severity::Warning,
-            onset_step: train.series.steps.first().copied(),
-            title: format!("Training is barely progressing after {epochs} epochs: loss {} → {}, {acc_text}", fmt_num(start), fmt_num(recent)),
-            evidence: Evidence {
-                series: series.clone(),
-                layer: None,
-                metrics: metrics.clone(),
-                summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
-            },
-            cause,
-            fixes: match explained_by {
-                Some((kind, _)) => vec![
-                    format!("Fix the {kind} finding first; the loss should then start to fall."),
-                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
-                ],
-                None => vec![
-                    match lr {
-                        Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
-                        None => "Increase the learning rate ×10 (or run an LR range test).".into(),
-                    },
-                    "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
-                    "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
-                ],
-            },
-        });
-    }
-    if imbalanced && poor_before_gates == Some(true) {
-        out.note("underfitting not judged: with imbalanced classes, accuracy near the majority share is explained by the imbalance");
-    }
-    if recovering && poor_before_gates == Some(true) {
-        out.note("underfitting not judged yet: training accuracy is still rising fast enough to leave the poor range");
-    }
+    let lr_low = tiny_updates || s.update.is_some_and(|u| u < TINY_UPDATE);
     // The loss moved but stopped short, or a structural limit explains why it
     // could not move at all (e.g. weight decay pinning the weights at 0).
-    if poor == Some(true) && (progress >= MIN_PROGRESS || !limits.is_empty()) && !still_improving {
-        let model = ctx.view.model.as_ref();
-        let narrowest = model.and_then(|m| {
-            let n = m.layers.len();
-            m.layers
-                .iter()
-                .take(n.saturating_sub(1))
-                .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
-                .min()
-        });
-        let mut causes: Vec<String> = limits.iter().map(|l| l.0.clone()).collect();
-        let mut fixes: Vec<String> = limits.iter().map(|l| l.1.clone()).collect();
-        if causes.is_empty() {
-            causes.push("the model lacks capacity or is over-regularised for this task".into());
-            fixes.push("Increase capacity (wider/more layers) and train longer.".into());
-            fixes.push("Reduce regularisation (weight decay, dropout).".into());
-        }
-        fixes.push("Check the model can overfit a single batch of 16 samples; if not, look for a bug in the model or labels.".into());
-        if let Some(l) = lr {
-            fixes.push(format!(
-                "Try a higher learning rate ({} → {}).",
-                fmt_num(l),
-                fmt_num(l * 3.0)
-            ));
-        }
-        out.push(Finding {
-            kind: Kind::Underfitting,
-            severity: Severity::Warning,
-            onset_step: ctx.epoch_ends.get(MIN_EPOCHS - 1).copied().or(train
-                .series
-                .steps
-                .first()
-                .copied()),
-            title: format!(
-                "Model underfits: {acc_text} after {epochs} epochs, and it has plateaued"
+    let underfit = poor == Some(true) && (progress >= MIN_PROGRESS || limited) && !still_improving;
+    Some(UnderfitOutcome::Judged(UnderfitVerdict {
+        levels,
+        overshot,
+        slow: slow.then_some(Slow { lr_low }),
+        imbalance_note: s.imbalanced && poor_before_gates == Some(true),
+        recovering_note: recovering && poor_before_gates == Some(true),
+        underfit,
+    }))
+}
+
+/// The metrics shared by the slow-convergence and underfitting findings.
+fn underfit_metrics(s: &UnderfitSignals, l: &LossLevels) -> BTreeMap<String, f64> {
+    let mut metrics = BTreeMap::new();
+    metrics.insert("loss_start".into(), l.start);
+    metrics.insert("loss_recent".into(), l.recent);
+    metrics.insert("loss_progress".into(), l.progress);
+    if let Some(a) = s.norm_acc {
+        metrics.insert("train_acc_normalised".into(), a);
+    }
+    if let Some(a) = s.train_acc {
+        metrics.insert("train_acc".into(), a);
+    }
+    if let Some(r) = l.loss_ratio {
+        metrics.insert("loss_over_chance".into(), r);
+    }
+    if let Some(u) = s.update {
+        metrics.insert("median_update_ratio".into(), u);
+    }
+    metrics
+}
+
+/// "training accuracy 31% (chance 10%)", or the loss against chance.
+fn acc_text(s: &UnderfitSignals, l: &LossLevels) -> String {
+    match (s.train_acc, s.chance_acc) {
+        (Some(a), Some(c)) => format!("training accuracy {} (chance {})", fmt_pct(a), fmt_pct(c)),
+        (Some(a), None) => format!("training accuracy {}", fmt_pct(a)),
+        _ => match s.chance_loss {
+            Some(c) => format!("loss {} vs chance level {}", fmt_num(l.recent), fmt_num(c)),
+            None => format!("loss {}", fmt_num(l.recent)),
+        },
+    }
+}
+
+fn slow_finding(s: &UnderfitSignals, l: &LossLevels, slow: Slow) -> Finding {
+    let acc_text = acc_text(s, l);
+    let (start, recent, progress) = (l.start, l.recent, l.progress);
+    let epochs = s.epochs;
+    // A unit-level problem found earlier explains the stall better than
+    // the learning rate (and raising the LR would not help it).
+    let explained_by = s.unit_problem.and_then(|k| match k {
+        Kind::DeadRelu => Some((
+            "dead_relu",
+            "most ReLU units are dead, so almost no gradient flows and the loss cannot move",
+        )),
+        Kind::VanishingGradients => Some((
+            "vanishing_gradients",
+            "gradients vanish before reaching the first layers, so they barely change",
+        )),
+        Kind::UnchangedWeights => Some(("unchanged_weights", "part of the model is never updated")),
+        Kind::SaturatedActivations => Some((
+            "saturated_activations",
+            "saturated units pass almost no gradient",
+        )),
+        _ => None,
+    });
+    let cause = if let Some((kind, why)) = explained_by {
+        format!("A consequence of {kind}: {why}.")
+    } else if slow.lr_low {
+        format!(
+            "Weight updates are tiny (median ‖Δw‖/‖w‖ = {}, healthy ≈ 1e-3): the learning rate{} is too low for this optimizer.",
+            fmt_num(s.early_update.or(s.update).unwrap_or(f64::NAN)),
+            s.lr.map(|l| format!(" ({})", fmt_num(l)))
+                .unwrap_or_default()
+        )
+    } else {
+        "The optimisation makes little progress: too low a learning rate, a poor initialisation, or gradients that do not reach the weights (see other findings).".into()
+    };
+    Finding {
+        kind: Kind::SlowConvergence,
+        severity: Severity::Warning,
+        onset_step: s.first_step,
+        title: format!("Training is barely progressing after {epochs} epochs: loss {} → {}, {acc_text}", fmt_num(start), fmt_num(recent)),
+        evidence: Evidence {
+            series: s.series.clone(),
+            layer: None,
+            metrics: underfit_metrics(s, l),
+            summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
+        },
+        cause,
+        fixes: match explained_by {
+            Some((kind, _)) => vec![
+                format!("Fix the {kind} finding first; the loss should then start to fall."),
+                "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+            ],
+            None => vec![
+                match s.lr {
+                    Some(l) => format!("Increase the learning rate ×10: {} → {} (or run an LR range test).", fmt_num(l), fmt_num(l * 10.0)),
+                    None => "Increase the learning rate ×10 (or run an LR range test).".into(),
+                },
+                "Use Adam (lr 1e-3) or SGD with momentum 0.9.".into(),
+                "Check the initialisation (He for ReLU, Glorot for tanh/sigmoid), the input normalisation and the labels.".into(),
+            ],
+        },
+    }
+}
+
+fn underfit_finding(s: &UnderfitSignals, l: &LossLevels) -> Finding {
+    let acc_text = acc_text(s, l);
+    let mut causes: Vec<String> = s.limits.iter().map(|l| l.0.clone()).collect();
+    let mut fixes: Vec<String> = s.limits.iter().map(|l| l.1.clone()).collect();
+    if causes.is_empty() {
+        causes.push("the model lacks capacity or is over-regularised for this task".into());
+        fixes.push("Increase capacity (wider/more layers) and train longer.".into());
+        fixes.push("Reduce regularisation (weight decay, dropout).".into());
+    }
+    fixes.push("Check the model can overfit a single batch of 16 samples; if not, look for a bug in the model or labels.".into());
+    if let Some(lr) = s.lr {
+        fixes.push(format!(
+            "Try a higher learning rate ({} → {}).",
+            fmt_num(lr),
+            fmt_num(lr * 3.0)
+        ));
+    }
+    Finding {
+        kind: Kind::Underfitting,
+        severity: Severity::Warning,
+        onset_step: s.min_epochs_end.or(s.first_step),
+        title: format!(
+            "Model underfits: {acc_text} after {} epochs, and it has plateaued",
+            s.epochs
+        ),
+        evidence: Evidence {
+            series: s.series.clone(),
+            layer: s.narrowest.clone(),
+            metrics: underfit_metrics(s, l),
+            summary: format!(
+                "The loss fell from {} to {} and stopped improving; {acc_text}.",
+                fmt_num(l.start),
+                fmt_num(l.recent)
             ),
-            evidence: Evidence {
-                series,
-                layer: narrowest.map(|n| n.1),
-                metrics,
-                summary: format!(
-                    "The loss fell from {} to {} and stopped improving; {acc_text}.",
-                    fmt_num(start),
-                    fmt_num(recent)
-                ),
-            },
-            cause: format!(
-                "The model cannot fit its own training data: {}.",
-                causes.join("; ")
-            ),
-            fixes,
-        });
+        },
+        cause: format!(
+            "The model cannot fit its own training data: {}.",
+            causes.join("; ")
+        ),
+        fixes,
     }
 }
 
 /// Structural limits on what the model can fit, as (cause, fix): a hidden
-/// layer of ≤ 2 units or narrower than the number of classes, weight decay
-/// ≥ 0.05 (TDC: "overwhelming regularisation"), dropout ≥ 0.5. Healthy
-/// models are far from all three.
+/// layer of ≤ [`MIN_HIDDEN_UNITS`] units or narrower than the number of
+/// classes, weight decay ≥ [`HEAVY_WEIGHT_DECAY`], dropout ≥
+/// [`HEAVY_DROPOUT`]. Healthy models are far from all three.
 fn capacity_limits(ctx: &Ctx) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let model = ctx.view.model.as_ref();
@@ -745,7 +961,7 @@ fn capacity_limits(ctx: &Ctx) -> Vec<(String, String)> {
             .iter()
             .filter_map(|l| l.outputs.map(|o| (o, l.name.clone())))
             .min()
-            && (w <= 2 || classes.is_some_and(|k| (w as usize) < k))
+            && (w <= MIN_HIDDEN_UNITS || classes.is_some_and(|k| (w as usize) < k))
         {
             out.push((
                 format!(
@@ -763,7 +979,7 @@ fn capacity_limits(ctx: &Ctx) -> Vec<(String, String)> {
         .and_then(|o| o.weight_decay)
         .or_else(|| ctx.view.config.get("weight_decay").and_then(|v| v.as_f64()))
         .unwrap_or(0.0);
-    if wd >= 0.05 {
+    if wd >= HEAVY_WEIGHT_DECAY {
         out.push((
             format!("weight decay {} outweighs the data term", fmt_num(wd)),
             format!(
@@ -779,7 +995,7 @@ fn capacity_limits(ctx: &Ctx) -> Vec<(String, String)> {
         .get("dropout")
         .and_then(|v| v.as_f64())
         .unwrap_or(0.0);
-    if dropout >= 0.5 {
+    if dropout >= HEAVY_DROPOUT {
         out.push((
             format!("dropout {} removes most of the signal", fmt_num(dropout)),
             format!("Reduce dropout: {} → 0.1–0.2.", fmt_num(dropout)),
@@ -1420,5 +1636,560 @@ mod overfit_tests {
         };
         assert!(cause(2000).starts_with("The model fits noise"));
         assert!(cause(2001).starts_with("The model has 2001 parameters"));
+    }
+}
+
+/// Underfitting and slow convergence in their three parts: measuring,
+/// deciding, wording.
+#[cfg(test)]
+mod underfit_tests {
+    use super::super::testutil::{curve, four_balanced_classes, view};
+    use super::super::{Diagnosis, RunView, Series};
+    use super::*;
+
+    fn levels(progress: f64, recent: f64, loss_ratio: Option<f64>) -> LossLevels {
+        LossLevels {
+            start: 2.0,
+            recent,
+            progress,
+            loss_ratio,
+        }
+    }
+
+    /// A model that fits well: nothing fires.
+    fn fine() -> UnderfitSignals {
+        UnderfitSignals {
+            diverged: false,
+            epochs: 20,
+            loss_points: 400,
+            in_warmup: false,
+            levels: Some(levels(0.8, 0.4, Some(0.2))),
+            first_loss: Some(2.3),
+            chance_acc: Some(0.1),
+            chance_loss: Some(2.3),
+            train_acc: Some(0.95),
+            norm_acc: Some(0.95),
+            late_gain: Some(0.0),
+            loss_two_thirds: Some(0.4),
+            half_gain: Some(AccGain {
+                now: 0.95,
+                gain: 0.0,
+            }),
+            limits: Vec::new(),
+            update: Some(1e-3),
+            early_update: Some(1e-3),
+            imbalanced: false,
+            unit_problem: None,
+            lr: Some(1e-3),
+            series: vec!["train/loss".into(), "train/acc".into()],
+            first_step: Some(0),
+            min_epochs_end: Some(100),
+            narrowest: Some("fc1".into()),
+        }
+    }
+
+    /// A poor model on a plateau after the loss moved: underfitting.
+    fn poor() -> UnderfitSignals {
+        UnderfitSignals {
+            levels: Some(levels(0.3, 1.4, Some(0.8))),
+            train_acc: Some(0.37),
+            norm_acc: Some(0.3),
+            loss_two_thirds: Some(1.4),
+            half_gain: Some(AccGain {
+                now: 0.3,
+                gain: 0.0,
+            }),
+            ..fine()
+        }
+    }
+
+    /// No accuracy and no chance level (regression): only the loss.
+    fn loss_only(progress: f64) -> UnderfitSignals {
+        UnderfitSignals {
+            levels: Some(levels(progress, 1.0, None)),
+            chance_acc: None,
+            chance_loss: None,
+            train_acc: None,
+            norm_acc: None,
+            late_gain: None,
+            loss_two_thirds: Some(1.0),
+            half_gain: None,
+            ..fine()
+        }
+    }
+
+    fn limited(s: UnderfitSignals) -> UnderfitSignals {
+        UnderfitSignals {
+            limits: vec![("a limit".into(), "Lift the limit.".into())],
+            ..s
+        }
+    }
+
+    fn verdict(s: &UnderfitSignals) -> UnderfitVerdict {
+        match decide_underfit(s) {
+            Some(UnderfitOutcome::Judged(v)) => v,
+            o => panic!("not judged: {o:?}"),
+        }
+    }
+
+    fn underfit(s: &UnderfitSignals) -> bool {
+        verdict(s).underfit
+    }
+
+    fn slow(s: &UnderfitSignals) -> bool {
+        verdict(s).slow.is_some()
+    }
+
+    #[test]
+    fn gates() {
+        let judged =
+            |s: UnderfitSignals| matches!(decide_underfit(&s), Some(UnderfitOutcome::Judged(_)));
+        let early = |s: UnderfitSignals| decide_underfit(&s) == Some(UnderfitOutcome::TooEarly);
+        assert!(early(UnderfitSignals {
+            epochs: MIN_EPOCHS - 1,
+            loss_points: 10_000,
+            ..fine()
+        }));
+        assert!(judged(UnderfitSignals {
+            epochs: MIN_EPOCHS,
+            ..fine()
+        }));
+        // Without epochs, enough loss points stand in.
+        assert!(early(UnderfitSignals {
+            epochs: 0,
+            loss_points: MIN_STEPS_NO_EPOCHS - 1,
+            ..fine()
+        }));
+        assert!(judged(UnderfitSignals {
+            epochs: 0,
+            loss_points: MIN_STEPS_NO_EPOCHS,
+            ..fine()
+        }));
+        // Warm-up is judged after "too early".
+        let warm = UnderfitSignals {
+            in_warmup: true,
+            ..fine()
+        };
+        assert_eq!(decide_underfit(&warm), Some(UnderfitOutcome::Warmup));
+        assert!(early(UnderfitSignals { epochs: 1, ..warm }));
+        // Diverged runs and runs without a positive start level: silence.
+        let diverged = UnderfitSignals {
+            diverged: true,
+            epochs: 1,
+            ..fine()
+        };
+        assert_eq!(decide_underfit(&diverged), None);
+        let no_levels = UnderfitSignals {
+            levels: None,
+            ..fine()
+        };
+        assert_eq!(decide_underfit(&no_levels), None);
+    }
+
+    #[test]
+    fn a_model_that_fits_gets_no_verdict() {
+        let v = verdict(&fine());
+        assert!(!v.overshot && v.slow.is_none() && !v.underfit);
+        assert!(!v.imbalance_note && !v.recovering_note);
+        assert!(underfit(&poor()));
+        assert!(!slow(&poor()));
+    }
+
+    #[test]
+    fn poor_needs_low_accuracy_and_high_loss() {
+        let acc = |norm_acc: f64| {
+            underfit(&UnderfitSignals {
+                norm_acc: Some(norm_acc),
+                ..poor()
+            })
+        };
+        assert!(acc(POOR_NORM_ACC.next_down()));
+        assert!(!acc(POOR_NORM_ACC));
+        let ratio = |r: f64| {
+            underfit(&UnderfitSignals {
+                levels: Some(levels(0.3, 1.4, Some(r))),
+                ..poor()
+            })
+        };
+        assert!(ratio(POOR_LOSS_RATIO.next_up()));
+        assert!(!ratio(POOR_LOSS_RATIO));
+        // Accuracy alone.
+        let acc_only = |norm_acc: f64| {
+            underfit(&UnderfitSignals {
+                levels: Some(levels(0.3, 1.4, None)),
+                norm_acc: Some(norm_acc),
+                ..poor()
+            })
+        };
+        assert!(acc_only(POOR_NORM_ACC.next_down()));
+        assert!(!acc_only(POOR_NORM_ACC));
+        // The loss alone needs the extra margin.
+        let loss_alone = |r: f64| {
+            underfit(&UnderfitSignals {
+                levels: Some(levels(0.3, 1.0, Some(r))),
+                ..loss_only(0.3)
+            })
+        };
+        assert!(loss_alone((POOR_LOSS_RATIO + LOSS_ONLY_MARGIN).next_up()));
+        assert!(!loss_alone(POOR_LOSS_RATIO + LOSS_ONLY_MARGIN));
+        // Neither: never underfitting (regression).
+        assert!(!underfit(&loss_only(0.3)));
+    }
+
+    #[test]
+    fn a_capacity_limit_makes_unfinished_enough() {
+        let acc = |norm_acc: f64| {
+            underfit(&limited(UnderfitSignals {
+                levels: Some(levels(0.3, 1.0, Some(0.3))),
+                norm_acc: Some(norm_acc),
+                half_gain: None,
+                ..poor()
+            }))
+        };
+        assert!(acc(FITTED_NORM_ACC.next_down()));
+        assert!(!acc(FITTED_NORM_ACC));
+        let ratio = |r: f64| {
+            underfit(&limited(UnderfitSignals {
+                levels: Some(levels(0.3, 1.0, Some(r))),
+                ..loss_only(0.3)
+            }))
+        };
+        assert!(ratio(FITTED_LOSS_RATIO.next_up()));
+        assert!(!ratio(FITTED_LOSS_RATIO));
+        // Unknown either way: nothing to judge.
+        assert!(!underfit(&limited(loss_only(0.3))));
+    }
+
+    #[test]
+    fn underfitting_needs_the_loss_to_have_moved_unless_limited() {
+        let moved = |progress: f64| UnderfitSignals {
+            levels: Some(levels(progress, 1.4, Some(0.8))),
+            ..poor()
+        };
+        assert!(underfit(&moved(MIN_PROGRESS)));
+        let stuck = moved(MIN_PROGRESS.next_down());
+        assert!(!underfit(&stuck));
+        // A poor model whose loss did not move converges slowly.
+        assert!(slow(&stuck));
+        assert!(underfit(&limited(moved(0.0))));
+    }
+
+    #[test]
+    fn still_improving_is_slow_not_underfitting() {
+        let gain = |late_gain: f64| UnderfitSignals {
+            late_gain: Some(late_gain),
+            ..poor()
+        };
+        let improving = gain(LATE_GAIN);
+        assert!(!underfit(&improving) && slow(&improving));
+        let plateau = gain(LATE_GAIN.next_down());
+        assert!(underfit(&plateau) && !slow(&plateau));
+        // Without accuracies: the loss two thirds in.
+        let falling = |recent: f64| UnderfitSignals {
+            late_gain: None,
+            levels: Some(levels(0.3, recent, Some(0.8))),
+            loss_two_thirds: Some(1.0),
+            ..poor()
+        };
+        assert!(!underfit(&falling(STILL_FALLING.next_down())));
+        assert!(underfit(&falling(STILL_FALLING)));
+        // Improving but progress ≤ 0 (and not flat): not slow either.
+        let backwards = UnderfitSignals {
+            levels: Some(levels(FLAT_MIN_PROGRESS, 1.4, Some(0.8))),
+            ..improving
+        };
+        assert!(!slow(&backwards) && !underfit(&backwards));
+    }
+
+    #[test]
+    fn recovering_is_not_judged_yet() {
+        let at = |now: f64| UnderfitSignals {
+            half_gain: Some(AccGain { now, gain: 0.0 }),
+            ..poor()
+        };
+        let v = verdict(&at(POOR_NORM_ACC));
+        assert!(!v.underfit && v.recovering_note);
+        let v = verdict(&at(POOR_NORM_ACC.next_down()));
+        assert!(v.underfit && !v.recovering_note);
+        // The gain counts once more.
+        let v = verdict(&UnderfitSignals {
+            half_gain: Some(AccGain {
+                now: 0.3,
+                gain: 0.3,
+            }),
+            ..poor()
+        });
+        assert!(!v.underfit && v.recovering_note);
+        // With a capacity limit the target is FITTED_NORM_ACC.
+        assert!(!underfit(&limited(at(FITTED_NORM_ACC))));
+        assert!(underfit(&limited(at(FITTED_NORM_ACC.next_down()))));
+        // A model that is not poor gets no note.
+        assert!(!verdict(&fine()).recovering_note);
+    }
+
+    #[test]
+    fn imbalance_explains_a_poor_accuracy() {
+        let v = verdict(&UnderfitSignals {
+            imbalanced: true,
+            ..poor()
+        });
+        assert!(!v.underfit && v.imbalance_note && v.slow.is_none());
+        // Not flat either.
+        let flat = UnderfitSignals {
+            imbalanced: true,
+            ..loss_only(0.0)
+        };
+        assert!(!slow(&flat));
+        assert!(
+            !verdict(&UnderfitSignals {
+                imbalanced: true,
+                ..fine()
+            })
+            .imbalance_note
+        );
+    }
+
+    #[test]
+    fn a_flat_loss_is_slow_unless_known_fine() {
+        assert!(slow(&loss_only(MIN_PROGRESS.next_down())));
+        assert!(!slow(&loss_only(MIN_PROGRESS)));
+        assert!(slow(&loss_only(FLAT_MIN_PROGRESS.next_up())));
+        assert!(!slow(&loss_only(FLAT_MIN_PROGRESS)));
+        // Flat but fitting well: not slow.
+        let fitted = UnderfitSignals {
+            levels: Some(levels(0.0, 0.4, Some(0.2))),
+            ..fine()
+        };
+        assert!(!slow(&fitted));
+    }
+
+    #[test]
+    fn tiny_updates_are_slow_and_blame_the_lr() {
+        let tiny = |early: f64, s: UnderfitSignals| {
+            verdict(&UnderfitSignals {
+                early_update: Some(early),
+                ..s
+            })
+            .slow
+        };
+        let unfinished = UnderfitSignals {
+            norm_acc: Some(FITTED_NORM_ACC.next_down()),
+            ..fine()
+        };
+        assert_eq!(
+            tiny(TINY_UPDATE.next_down(), unfinished.clone()),
+            Some(Slow { lr_low: true })
+        );
+        assert_eq!(tiny(TINY_UPDATE, unfinished), None);
+        let finished = UnderfitSignals {
+            norm_acc: Some(FITTED_NORM_ACC),
+            ..fine()
+        };
+        assert_eq!(tiny(TINY_UPDATE.next_down(), finished), None);
+        // Unknown whether it converged: the progress decides.
+        assert_eq!(
+            tiny(1e-6, loss_only(TINY_UPDATE_MAX_PROGRESS.next_down())),
+            Some(Slow { lr_low: true })
+        );
+        assert_eq!(tiny(1e-6, loss_only(TINY_UPDATE_MAX_PROGRESS)), None);
+        // A flat loss blames the LR when the median update is tiny.
+        let update = |u: f64| {
+            verdict(&UnderfitSignals {
+                update: Some(u),
+                ..loss_only(0.0)
+            })
+            .slow
+        };
+        assert_eq!(update(TINY_UPDATE.next_down()), Some(Slow { lr_low: true }));
+        assert_eq!(update(TINY_UPDATE), Some(Slow { lr_low: false }));
+    }
+
+    #[test]
+    fn an_overshot_loss_is_not_slow() {
+        let at = |recent: f64, first: f64, chance: Option<f64>| {
+            verdict(&UnderfitSignals {
+                levels: Some(levels(0.0, recent, None)),
+                first_loss: Some(first),
+                chance_loss: chance,
+                ..loss_only(0.0)
+            })
+        };
+        // Base: the larger of the first loss and the chance level.
+        let v = at((OVERSHOOT * 2.0).next_up(), 2.0, Some(1.0));
+        assert!(v.overshot && v.slow.is_none());
+        let v = at(OVERSHOOT * 2.0, 2.0, Some(1.0));
+        assert!(!v.overshot && v.slow.is_some());
+        assert!(
+            at((OVERSHOOT * 2.0).next_up(), 1.0, Some(2.0))
+                .slow
+                .is_none()
+        );
+        assert!(at(OVERSHOOT * 2.0, 1.0, Some(2.0)).slow.is_some());
+        // Without a chance level, the first loss alone.
+        assert!(at((OVERSHOOT * 2.0).next_up(), 2.0, None).overshot);
+        assert!(!at(OVERSHOOT * 2.0, 2.0, None).overshot);
+    }
+
+    fn epochs(v: &mut RunView, key: &str, n: usize, f: impl Fn(usize) -> f64) {
+        v.scalars.insert(
+            key.into(),
+            Series::from_points((1..=n).map(|e| ((e * 20) as u64, f(e)))),
+        );
+    }
+
+    #[test]
+    fn signals_measure_the_training_curves() {
+        let mut v = view(&[(
+            "train/loss",
+            curve(500, 1, |i| 1.1 + 0.3 * (-(i as f64) / 50.0).exp()),
+        )]);
+        epochs(&mut v, "epoch", 25, |e| e as f64);
+        epochs(&mut v, "train/acc", 25, |e| {
+            (0.2 + 0.05 * e as f64).min(0.45)
+        });
+        v.datasets.push(four_balanced_classes());
+        v.config = serde_json::json!({ "dropout": 0.6 });
+        let mut out = Diagnosis::default();
+        let s = underfit_signals(&Ctx::new(&v), &out).expect("signals");
+        assert!(!s.diverged && !s.in_warmup && !s.imbalanced);
+        assert_eq!((s.epochs, s.loss_points), (25, 500));
+        let l = s.levels.expect("levels");
+        assert!((l.progress - (1.0 - l.recent / l.start)).abs() < 1e-12);
+        assert!((l.loss_ratio.unwrap() - l.recent / 4f64.ln()).abs() < 1e-12);
+        assert_eq!(s.chance_acc, Some(0.25));
+        assert_eq!(s.train_acc, Some(0.45));
+        assert!((s.norm_acc.unwrap() - (0.45 - 0.25) / 0.75).abs() < 1e-12);
+        assert!(s.late_gain.unwrap().abs() < 1e-12);
+        let h = s.half_gain.expect("half");
+        assert!(h.gain.abs() < 1e-12);
+        assert_eq!(s.first_loss, Some(1.1 + 0.3));
+        assert_eq!(s.limits.len(), 1);
+        assert_eq!(s.series, ["train/loss", "train/acc"]);
+        assert_eq!(s.min_epochs_end, Some(100));
+        assert_eq!(s.first_step, Some(0));
+        // Findings so far: imbalance, unit-level problems (first in order),
+        // divergence.
+        let raised = |kind: Kind| Finding {
+            kind,
+            severity: Severity::Warning,
+            onset_step: None,
+            title: String::new(),
+            evidence: Evidence::default(),
+            cause: String::new(),
+            fixes: Vec::new(),
+        };
+        out.push(raised(Kind::ClassImbalance));
+        out.push(raised(Kind::SaturatedActivations));
+        out.push(raised(Kind::VanishingGradients));
+        let s = underfit_signals(&Ctx::new(&v), &out).expect("signals");
+        assert!(s.imbalanced && !s.diverged);
+        assert_eq!(s.unit_problem, Some(Kind::VanishingGradients));
+        out.push(raised(Kind::Divergence));
+        assert!(underfit_signals(&Ctx::new(&v), &out).unwrap().diverged);
+        assert_eq!(underfit_signals(&Ctx::new(&view(&[])), &out), None);
+    }
+
+    #[test]
+    fn slow_wording() {
+        let s = loss_only(0.05);
+        let l = s.levels.unwrap();
+        let f = slow_finding(&s, &l, Slow { lr_low: false });
+        assert_eq!(f.kind, Kind::SlowConvergence);
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.onset_step, Some(0));
+        assert_eq!(
+            f.title,
+            "Training is barely progressing after 20 epochs: loss 2 → 1, loss 1"
+        );
+        assert_eq!(
+            f.evidence.summary,
+            "The training loss fell by 5% from its start; loss 1."
+        );
+        assert!(
+            f.cause
+                .starts_with("The optimisation makes little progress")
+        );
+        assert_eq!(
+            f.fixes[0],
+            "Increase the learning rate ×10: 0.001 → 0.01 (or run an LR range test)."
+        );
+        assert_eq!(f.fixes.len(), 3);
+        let f = slow_finding(
+            &UnderfitSignals {
+                early_update: Some(5e-6),
+                lr: None,
+                ..s.clone()
+            },
+            &l,
+            Slow { lr_low: true },
+        );
+        assert_eq!(
+            f.cause,
+            "Weight updates are tiny (median ‖Δw‖/‖w‖ = 5e-6, healthy ≈ 1e-3): the learning rate is too low for this optimizer."
+        );
+        assert_eq!(
+            f.fixes[0],
+            "Increase the learning rate ×10 (or run an LR range test)."
+        );
+        let f = slow_finding(
+            &UnderfitSignals {
+                unit_problem: Some(Kind::DeadRelu),
+                ..s
+            },
+            &l,
+            Slow { lr_low: true },
+        );
+        assert!(
+            f.cause.starts_with("A consequence of dead_relu: "),
+            "{}",
+            f.cause
+        );
+        assert_eq!(
+            f.fixes[0],
+            "Fix the dead_relu finding first; the loss should then start to fall."
+        );
+        assert_eq!(f.fixes.len(), 2);
+    }
+
+    #[test]
+    fn underfit_wording() {
+        let s = poor();
+        let f = underfit_finding(&s, &s.levels.unwrap());
+        assert_eq!(f.kind, Kind::Underfitting);
+        assert_eq!(f.onset_step, Some(100));
+        assert_eq!(
+            f.title,
+            "Model underfits: training accuracy 37% (chance 10%) after 20 epochs, and it has plateaued"
+        );
+        assert_eq!(
+            f.evidence.summary,
+            "The loss fell from 2 to 1.4 and stopped improving; training accuracy 37% (chance 10%)."
+        );
+        assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));
+        assert_eq!(f.evidence.metrics["loss_over_chance"], 0.8);
+        assert_eq!(
+            f.cause,
+            "The model cannot fit its own training data: the model lacks capacity or is over-regularised for this task."
+        );
+        assert_eq!(f.fixes.len(), 4);
+        assert_eq!(f.fixes[3], "Try a higher learning rate (0.001 → 0.003).");
+        let s = limited(UnderfitSignals {
+            lr: None,
+            min_epochs_end: None,
+            train_acc: None,
+            ..poor()
+        });
+        let f = underfit_finding(&s, &s.levels.unwrap());
+        assert_eq!(f.onset_step, Some(0));
+        assert!(
+            f.title
+                .starts_with("Model underfits: loss 1.4 vs chance level 2.3 after")
+        );
+        assert_eq!(
+            f.cause,
+            "The model cannot fit its own training data: a limit."
+        );
+        assert_eq!(f.fixes.len(), 2);
+        assert_eq!(f.fixes[0], "Lift the limit.");
     }
 }
