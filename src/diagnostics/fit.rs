@@ -12,8 +12,9 @@
 //! train − val accuracy gap ≥ 0.07 (train acc > 0.9) or ≥ 0.10 (AT), *and*
 //! validation loss ≥ 15% above its minimum with the minimum ≥ 3 evaluations
 //! back (UP-style persistence); or a memorised training set: train accuracy
-//! ≥ 0.99 with a gap ≥ the AT gap + one standard error of the validation
-//! accuracy, or a gap ≥ 0.2 with train accuracy ≥ 0.95 and validation
+//! ≥ 0.99 with a gap ≥ that gap threshold (0.07 at such an accuracy) + one
+//! standard error of the validation accuracy (0.05 when the validation size
+//! is unknown), or a gap ≥ 0.2 with train accuracy ≥ 0.95 and validation
 //! accuracy not improving for 3 evaluations. Relative validation *error* is not used: on small validation
 //! sets one sample moves it by 25%+. Without accuracies (e.g. regression):
 //! val loss ≥ 20% above its minimum, the minimum ≥ 3 evaluations back, while
@@ -26,18 +27,24 @@
 //! still > 50% of the chance-level loss (entropy of the class prior), after
 //! the loss did move (≥ 10% down — otherwise it is slow convergence) and
 //! has plateaued. Regression has no chance level in the logs, so it only gets
-//! the slow-convergence rule. With a raised class imbalance, a model stuck at
-//! the majority class is explained by the imbalance and underfitting is not
-//! judged (the chance baseline is ambiguous there).
+//! the slow-convergence rule. With a structural limit on capacity (a tiny
+//! hidden layer, heavy weight decay or dropout) "not converged" is enough,
+//! and the loss need not have moved. With a raised class imbalance, a model
+//! stuck at the majority class is explained by the imbalance and
+//! underfitting is not judged (the chance baseline is ambiguous there); nor
+//! while the training accuracy is still recovering fast enough to leave the
+//! poor range.
 //!
 //! **Slow convergence** (AT: no accuracy gain and accuracy below target; DD
 //! "loss not decreasing"): after ≥ 5 epochs the training loss has fallen by
 //! < 10% from its start and the model is still far from fitting (same
 //! accuracy/loss gates as underfitting when available), or it is poor and
-//! still improving at a crawl. Measured from the start of the run, so a
-//! plateau after an LR decay is not "slow"; skipped during LR warm-up, and
-//! when the loss sits > 1.5× above both its first logged value and the
-//! chance level (it went the wrong way: instability, not slowness).
+//! still improving at a crawl, or its weight updates are tiny (median
+//! ‖Δw‖/‖w‖ < 1e-4 early in the run) while it has not converged. Measured
+//! from the start of the run, so a plateau after an LR decay is not "slow";
+//! skipped during LR warm-up, and when the loss sits > 1.5× above both its
+//! first logged value and the chance level (it went the wrong way:
+//! instability, not slowness).
 //!
 //! Each rule is split in three: `*_signals` measures (no thresholds),
 //! `decide_*` applies the thresholds below to those measurements, and
@@ -372,8 +379,8 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
             GAP_AT
         };
         // Memorised: (almost) every training sample right, validation well
-        // below — by more than the AT gap plus one standard error of the
-        // validation accuracy (small validation sets are coarse).
+        // below — by more than the gap threshold plus one standard error of
+        // the validation accuracy (small validation sets are coarse).
         let se = s.val_acc_se.unwrap_or(UNKNOWN_VAL_SE);
         if gap >= th && loss_rising {
             OverfitRule::GapAndRisingLoss
