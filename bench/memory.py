@@ -133,12 +133,10 @@ def phase(pid, port, label, path, clients):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server-bin", required=True)
-    ap.add_argument("--keys", type=int, default=50)
-    ap.add_argument("--steps", type=int, default=100_000)
-    ap.add_argument("--read-points", type=int, default=5_000_000)
-    ap.add_argument("--batch", type=int, default=100_000)
-    ap.add_argument("--exporters", type=int, default=4)
-    ap.add_argument("--readers", type=int, default=3)
+    sizes = {"keys": 50, "steps": 100_000, "read-points": 5_000_000, "batch": 100_000,
+             "exporters": 4, "readers": 3}
+    for name, default in sizes.items():
+        ap.add_argument(f"--{name}", type=int, default=default)
     ap.add_argument("--out")
     args = ap.parse_args()
 

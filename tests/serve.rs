@@ -97,6 +97,26 @@ fn trainlens(db_url: &str) -> Command {
     cmd
 }
 
+/// Runs the command; asserts that it succeeded (printing its output if not).
+fn succeeded(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// Runs the command; asserts that it failed.
+fn failed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    out
+}
+
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
     for _ in 0..200 {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
@@ -166,40 +186,29 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     );
     enc.write_all(&std::fs::read(&fixture).unwrap()).unwrap();
     enc.finish().unwrap();
-    let out = trainlens(&db_url)
-        .arg("import")
-        .arg(&gz)
-        .args(["--server", &base])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        trainlens(&db_url)
+            .arg("import")
+            .arg(&gz)
+            .args(["--server", &base]),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("run "));
 
     // `export --server` streams what the server has; a failure reads the
     // server's JSON error the same way for every command.
     let remote_export = dir.path().join("remote.jsonl");
-    let out = trainlens(&db_url)
-        .args(["export", &id, "--server", &base, "--output"])
-        .arg(&remote_export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        trainlens(&db_url)
+            .args(["export", &id, "--server", &base, "--output"])
+            .arg(&remote_export),
     );
     let remote_text = std::fs::read_to_string(&remote_export).unwrap();
     let missing = uuid::Uuid::new_v4().to_string();
-    let out = trainlens(&db_url)
-        .args(["export", &missing, "--server", &base, "--output"])
-        .arg(dir.path().join("missing.jsonl"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = failed(
+        trainlens(&db_url)
+            .args(["export", &missing, "--server", &base, "--output"])
+            .arg(dir.path().join("missing.jsonl")),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server answered 404 Not Found"), "{stderr}");
     assert!(
@@ -209,13 +218,12 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     );
     let bad_remote = dir.path().join("bad-remote.jsonl");
     std::fs::write(&bad_remote, "{\"type\":\"run\",\"name\":\"x\"}\n{\"type\":\"scalar\",\"step\":-1,\"key\":\"a\",\"value\":1}\n").unwrap();
-    let out = trainlens(&db_url)
-        .arg("import")
-        .arg(&bad_remote)
-        .args(["--server", &base])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = failed(
+        trainlens(&db_url)
+            .arg("import")
+            .arg(&bad_remote)
+            .args(["--server", &base]),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("server answered 422") && stderr.contains("line 2"),
@@ -235,12 +243,7 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     assert!(status.success(), "exit status {status:?}");
 
     // Export from the database file the server left behind.
-    let out = trainlens(&db_url).args(["export", &id]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(trainlens(&db_url).args(["export", &id]));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with(r#"{"type":"run","name":"live","project":"cli""#),
@@ -253,16 +256,7 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     assert_eq!(remote_text, text, "the server's export is the database's");
 
     // Local import of a plain file, then export it again.
-    let out = trainlens(&db_url)
-        .arg("import")
-        .arg(&fixture)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(trainlens(&db_url).arg("import").arg(&fixture));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let new_id = stdout
         .split("run ")
@@ -288,8 +282,7 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
     // A bad file fails with the line named and a non-zero exit.
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"type\":\"run\",\"name\":\"x\"}\n{\"type\":\"scalar\",\"step\":-1,\"key\":\"a\",\"value\":1}\n").unwrap();
-    let out = trainlens(&db_url).arg("import").arg(&bad).output().unwrap();
-    assert!(!out.status.success());
+    let out = failed(trainlens(&db_url).arg("import").arg(&bad));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("line 2"),
         "{}",
@@ -321,16 +314,11 @@ fn findings_and_webhook_commands() {
     run_line["project"] = json!("healthy");
     let healthy_file = dir.path().join("healthy.jsonl");
     std::fs::write(&healthy_file, format!("{run_line}\n{rest}")).unwrap();
-    let out = trainlens(&db_url)
-        .arg("import")
-        .arg(fixtures.join("dev-diverge-sgd-lr5.jsonl"))
-        .arg(&healthy_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        trainlens(&db_url)
+            .arg("import")
+            .arg(fixtures.join("dev-diverge-sgd-lr5.jsonl"))
+            .arg(&healthy_file),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let ids: Vec<&str> = stdout
@@ -339,15 +327,7 @@ fn findings_and_webhook_commands() {
         .collect();
 
     // The diverging run, as JSON.
-    let out = trainlens(&db_url)
-        .args(["findings", ids[0], "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(trainlens(&db_url).args(["findings", ids[0], "--json"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let kinds: Vec<&str> = v["findings"]
         .as_array()
@@ -382,43 +362,23 @@ fn findings_and_webhook_commands() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no findings");
-    let out = trainlens(&db_url)
-        .args(["findings", "--project", healthy, "--fail-on", "warning"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = trainlens(&db_url)
-        .args(["findings", "--fail-on", "fatal"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    succeeded(trainlens(&db_url).args(["findings", "--project", healthy, "--fail-on", "warning"]));
+    failed(trainlens(&db_url).args(["findings", "--fail-on", "fatal"]));
 
     // Webhooks.
-    let out = trainlens(&db_url)
-        .args([
-            "webhook",
-            "add",
-            "https://hooks.example.com/a",
-            "--format",
-            "discord",
-            "--min-severity",
-            "error",
-            "--secret",
-            "k",
-            "--project",
-            "faults",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(trainlens(&db_url).args([
+        "webhook",
+        "add",
+        "https://hooks.example.com/a",
+        "--format",
+        "discord",
+        "--min-severity",
+        "error",
+        "--secret",
+        "k",
+        "--project",
+        "faults",
+    ]));
     let list = trainlens(&db_url)
         .args(["webhook", "list"])
         .output()
@@ -429,11 +389,7 @@ fn findings_and_webhook_commands() {
         "{list}"
     );
     assert!(!list.contains("\tk\t"), "the secret is not shown");
-    let bad = trainlens(&db_url)
-        .args(["webhook", "add", "file:///etc/passwd"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
+    let bad = failed(trainlens(&db_url).args(["webhook", "add", "file:///etc/passwd"]));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("http or https"));
     let id = list.split('\t').next().unwrap();
     assert!(
@@ -550,11 +506,13 @@ async fn limits_are_configurable() {
     );
     drop(child.0.take().map(|mut c| c.kill()));
 
-    let out = trainlens(&db_url)
-        .args(["--limit", "max_tagz=3", "serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = failed(trainlens(&db_url).args([
+        "--limit",
+        "max_tagz=3",
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+    ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no limit \"max_tagz\"") && stderr.contains("max_tags"),

@@ -292,55 +292,38 @@ const STREAM_PIECE_BYTES: usize = 64 * 1024;
 /// server holds the compressed range and one decoded chunk, never the
 /// points or the body. An error after the first byte cuts the body off.
 fn stream_columns(key: String, range: crate::store::scalars::StoredRange) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    tokio::spawn(async move {
-        let written = async {
-            let mut buf = Vec::with_capacity(STREAM_PIECE_BYTES + 64);
-            buf.extend_from_slice(b"{\"key\":");
-            serde_json::to_writer(&mut buf, &key).expect("a string serialises");
-            write!(buf, ",\"total\":{},\"downsampled\":false", range.total)?;
-            for field in ["steps", "values", "times"] {
-                write!(buf, ",\"{field}\":[")?;
-                let mut first = true;
-                for points in range.chunks() {
-                    for p in points? {
-                        if !first {
-                            buf.push(b',');
-                        }
-                        first = false;
-                        match field {
-                            "steps" => write!(buf, "{}", p.step)?,
-                            "values" => serde_json::to_writer(&mut buf, &Value(p.value))?,
-                            _ => serde_json::to_writer(&mut buf, &p.time)?,
-                        }
+    streamed("application/json", "scalar read", move |out| async move {
+        let mut buf = Vec::with_capacity(STREAM_PIECE_BYTES + 64);
+        buf.extend_from_slice(b"{\"key\":");
+        serde_json::to_writer(&mut buf, &key)?;
+        write!(buf, ",\"total\":{},\"downsampled\":false", range.total)?;
+        for field in ["steps", "values", "times"] {
+            write!(buf, ",\"{field}\":[")?;
+            let mut first = true;
+            for points in range.chunks() {
+                for p in points? {
+                    if !first {
+                        buf.push(b',');
                     }
-                    if buf.len() >= STREAM_PIECE_BYTES {
-                        let piece = Bytes::from(std::mem::take(&mut buf));
-                        if tx.send(Ok(piece)).await.is_err() {
-                            return Ok(()); // the client went away
-                        }
+                    first = false;
+                    match field {
+                        "steps" => write!(buf, "{}", p.step)?,
+                        "values" => serde_json::to_writer(&mut buf, &Value(p.value))?,
+                        _ => serde_json::to_writer(&mut buf, &p.time)?,
                     }
                 }
-                buf.push(b']');
+                if buf.len() >= STREAM_PIECE_BYTES
+                    && !out.send(std::mem::take(&mut buf).into()).await
+                {
+                    return Ok(());
+                }
             }
-            buf.push(b'}');
-            let _ = tx.send(Ok(Bytes::from(buf))).await;
-            anyhow::Ok(())
+            buf.push(b']');
         }
-        .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "scalar read failed mid-stream");
-            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response()
+        buf.push(b'}');
+        out.send(buf.into()).await;
+        Ok(())
+    })
 }
 
 #[derive(Deserialize)]
@@ -395,36 +378,56 @@ async fn read_datasets(
 /// cut-off body instead of a complete-looking one.
 async fn export(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
     require_run(&state, id).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let store = state.store.clone();
-    tokio::spawn(async move {
-        let streamed = async {
+    Ok(streamed(
+        "application/x-ndjson",
+        "export",
+        move |out| async move {
             let mut pages = store.export_pages(id).await?;
             while let Some(page) = pages.next_page().await? {
-                if page.is_empty() {
-                    continue;
-                }
-                let bytes = Bytes::from(crate::record::to_ndjson(&page));
-                if tx.send(Ok(bytes)).await.is_err() {
-                    break; // the client went away
+                if !page.is_empty() && !out.send(crate::record::to_ndjson(&page).into()).await {
+                    break;
                 }
             }
-            Ok::<_, crate::store::StoreError>(())
-        }
-        .await;
-        if let Err(e) = streamed {
-            tracing::error!(run = %id, error = %e, "export failed mid-stream");
+            Ok(())
+        },
+    ))
+}
+
+/// Where a streamed answer writes its pieces.
+struct Pieces(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl Pieces {
+    /// Sends a piece; false when the client went away (stop producing).
+    async fn send(&self, piece: Bytes) -> bool {
+        self.0.send(Ok(piece)).await.is_ok()
+    }
+}
+
+/// A response whose body `produce` writes a piece at a time from a task of
+/// its own, so the server holds a piece or two, never the body. An error
+/// after the first byte is logged and cuts the body off, so the client sees
+/// a broken answer instead of a complete-looking one.
+fn streamed<F, Fut>(content_type: &'static str, what: &'static str, produce: F) -> Response
+where
+    F: FnOnce(Pieces) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        if let Err(e) = produce(Pieces(tx.clone())).await {
+            tracing::error!(error = %e, "{what} failed mid-stream");
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+    (
+        [(header::CONTENT_TYPE, content_type)],
         axum::body::Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Deserialize)]

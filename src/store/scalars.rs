@@ -16,6 +16,21 @@ use crate::record::Value;
 /// downsampled read of a long series need not decode them.
 const SUMMARY_MIN_POINTS: usize = 32;
 
+/// `SELECT $columns` of the chunks of a series over a step range, by chunk
+/// (binds: series id, from, to), for [`Store::chunk_rows`].
+macro_rules! chunks_in_range {
+    ($columns:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM scalar_chunks WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk"
+        )
+    };
+}
+const POINTS_SQL: &str = chunks_in_range!("chunk, data");
+const RANGE_SQL: &str = chunks_in_range!("n, min_step, max_step, data");
+const ENVELOPES_SQL: &str = chunks_in_range!("n, min_step, max_step, summary");
+
 #[derive(FromRow)]
 struct SeriesRow {
     key: String,
@@ -116,6 +131,39 @@ impl Store {
         rows.into_iter().map(SeriesInfo::try_from).collect()
     }
 
+    /// The series `key` of `run` and the step range clamped by
+    /// [`step_range`]; `None` when the run has no such series.
+    async fn locate(
+        &self,
+        run: Uuid,
+        key: &str,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<Option<(i64, u64, u64)>> {
+        let (from, to) = step_range(from, to);
+        Ok(self.series_id(run, key).await?.map(|id| (id, from, to)))
+    }
+
+    /// The rows of `sql` — `SELECT … FROM scalar_chunks WHERE series_id = $1
+    /// AND max_step >= $2 AND min_step <= $3 …` — for one series and range.
+    async fn chunk_rows<T>(
+        &self,
+        sql: &'static str,
+        series: i64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql)
+            .bind(series)
+            .bind(from as i64)
+            .bind(to as i64)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
     async fn series_id(&self, run: Uuid, key: &str) -> Result<Option<i64>> {
         Ok(
             sqlx::query_scalar("SELECT id FROM series WHERE run_id = $1 AND key = $2")
@@ -135,19 +183,10 @@ impl Store {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<Option<Vec<Point>>> {
-        let (from, to) = step_range(from, to);
-        let Some(series_id) = self.series_id(run, key).await? else {
+        let Some((series_id, from, to)) = self.locate(run, key, from, to).await? else {
             return Ok(None);
         };
-        let rows: Vec<ChunkData> = sqlx::query_as(
-            "SELECT chunk, data FROM scalar_chunks WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 \
-             ORDER BY chunk",
-        )
-        .bind(series_id)
-        .bind(from as i64)
-        .bind(to as i64)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<ChunkData> = self.chunk_rows(POINTS_SQL, series_id, from, to).await?;
         let mut points = Vec::new();
         for row in &rows {
             chunk::decode_into(&row.data, &mut points)?;
@@ -165,19 +204,10 @@ impl Store {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<Option<StoredRange>> {
-        let (from, to) = step_range(from, to);
-        let Some(series_id) = self.series_id(run, key).await? else {
+        let Some((series_id, from, to)) = self.locate(run, key, from, to).await? else {
             return Ok(None);
         };
-        let chunks: Vec<RangeChunk> = sqlx::query_as(
-            "SELECT n, min_step, max_step, data FROM scalar_chunks \
-             WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk",
-        )
-        .bind(series_id)
-        .bind(from as i64)
-        .bind(to as i64)
-        .fetch_all(self.pool())
-        .await?;
+        let chunks: Vec<RangeChunk> = self.chunk_rows(RANGE_SQL, series_id, from, to).await?;
         let mut total = 0;
         for c in &chunks {
             total += if c.min_step as u64 >= from && c.max_step as u64 <= to {
@@ -213,19 +243,10 @@ impl Store {
         to: Option<u64>,
         max_points: usize,
     ) -> Result<Option<Sampled>> {
-        let (from, to) = step_range(from, to);
-        let Some(series_id) = self.series_id(run, key).await? else {
+        let Some((series_id, from, to)) = self.locate(run, key, from, to).await? else {
             return Ok(None);
         };
-        let rows: Vec<ChunkMeta> = sqlx::query_as(
-            "SELECT n, min_step, max_step, summary FROM scalar_chunks \
-             WHERE series_id = $1 AND max_step >= $2 AND min_step <= $3 ORDER BY chunk",
-        )
-        .bind(series_id)
-        .bind(from as i64)
-        .bind(to as i64)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<ChunkMeta> = self.chunk_rows(ENVELOPES_SQL, series_id, from, to).await?;
         let (Some(first_row), Some(last_row)) = (rows.first(), rows.last()) else {
             return Ok(Some(Sampled {
                 total: 0,
