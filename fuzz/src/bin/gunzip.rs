@@ -1,0 +1,7 @@
+//! AFL target: `trainlens_fuzz::check_gunzip` (see src/lib.rs for what it checks).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        trainlens_fuzz::check_gunzip(data);
+    });
+}
