@@ -680,7 +680,8 @@ fn parse_line(
             "each line must be a JSON object",
         ));
     };
-    let Some(serde_json::Value::String(kind)) = obj.remove("type") else {
+    // shift_remove: the other fields keep the order they were sent in.
+    let Some(serde_json::Value::String(kind)) = obj.shift_remove("type") else {
         return Err(InputError::malformed(
             "invalid_record",
             Some("type".into()),
@@ -950,6 +951,16 @@ mod tests {
 
     fn err_ndjson(body: &str) -> InputError {
         parse_ndjson(body.as_bytes(), RunLine::Forbidden).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_fields_keep_the_order_they_were_sent_in() {
+        // Found by fuzzing: removing `type` used to swap the last field into
+        // its place, so every import/export cycle reordered them.
+        let body = r#"{"type":"model","a":1,"b":2,"c":3}"#;
+        let rec = parse_ndjson(body.as_bytes(), RunLine::Forbidden).unwrap();
+        let extra = rec.batch.model.unwrap().extra;
+        assert_eq!(extra.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 
     #[test]
