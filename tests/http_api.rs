@@ -235,8 +235,11 @@ async fn full_reads_stream_the_same_bytes_as_an_unsampled_read() {
     let db = TestDb::sqlite().await;
     let app = db.app();
     let id = create_run(&app, "stream").await;
-    // Three chunks and a bit, with gaps, non-finite values and some times.
-    let steps: Vec<u64> = (0..13_000).filter(|s| s % 7 != 3).collect();
+    // Over the streaming threshold, across many chunks, with gaps,
+    // non-finite values and some times.
+    let n = trainlens::api::v1::STREAM_READS_ABOVE_POINTS as u64 * 5 / 4 + 5000;
+    let steps: Vec<u64> = (0..n).filter(|s| s % 7 != 3).collect();
+    assert!(steps.len() > trainlens::api::v1::STREAM_READS_ABOVE_POINTS);
     let values: Vec<Value> = steps
         .iter()
         .map(|&s| match s % 1000 {
@@ -271,12 +274,30 @@ async fn full_reads_stream_the_same_bytes_as_an_unsampled_read() {
             resp.into_body().collect().await.unwrap().to_bytes()
         }
     };
+    // A streamed answer has no length up front; a built one has.
+    let length_known = |uri: String| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(get(&uri)).await.unwrap();
+            resp.headers().contains_key("content-length") || {
+                use axum::body::HttpBody as _;
+                resp.body().size_hint().exact().is_some()
+            }
+        }
+    };
+    let whole_uri = format!("/api/v1/runs/{id}/scalars?key=train%2Floss");
+    assert!(
+        !length_known(whole_uri.clone()).await,
+        "a big full read streams"
+    );
+    assert!(length_known(format!("{whole_uri}&to_step=100")).await);
     for range in [
         "",
         "&from_step=4000",
         "&to_step=8191",
         "&from_step=5000&to_step=5010",
         "&from_step=4095&to_step=4096",
+        "&from_step=4095&to_step=320000",
         "&from_step=20000",
     ] {
         let base = format!("/api/v1/runs/{id}/scalars?key=train%2Floss{range}");

@@ -259,19 +259,31 @@ async fn read_scalars(
     }
     require_run(&state, id).await?;
     let missing = || AppError::NotFound(format!("run {id} has no series {:?}", q.key));
-    let Some(n) = q.max_points else {
-        let range = state
+    let s = match q.max_points {
+        Some(n) => state
             .store
-            .stored_range(id, &q.key, q.from_step, q.to_step)
+            .downsampled(id, &q.key, q.from_step, q.to_step, n)
             .await?
-            .ok_or_else(missing)?;
-        return Ok(stream_columns(q.key, range));
+            .ok_or_else(missing)?,
+        None => {
+            let range = state
+                .store
+                .stored_range(id, &q.key, q.from_step, q.to_step)
+                .await?
+                .ok_or_else(missing)?;
+            if range.total > STREAM_READS_ABOVE_POINTS {
+                return Ok(stream_columns(q.key, range));
+            }
+            let mut points = Vec::with_capacity(range.total);
+            for chunk in range.chunks() {
+                points.extend(chunk?);
+            }
+            crate::model::Sampled {
+                total: points.len(),
+                points,
+            }
+        }
     };
-    let s = state
-        .store
-        .downsampled(id, &q.key, q.from_step, q.to_step, n)
-        .await?
-        .ok_or_else(missing)?;
     let cols = ScalarColumns {
         key: q.key,
         total: s.total,
@@ -283,6 +295,11 @@ async fn read_scalars(
     let body = serde_json::to_vec(&cols).expect("columns serialise");
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// Full reads of more points than this stream their answer
+/// ([`stream_columns`]); smaller ones build it at once, which is faster and
+/// holds at most a few MiB.
+pub const STREAM_READS_ABOVE_POINTS: usize = 1 << 18;
 
 /// Bytes of JSON sent at a time by a streamed read.
 const STREAM_PIECE_BYTES: usize = 64 * 1024;
