@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use trainlens::app::{self, ConnLimits};
+use trainlens::app;
+use trainlens::http::ConnLimits;
 
 async fn start(db: &TestDb, limits: ConnLimits) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

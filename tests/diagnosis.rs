@@ -310,7 +310,7 @@ async fn start_service(
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = trainlens::app::AppState::new(db.store.clone(), &base, 1 << 20);
+    let state = trainlens::http::AppState::new(db.store.clone(), &base, 1 << 20);
     let sender = SenderConfig {
         base_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(300),

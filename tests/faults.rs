@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use trainlens::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use trainlens::app::{self, DEFAULT_MAX_BODY_BYTES};
+use trainlens::http::AppState;
 use trainlens::store::{Store, StoreOptions};
 
 // ---------------------------------------------------------------- helpers

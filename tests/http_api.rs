@@ -8,7 +8,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{TestDb, get, post, post_json, send};
 use serde_json::{Value, json};
-use trainlens::app::{self, AppState};
+use trainlens::app;
+use trainlens::http::AppState;
 
 async fn create_run(app: &axum::Router, project: &str) -> String {
     let (status, body) = send(

@@ -9,9 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::alerts::{self, Format};
-use crate::app::AppState;
 use crate::http::extract::query_word;
-use crate::http::{Admin, AppError, JsonBody, Query, RunId};
+use crate::http::{Admin, AppError, AppState, JsonBody, Query, RunId};
 use crate::ingest::InputError;
 use crate::model::{FindingStatus, Severity};
 use crate::store::webhooks::NewWebhook;

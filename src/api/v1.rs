@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::http::extract::{idempotency_key, query_word};
-use crate::http::{AppError, Body, JsonBody, Query, RunId};
+use crate::http::{AppError, AppState, Body, JsonBody, Query, RunId};
 use crate::ingest::{self, InputError, RunLine};
 use crate::model::{IngestOutcome, NewRun, Run, RunFilter, RunStatus};
 use crate::record::{RunRecord, Value};

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::alerts::sender::SenderConfig;
-use crate::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use crate::app::{self, DEFAULT_MAX_BODY_BYTES};
+use crate::http::AppState;
 use crate::runner::RunnerConfig;
 
 #[derive(Debug, Args, Clone)]

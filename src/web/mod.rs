@@ -10,10 +10,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
-use crate::http::{AppError, PageError, Query, RunId};
+use crate::http::{AppError, AppState, PageError, Query, RunId};
 use crate::model::{FindingStatus, Run, RunFilter, SeriesInfo};
 use crate::store::findings::StoredFinding;
 

@@ -10,7 +10,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sqlx::migrate::MigrateDatabase;
 use tower::ServiceExt;
-use trainlens::app::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use trainlens::app::{self, DEFAULT_MAX_BODY_BYTES};
+use trainlens::http::AppState;
 use trainlens::store::Store;
 
 /// A store on a fresh database, removed by [`TestDb::cleanup`].
