@@ -273,10 +273,7 @@ async fn read_scalars(
             if range.total > STREAM_READS_ABOVE_POINTS {
                 return Ok(stream_columns(q.key, range));
             }
-            let mut points = Vec::with_capacity(range.total);
-            for chunk in range.chunks() {
-                points.extend(chunk?);
-            }
+            let points = range.points()?;
             crate::model::Sampled {
                 total: points.len(),
                 points,

@@ -94,6 +94,16 @@ pub struct StoredRange {
 }
 
 impl StoredRange {
+    /// All the points at once, in step order.
+    pub fn points(&self) -> Result<Vec<Point>> {
+        let mut points = Vec::with_capacity(self.total);
+        for c in &self.chunks {
+            chunk::decode_into(&c.data, &mut points)?;
+        }
+        points.retain(|p| p.step >= self.from && p.step <= self.to);
+        Ok(points)
+    }
+
     /// The points, a decoded chunk at a time, in step order; each call
     /// decodes afresh.
     pub fn chunks(&self) -> impl Iterator<Item = Result<Vec<Point>>> + '_ {
