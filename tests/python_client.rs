@@ -42,7 +42,7 @@ async fn the_python_client_talks_to_a_live_server() {
         out.status.success(),
         "the Python client's tests failed:\n{report}"
     );
-    assert!(report.contains("Ran 6 tests"), "{report}");
+    assert!(report.contains("Ran 10 tests"), "{report}");
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -146,10 +146,11 @@ class Run:
         bins: int = 30,
         edges: Optional[Sequence[float]] = None,
         counts: Optional[Sequence[int]] = None,
+        nonfinite: int = 0,
     ) -> None:
         """Records a histogram: from raw ``values`` (binned here, non-finite
-        values counted apart) or from ready ``edges`` and ``counts``."""
-        nonfinite = 0
+        values counted apart) or from ready ``edges`` and ``counts`` (and the
+        ``nonfinite`` values left out of them)."""
         if values is not None:
             finite = []
             for v in values:
@@ -172,18 +173,36 @@ class Run:
         self._records([{"type": "histogram", "step": step, "key": key, "edges": list(edges or []),
                         "counts": list(counts or []), "nonfinite": nonfinite}])
 
-    def log_model(self, layers: List[Dict[str, Any]], loss: Optional[str] = None,
-                  optimizer: Optional[Dict[str, Any]] = None, **extra: Any) -> None:
-        """Records the model summary (see the record format's `model` line)."""
-        rec: Dict[str, Any] = {"type": "model", "layers": layers, **extra}
+    def log_model(self, model: Any = None, loss: Optional[str] = None,
+                  optimizer: Any = None, loss_fn: Any = None, **extra: Any) -> None:
+        """Records the model summary (the record format's `model` line).
+
+        ``model`` is a ``torch.nn.Module`` — then the layers, their
+        activations, the loss (from ``loss_fn``) and the optimizer (a
+        ``torch.optim.Optimizer``) are read from the objects — or a list of
+        layer dicts, with ``loss`` a name and ``optimizer`` a dict."""
+        if hasattr(model, "named_modules"):
+            from . import torch as tl_torch
+            rec: Dict[str, Any] = {"type": "model",
+                                   **tl_torch.model_record(model, loss_fn=loss_fn, optimizer=optimizer),
+                                   **extra}
+        else:
+            layers = extra.pop("layers", model)
+            rec = {"type": "model", "layers": layers or [], **extra}
+            if optimizer is not None:
+                rec["optimizer"] = optimizer
         if loss is not None:
             rec["loss"] = loss
-        if optimizer is not None:
-            rec["optimizer"] = optimizer
         self._records([rec])
 
-    def log_dataset(self, split: str, **fields: Any) -> None:
-        """Records a dataset split summary (n, n_features, missing, class_counts, ...)."""
+    def log_dataset(self, split: str, x: Any = None, y: Any = None, **fields: Any) -> None:
+        """Records a dataset split summary: from arrays ``x`` (and labels
+        ``y``), numpy or torch, or a torch ``Dataset``/``DataLoader`` of
+        ``(x, y)`` items (sampling at most 10,000), or from given ``fields``
+        (n, n_features, missing, feature_mean, feature_std, class_counts)."""
+        if x is not None:
+            from . import torch as tl_torch
+            fields = {**tl_torch.dataset_summary(x, y), **fields}
         self._records([{"type": "dataset", "split": split, **fields}])
 
     def _records(self, records: List[Dict[str, Any]]) -> None:

@@ -1,0 +1,429 @@
+"""PyTorch instrumentation: the signals trainlens diagnoses, from hooks.
+
+    import trainlens, trainlens.torch
+    run = trainlens.init(project="mnist", config={"lr": 0.1})
+    trainlens.torch.watch(run, model, optimizer=opt, loss_fn=loss_fn)
+    for step, (x, y) in enumerate(loader):
+        ...; run.log({"train/loss": loss.item()}, step=step)
+
+:func:`watch` logs, every ``every`` steps, under the names the diagnostics
+read (``<layer>`` is the module's name from ``named_modules()``; a module
+with several weight matrices, such as an LSTM's ``weight_ih_l0`` and
+``weight_hh_l0`` or attention's ``in_proj_weight``, gets one series per
+weight under ``<module>.<parameter>``; biases are left out):
+
+* ``grad_norm/<layer>``, ``weight_norm/<layer>``: L2 norms of the weight's
+  gradient (read as backward accumulates it) and of the weight;
+* ``update_ratio/<layer>``: ‖Δw‖ / ‖w‖ across the optimizer step that follows
+  (the weights are copied only on the steps that are measured);
+* ``act_mean/<layer>``, ``act_std/<layer>``: the layer's output, after its
+  activation when that is a module (``nn.ReLU``, ``nn.Tanh``, …, also one
+  instance reused after several layers); ``dead_frac/<layer>`` (ReLU family:
+  share of units, i.e. features or conv channels, that are 0 for the whole
+  batch) and ``sat_frac/<layer>`` (sigmoid: outputs below 0.01 or above 0.99;
+  tanh: |output| above 0.99);
+* every ``histograms_every`` steps, 30-bin histograms ``weights/<layer>``,
+  ``grads/<layer>``, ``activations/<layer>``.
+
+NaN and infinities are kept: a NaN gradient norm is logged as NaN, and
+histograms count non-finite values apart.
+
+**Steps.** The step advances with every forward pass of the model in
+training mode, one per batch: in the usual loop (``zero_grad``, forward,
+backward, ``step``) it equals the loop's batch index, so pass the same number
+to ``run.log(..., step=...)``. With gradient accumulation over k micro-batches
+the step advances k per optimizer step; a measured gradient is then the
+partial sum after that micro-batch, and the update ratio spans whatever
+optimizer step follows — so a forgotten ``zero_grad`` shows as growing
+gradient norms, and a forgotten ``optimizer.step()`` as an update ratio of 0.
+Forward passes in eval mode are neither counted nor measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["watch", "Watch", "model_record", "dataset_summary"]
+
+#: Activation modules whose output is attributed to the weight layer before.
+_RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU)
+_ACTIVATIONS = _RELU_FAMILY + (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
+                               nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softmax,
+                               nn.LogSoftmax)
+
+#: Bins of the histograms (the record format's fixtures use 30).
+HISTOGRAM_BINS = 30
+#: A sigmoid output below this or above 1 - this is saturated.
+SIGMOID_SATURATED = 0.01
+#: A tanh output with a magnitude above this is saturated.
+TANH_SATURATED = 0.99
+
+
+def _activation_name(m: nn.Module) -> str:
+    names = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu",
+             nn.RReLU: "rrelu", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu",
+             nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.GELU: "gelu", nn.SiLU: "silu",
+             nn.Mish: "mish", nn.Softplus: "softplus", nn.Hardtanh: "hardtanh",
+             nn.Hardsigmoid: "hardsigmoid", nn.Hardswish: "hardswish", nn.Softmax: "softmax",
+             nn.LogSoftmax: "log_softmax"}
+    return names.get(type(m), type(m).__name__.lower())
+
+
+class _Layer:
+    """One weight parameter that is watched."""
+
+    __slots__ = ("name", "module_name", "param", "grad_norm", "grad_hist", "before")
+
+    def __init__(self, name: str, module_name: str, param: nn.Parameter) -> None:
+        self.name = name
+        self.module_name = module_name
+        self.param = param
+        self.grad_norm: Optional[torch.Tensor] = None
+        self.grad_hist: Optional[torch.Tensor] = None
+        self.before: Optional[torch.Tensor] = None
+
+
+def _layers(model: nn.Module) -> Tuple[List[_Layer], Dict[str, nn.Module]]:
+    layers: List[_Layer] = []
+    owners: Dict[str, nn.Module] = {}
+    for module_name, module in model.named_modules():
+        weights = [(n, p) for n, p in module.named_parameters(recurse=False)
+                   if "bias" not in n and p.dim() >= 1]
+        if not weights:
+            continue
+        owners[module_name] = module
+        for pname, p in weights:
+            if len(weights) == 1 and pname == "weight":
+                name = module_name or pname
+            else:
+                name = f"{module_name}.{pname}" if module_name else pname
+            layers.append(_Layer(name, module_name, p))
+    return layers, owners
+
+
+def _histogram(t: torch.Tensor) -> Tuple[List[float], List[int], int]:
+    """30 equal bins over the finite values, and how many were not finite."""
+    flat = t.detach().reshape(-1).float()
+    finite_mask = torch.isfinite(flat)
+    nonfinite = int(flat.numel() - int(finite_mask.sum()))
+    finite = flat[finite_mask]
+    if finite.numel() == 0:
+        return [], [], nonfinite
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + max(abs(lo), 1.0) * 1e-6
+    counts = torch.histc(finite, bins=HISTOGRAM_BINS, min=lo, max=hi)
+    width = (hi - lo) / HISTOGRAM_BINS
+    edges = [lo + i * width for i in range(HISTOGRAM_BINS)] + [hi]
+    return edges, [int(c) for c in counts.tolist()], nonfinite
+
+
+def _first_tensor(out: Any) -> Optional[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return _first_tensor(out[0])
+    return None
+
+
+class Watch:
+    """The hooks :func:`watch` registered; :meth:`unwatch` removes them."""
+
+    def __init__(self, run: Any, model: nn.Module, every: int, histograms_every: int,
+                 optimizer: Optional[torch.optim.Optimizer]) -> None:
+        if every < 1 or histograms_every < 1:
+            raise ValueError("every and histograms_every must be at least 1")
+        self.run = run
+        self.model = model
+        self.every = every
+        self.histograms_every = histograms_every
+        self.step = -1  # advanced by the first training forward
+        self._layers, owners = _layers(model)
+        self._by_module: Dict[str, List[_Layer]] = {}
+        for layer in self._layers:
+            self._by_module.setdefault(layer.module_name, []).append(layer)
+        self._handles: List[Any] = []
+        self._measuring = False
+        self._hist = False
+        # The weight layer whose forward ran last: an activation module's
+        # output is that layer's activation.
+        self._last_owner: Optional[str] = None
+        self._acts: Dict[str, Tuple[torch.Tensor, Optional[nn.Module], bool]] = {}
+        self._snapshot_step: Optional[int] = None
+        self._conv_like = {n for n, m in owners.items()
+                           if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                                             nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                             nn.ConvTranspose3d))}
+
+        self._owners = owners
+        # Always on: the model's forward (the step counter) and the
+        # optimizer's step. The per-layer hooks are registered for a measured
+        # step only, so that the other steps cost two Python calls.
+        self._handles.append(model.register_forward_pre_hook(self._on_model_forward))
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_post_hook(self._on_optimizer_step))
+        self._transient: List[Any] = []
+
+    def _register_layer_hooks(self) -> None:
+        for name, module in self.model.named_modules():
+            if name in self._owners:
+                self._transient.append(module.register_forward_hook(self._owner_hook(name)))
+            elif isinstance(module, _ACTIVATIONS):
+                self._transient.append(module.register_forward_hook(self._on_activation))
+        for layer in self._layers:
+            self._transient.append(layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
+
+    def _remove_layer_hooks(self) -> None:
+        for h in self._transient:
+            h.remove()
+        self._transient = []
+
+    # -- hooks ---------------------------------------------------------------
+    def _on_model_forward(self, module: nn.Module, args: Any) -> None:
+        if not module.training:
+            self._measuring = False
+            return
+        # The optimizer step after the last measured forward has happened
+        # (or was forgotten): close that measurement first.
+        self._finish_measurement()
+        self.step += 1
+        self._measuring = self.step % self.every == 0
+        self._hist = self.step % self.histograms_every == 0
+        self._last_owner = None
+        if self._measuring:
+            with torch.no_grad():
+                for layer in self._layers:
+                    layer.before = layer.param.detach().clone()
+                    layer.grad_norm = None
+                    layer.grad_hist = None
+            self._snapshot_step = self.step
+            self._register_layer_hooks()
+
+    def _owner_hook(self, name: str):
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            if not self._measuring:
+                return
+            self._last_owner = name
+            t = _first_tensor(out)
+            if t is not None:
+                self._acts[name] = (t.detach(), None, name in self._conv_like)
+        return hook
+
+    def _on_activation(self, module: nn.Module, args: Any, out: Any) -> None:
+        if not self._measuring or self._last_owner is None:
+            return
+        t = _first_tensor(out)
+        if t is not None:
+            owner = self._last_owner
+            self._acts[owner] = (t.detach(), module, owner in self._conv_like)
+
+    def _grad_hook(self, layer: _Layer):
+        def hook(p: torch.Tensor) -> None:
+            if not self._measuring or p.grad is None:
+                return
+            with torch.no_grad():
+                layer.grad_norm = torch.linalg.vector_norm(p.grad.detach().float())
+                if self._hist:
+                    layer.grad_hist = p.grad.detach().clone()
+        return hook
+
+    def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._finish_measurement()
+
+    # -- measuring -----------------------------------------------------------
+    def _finish_measurement(self) -> None:
+        """Logs the measured step: norms, the update across the step that
+        followed it, activations, histograms."""
+        step = self._snapshot_step
+        if step is None:
+            return
+        self._snapshot_step = None
+        self._measuring = False
+        self._remove_layer_hooks()
+        metrics: Dict[str, torch.Tensor] = {}
+        hists: List[Tuple[str, torch.Tensor]] = []
+        with torch.no_grad():
+            for layer in self._layers:
+                w = layer.param.detach()
+                before = layer.before
+                layer.before = None
+                metrics[f"weight_norm/{layer.name}"] = torch.linalg.vector_norm(before.float())
+                if layer.grad_norm is not None:
+                    metrics[f"grad_norm/{layer.name}"] = layer.grad_norm
+                norm_before = torch.linalg.vector_norm(before.float())
+                metrics[f"update_ratio/{layer.name}"] = (
+                    torch.linalg.vector_norm((w - before).float()) / norm_before.clamp_min(1e-12))
+                if self._hist:
+                    hists.append((f"weights/{layer.name}", before))
+                    if layer.grad_hist is not None:
+                        hists.append((f"grads/{layer.name}", layer.grad_hist))
+                layer.grad_norm = None
+                layer.grad_hist = None
+            for owner, (t, act, conv) in self._acts.items():
+                names = [layer.name for layer in self._by_module.get(owner, [])]
+                name = owner if owner else (names[0] if names else "model")
+                x = t.float()
+                metrics[f"act_mean/{name}"] = x.mean()
+                metrics[f"act_std/{name}"] = x.std() if x.numel() > 1 else torch.zeros(())
+                if act is not None and x.dim() >= 2:
+                    if isinstance(act, _RELU_FAMILY):
+                        # A unit (a feature, or a conv channel) is dead when
+                        # it is 0 for every sample and position.
+                        unit_dim = 1 if conv else x.dim() - 1
+                        alive = (x != 0).movedim(unit_dim, 0).reshape(x.shape[unit_dim], -1).any(dim=1)
+                        metrics[f"dead_frac/{name}"] = (~alive).float().mean()
+                    elif isinstance(act, nn.Sigmoid):
+                        metrics[f"sat_frac/{name}"] = ((x < SIGMOID_SATURATED)
+                                                       | (x > 1 - SIGMOID_SATURATED)).float().mean()
+                    elif isinstance(act, nn.Tanh):
+                        metrics[f"sat_frac/{name}"] = (x.abs() > TANH_SATURATED).float().mean()
+                if self._hist:
+                    hists.append((f"activations/{name}", t))
+            self._acts = {}
+            keys = list(metrics)
+            values = torch.stack([metrics[k].detach().float().reshape(()).cpu() for k in keys]).tolist() \
+                if keys else []
+        self.run.log(dict(zip(keys, values)), step=step)
+        for key, t in hists:
+            edges, counts, nonfinite = _histogram(t)
+            self.run.log_histogram(key, step=step, edges=edges, counts=counts, nonfinite=nonfinite)
+
+    def unwatch(self) -> None:
+        """Removes every hook (and logs a measurement still open)."""
+        self._finish_measurement()
+        self._remove_layer_hooks()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def watch(run: Any, model: nn.Module, every: int = 10, histograms_every: int = 200,
+          optimizer: Optional[torch.optim.Optimizer] = None, loss_fn: Optional[nn.Module] = None,
+          log_model: bool = True) -> Watch:
+    """Instruments ``model`` so that ``run`` gets its gradients, weights,
+    updates and activations every ``every`` steps (see the module's doc).
+
+    With ``log_model`` (the default) the model record is sent too, built by
+    :func:`model_record` from the model, ``loss_fn`` and ``optimizer``.
+    Returns the :class:`Watch`; ``.unwatch()`` removes the hooks."""
+    if log_model:
+        run.log_model(**model_record(model, loss_fn=loss_fn, optimizer=optimizer))
+    return Watch(run, model, every, histograms_every, optimizer)
+
+
+# -- the model record ----------------------------------------------------------
+_LOSSES = {nn.CrossEntropyLoss: "cross_entropy", nn.NLLLoss: "nll", nn.BCELoss: "bce",
+           nn.BCEWithLogitsLoss: "bce_with_logits", nn.MSELoss: "mse", nn.L1Loss: "l1",
+           nn.SmoothL1Loss: "smooth_l1", nn.HuberLoss: "huber", nn.KLDivLoss: "kl_div"}
+
+
+def _in_out(m: nn.Module) -> Tuple[Optional[int], Optional[int]]:
+    for a, b in (("in_features", "out_features"), ("in_channels", "out_channels"),
+                 ("input_size", "hidden_size"), ("num_embeddings", "embedding_dim"),
+                 ("embed_dim", "embed_dim")):
+        if hasattr(m, a) and hasattr(m, b):
+            return int(getattr(m, a)), int(getattr(m, b))
+    return None, None
+
+
+def model_record(model: nn.Module, loss_fn: Any = None, optimizer: Any = None) -> Dict[str, Any]:
+    """The ``model`` record's fields for ``run.log_model(**…)``: the weight
+    layers in model order with type, in/out, parameters, the activation that
+    follows each (the next activation module before the next weight layer;
+    ``none`` when there is none), trainable; the loss from the loss
+    function's class; the optimizer's name, lr, momentum and weight decay."""
+    layers: List[Dict[str, Any]] = []
+    last: Optional[Dict[str, Any]] = None
+    for name, m in model.named_modules():
+        own = list(m.parameters(recurse=False))
+        if own:
+            inputs, outputs = _in_out(m)
+            last = {"name": name or type(m).__name__.lower(), "type": type(m).__name__,
+                    "params": int(sum(p.numel() for p in own)), "activation": "none",
+                    "trainable": any(p.requires_grad for p in own)}
+            if inputs is not None:
+                last["in"], last["out"] = inputs, outputs
+            layers.append(last)
+        elif isinstance(m, _ACTIVATIONS) and last is not None and last["activation"] == "none":
+            last["activation"] = _activation_name(m)
+    rec: Dict[str, Any] = {"layers": layers,
+                           "total_params": int(sum(p.numel() for p in model.parameters()))}
+    if loss_fn is not None:
+        rec["loss"] = _LOSSES.get(type(loss_fn), type(loss_fn).__name__.lower())
+    if optimizer is not None:
+        group = optimizer.param_groups[0]
+        opt: Dict[str, Any] = {"name": type(optimizer).__name__.lower()}
+        if "lr" in group:
+            opt["lr"] = float(group["lr"])
+        if "momentum" in group:
+            opt["momentum"] = float(group["momentum"])
+        elif "betas" in group:
+            opt["momentum"] = float(group["betas"][0])
+        if "weight_decay" in group:
+            opt["weight_decay"] = float(group["weight_decay"])
+        rec["optimizer"] = opt
+    return rec
+
+
+# -- dataset summaries ---------------------------------------------------------
+#: Most samples read from a Dataset or DataLoader for a summary.
+MAX_DATASET_SAMPLES = 10_000
+
+
+def _as_tensor(a: Any) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu()
+    return torch.as_tensor(a)
+
+
+def dataset_summary(x: Any, y: Any = None, max_samples: int = MAX_DATASET_SAMPLES) -> Dict[str, Any]:
+    """The ``dataset`` record's fields from arrays (numpy or torch; ``x`` of
+    shape [n, features…]), or from a ``Dataset`` / ``DataLoader`` of
+    ``(x, y)`` items (``y`` then omitted), reading at most ``max_samples``:
+    n, n_features, missing cells (NaN), per-feature mean and std (features
+    flattened), class counts when the labels are integers."""
+    n_total: Optional[int] = None
+    if y is None and isinstance(x, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        xs, ys = [], []
+        dataset = getattr(x, "dataset", x)
+        n_total = len(dataset) if hasattr(dataset, "__len__") else None
+        count = 0
+        if isinstance(x, torch.utils.data.DataLoader):
+            for xb, yb in x:
+                xs.append(_as_tensor(xb))
+                ys.append(_as_tensor(yb).reshape(-1))
+                count += len(xs[-1])
+                if count >= max_samples:
+                    break
+        else:
+            step = max(1, (n_total or max_samples) // max_samples)
+            for i in range(0, n_total if n_total is not None else max_samples, step):
+                xi, yi = dataset[i]
+                xs.append(_as_tensor(xi).unsqueeze(0))
+                ys.append(_as_tensor(yi).reshape(-1))
+        xt = torch.cat(xs)[:max_samples]
+        yt = torch.cat(ys)[:max_samples]
+    else:
+        xt = _as_tensor(x)
+        yt = None if y is None else _as_tensor(y).reshape(-1)
+        n_total = int(xt.shape[0])
+    flat = xt.reshape(xt.shape[0], -1).double()
+    missing = int(torch.isnan(flat).sum())
+    clean = torch.where(torch.isnan(flat), torch.zeros_like(flat), flat)
+    present = (~torch.isnan(flat)).sum(dim=0).clamp_min(1)
+    mean = clean.sum(dim=0) / present
+    var = (torch.where(torch.isnan(flat), torch.zeros_like(flat), (flat - mean) ** 2)).sum(dim=0) \
+        / present
+    out: Dict[str, Any] = {"n": int(n_total if n_total is not None else xt.shape[0]),
+                           "n_features": int(flat.shape[1]), "missing": missing}
+    if flat.shape[1] <= 10_000:
+        out["feature_mean"] = [float(v) for v in mean.tolist()]
+        out["feature_std"] = [float(math.sqrt(v)) for v in var.tolist()]
+    if yt is not None and not torch.is_floating_point(yt):
+        values, counts = torch.unique(yt, return_counts=True)
+        out["class_counts"] = {str(int(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+    return out
