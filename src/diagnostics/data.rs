@@ -10,8 +10,9 @@
 //!   classes", which perplexity misses: five classes at 5% of ten still have
 //!   perplexity 0.56). Either way the deficit must be statistically clear —
 //!   the smallest class ≥ 4 binomial standard deviations below its uniform
-//!   count — so small random subsets (a tiny training set with 4 vs 16
-//!   samples per class) are not flagged.
+//!   count, or the largest ≥ 4 above it (one class dominating a handful of
+//!   samples of each other class) — so small random subsets (a tiny
+//!   training set with 4 vs 16 samples per class) are not flagged.
 //! - **Distribution shift** (research §1 "Train/test mismatch": no training
 //!   paper has a drift rule; deepchecks/PSI-style per-feature drift): with
 //!   feature means/stds of both splits in training-std units, a feature is
@@ -23,7 +24,9 @@
 //!   (validation classes unseen in training, total variation ≥ 0.3). A shift
 //!   that does not hurt is not an error of the run, so it is `warning` only
 //!   with a validation performance gap (train − val accuracy ≥ 0.1 or val loss
-//!   ≥ 1.5× train loss) or a massive shift (median |SMD| ≥ 1); otherwise `info`.
+//!   ≥ 1.5× train loss) or a massive shift (median |SMD| ≥ 1); otherwise `info`
+//!   — and `info` too when the training labels are imbalanced (the training
+//!   means are then the majority class's, not a drift of the inputs).
 
 use std::collections::BTreeMap;
 
@@ -138,7 +141,12 @@ fn imbalance(ctx: &Ctx, out: &mut Diagnosis) -> bool {
         .unwrap_or_default();
     let uniform = 1.0 / k;
     let share_ratio = (min_count / n) / uniform;
-    let z = (n * uniform - min_count) / (n * uniform * (1.0 - uniform)).sqrt();
+    // How clearly the counts depart from uniform: the smallest class's
+    // deficit, or the largest class's excess (one class dominating a few
+    // samples each of the others: the deficits are small numbers, the
+    // excess is not).
+    let sd = (n * uniform * (1.0 - uniform)).sqrt();
+    let z = ((n * uniform - min_count) / sd).max((max_count - n * uniform) / sd);
     if !((perplexity < 0.5 || share_ratio <= 0.2) && z >= Z_MIN) {
         return false;
     }
@@ -342,7 +350,11 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
     let gap = performance_gap(ctx);
     let massive = feature_shift && median_smd >= 1.0;
     let unseen_classes = label.as_ref().is_some_and(|l| !l.1.is_empty());
-    let harmful = gap.is_some() || massive || unseen_classes;
+    // An imbalanced training split's feature statistics are mostly its
+    // majority class's: a balanced validation split differs from them with
+    // no drift of the inputs at all. The imbalance finding is the cause.
+    let by_composition = imbalanced && !refit && !unseen_classes;
+    let harmful = !by_composition && (gap.is_some() || massive || unseen_classes);
     let severity = if !harmful {
         Severity::Info
     } else if massive && gap.is_some() {
@@ -415,6 +427,9 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
             };
         }
     }
+    if by_composition {
+        facts.push("the training labels are imbalanced, which alone moves the training feature statistics towards the majority class".into());
+    }
     if let Some(g) = &gap {
         facts.push(g.clone());
     }
@@ -471,6 +486,36 @@ mod tests {
     }
 
     #[test]
+    fn a_shift_explained_by_imbalance_is_info() {
+        let mut counts = vec![134u64];
+        counts.extend([5; 9]);
+        let massive = |train_counts: &[u64]| {
+            let train = ds(
+                "train",
+                train_counts.iter().sum(),
+                train_counts,
+                &[0.0; 4],
+                &[1.0; 4],
+            );
+            let val = ds("val", 450, &[45; 10], &[1.5; 4], &[1.0; 4]);
+            diagnose(&with(vec![train, val]))
+        };
+        let d = massive(&counts);
+        assert!(d.get(Kind::ClassImbalance).is_some());
+        assert_eq!(
+            d.get(Kind::DistributionShift).map(|f| f.severity),
+            Some(Severity::Info)
+        );
+        // The same shift with balanced training labels is a warning.
+        let d = massive(&[18; 10]);
+        assert!(d.get(Kind::ClassImbalance).is_none());
+        assert_eq!(
+            d.get(Kind::DistributionShift).map(|f| f.severity),
+            Some(Severity::Warning)
+        );
+    }
+
+    #[test]
     fn imbalance_rules() {
         let z = [0.0; 4];
         let o = [1.0; 4];
@@ -480,6 +525,15 @@ mod tests {
         let counts: Vec<u64> = (0..10).map(|c| if c < 5 { 135 } else { 7 }).collect();
         assert!(
             diagnose(&with(vec![ds("train", 710, &counts, &z, &o)]))
+                .get(Kind::ClassImbalance)
+                .is_some()
+        );
+        // One class dominating, the nine others 5 samples each: the deficit
+        // of each small class is only ~3 sd, the majority's excess ~29.
+        let mut dominated = vec![134u64];
+        dominated.extend([5; 9]);
+        assert!(
+            diagnose(&with(vec![ds("train", 179, &dominated, &z, &o)]))
                 .get(Kind::ClassImbalance)
                 .is_some()
         );
