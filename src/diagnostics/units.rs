@@ -11,7 +11,11 @@
 //!   research recommends over value-level zero shares): median `dead_frac` ≥
 //!   0.5 in a hidden layer → `warning`, ≥ 0.9 → `error`. Without `dead_frac`,
 //!   a ReLU layer whose activation mean *and* std are exactly 0 is entirely
-//!   dead. No `dead_frac` and no activation statistics → no finding.
+//!   dead. No `dead_frac` and no activation statistics → no finding. Units
+//!   alive at the first check that died under a peak LR ≥ 0.05 were knocked
+//!   out by the updates: the first fix lowers the LR; units dead from the
+//!   first check were dead at initialisation: the first fixes are a leaky
+//!   activation and He init with zero biases.
 //! - **Saturated activations** (TDC/DD: > 50% of units/pre-activations
 //!   saturated): median `sat_frac` ≥ 0.5 in a hidden sigmoid/tanh layer →
 //!   `warning` (`error` ≥ 0.9). The output layer is skipped: a confident
@@ -41,6 +45,9 @@ use super::{Diagnosis, Evidence, Finding, Hist, Kind, Severity};
 const UNIT_SHARE: f64 = 0.5;
 /// Share from which it is an error.
 const UNIT_SHARE_SEVERE: f64 = 0.9;
+/// Peak LR from which units that died during training are blamed on the
+/// updates (the same bound the LR checks call high for SGD-style steps).
+const DEAD_BY_LR: f64 = 0.05;
 /// Update ratio that is "no change" for float32 weights.
 const NO_UPDATE: f64 = 1e-10;
 
@@ -78,6 +85,8 @@ struct Hit<'a> {
     layer: &'a Layer<'a>,
     share: f64,
     onset: Option<u64>,
+    /// The condition already held at the layer's first check.
+    from_start: bool,
     key: String,
 }
 
@@ -110,10 +119,12 @@ fn persistent_hit<'a>(
     key: &str,
 ) -> Option<Hit<'a>> {
     let share = persistent_level(values).filter(|s| *s >= threshold)?;
+    let onset = stays_above_from(steps, values, threshold);
     Some(Hit {
         layer,
         share,
-        onset: stays_above_from(steps, values, threshold),
+        onset,
+        from_start: onset.is_some() && onset == steps.first().copied(),
         key: key.to_string(),
     })
 }
@@ -167,15 +178,32 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
     if let Some(lr) = ctx.current_lr() {
         metrics.insert("lr".into(), lr);
     }
-    let lr_high = ctx.peak_lr().is_some_and(|lr| lr >= 0.05);
-    let cause = if lr_high {
+    // Units alive at the first check that died under a high LR were knocked
+    // out by the updates: lowering the LR is the fix that addresses the
+    // cause (a leaky activation would only hide it). Units dead from the
+    // first check were dead at initialisation.
+    let killed_by_lr =
+        ctx.peak_lr().is_some_and(|lr| lr >= DEAD_BY_LR) && hits.iter().any(|h| !h.from_start);
+    let cause = if killed_by_lr {
         format!(
-            "Too large updates (LR {}) pushed the units' pre-activations negative for every input; a ReLU that never fires gets zero gradient and cannot recover.",
+            "Too large updates (LR {}) pushed the units' pre-activations negative for every input after training started; a ReLU that never fires gets zero gradient and cannot recover.",
             fmt_num(ctx.peak_lr().unwrap_or(f64::NAN))
         )
+    } else if hits.iter().all(|h| h.from_start) {
+        "The units never fire from the first check on: their pre-activations are negative for every input from initialisation (e.g. negative bias initialisation or a bad weight scale); a ReLU that never fires gets zero gradient and cannot recover.".into()
     } else {
         "The units' pre-activations are negative for every input (e.g. negative bias initialisation, bad weight scale or a past large update); a ReLU that never fires gets zero gradient and cannot recover.".into()
     };
+    let mut fixes = vec![
+        "Use LeakyReLU, ELU or SELU so that inactive units still get a gradient.".to_string(),
+        "Initialise with He init and zero (or small positive) biases.".into(),
+        ctx.lower_lr_fix(" so updates do not knock units out"),
+        "Add BatchNorm before the activation.".into(),
+    ];
+    if killed_by_lr {
+        let lower_lr = fixes.remove(2);
+        fixes.insert(0, lower_lr);
+    }
     out.push(Finding {
         kind: Kind::DeadRelu,
         severity: if worst.share >= UNIT_SHARE_SEVERE {
@@ -194,12 +222,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
         ),
         evidence: hits_evidence(&hits, worst, metrics, "dead"),
         cause,
-        fixes: vec![
-            "Use LeakyReLU, ELU or SELU so that inactive units still get a gradient.".into(),
-            "Initialise with He init and zero (or small positive) biases.".into(),
-            ctx.lower_lr_fix(" so updates do not knock units out"),
-            "Add BatchNorm before the activation.".into(),
-        ],
+        fixes,
     });
 }
 
@@ -498,6 +521,49 @@ mod tests {
             curve(50, 5, |i| if i < 20 { 0.9 } else { 0.05 }),
         )]);
         assert!(diagnose(&rec).get(Kind::DeadRelu).is_none());
+    }
+
+    #[test]
+    fn units_killed_under_a_high_lr_get_the_lr_fix_first() {
+        let lr = || curve(50, 5, |_| 1.5);
+        let killed = view(&[
+            (
+                "dead_frac/fc1",
+                curve(50, 5, |i| if i < 3 { 0.1 } else { 1.0 }),
+            ),
+            ("dead_frac/head", curve(50, 5, |_| 0.1)),
+            ("lr", lr()),
+        ]);
+        let f = diagnose(&killed);
+        let f = f.get(Kind::DeadRelu).unwrap_or_else(|| panic!("{:?}", f));
+        assert!(
+            f.fixes[0].starts_with("Lower the learning rate"),
+            "{:?}",
+            f.fixes
+        );
+        assert!(f.cause.contains("after training started"), "{}", f.cause);
+        // Dead from the first check: initialisation, whatever the LR.
+        let born = view(&[
+            ("dead_frac/fc1", curve(50, 5, |_| 1.0)),
+            ("dead_frac/head", curve(50, 5, |_| 0.1)),
+            ("lr", lr()),
+        ]);
+        let f = diagnose(&born);
+        let f = f.get(Kind::DeadRelu).unwrap_or_else(|| panic!("{:?}", f));
+        assert!(f.fixes[0].starts_with("Use LeakyReLU"), "{:?}", f.fixes);
+        assert!(f.cause.contains("from initialisation"), "{}", f.cause);
+        // Died during training under a small LR: not blamed on the LR.
+        let small = view(&[
+            (
+                "dead_frac/fc1",
+                curve(50, 5, |i| if i < 3 { 0.1 } else { 1.0 }),
+            ),
+            ("dead_frac/head", curve(50, 5, |_| 0.1)),
+            ("lr", curve(50, 5, |_| 0.001)),
+        ]);
+        let f = diagnose(&small);
+        let f = f.get(Kind::DeadRelu).expect("dead relu");
+        assert!(f.fixes[0].starts_with("Use LeakyReLU"), "{:?}", f.fixes);
     }
 
     #[test]
