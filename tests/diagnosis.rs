@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Receiver, TestDb, eventually, get, send};
@@ -126,14 +127,23 @@ on_both_backends! {
                 }
             })
         };
+        // The runners tick until the writer is done and a tick finds nothing
+        // left to do (not for a fixed time: a loaded machine writes slower).
+        let written = Arc::new(AtomicBool::new(false));
         let runners: Vec<_> = (0..2)
             .map(|_| {
                 let runner = eager_runner(store);
+                let written = written.clone();
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
-                    let deadline = Instant::now() + Duration::from_secs(4);
+                    let deadline = Instant::now() + Duration::from_secs(120);
                     while Instant::now() < deadline {
-                        seen.extend(runner.tick().await.unwrap());
+                        let done = written.load(Ordering::SeqCst);
+                        let got = runner.tick().await.unwrap();
+                        if done && got.is_empty() {
+                            break;
+                        }
+                        seen.extend(got);
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     seen
@@ -141,6 +151,7 @@ on_both_backends! {
             })
             .collect();
         writer.await.unwrap();
+        written.store(true, Ordering::SeqCst);
         let mut all = Vec::new();
         for (who, r) in runners.into_iter().enumerate() {
             all.extend(r.await.unwrap().into_iter().map(|d| (who, d)));
