@@ -63,7 +63,7 @@ pub async fn import(global: &super::Global, args: ImportArgs) -> anyhow::Result<
 
 /// Reads a file, gunzipping it (every member) when it starts with the gzip
 /// magic bytes.
-fn read_recording(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_recording(path: &Path) -> anyhow::Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if !is_gzip(&raw) {
         return Ok(raw);

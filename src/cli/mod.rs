@@ -1,5 +1,5 @@
 //! Command line, one file per subcommand: `serve` (the default),
-//! `import`, `export`, `findings`, `webhook`; `remote` is the one client for
+//! `import`, `export`, `findings`, `sync`, `webhook`; `remote` is the one client for
 //! the commands that talk to a running server (`--server`). Every flag can
 //! also come from the environment variable named in `--help`, and the global
 //! flags (`--database-url`, `--public-url`) apply to every command.
@@ -9,6 +9,7 @@ mod findings;
 mod import;
 mod remote;
 mod serve;
+mod sync;
 mod webhook;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,7 @@ pub use export::ExportArgs;
 pub use findings::FindingsArgs;
 pub use import::ImportArgs;
 pub use serve::ServeArgs;
+pub use sync::SyncArgs;
 pub use webhook::WebhookCommand;
 
 use anyhow::Context;
@@ -85,6 +87,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the findings of a run, or the open findings of a project.
     Findings(FindingsArgs),
+    /// Upload the Python client's spooled runs (offline or during an outage)
+    /// to a server; syncing again duplicates nothing.
+    Sync(SyncArgs),
     /// Manage the webhooks that alerts are sent to (operator only).
     Webhook {
         #[command(subcommand)]
@@ -137,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::import(&global, args).await,
         Command::Export(args) => export::export(&global, args).await,
         Command::Findings(args) => findings::findings(&global, args).await,
+        Command::Sync(args) => sync::sync(args).await,
         Command::Webhook { command } => webhook::webhook(&global, command).await,
     }
 }
