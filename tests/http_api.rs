@@ -718,3 +718,115 @@ async fn bodies_over_the_limit_get_413_even_when_gzipped() {
     assert_eq!(send(&app, req).await.0, StatusCode::OK);
     db.cleanup().await;
 }
+
+/// A run's scalars as CSV (long form) and a project's runs table: every
+/// point, NaN as NaN, the union of configs and last values.
+#[tokio::test]
+async fn csv_exports_of_a_run_and_of_a_project() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let fetch = |uri: String| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(get(&uri)).await.unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let a = create_run(&app, "csv").await;
+    let mut lines = Vec::new();
+    for step in 0..1500u64 {
+        let value = if step == 700 {
+            json!("NaN")
+        } else {
+            json!(1.0 / (step as f64 + 1.0))
+        };
+        lines.push(json!({"type":"scalar","step":step,"key":"train/loss","value":value,"time":1700000000.5}));
+    }
+    lines.push(json!({"type":"scalar","step":1499,"key":"val/acc","value":0.75}));
+    let (status, _) = send(
+        &app,
+        post(
+            &format!("/api/v1/runs/{a}/records"),
+            "application/x-ndjson",
+            ndjson(&lines),
+        ),
+    )
+    .await;
+    assert!(status.is_success());
+    let (status, _) = send(&app, post_json("/api/v1/runs", &json!({"project":"csv","name":"b,\"quoted\"","config":{"lr":0.1,"opt":{"name":"adam"}},"tags":["x","y"]}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, headers, text) = fetch(format!("/api/v1/runs/{a}/export?format=csv")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("run-{a}.csv"))
+    );
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["key", "step", "time", "value"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1501);
+    let loss: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == "train/loss").collect();
+    assert_eq!(loss.len(), 1500);
+    assert_eq!(&loss[700][3], "NaN");
+    assert_eq!(loss[2][3].parse::<f64>().unwrap(), 1.0 / 3.0, "exact");
+    assert_eq!(&loss[0][2], "1700000000.5");
+
+    let (status, _, text) = fetch("/api/v1/projects/csv/runs.csv".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    for col in [
+        "id",
+        "name",
+        "status",
+        "config.lr",
+        "config.opt.name",
+        "train/loss",
+        "val/acc",
+    ] {
+        assert!(header.contains(&col.to_string()), "{col} in {header:?}");
+    }
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let b = rows
+        .iter()
+        .find(|r| &r[col("name")] == "b,\"quoted\"")
+        .expect("the quoted name reads back");
+    assert_eq!(
+        (
+            &b[col("config.lr")],
+            &b[col("config.opt.name")],
+            &b[col("tags")]
+        ),
+        ("0.1", "adam", "x;y")
+    );
+    assert_eq!(&b[col("val/acc")], "", "no value, empty cell");
+    let a_row = rows.iter().find(|r| r[col("id")] == a).unwrap();
+    assert_eq!(&a_row[col("val/acc")], "0.75");
+
+    let (status, _, text) = fetch("/api/v1/projects/nope/runs.csv".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    let (status, _, text) = fetch(format!("/api/v1/runs/{a}/export?format=xlsx")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("\"field\":\"format\""), "{text}");
+    db.cleanup().await;
+}

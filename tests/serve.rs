@@ -203,6 +203,12 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
             .arg(&remote_export),
     );
     let remote_text = std::fs::read_to_string(&remote_export).unwrap();
+    let remote_csv =
+        succeeded(trainlens(&db_url).args(["export", &id, "--format", "csv", "--server", &base]))
+            .stdout;
+    let remote_table =
+        succeeded(trainlens(&db_url).args(["export", "--project", "cli", "--server", &base]))
+            .stdout;
     let missing = uuid::Uuid::new_v4().to_string();
     let out = failed(
         trainlens(&db_url)
@@ -254,6 +260,22 @@ async fn the_binary_serves_stops_on_sigterm_and_imports_and_exports() {
         "{text}"
     );
     assert_eq!(remote_text, text, "the server's export is the database's");
+    let csv = succeeded(trainlens(&db_url).args(["export", &id, "--format", "csv"])).stdout;
+    assert_eq!(remote_csv, csv, "the server's CSV is the database's");
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("key,step,time,value\n"), "{csv}");
+    assert!(csv.contains("\nval/loss,10,"), "{csv}");
+    assert!(
+        csv.trim_end().ends_with("NaN") || csv.contains(",NaN\n"),
+        "{csv}"
+    );
+    let table = succeeded(trainlens(&db_url).args(["export", "--project", "cli"])).stdout;
+    assert_eq!(remote_table, table);
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.starts_with("id,name,status,"), "{table}");
+    assert!(table.contains(&id), "{table}");
+    let out = failed(trainlens(&db_url).args(["export", "--project", "nope"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no runs in project"));
 
     // Local import of a plain file, then export it again.
     let out = succeeded(trainlens(&db_url).arg("import").arg(&fixture));

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::csv_export;
 use crate::http::extract::{idempotency_key, query_word};
 use crate::http::{AppError, AppState, Body, JsonBody, Query, RunId};
 use crate::ingest::{self, InputError, RunLine};
@@ -22,6 +23,7 @@ use crate::store::records::StepKind;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/projects", get(list_projects))
+        .route("/api/v1/projects/{name}/runs.csv", get(project_runs_csv))
         .route("/api/v1/runs", post(create_run).get(list_runs))
         .route("/api/v1/import", post(import))
         .route("/api/v1/runs/{id}", get(get_run))
@@ -389,22 +391,110 @@ async fn read_datasets(
 /// `Store::export_pages`): memory stays bounded whatever the run's size. An
 /// error after the first byte ends the stream early, so the client sees a
 /// cut-off body instead of a complete-looking one.
-async fn export(State(state): State<AppState>, RunId(id): RunId) -> Result<Response, AppError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+/// The run in the record format (`format=ndjson`, the default), or its
+/// scalars as CSV in long form (`format=csv`: key, step, time, value).
+async fn export(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, AppError> {
+    let csv = match q.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "format".to_string(),
+                format!("format must be ndjson or csv, not {other:?}"),
+            ));
+        }
+    };
     require_run(&state, id).await?;
     let store = state.store.clone();
-    Ok(streamed(
-        "application/x-ndjson",
-        "export",
+    if !csv {
+        return Ok(streamed(
+            "application/x-ndjson",
+            "export",
+            move |out| async move {
+                let mut pages = store.export_pages(id).await?;
+                while let Some(page) = pages.next_page().await? {
+                    if !page.is_empty() && !out.send(crate::record::to_ndjson(&page).into()).await {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+        ));
+    }
+    let mut resp = streamed(
+        "text/csv; charset=utf-8",
+        "CSV export",
         move |out| async move {
+            if !out.send(csv_export::SCALARS_HEADER.into()).await {
+                return Ok(());
+            }
             let mut pages = store.export_pages(id).await?;
             while let Some(page) = pages.next_page().await? {
-                if !page.is_empty() && !out.send(crate::record::to_ndjson(&page).into()).await {
+                let rows = csv_export::scalar_rows(&page);
+                if !rows.is_empty() && !out.send(rows.into()).await {
                     break;
                 }
             }
             Ok(())
         },
-    ))
+    );
+    attachment(&mut resp, &format!("run-{id}.csv"));
+    Ok(resp)
+}
+
+/// Marks a response as a download named `file` (ASCII, no quotes).
+fn attachment(resp: &mut Response, file: &str) {
+    let value = format!("attachment; filename=\"{file}\"");
+    if let Ok(v) = header::HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+}
+
+/// A project's runs as a CSV table: identity, status, config and the last
+/// value of every series (see [`csv_export::runs_table`]).
+async fn project_runs_csv(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, AppError> {
+    let runs = state.store.runs_with_series(&name).await?;
+    if runs.is_empty()
+        && !state
+            .store
+            .list_projects()
+            .await?
+            .iter()
+            .any(|p| p.name == name)
+    {
+        return Err(AppError::NotFound(format!("no project {name:?}")));
+    }
+    let mut resp = (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        csv_export::runs_table(&runs),
+    )
+        .into_response();
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    attachment(&mut resp, &format!("{file}-runs.csv"));
+    Ok(resp)
 }
 
 /// Where a streamed answer writes its pieces.

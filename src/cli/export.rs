@@ -1,6 +1,8 @@
-//! `trainlens export RUN`: a run back out in the record format, streamed a
-//! page at a time from the database or from a running server, so memory
-//! stays bounded whatever the run's size.
+//! `trainlens export RUN`: a run back out in the record format (or its
+//! scalars as CSV, `--format csv`), streamed a page at a time from the
+//! database or from a running server, so memory stays bounded whatever the
+//! run's size; `trainlens export --project P`: the project's runs table as
+//! CSV (config and last values).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,12 +12,27 @@ use clap::Args;
 use uuid::Uuid;
 
 use super::remote::Remote;
-use crate::record;
+use crate::{csv_export, record};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The run id.
-    pub run: Uuid,
+    #[arg(required_unless_present = "project", conflicts_with = "project")]
+    pub run: Option<Uuid>,
+    /// Export this project's runs table instead (CSV: one run per row, its
+    /// config and the last value of every series).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The run's form: the record format, or its scalars as CSV
+    /// (key,step,time,value).
+    #[arg(long, value_enum, default_value = "ndjson", conflicts_with = "project")]
+    pub format: Format,
     /// Read from a running server instead of the database.
     #[arg(long, env = "TRAINLENS_SERVER")]
     pub server: Option<String>,
@@ -73,7 +90,17 @@ async fn write_export(
     match &args.server {
         Some(server) => {
             let remote = Remote::new(server)?;
-            let path = format!("/api/v1/runs/{}/export", args.run);
+            let path = match (&args.run, &args.project) {
+                (Some(run), _) if args.format == Format::Csv => {
+                    format!("/api/v1/runs/{run}/export?format=csv")
+                }
+                (Some(run), _) => format!("/api/v1/runs/{run}/export"),
+                (None, Some(project)) => format!(
+                    "/api/v1/projects/{}/runs.csv",
+                    form_urlencoded::byte_serialize(project.as_bytes()).collect::<String>()
+                ),
+                (None, None) => unreachable!("clap requires a run or --project"),
+            };
             let mut resp = remote.send(remote.get(&path)).await?;
             // A server that fails mid-export cuts the body off: that is an
             // error here, never a short file.
@@ -89,14 +116,36 @@ async fn write_export(
         None => {
             let store = global.open_store().await?;
             let written = async {
-                let mut pages = store.export_pages(args.run).await?;
-                while let Some(page) = pages.next_page().await? {
-                    out.write_all(record::to_ndjson(&page).as_bytes())?;
+                match (&args.run, &args.project) {
+                    (Some(run), _) => {
+                        let mut pages = store.export_pages(*run).await?;
+                        if args.format == Format::Csv {
+                            out.write_all(csv_export::SCALARS_HEADER.as_bytes())?;
+                        }
+                        while let Some(page) = pages.next_page().await? {
+                            let text = match args.format {
+                                Format::Ndjson => record::to_ndjson(&page),
+                                Format::Csv => csv_export::scalar_rows(&page),
+                            };
+                            out.write_all(text.as_bytes())?;
+                        }
+                    }
+                    (None, Some(project)) => {
+                        let runs = store.runs_with_series(project).await?;
+                        if runs.is_empty() {
+                            anyhow::bail!("no runs in project {project:?}");
+                        }
+                        out.write_all(csv_export::runs_table(&runs).as_bytes())?;
+                    }
+                    (None, None) => unreachable!("clap requires a run or --project"),
                 }
                 anyhow::Ok(())
             }
             .await
-            .with_context(|| format!("exporting run {}", args.run));
+            .with_context(|| match (&args.run, &args.project) {
+                (Some(run), _) => format!("exporting run {run}"),
+                (None, project) => format!("exporting the runs of {project:?}"),
+            });
             store.close().await;
             written
         }

@@ -4,7 +4,7 @@ use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
 use super::{Result, Store, StoreError, WriteTx, from_json, now, parse_uuid, parse_word, to_json};
-use crate::model::{Config, NewRun, Project, Run, RunFilter};
+use crate::model::{Config, NewRun, Project, Run, RunFilter, SeriesInfo};
 
 /// `SELECT` of the columns of [`RunRow`], followed by `$tail`.
 macro_rules! select_runs {
@@ -139,6 +139,31 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.into_iter().map(Run::try_from).collect()
+    }
+
+    /// Every run of `project` (newest first, with its config) and its
+    /// series, loaded a page of runs at a time: the runs table's data.
+    pub async fn runs_with_series(&self, project: &str) -> Result<Vec<(Run, Vec<SeriesInfo>)>> {
+        const PAGE: u32 = 1000;
+        let mut out = Vec::new();
+        loop {
+            let filter = RunFilter {
+                project: Some(project.to_string()),
+                status: None,
+                limit: PAGE,
+                offset: out.len() as u32,
+                with_config: true,
+            };
+            let page = self.list_runs(&filter).await?;
+            let full = page.len() as u32 == PAGE;
+            for run in page {
+                let series = self.series(run.id).await?;
+                out.push((run, series));
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {

@@ -1,0 +1,233 @@
+//! CSV forms of stored data (pure: no database, no HTTP), for spreadsheets
+//! and pandas:
+//!
+//! - a run's scalars in long form, one point per row: `key,step,time,value`,
+//!   in the export's order (by step, then key); `time` is unix seconds
+//!   (empty when the point has none); non-finite values are written `NaN`,
+//!   `Infinity`, `-Infinity` (what pandas' `read_csv` reads as floats);
+//! - a project's runs table, one run per row: `id, name, status, created_at,
+//!   updated_at, end_step, tags` (`;`-separated), then `config.<key>` for
+//!   every config entry of any run (nested objects flattened with dots,
+//!   other values as JSON), then `<key>` for the last value of every scalar
+//!   series of any run; a cell a run has no value for is empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Run, SeriesInfo};
+use crate::record::{Record, Value};
+
+/// The header of the long form.
+pub const SCALARS_HEADER: &str = "key,step,time,value\n";
+
+fn value_text(v: Value) -> String {
+    if v.0.is_finite() {
+        number(v.0)
+    } else {
+        crate::record::nonfinite_name(v.0).to_string()
+    }
+}
+
+/// The shortest text that reads back as exactly `v` (JSON's form: `0.1`,
+/// `1.0`, `1e-300`).
+fn number(v: f64) -> String {
+    serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string())
+}
+
+fn writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new())
+}
+
+fn finish(w: csv::Writer<Vec<u8>>) -> String {
+    let bytes = w.into_inner().expect("writing to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
+}
+
+/// The scalar rows of one export page (other records are not scalars and are
+/// left out), without the header.
+pub fn scalar_rows(page: &[Record]) -> String {
+    let mut w = writer();
+    for r in page {
+        if let Record::Scalar(s) = r {
+            let time = s.time.map(number).unwrap_or_default();
+            w.write_record([&s.key, &s.step.to_string(), &time, &value_text(s.value)])
+                .expect("writing to memory cannot fail");
+        }
+    }
+    finish(w)
+}
+
+/// `config` flattened: nested objects become `a.b` keys, any other value its
+/// text (strings bare, the rest as JSON).
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The runs table: each run with its series (their last values).
+pub fn runs_table(runs: &[(Run, Vec<SeriesInfo>)]) -> String {
+    let configs: Vec<BTreeMap<String, String>> = runs
+        .iter()
+        .map(|(run, _)| {
+            let mut flat = BTreeMap::new();
+            if let Some(config) = &run.config {
+                flatten("", &config.parse(), &mut flat);
+            }
+            flat
+        })
+        .collect();
+    let config_keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    let metric_keys: BTreeSet<&String> = runs
+        .iter()
+        .flat_map(|(_, series)| series.iter().map(|s| &s.key))
+        .collect();
+    let mut w = writer();
+    let mut header: Vec<String> = [
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "updated_at",
+        "end_step",
+        "tags",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(config_keys.iter().map(|k| format!("config.{k}")));
+    header.extend(metric_keys.iter().map(|k| k.to_string()));
+    w.write_record(&header)
+        .expect("writing to memory cannot fail");
+    for ((run, series), config) in runs.iter().zip(&configs) {
+        let last: BTreeMap<&String, Value> = series
+            .iter()
+            .filter_map(|s| s.last_value.map(|v| (&s.key, v)))
+            .collect();
+        let mut row = vec![
+            run.id.to_string(),
+            run.name.clone(),
+            run.status.to_string(),
+            number(run.created_at),
+            number(run.updated_at),
+            run.end_step.map(|s| s.to_string()).unwrap_or_default(),
+            run.tags.join(";"),
+        ];
+        row.extend(
+            config_keys
+                .iter()
+                .map(|k| config.get(*k).cloned().unwrap_or_default()),
+        );
+        row.extend(
+            metric_keys
+                .iter()
+                .map(|k| last.get(*k).map(|v| value_text(*v)).unwrap_or_default()),
+        );
+        w.write_record(&row).expect("writing to memory cannot fail");
+    }
+    finish(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Config, RunStatus};
+    use crate::record::ScalarRecord;
+
+    fn scalar(key: &str, step: u64, v: f64, time: Option<f64>) -> Record {
+        Record::Scalar(ScalarRecord {
+            step,
+            key: key.into(),
+            value: Value(v),
+            time,
+        })
+    }
+
+    #[test]
+    fn scalars_are_rows_with_exact_values_and_quoted_keys() {
+        let page = vec![
+            scalar("train/loss", 0, 0.1, Some(1700000000.25)),
+            scalar("a,\"b\"", 1, f64::NAN, None),
+            scalar("x", 2, f64::NEG_INFINITY, None),
+            scalar("x", 3, 1e-300, None),
+        ];
+        assert_eq!(
+            scalar_rows(&page),
+            "train/loss,0,1700000000.25,0.1\n\"a,\"\"b\"\"\",1,,NaN\nx,2,,-Infinity\nx,3,,1e-300\n"
+        );
+        let back: f64 = "1e-300".parse().unwrap();
+        assert_eq!(back, 1e-300);
+    }
+
+    fn run(name: &str, config: &str, tags: &[&str]) -> Run {
+        Run {
+            id: uuid::Uuid::nil(),
+            project: "p".into(),
+            name: name.into(),
+            status: RunStatus::Finished,
+            config: Some(Config::from_text(config.into()).unwrap()),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            run_key: None,
+            created_at: 1.5,
+            updated_at: 2.5,
+            heartbeat_at: None,
+            end_step: Some(99),
+            data_version: 1,
+        }
+    }
+
+    fn series(key: &str, last: f64) -> SeriesInfo {
+        SeriesInfo {
+            key: key.into(),
+            count: 1,
+            first_step: Some(0),
+            last_step: Some(0),
+            last_value: Some(Value(last)),
+        }
+    }
+
+    #[test]
+    fn the_runs_table_has_the_union_of_configs_and_metrics() {
+        let runs = vec![
+            (
+                run("a", r#"{"lr":0.1,"opt":{"name":"sgd"}}"#, &["x", "y"]),
+                vec![series("val/loss", 0.5)],
+            ),
+            (
+                run("b", r#"{"layers":[64,64]}"#, &[]),
+                vec![series("val/acc", f64::NAN)],
+            ),
+        ];
+        let text = runs_table(&runs);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "id,name,status,created_at,updated_at,end_step,tags,config.layers,config.lr,config.opt.name,val/acc,val/loss"
+        );
+        let nil = uuid::Uuid::nil();
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("{nil},a,finished,1.5,2.5,99,x;y,,0.1,sgd,,0.5")
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("{nil},b,finished,1.5,2.5,99,,\"[64,64]\",,,NaN,")
+        );
+        assert!(lines.next().is_none());
+    }
+}
