@@ -243,12 +243,14 @@ class Run:
             self._recs.append(record)
             self._buffered += 1
 
-    def log_image(self, key: str, data: Any, step: int) -> None:
-        """Records an image: PNG bytes, or an array/tensor of shape [H, W] or
-        [C, H, W] (a feature map: a few channels of one sample)."""
+    def log_image(self, key: str, data: Any, step: int, layout: str = "auto") -> None:
+        """Records an image: PNG bytes, or an array/tensor of shape [H, W],
+        [C, H, W] (a feature map: a few channels of one sample) or [H, W, C]
+        (``layout`` "auto" reads a 3-d array as [H, W, C] when its last
+        dimension is 3 or 4 and its first is not; "chw" or "hwc" say so)."""
         from . import records
 
-        self.log_record(records.image(key, data, step))
+        self.log_record(records.image(key, data, step, layout=layout))
 
     def log_tensor(self, key: str, data: Any, step: int, sample: Optional[str] = None) -> None:
         """Records (a bounded sample of) a tensor, e.g. a weight matrix for

@@ -23,7 +23,18 @@ weight under ``<module>.<parameter>``; biases are left out):
   batch) and ``sat_frac/<layer>`` (sigmoid: outputs below 0.01 or above 0.99;
   tanh: |output| above 0.99);
 * every ``histograms_every`` steps, 30-bin histograms ``weights/<layer>``,
-  ``grads/<layer>``, ``activations/<layer>``.
+  ``grads/<layer>``, ``activations/<layer>``;
+* with ``feature_maps=["conv1", ...]`` (module names), every
+  ``feature_maps_every`` steps, the image record ``features/<name>``: the
+  module's output for the first sample of the batch, its first
+  ``feature_map_channels`` channels;
+* with ``weights=["fc1", ...]``, every ``weights_every`` steps, the tensor
+  record ``weights/<name>`` (a bounded block of a large weight, see
+  :func:`trainlens.records.tensor`).
+
+Feature maps and weight tensors are taken on measured steps only, so they
+come on the steps that are multiples of both ``every`` and their own period
+(give a multiple of ``every``).
 
 NaN and infinities are kept: a NaN gradient norm is logged as NaN, and
 histograms count non-finite values apart.
@@ -46,6 +57,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from . import records
 
 __all__ = ["watch", "Watch", "model_record", "dataset_summary"]
 
@@ -130,19 +143,88 @@ def _first_tensor(out: Any) -> Optional[torch.Tensor]:
     return None
 
 
+def _some(names: Sequence[str], n: int = 12) -> str:
+    shown = ", ".join(repr(x) for x in names[:n])
+    return shown + (f", … ({len(names)} in all)" if len(names) > n else "")
+
+
+def _resolve(model: nn.Module, layers: List[_Layer], feature_maps: Optional[Sequence[str]],
+             weights: Optional[Sequence[str]]) -> Tuple[Dict[str, nn.Module], Dict[str, Any]]:
+    """The modules of ``feature_maps`` and the weights of ``weights`` by name:
+    a weight is a module's ``weight`` (by the module's name) or a watched
+    weight by its layer name (``lstm.weight_ih_l0``). Unknown names raise a
+    ValueError naming them and listing valid ones."""
+    modules = dict(model.named_modules())
+    for arg, names in (("feature_maps", feature_maps), ("weights", weights)):
+        if names is not None and (isinstance(names, str)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{arg} must be a list of module names (str), got {names!r}")
+    maps: Dict[str, nn.Module] = {}
+    if feature_maps:
+        unknown = [n for n in feature_maps if n not in modules]
+        if unknown:
+            valid = [n for n in modules if n]
+            raise ValueError(f"feature_maps: no module named {_some(unknown)} in the model; "
+                             f"its modules include {_some(valid)}")
+        maps = {n: modules[n] for n in feature_maps}
+    found: Dict[str, Any] = {}
+    if weights:
+        by_layer = {layer.name: layer for layer in layers}
+        by_module = {layer.module_name: layer for layer in layers
+                     if layer.name == (layer.module_name or "weight")}
+        unknown = []
+        for n in weights:
+            if n in by_layer:
+                found[n] = by_layer[n]
+            elif n in by_module:
+                found[n] = by_module[n]
+            elif f"{n}.weight" in by_layer:
+                found[n] = by_layer[f"{n}.weight"]
+            elif n in modules and isinstance(getattr(modules[n], "weight", None), torch.Tensor):
+                found[n] = modules[n]  # a weight that is not a parameter (parametrized)
+            else:
+                unknown.append(n)
+        if unknown:
+            raise ValueError(f"weights: no weight named {_some(unknown)} in the model; "
+                             f"its weights include {_some(list(by_layer))}")
+    return maps, found
+
+
+def _check_periods(every: int, histograms_every: int, feature_maps_every: int,
+                   feature_map_channels: int, weights_every: int) -> None:
+    if every < 1 or histograms_every < 1:
+        raise ValueError("every and histograms_every must be at least 1")
+    for arg, v in (("feature_maps_every", feature_maps_every),
+                   ("feature_map_channels", feature_map_channels),
+                   ("weights_every", weights_every)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{arg} must be an integer of at least 1, got {v!r}")
+
+
 class Watch:
     """The hooks :func:`watch` registered; :meth:`unwatch` removes them."""
 
     def __init__(self, run: Any, model: nn.Module, every: int, histograms_every: int,
-                 optimizer: Optional[torch.optim.Optimizer]) -> None:
-        if every < 1 or histograms_every < 1:
-            raise ValueError("every and histograms_every must be at least 1")
+                 optimizer: Optional[torch.optim.Optimizer],
+                 feature_maps: Optional[Sequence[str]] = None, feature_maps_every: int = 200,
+                 feature_map_channels: int = 8, weights: Optional[Sequence[str]] = None,
+                 weights_every: int = 200) -> None:
+        _check_periods(every, histograms_every, feature_maps_every, feature_map_channels,
+                       weights_every)
         self.run = run
         self.model = model
         self.every = every
         self.histograms_every = histograms_every
         self.step = -1  # advanced by the first training forward
         self._layers, owners = _layers(model)
+        self._feature_modules, self._weight_sources = _resolve(model, self._layers, feature_maps,
+                                                               weights)
+        self.feature_maps_every = feature_maps_every
+        self.feature_map_channels = feature_map_channels
+        self.weights_every = weights_every
+        self._features = False  # this measured step takes feature maps
+        self._weights = False  # this measured step sends weight tensors
+        self._maps: Dict[str, torch.Tensor] = {}
         self._by_module: Dict[str, List[_Layer]] = {}
         for layer in self._layers:
             self._by_module.setdefault(layer.module_name, []).append(layer)
@@ -176,6 +258,9 @@ class Watch:
                 self._transient.append(module.register_forward_hook(self._on_activation))
         for layer in self._layers:
             self._transient.append(layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
+        if self._features:
+            for name, module in self._feature_modules.items():
+                self._transient.append(module.register_forward_hook(self._feature_hook(name)))
 
     def _remove_layer_hooks(self) -> None:
         for h in self._transient:
@@ -195,6 +280,8 @@ class Watch:
         self._hist = self.step % self.histograms_every == 0
         self._last_owner = None
         if self._measuring:
+            self._features = bool(self._feature_modules) and self.step % self.feature_maps_every == 0
+            self._weights = bool(self._weight_sources) and self.step % self.weights_every == 0
             with torch.no_grad():
                 for layer in self._layers:
                     layer.before = layer.param.detach().clone()
@@ -211,6 +298,21 @@ class Watch:
             t = _first_tensor(out)
             if t is not None:
                 self._acts[name] = (t.detach(), None, name in self._conv_like)
+        return hook
+
+    def _feature_hook(self, name: str):
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            # The first call of the step (a module reused in one forward).
+            if not self._measuring or name in self._maps:
+                return
+            t = _first_tensor(out)
+            if t is not None and t.dim() >= 1:
+                with torch.no_grad():
+                    # One sample, a few channels: a copy, so that an in-place
+                    # activation after the module does not change it.
+                    x = t.detach()[0] if t.dim() >= 2 else t.detach()
+                    self._maps[name] = x[:self.feature_map_channels].clone() if x.dim() >= 2 \
+                        else x.clone()
         return hook
 
     def _on_activation(self, module: nn.Module, args: Any, out: Any) -> None:
@@ -250,7 +352,6 @@ class Watch:
             for layer in self._layers:
                 w = layer.param.detach()
                 before = layer.before
-                layer.before = None
                 metrics[f"weight_norm/{layer.name}"] = torch.linalg.vector_norm(before.float())
                 if layer.grad_norm is not None:
                     metrics[f"grad_norm/{layer.name}"] = layer.grad_norm
@@ -287,10 +388,50 @@ class Watch:
             keys = list(metrics)
             values = torch.stack([metrics[k].detach().float().reshape(()).cpu() for k in keys]).tolist() \
                 if keys else []
+            tensors: List[Tuple[str, torch.Tensor]] = []
+            if self._weights:
+                for name, src in self._weight_sources.items():
+                    # The weights the measured forward saw, as the histograms.
+                    w = src.before if isinstance(src, _Layer) else getattr(src, "weight", None)
+                    if w is None and isinstance(src, _Layer):
+                        w = src.param
+                    if isinstance(w, torch.Tensor):
+                        tensors.append((f"weights/{name}", w.detach()))
+            for layer in self._layers:
+                layer.before = None
+            maps, self._maps = self._maps, {}
         self.run.log(dict(zip(keys, values)), step=step)
         for key, t in hists:
             edges, counts, nonfinite = _histogram(t)
             self.run.log_histogram(key, step=step, edges=edges, counts=counts, nonfinite=nonfinite)
+        for name, fmap in maps.items():
+            self._log_feature_map(f"features/{name or 'model'}", fmap, step)
+        for key, w in tensors:
+            self.run.log_tensor(key, w, step)
+
+    def _log_feature_map(self, key: str, x: torch.Tensor, step: int) -> None:
+        """Sends one sample's output as [channels, height, width]: a vector
+        as one row, [C, L] (1-d convolutions) as C rows, more than three
+        dimensions by their first index (the first depth slice of a 3-d
+        convolution); strided to fit the image limit."""
+        while x.dim() > 3:
+            x = x[:, 0]
+        if x.dim() == 1:
+            x = x.reshape(1, 1, -1)
+        elif x.dim() == 2:
+            x = x.unsqueeze(1)
+        c, h, w = x.shape
+        if c * h * w > records.MAX_TENSOR_VALUES:
+            s = math.ceil(math.sqrt(c * h * w / records.MAX_TENSOR_VALUES))
+            while c * math.ceil(h / s) * math.ceil(w / s) > records.MAX_TENSOR_VALUES:
+                s += 1
+            x = x[:, ::s, ::s]
+        if records.image_layout(x.shape) == "chw":
+            self.run.log_image(key, x, step)
+        else:
+            # [C, H, 3 or 4] would be read as a picture of H×W pixels by
+            # log_image's rule; say the layout.
+            self.run.log_record(records.image(key, x, step, layout="chw"))
 
     def unwatch(self) -> None:
         """Removes every hook (and logs a measurement still open)."""
@@ -303,16 +444,34 @@ class Watch:
 
 def watch(run: Any, model: nn.Module, every: int = 10, histograms_every: int = 200,
           optimizer: Optional[torch.optim.Optimizer] = None, loss_fn: Optional[nn.Module] = None,
-          log_model: bool = True) -> Watch:
+          log_model: bool = True, feature_maps: Optional[List[str]] = None,
+          feature_maps_every: int = 200, feature_map_channels: int = 8,
+          weights: Optional[List[str]] = None, weights_every: int = 200) -> Watch:
     """Instruments ``model`` so that ``run`` gets its gradients, weights,
     updates and activations every ``every`` steps (see the module's doc).
+
+    ``feature_maps``: names of modules (from ``named_modules()``) whose
+    output is sent as the image ``features/<name>`` every
+    ``feature_maps_every`` steps — the first sample of the batch, at most
+    ``feature_map_channels`` channels. ``weights``: names of modules (their
+    ``weight``) or of watched weights (``lstm.weight_ih_l0``) sent as the
+    tensor ``weights/<name>`` every ``weights_every`` steps, a bounded block
+    of a large one. Both are taken on measured steps (multiples of
+    ``every``) only, from hooks registered for those steps; an unknown name
+    raises ValueError here, before anything is sent.
 
     With ``log_model`` (the default) the model record is sent too, built by
     :func:`model_record` from the model, ``loss_fn`` and ``optimizer``.
     Returns the :class:`Watch`; ``.unwatch()`` removes the hooks."""
+    # Bad options fail before anything is sent.
+    _check_periods(every, histograms_every, feature_maps_every, feature_map_channels,
+                   weights_every)
+    _resolve(model, _layers(model)[0], feature_maps, weights)
     if log_model:
         run.log_model(**model_record(model, loss_fn=loss_fn, optimizer=optimizer))
-    return Watch(run, model, every, histograms_every, optimizer)
+    return Watch(run, model, every, histograms_every, optimizer, feature_maps=feature_maps,
+                 feature_maps_every=feature_maps_every, feature_map_channels=feature_map_channels,
+                 weights=weights, weights_every=weights_every)
 
 
 # -- the model record ----------------------------------------------------------
