@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::http::metrics::page))
         .merge(crate::api::v1::router())
         .merge(crate::api::findings::router())
         .merge(crate::web::router())
@@ -41,6 +42,10 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(120),
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::metrics::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())
         .with_state(state)

@@ -830,3 +830,99 @@ async fn csv_exports_of_a_run_and_of_a_project() {
     assert!(text.contains("\"field\":\"format\""), "{text}");
     db.cleanup().await;
 }
+
+/// `/metrics` parses as Prometheus text and counts what happened: requests
+/// by route pattern and status, points written, the diagnosis queue.
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_count_requests_and_points() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = create_run(&app, "m").await;
+    let batch = json!({"series":[{"key":"train/loss","steps":[0,1,2],"values":[1.0,0.5,"NaN"]}]});
+    for _ in 0..2 {
+        let (status, _) = send(
+            &app,
+            post_json(&format!("/api/v1/runs/{id}/scalars"), &batch),
+        )
+        .await;
+        assert!(status.is_success());
+    }
+    let (status, _) = send(&app, get("/api/v1/runs/not-a-uuid")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&app, get("/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = send(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().expect("text").to_string();
+    let scrape =
+        openmetrics_parser::openmetrics::parse_openmetrics(&text).expect("OpenMetrics text");
+    // A family's sample whose labels include `labels`, as a number.
+    let value = |family: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        use openmetrics_parser::OpenMetricsValue as V;
+        let f = scrape.families.get(family)?;
+        f.iter_samples()
+            .find(|s| {
+                let set = s.get_labelset().unwrap();
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .map(|s| match &s.value {
+                V::Counter(c) => c.value.as_f64(),
+                V::Gauge(g) | V::Unknown(g) => g.as_f64(),
+                _ => f64::NAN,
+            })
+    };
+    let req = "trainlens_http_requests";
+    assert_eq!(
+        value(
+            req,
+            &[
+                ("route", "/api/v1/runs/{id}/scalars"),
+                ("status", "200"),
+                ("method", "POST")
+            ]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(req, &[("route", "/api/v1/runs"), ("status", "201")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(req, &[("route", "/api/v1/runs/{id}"), ("status", "400")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(req, &[("route", "unmatched"), ("status", "404")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value("trainlens_points_written", &[]), Some(6.0), "{text}");
+    assert_eq!(
+        value("trainlens_diagnosis_queue_runs", &[]),
+        Some(1.0),
+        "not diagnosed here: {text}"
+    );
+    assert!(value("trainlens_diagnosis_lag_seconds", &[]).is_some_and(|v| v >= 0.0));
+    assert_eq!(
+        value("trainlens_webhook_deliveries", &[("state", "failed")]),
+        Some(0.0)
+    );
+    assert!(
+        value("trainlens_db_pool_connections", &[]).is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    let latency = &scrape.families["trainlens_http_request_duration_seconds"];
+    assert!(
+        latency
+            .iter_samples()
+            .any(|s| matches!(s.value, openmetrics_parser::OpenMetricsValue::Histogram(_))),
+        "latency histograms: {text}"
+    );
+    db.cleanup().await;
+}

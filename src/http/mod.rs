@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod state;
 
 pub use error::{AppError, PageError};

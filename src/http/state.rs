@@ -26,6 +26,8 @@ pub struct AppState {
     pub conn: ConnLimits,
     /// Size limits on what clients send.
     pub limits: Arc<Limits>,
+    /// The service's own metrics (`/metrics`).
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 /// Bounds on client connections.
@@ -63,6 +65,7 @@ impl AppState {
             database: "the database".into(),
             conn: ConnLimits::default(),
             limits: Arc::new(Limits::default()),
+            metrics: Arc::new(super::metrics::Metrics::new()),
         }
     }
 

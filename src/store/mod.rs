@@ -35,6 +35,7 @@ pub mod webhooks;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -152,6 +153,33 @@ pub struct Store {
     /// writer anyway; this turns contention into queueing).
     write_lock: tokio::sync::Mutex<()>,
     max_keys_per_run: usize,
+    /// What this process committed, for the service's metrics.
+    points_written: AtomicU64,
+    records_written: AtomicU64,
+}
+
+/// What a store committed since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// Scalar points.
+    pub points: u64,
+    /// Records of every type, points included.
+    pub records: u64,
+}
+
+/// The operational figures `/metrics` reports, read from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OpsStats {
+    /// Runs whose data is newer than their diagnosis.
+    pub stale_runs: u64,
+    /// Seconds since the oldest of them got its newest data (0: none).
+    pub lag_seconds: f64,
+    pub outbox_pending: u64,
+    pub outbox_delivered: u64,
+    pub outbox_failed: u64,
+    /// Connections open, and of them idle.
+    pub pool_size: u32,
+    pub pool_idle: usize,
 }
 
 /// Normalises a database URL or bare SQLite path; returns it with its backend.
@@ -256,6 +284,55 @@ impl Store {
             backend,
             write_lock: tokio::sync::Mutex::new(()),
             max_keys_per_run: opts.max_keys_per_run,
+            points_written: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+        })
+    }
+
+    /// What this store committed since it was opened.
+    pub fn written(&self) -> Written {
+        Written {
+            points: self.points_written.load(Ordering::Relaxed),
+            records: self.records_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a committed batch.
+    pub(crate) fn count_written(&self, batch: &crate::model::Batch) {
+        self.points_written
+            .fetch_add(batch.point_count() as u64, Ordering::Relaxed);
+        self.records_written
+            .fetch_add(batch.record_count() as u64, Ordering::Relaxed);
+    }
+
+    /// The diagnosis queue, the outbox and the pool, for `/metrics`.
+    pub async fn ops_stats(&self) -> Result<OpsStats> {
+        let (stale, oldest): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT), MIN(r.updated_at) FROM runs r \
+             LEFT JOIN diagnosis_state d ON d.run_id = r.id \
+             WHERE COALESCE(d.diagnosed_version, 0) < r.data_version",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let outbox: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, CAST(COUNT(*) AS BIGINT) FROM alert_outbox GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |state: &str| {
+            outbox
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n as u64)
+        };
+        Ok(OpsStats {
+            stale_runs: stale as u64,
+            lag_seconds: oldest.map_or(0.0, |t| (now() - t).max(0.0)),
+            outbox_pending: count("pending"),
+            outbox_delivered: count("delivered"),
+            outbox_failed: count("failed"),
+            pool_size: self.pool.size(),
+            pool_idle: self.pool.num_idle(),
         })
     }
 

@@ -118,7 +118,11 @@ impl Store {
             self.max_keys_per_run,
         )
         .await;
-        tx.finish(written).await
+        let outcome = tx.finish(written).await?;
+        if !outcome.replayed {
+            self.count_written(batch);
+        }
+        Ok(outcome)
     }
 
     /// Creates a run and writes a whole recording into it, all or nothing.
@@ -138,6 +142,7 @@ impl Store {
         }
         .await;
         let (id, created) = tx.finish(written).await?;
+        self.count_written(batch);
         let run = self.get_run(id).await?.ok_or(StoreError::RunNotFound)?;
         Ok(super::runs::Created { run, created })
     }
