@@ -387,69 +387,59 @@ async fn read_datasets(
     Ok(Json(json!({ "datasets": state.store.datasets(id).await? })).into_response())
 }
 
-/// The run as an NDJSON recording, streamed page by page (see
-/// `Store::export_pages`): memory stays bounded whatever the run's size. An
-/// error after the first byte ends the stream early, so the client sees a
-/// cut-off body instead of a complete-looking one.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ExportFormat {
+    #[default]
+    Ndjson,
+    Csv,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
-    format: Option<String>,
+    #[serde(default)]
+    format: ExportFormat,
 }
 
 /// The run in the record format (`format=ndjson`, the default), or its
-/// scalars as CSV in long form (`format=csv`: key, step, time, value).
+/// scalars as CSV in long form (`format=csv`: key, step, time, value),
+/// streamed page by page (see `Store::export_pages`): memory stays bounded
+/// whatever the run's size. An error after the first byte ends the stream
+/// early, so the client sees a cut-off body instead of a complete-looking
+/// one.
 async fn export(
     State(state): State<AppState>,
     RunId(id): RunId,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, AppError> {
-    let csv = match q.format.as_deref() {
-        None | Some("ndjson") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                "format".to_string(),
-                format!("format must be ndjson or csv, not {other:?}"),
-            ));
-        }
-    };
     require_run(&state, id).await?;
+    let (content_type, header, page_text): (_, _, fn(&[crate::record::Record]) -> String) =
+        match q.format {
+            ExportFormat::Ndjson => ("application/x-ndjson", "", crate::record::to_ndjson),
+            ExportFormat::Csv => (
+                "text/csv; charset=utf-8",
+                csv_export::SCALARS_HEADER,
+                csv_export::scalar_rows,
+            ),
+        };
     let store = state.store.clone();
-    if !csv {
-        return Ok(streamed(
-            "application/x-ndjson",
-            "export",
-            move |out| async move {
-                let mut pages = store.export_pages(id).await?;
-                while let Some(page) = pages.next_page().await? {
-                    if !page.is_empty() && !out.send(crate::record::to_ndjson(&page).into()).await {
-                        break;
-                    }
-                }
-                Ok(())
-            },
-        ));
+    let mut resp = streamed(content_type, "export", move |out| async move {
+        if !header.is_empty() && !out.send(header.into()).await {
+            return Ok(());
+        }
+        let mut pages = store.export_pages(id).await?;
+        while let Some(page) = pages.next_page().await? {
+            let text = page_text(&page);
+            if !text.is_empty() && !out.send(text.into()).await {
+                break;
+            }
+        }
+        Ok(())
+    });
+    if q.format == ExportFormat::Csv {
+        attachment(&mut resp, &format!("run-{id}.csv"));
     }
-    let mut resp = streamed(
-        "text/csv; charset=utf-8",
-        "CSV export",
-        move |out| async move {
-            if !out.send(csv_export::SCALARS_HEADER.into()).await {
-                return Ok(());
-            }
-            let mut pages = store.export_pages(id).await?;
-            while let Some(page) = pages.next_page().await? {
-                let rows = csv_export::scalar_rows(&page);
-                if !rows.is_empty() && !out.send(rows.into()).await {
-                    break;
-                }
-            }
-            Ok(())
-        },
-    );
-    attachment(&mut resp, &format!("run-{id}.csv"));
     Ok(resp)
 }
 

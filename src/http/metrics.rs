@@ -42,6 +42,16 @@ struct StateLabels {
     state: String,
 }
 
+/// Registers `metric` under `name` and returns it (a handle to the same
+/// values).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -73,72 +83,63 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("trainlens");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method, route and status",
-            requests.clone(),
-        );
-        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request (to the first byte of a streamed body)",
-            latency.clone(),
-        );
-        let points = Counter::default();
-        registry.register(
-            "points_written",
-            "Scalar points committed by this process (API, MLflow, imports)",
-            points.clone(),
-        );
-        let records = Counter::default();
-        registry.register(
-            "records_written",
-            "Records committed by this process (points, histograms, images, … and end lines)",
-            records.clone(),
-        );
-        let queue_runs = Gauge::default();
-        registry.register(
-            "diagnosis_queue_runs",
-            "Runs whose data is newer than their diagnosis",
-            queue_runs.clone(),
-        );
-        let queue_lag = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "diagnosis_lag_seconds",
-            "How long the longest-waiting run's newest data has gone undiagnosed (0: none waits)",
-            queue_lag.clone(),
-        );
-        let deliveries = Family::<StateLabels, Gauge>::default();
-        registry.register(
-            "webhook_deliveries",
-            "Alert deliveries in the outbox, by state (pending, delivered, failed)",
-            deliveries.clone(),
-        );
-        let pool_size = Gauge::default();
-        registry.register(
-            "db_pool_connections",
-            "Database connections open",
-            pool_size.clone(),
-        );
-        let pool_idle = Gauge::default();
-        registry.register(
-            "db_pool_idle_connections",
-            "Database connections open and idle",
-            pool_idle.clone(),
-        );
+        let mut r = Registry::with_prefix("trainlens");
         Metrics {
-            registry,
-            requests,
-            latency,
-            points,
-            records,
-            queue_runs,
-            queue_lag,
-            deliveries,
-            pool_size,
-            pool_idle,
+            requests: registered(
+                &mut r,
+                "http_requests",
+                "HTTP requests answered, by method, route and status",
+                Family::default(),
+            ),
+            latency: registered(
+                &mut r,
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request (to the first byte of a streamed body)",
+                Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            ),
+            points: registered(
+                &mut r,
+                "points_written",
+                "Scalar points committed by this process (API, MLflow, imports)",
+                Counter::default(),
+            ),
+            records: registered(
+                &mut r,
+                "records_written",
+                "Records committed by this process (points, histograms, images, … and end lines)",
+                Counter::default(),
+            ),
+            queue_runs: registered(
+                &mut r,
+                "diagnosis_queue_runs",
+                "Runs whose data is newer than their diagnosis",
+                Gauge::default(),
+            ),
+            queue_lag: registered(
+                &mut r,
+                "diagnosis_lag_seconds",
+                "How long the longest-waiting run's newest data has gone undiagnosed (0: none waits)",
+                Gauge::default(),
+            ),
+            deliveries: registered(
+                &mut r,
+                "webhook_deliveries",
+                "Alert deliveries in the outbox, by state (pending, delivered, failed)",
+                Family::default(),
+            ),
+            pool_size: registered(
+                &mut r,
+                "db_pool_connections",
+                "Database connections open",
+                Gauge::default(),
+            ),
+            pool_idle: registered(
+                &mut r,
+                "db_pool_idle_connections",
+                "Database connections open and idle",
+                Gauge::default(),
+            ),
+            registry: r,
             scraping: std::sync::Mutex::new(()),
         }
     }
