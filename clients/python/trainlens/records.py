@@ -27,6 +27,8 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import _value as _float_value
+
 __all__ = ["image", "tensor", "predictions", "image_layout",
            "MAX_TENSOR_VALUES", "MAX_IMAGE_PNG_BYTES", "MAX_PREDICTION_SAMPLES",
            "MAX_FULL_CLASSES", "MAX_TOP_K"]
@@ -88,15 +90,11 @@ def _check_name(name: Any, arg: str) -> str:
 
 
 def _value(v: Any) -> Any:
-    """A JSON value of the format: a number, or "NaN"/"Infinity"/"-Infinity"."""
+    """A JSON value of the format: a number, or "NaN"/"Infinity"/"-Infinity"
+    (as the core client sends a float; an integer is kept as it is)."""
     if isinstance(v, int) and not isinstance(v, bool):
         return v
-    v = float(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return v
+    return _float_value(v)
 
 
 def _values(flat: List[Any]) -> List[Any]:

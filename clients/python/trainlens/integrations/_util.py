@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
+
+import trainlens
 
 
 def numeric(logs: Optional[Mapping[str, Any]]) -> Dict[str, float]:
@@ -53,3 +55,78 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         except (ValueError, RuntimeError, TypeError, AttributeError):
             pass
     return str(value)
+
+
+class _RunOwner:
+    """An integration's run options (``project``, ``name``, ``config``,
+    ``tags``, ``server``: for :func:`trainlens.init`) and its run: the
+    ``run`` passed in (left to its owner), else the one :meth:`start` creates,
+    which this object owns and :meth:`finish` finishes."""
+
+    def __init__(
+        self,
+        project: str,
+        name: Optional[str],
+        config: Optional[Dict[str, Any]],
+        tags: Optional[List[str]],
+        server: Optional[str],
+        run: Optional[trainlens.Run],
+    ) -> None:
+        self.project = project
+        self.name = name
+        self.config = dict(config or {})
+        self.tags = list(tags or [])
+        self.server = server
+        self.run = run
+        #: Whether :meth:`start` created ``run`` (only such a run is finished here).
+        self.owns = False
+        #: Whether :meth:`finish` has finished ``run``.
+        self.finished = False
+
+    @property
+    def startable(self) -> bool:
+        """No run yet, or the one started here is finished: a new one may start."""
+        return self.run is None or self.finished
+
+    def start(self, config: Dict[str, Any], name: Optional[str] = None) -> trainlens.Run:
+        """Creates and owns a new run: ``config`` under the ``config`` option
+        (which wins on a shared key), named ``name`` or else the ``name``
+        option."""
+        self.run = trainlens.init(name=self.name if name is None else name, project=self.project,
+                                  config={**config, **jsonable(self.config)},
+                                  tags=self.tags, server=self.server)
+        self.owns = True
+        self.finished = False
+        return self.run
+
+    def finish(self, status: str = "finished") -> bool:
+        """Finishes the run as ``status`` if it was started here and is not
+        finished yet; says whether it did."""
+        if self.run is None or not self.owns or self.finished:
+            return False
+        self.run.finish(status)
+        self.finished = True
+        return True
+
+
+def _option(attr: str) -> Any:
+    def get(self: Any) -> Any:
+        return getattr(self._owner, attr)
+
+    def set(self: Any, value: Any) -> None:
+        setattr(self._owner, attr, value)
+
+    return property(get, set, doc=f"The ``{attr}`` of the run options (see :class:`_RunOwner`).")
+
+
+class _RunOptions:
+    """The run options and ``run`` of a callback, read and set as its own
+    attributes, kept in its ``_owner`` (a :class:`_RunOwner`)."""
+
+    _owner: _RunOwner
+    project = _option("project")
+    name = _option("name")
+    config = _option("config")
+    tags = _option("tags")
+    server = _option("server")
+    run = _option("run")

@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 
 import trainlens
 
-from ._util import jsonable, numeric
+from ._util import _RunOptions, _RunOwner, jsonable, numeric
 
 __all__ = ["TrainlensCallback"]
 
@@ -53,7 +53,7 @@ def _unwrap(optimizer: Any) -> Any:
     return optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
 
 
-class TrainlensCallback(TrainerCallback):
+class TrainlensCallback(_RunOptions, TrainerCallback):
     """Sends a ``Trainer``'s logs (and, with ``watch``, the model's gradient,
     weight, update and activation statistics) to a trainlens run.
 
@@ -77,20 +77,13 @@ class TrainlensCallback(TrainerCallback):
         histograms_every: int = 200,
         finish: bool = True,
     ) -> None:
-        self.project = project
-        self.name = name
-        self.config = dict(config or {})
-        self.tags = list(tags or [])
-        self.server = server
-        self.run: Optional[trainlens.Run] = run
-        self._owns_run = False
+        self._owner = _RunOwner(project, name, config, tags, server, run)
         self.watch = watch
         self.watch_every = watch_every
         self.histograms_every = histograms_every
         self.finish = finish
         self._watch: Any = None
         self._warned = False
-        self._finished = False
 
     # -- the run's config ------------------------------------------------------
     @staticmethod
@@ -121,17 +114,13 @@ class TrainlensCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        if self.run is None or self._finished:
-            config = {**self.run_config(args, model), **jsonable(self.config)}
+        if self._owner.startable:
             run_name = self.name
             if run_name is None:
                 hf_name = getattr(args, "run_name", None)
                 if hf_name and hf_name != getattr(args, "output_dir", None):
                     run_name = str(hf_name)
-            self.run = trainlens.init(name=run_name, project=self.project, config=config,
-                                      tags=self.tags, server=self.server)
-            self._owns_run = True
-            self._finished = False
+            self._owner.start(self.run_config(args, model), name=run_name)
             self._warned = False
         if self.watch and model is not None and self._watch is None:
             from trainlens import torch as tl_torch
@@ -144,7 +133,7 @@ class TrainlensCallback(TrainerCallback):
                **kwargs: Any) -> None:
         if not state.is_world_process_zero or self.run is None:
             return
-        if self._finished:
+        if self._owner.finished:
             if not self._warned:
                 warnings.warn("trainlens: the run was finished at the end of training; logs after it "
                               "(trainer.evaluate()) are not sent — use TrainlensCallback(finish=False) "
@@ -161,6 +150,5 @@ class TrainlensCallback(TrainerCallback):
         if self._watch is not None:
             self._watch.unwatch()
             self._watch = None
-        if self.finish and self._owns_run and not self._finished:
-            self.run.finish("finished")
-            self._finished = True
+        if self.finish:
+            self._owner.finish("finished")

@@ -36,7 +36,7 @@ import keras
 
 import trainlens
 
-from ._util import jsonable, numeric
+from ._util import _RunOptions, _RunOwner, jsonable, numeric
 
 __all__ = ["TrainlensCallback"]
 
@@ -52,7 +52,7 @@ def _float(value: Any) -> Optional[float]:
             return None
 
 
-class TrainlensCallback(keras.callbacks.Callback):
+class TrainlensCallback(_RunOptions, keras.callbacks.Callback):
     """Sends ``model.fit``'s batch and epoch logs to a trainlens run.
 
     ``project``, ``name``, ``config``, ``tags``, ``server`` go to
@@ -70,14 +70,7 @@ class TrainlensCallback(keras.callbacks.Callback):
         finish: bool = True,
     ) -> None:
         super().__init__()
-        self.project = project
-        self.name = name
-        self.config = dict(config or {})
-        self.tags = list(tags or [])
-        self.server = server
-        self.run: Optional[trainlens.Run] = run
-        self._owns_run = False
-        self._finished = False
+        self._owner = _RunOwner(project, name, config, tags, server, run)
         self.log_learning_rate = log_learning_rate
         self.finish = finish
         #: The next batch's step: batches seen since the run began.
@@ -116,16 +109,12 @@ class TrainlensCallback(keras.callbacks.Callback):
 
     # -- fit events ------------------------------------------------------------
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
-        if self.run is None or self._finished:
-            self.run = trainlens.init(name=self.name, project=self.project,
-                                      config={**self.run_config(), **jsonable(self.config)},
-                                      tags=self.tags, server=self.server)
-            self._owns_run = True
-            self._finished = False
+        if self._owner.startable:
+            self._owner.start(self.run_config())
             self.step = 0
 
     def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
-        if self.run is None or self._finished:
+        if self.run is None or self._owner.finished:
             return
         values = numeric(logs)
         if self.log_learning_rate and "learning_rate" not in values:
@@ -137,13 +126,12 @@ class TrainlensCallback(keras.callbacks.Callback):
         self.step += 1
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
-        if self.run is None or self._finished:
+        if self.run is None or self._owner.finished:
             return
         values = {k: v for k, v in numeric(logs).items() if k.startswith("val_") or k == "learning_rate"}
         values["epoch"] = float(epoch + 1)
         self.run.log(values, step=max(self.step - 1, 0))
 
     def on_train_end(self, logs: Optional[Dict[str, Any]] = None) -> None:
-        if self.run is not None and self.finish and self._owns_run and not self._finished:
-            self.run.finish("finished")
-            self._finished = True
+        if self.finish:
+            self._owner.finish("finished")

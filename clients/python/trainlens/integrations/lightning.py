@@ -42,7 +42,7 @@ except ImportError:  # only the older package name is installed
 
 import trainlens
 
-from ._util import jsonable, numeric
+from ._util import _RunOwner, jsonable, numeric
 
 __all__ = ["TrainlensLogger"]
 
@@ -65,15 +65,11 @@ class TrainlensLogger(Logger):
         run: Optional[trainlens.Run] = None,
     ) -> None:
         super().__init__()
-        self._project = project
-        self._run_name = name or (getattr(run, "name", None) if run is not None else None) \
+        run_name = name or (getattr(run, "name", None) if run is not None else None) \
             or f"run-{uuid.uuid4().hex[:8]}"
-        self._config: Dict[str, Any] = jsonable(dict(config or {}))
-        self._tags = list(tags or [])
-        self._server = server
-        self._run: Optional[trainlens.Run] = run
-        self._owns_run = run is None
-        self._finished = False
+        self._owner = _RunOwner(project, run_name, jsonable(dict(config or {})), tags, server, run)
+        #: The hyperparameters logged before the run exists: its config, under ``config``.
+        self._hparams: Dict[str, Any] = {}
         self._pending_watch: List[Dict[str, Any]] = []
         self.watches: List[Any] = []
         self._step = 0
@@ -83,37 +79,37 @@ class TrainlensLogger(Logger):
     @property
     def name(self) -> str:
         """The project (Lightning's experiment name)."""
-        return self._project
+        return self._owner.project
 
     @property
     def version(self) -> str:
         """The run's name (Lightning's version)."""
-        return self._run_name
+        return self._owner.name
 
     @property
     def run(self) -> Optional[trainlens.Run]:
         """The trainlens run; ``None`` until the Trainer has started training."""
-        return self._run
+        return self._owner.run
 
     @property
     def experiment(self) -> Optional[trainlens.Run]:
         """The same as :attr:`run` (Lightning's name for a logger's backend)."""
-        return self._run
+        return self._owner.run
 
     # -- the run ---------------------------------------------------------------
     def _ensure_run(self) -> trainlens.Run:
-        if self._run is None:
-            self._run = trainlens.init(name=self._run_name, project=self._project, config=self._config,
-                                       tags=self._tags, server=self._server)
+        run = self._owner.run
+        if run is None:
+            run = self._owner.start(self._hparams)
         for kwargs in self._pending_watch:
             self.watches.append(self._watch_now(**kwargs))
         self._pending_watch = []
-        return self._run
+        return run
 
     def _watch_now(self, **kwargs: Any) -> Any:
         from trainlens import torch as tl_torch
 
-        return tl_torch.watch(self._run, **kwargs)
+        return tl_torch.watch(self._owner.run, **kwargs)
 
     def watch(self, model: Any, every: int = 10, histograms_every: int = 200, optimizer: Any = None,
               loss_fn: Any = None, log_model: bool = True) -> Optional[Any]:
@@ -124,7 +120,7 @@ class TrainlensLogger(Logger):
         step) and is then in :attr:`watches`."""
         kwargs = dict(model=model, every=every, histograms_every=histograms_every, optimizer=optimizer,
                       loss_fn=loss_fn, log_model=log_model)
-        if self._run is None:
+        if self._owner.run is None:
             self._pending_watch.append(kwargs)
             return None
         w = self._watch_now(**kwargs)
@@ -140,8 +136,8 @@ class TrainlensLogger(Logger):
             params = vars(params)
         if not isinstance(params, Mapping):
             params = dict(params or {})
-        if self._run is None:
-            self._config = {**jsonable(dict(params)), **self._config}
+        if self._owner.run is None:
+            self._hparams = {**jsonable(dict(params)), **self._hparams}
         elif params:
             warnings.warn("trainlens: hyperparameters logged after the run was created are not sent "
                           f"({sorted(map(str, params))[:5]}…); pass them as TrainlensLogger(config=...)",
@@ -156,7 +152,7 @@ class TrainlensLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
         """Sends the numeric ``metrics`` at ``step`` (the Trainer's step)."""
         run = self._ensure_run()
-        if self._finished:
+        if self._owner.finished:
             if not self._warned:
                 warnings.warn("trainlens: the run was finished by the end of a Trainer stage; metrics "
                               "logged after it are not sent — use a new TrainlensLogger per stage",
@@ -173,11 +169,10 @@ class TrainlensLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Finishes the run: ``finished`` after ``success``, else ``failed``."""
-        if self._run is None or self._finished:
+        if self._owner.run is None or self._owner.finished:
             return
         for w in self.watches:
             w.unwatch()
         self.watches = []
-        if self._owns_run:  # a run passed in is left to its owner
-            self._run.finish("finished" if status in ("success", "finished") else "failed")
-            self._finished = True
+        # A run passed in is left to its owner.
+        self._owner.finish("finished" if status in ("success", "finished") else "failed")
