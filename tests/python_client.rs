@@ -13,6 +13,15 @@ const TORCH_TESTS: &[&str] = &[
     "test_nan_gradients_arrive_as_nan_and_a_forgotten_step_as_a_zero_update",
     "test_cnn_lstm_and_transformer_names",
     "test_dataset_summary_from_arrays_and_a_loader",
+    // The demo: every fault caught, on 3 seeds.
+    "test_none",
+    "test_lr_too_high",
+    "test_vanishing",
+    "test_overfit",
+    "test_dead_relu",
+    "test_imbalance",
+    "test_no_optimizer_step",
+    "test_softmax_before_ce",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,9 +36,19 @@ async fn the_python_client_talks_to_a_live_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, db.state(), async {
-        let _ = stopped.await;
-    }));
+    // With the runner: the demo's tests wait for each run's diagnosis.
+    let mut runner = trainlens::runner::RunnerConfig::new(&base);
+    runner.quiet = std::time::Duration::from_millis(200);
+    runner.max_wait = std::time::Duration::from_millis(500);
+    let server = tokio::spawn(app::serve_with_background(
+        listener,
+        db.state(),
+        runner,
+        trainlens::alerts::sender::SenderConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python");
     // pytest when it is there (CI's virtualenv has it), else unittest: both

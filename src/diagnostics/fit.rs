@@ -412,8 +412,23 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
 }
 
 /// The overfitting finding (`error` when `severe`, else `warning`).
+///
+/// When the validation curve that locates the best step has not stopped
+/// improving — its best is fewer than [`STALE_EVALS`] evaluations back, the
+/// rules' own test for "stopped improving", so only the memorisation rules
+/// can have fired — there is no point where validation turned: no onset, no
+/// rise of the validation loss in the wording, and early stopping (which
+/// would stop at about the end anyway) is not offered.
 fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
     let gl_loss = s.loss_above_best;
+    let since_best = if s.best_is_loss {
+        s.loss_evals_since_best
+    } else {
+        s.acc_evals_since_best
+    };
+    let best_step = s
+        .best_step
+        .filter(|_| since_best.is_none_or(|n| n >= STALE_EVALS));
     let gap_v = s.acc.map(|a| a.gap);
     let mut metrics = BTreeMap::new();
     if gl_loss.is_finite() {
@@ -433,7 +448,10 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
     if let Some(g) = gap_v {
         parts.push(format!("train/val accuracy gap {:.0} points", g * 100.0));
     }
-    if gl_loss.is_finite() && gl_loss > 0.0 {
+    // Still improving: a median of the last evaluations a little above the
+    // best is noise around the best, not a rise.
+    let still_best = best_step.is_none() && s.best_step.is_some();
+    if gl_loss.is_finite() && gl_loss > 0.0 && !still_best {
         parts.push(format!(
             "validation loss {} above its best",
             fmt_pct(gl_loss)
@@ -448,9 +466,10 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
         _ => "The model fits noise specific to the training set: training error keeps falling while validation error stalls or rises.".into(),
     };
     let mut fixes = Vec::new();
-    match (s.best_step, s.best_epoch) {
+    match (best_step, s.best_epoch) {
         (Some(st), Some(e)) => fixes.push(format!("Stop at step {} (epoch {e}), where validation was best: use early stopping (patience ≈ 3 evaluations) and restore that checkpoint.", fmt_step(st))),
         (Some(st), None) => fixes.push(format!("Stop at step {}, where validation was best: use early stopping and restore that checkpoint.", fmt_step(st))),
+        _ if still_best => {}
         _ => fixes.push("Use early stopping on the validation metric and restore the best checkpoint.".into()),
     }
     fixes.push(match s.n_train {
@@ -478,10 +497,10 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
         } else {
             Severity::Warning
         },
-        onset_step: s.best_step,
+        onset_step: best_step,
         title: format!(
             "Overfitting{}: {}",
-            s.best_step
+            best_step
                 .map(|st| format!(" since step {}", fmt_step(st)))
                 .unwrap_or_default(),
             parts.join(", ")
@@ -490,12 +509,20 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
             series: s.series.clone(),
             layer: None,
             metrics,
-            summary: format!(
-                "Validation {} was best at step {}; since then {}.",
-                if s.best_is_loss { "loss" } else { "accuracy" },
-                s.best_step.map(fmt_step).unwrap_or_else(|| "?".into()),
-                parts.join(" and ")
-            ),
+            summary: match s.best_step {
+                Some(best) if still_best => format!(
+                    "Validation {} has not stopped improving (best at step {}), but {}.",
+                    if s.best_is_loss { "loss" } else { "accuracy" },
+                    fmt_step(best),
+                    parts.join(" and ")
+                ),
+                _ => format!(
+                    "Validation {} was best at step {}; since then {}.",
+                    if s.best_is_loss { "loss" } else { "accuracy" },
+                    s.best_step.map(fmt_step).unwrap_or_else(|| "?".into()),
+                    parts.join(" and ")
+                ),
+            },
         },
         cause,
         fixes,
@@ -1627,6 +1654,63 @@ mod overfit_tests {
             none.fixes[2],
             "Regularise more: dropout 0.2 → 0.3–0.5, weight decay (L2) 0 → 1e-4, or L1."
         );
+    }
+
+    #[test]
+    fn memorised_while_validation_still_improves_has_no_early_stopping() {
+        // Training set memorised, validation loss best at the latest
+        // evaluation (the median of the last three a hair above it): there
+        // is no step to stop at.
+        let s = OverfitSignals {
+            loss_above_best: 0.004,
+            loss_evals_since_best: Some(1),
+            acc: Some(AccGap {
+                train: 1.0,
+                gap: 0.2,
+            }),
+            best_step: Some(290),
+            best_epoch: Some(30),
+            ..sig()
+        };
+        assert_eq!(rule(&s), Some(OverfitRule::Memorised));
+        let f = overfit_finding(&s, false);
+        assert_eq!(f.onset_step, None);
+        assert_eq!(f.title, "Overfitting: train/val accuracy gap 20 points");
+        assert_eq!(
+            f.evidence.summary,
+            "Validation loss has not stopped improving (best at step 290), but train/val accuracy gap 20 points."
+        );
+        assert_eq!(
+            f.fixes[0],
+            "Get more training data (now 200 samples) or use data augmentation."
+        );
+        assert!(
+            f.fixes.iter().all(|x| !x.contains("early stopping")),
+            "{:?}",
+            f.fixes
+        );
+        assert_eq!(f.evidence.metrics["best_val_step"], 290.0);
+        // Best at the evaluation before the latest: still improving.
+        let f = overfit_finding(
+            &OverfitSignals {
+                loss_evals_since_best: Some(2),
+                ..s.clone()
+            },
+            false,
+        );
+        assert_eq!(f.onset_step, None);
+        assert_eq!(f.title, "Overfitting: train/val accuracy gap 20 points");
+        // Three evaluations from the best (it counted): validation has
+        // stopped improving, and stopping there is the fix again.
+        let f = overfit_finding(
+            &OverfitSignals {
+                loss_evals_since_best: Some(3),
+                ..s
+            },
+            false,
+        );
+        assert_eq!(f.onset_step, Some(290));
+        assert!(f.fixes[0].starts_with("Stop at step 290 (epoch 30)"));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 """Train an MLP on scikit-learn's digits with trainlens watching, with or
 without a classic fault, and print what trainlens found.
 
-    python clients/python/examples/train_digits.py --fault lr-too-high
+    python clients/python/examples/train_digits.py --fault lr-too-high [--seed 1]
+
+From Python, ``run_demo(fault, seed, server)`` trains and returns
+``(run_url, findings)`` (tests/test_demo.py checks every fault that way).
 
 Faults: none, lr-too-high (SGD lr 1.5, momentum 0.9), vanishing (a deep
 sigmoid net), overfit (100 training samples, a wide net, no regularisation),
@@ -31,6 +34,7 @@ import trainlens.torch  # noqa: E402,F401
 
 FAULTS = ["none", "lr-too-high", "vanishing", "overfit", "dead-relu", "imbalance",
           "no-optimizer-step", "softmax-before-ce"]
+LR_TOO_HIGH = 1.5
 
 
 def data(fault, seed):
@@ -65,35 +69,54 @@ def model_for(fault):
     return m
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fault", choices=FAULTS, default="none")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--server", default=None)
-    ap.add_argument("--project", default="demo")
-    args = ap.parse_args()
-    fault = args.fault
-    torch.manual_seed(args.seed)
+def wait_for_findings(run, timeout=30.0):
+    """The run's open findings once the server has diagnosed all its data
+    (the diagnosis' ``up_to_date``), or what it has after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = run._http.request("GET", f"/api/v1/runs/{run.id}/findings?status=open")
+        if body.get("up_to_date") or time.monotonic() > deadline:
+            return body["findings"]
+        time.sleep(0.25)
 
-    x_tr, y_tr, x_val, y_val = data(fault, args.seed)
+
+def run_demo(fault="none", seed=0, server=None, epochs=None, project="demo", verbose=False):
+    """Trains the digits MLP with ``fault`` and returns ``(run_url, findings)``
+    (the open findings, as GET /api/v1/runs/{id}/findings gives them)."""
+    if fault not in FAULTS:
+        raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
+    # A net this small gains nothing from intra-op threads, and on a busy
+    # machine their spin-waits make training several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(fault, seed, server, epochs, project, verbose)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(fault, seed, server, epochs, project, verbose):
+    torch.manual_seed(seed)
+
+    x_tr, y_tr, x_val, y_val = data(fault, seed)
     model = model_for(fault)
     if fault == "lr-too-high":
-        lr, momentum = 1.5, 0.9
+        lr, momentum = LR_TOO_HIGH, 0.9
     elif fault == "vanishing":
         lr, momentum = 0.01, 0.0
     else:
         lr, momentum = 0.05, 0.9
-    epochs = args.epochs or (150 if fault == "overfit" else 30)
+    epochs = epochs or (150 if fault == "overfit" else 30)
     batch = 32
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.CrossEntropyLoss()
-    config = {"dataset": "digits", "fault": fault, "seed": args.seed, "lr": lr, "momentum": momentum,
+    config = {"dataset": "digits", "fault": fault, "seed": seed, "lr": lr, "momentum": momentum,
               "epochs": epochs, "batch": batch, "optimizer": "sgd", "weight_decay": 0.0, "dropout": 0.0}
 
-    with trainlens.init(project=args.project, name=f"digits-{fault}-s{args.seed}", config=config,
-                        server=args.server) as run:
-        print(f"run: {run.url}")
+    with trainlens.init(project=project, name=f"digits-{fault}-s{seed}", config=config,
+                        server=server) as run:
+        if verbose:
+            print(f"run: {run.url}")
         trainlens.torch.watch(run, model, every=5, histograms_every=100, optimizer=opt, loss_fn=loss_fn)
         run.log_dataset("train", x_tr, y_tr)
         run.log_dataset("val", x_val, y_val)
@@ -120,15 +143,23 @@ def main():
                     "val/acc": (val_out.argmax(1) == y_val).float().mean().item(),
                 }
             run.log(metrics, step=step - 1)
-    print(f"trained {step} steps; val/acc {metrics['val/acc']:.3f}")
+    if verbose:
+        print(f"trained {step} steps; val/acc {metrics['val/acc']:.3f}")
 
     # The server diagnoses within seconds of the last data.
-    for _ in range(60):
-        body = run._http.request("GET", f"/api/v1/runs/{run.id}/findings?status=open")
-        if body.get("up_to_date"):
-            break
-        time.sleep(0.5)
-    findings = body["findings"]
+    return run.url, wait_for_findings(run)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fault", choices=FAULTS, default="none")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--server", default=None)
+    ap.add_argument("--project", default="demo")
+    args = ap.parse_args()
+    _, findings = run_demo(args.fault, args.seed, args.server, epochs=args.epochs, project=args.project,
+                           verbose=True)
     if not findings:
         print("no findings")
     for f in findings:
