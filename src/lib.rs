@@ -9,6 +9,7 @@ pub mod cli;
 pub mod diagnostics;
 pub mod http;
 pub mod ingest;
+pub mod mlflow;
 pub mod model;
 pub mod record;
 pub mod runner;
