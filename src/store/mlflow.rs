@@ -323,6 +323,9 @@ impl Store {
     /// first use.
     pub async fn mlflow_experiment(&self, id: i64) -> Result<Option<Experiment>> {
         if id == 0 {
+            if let Some(e) = self.mlflow_experiment_by_name(DEFAULT_EXPERIMENT).await? {
+                return Ok(Some(e));
+            }
             return self
                 .mlflow_create_experiment(DEFAULT_EXPERIMENT)
                 .await
@@ -704,15 +707,21 @@ struct SeriesView {
 
 impl SeriesView {
     async fn load(conn: &mut AnyConnection, run: &str, key: &str) -> Result<SeriesView> {
-        let head: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT id, last_step FROM series WHERE run_id = $1 AND key = $2")
-                .bind(run)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
+        // As `write_series` does (it runs next, in this transaction, with
+        // points): the upsert locks the series row on PostgreSQL, so two
+        // writers of one series place their points one after the other.
+        let (id, last): (i64, Option<i64>) = sqlx::query_as(
+            "INSERT INTO series (run_id, key) VALUES ($1, $2) \
+             ON CONFLICT (run_id, key) DO UPDATE SET key = excluded.key \
+             RETURNING id, last_step",
+        )
+        .bind(run)
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(SeriesView {
-            id: head.map(|h| h.0),
-            last: head.and_then(|h| h.1).map(|s| s as u64),
+            id: Some(id),
+            last: last.map(|s| s as u64),
             chunks: HashMap::new(),
             mapped: HashMap::new(),
             placed: HashMap::new(),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The MLflow tracking API under load (docs/mlflow.md).
+"""The MLflow tracking API under load (docs/mlflow.md). Not named mlflow.py:
+that would shadow the mlflow package.
 
 Starts `trainlens serve` on a fresh database (SQLite by default, or
 --database-url) and measures, each as the median of --reps repetitions:
@@ -19,7 +20,7 @@ The ingest and history parts need only the standard library; the client
 parts need `mlflow` (mlflow-skinny) and are skipped, saying so, without it.
 
     cargo build --release
-    python3 bench/mlflow.py --server-bin target/release/trainlens
+    python3 bench/mlflow_api.py --server-bin target/release/trainlens
 """
 
 import argparse
