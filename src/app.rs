@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::http::metrics::page))
         .merge(crate::api::v1::router())
         .merge(crate::api::findings::router())
+        .merge(crate::mlflow::router())
         .merge(crate::web::router())
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })

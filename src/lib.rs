@@ -10,6 +10,7 @@ pub mod csv_export;
 pub mod diagnostics;
 pub mod http;
 pub mod ingest;
+pub mod mlflow;
 pub mod model;
 pub mod record;
 pub mod runner;

@@ -15,7 +15,9 @@
 //!   idempotency keys), histograms, model and dataset summaries, images,
 //!   tensors and predictions, and export;
 //! - [`findings`]: diagnosis leases, the run view the detectors read, findings;
-//! - [`webhooks`]: webhooks and the alert outbox.
+//! - [`webhooks`]: webhooks and the alert outbox;
+//! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
+//!   params, tags, latest metrics, step mappings).
 //!
 //! # Writes
 //! Every write runs in a [`WriteTx`]: on SQLite it holds the process's write
@@ -28,6 +30,7 @@
 
 pub mod chunk;
 pub mod findings;
+pub mod mlflow;
 pub mod records;
 pub mod runs;
 pub mod scalars;
@@ -303,6 +306,15 @@ impl Store {
             .fetch_add(batch.point_count() as u64, Ordering::Relaxed);
         self.records_written
             .fetch_add(batch.record_count() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts committed points written other than as a [`Batch`] record
+    /// count (MLflow's metrics).
+    ///
+    /// [`Batch`]: crate::model::Batch
+    pub(crate) fn count_points(&self, n: u64) {
+        self.points_written.fetch_add(n, Ordering::Relaxed);
+        self.records_written.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The diagnosis queue, the outbox and the pool, for `/metrics`.

@@ -539,7 +539,7 @@ async fn ingest_in(
     })
 }
 
-async fn write_batch(
+pub(crate) async fn write_batch(
     conn: &mut AnyConnection,
     run: &str,
     batch: &Batch,

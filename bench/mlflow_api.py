@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""The MLflow tracking API under load (docs/mlflow.md). Not named mlflow.py:
+that would shadow the mlflow package.
+
+Starts `trainlens serve` on a fresh database (SQLite by default, or
+--database-url) and measures, each as the median of --reps repetitions:
+
+  * log-batch ingest: --clients concurrent clients, each with its own
+    keep-alive connection and run, POST `runs/log-batch` of 1000 metrics
+    (--keys keys x 1000/--keys steps) until each sent --points points;
+    points/s = all points / wall time (clock from the release of all clients
+    to the last answer);
+  * get-history of --history-points points of one key: one unpaged
+    `GET metrics/get-history` (raw HTTP, body read and parsed), and the
+    mlflow client's `get_metric_history` (pages of 25 000);
+  * the mlflow client's synchronous loop: `mlflow.log_metrics({...}, step=i)`
+    for --client-steps steps, steps/s.
+
+The ingest and history parts need only the standard library; the client
+parts need `mlflow` (mlflow-skinny) and are skipped, saying so, without it.
+
+    cargo build --release
+    python3 bench/mlflow_api.py --server-bin target/release/trainlens
+"""
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+API = "/api/2.0/mlflow"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, database_url):
+        self.tmp = tempfile.TemporaryDirectory(prefix="trainlens-mlflow-bench-")
+        url = database_url or f"sqlite://{self.tmp.name}/bench.db"
+        self.port = free_port()
+        self.log = open(os.path.join(self.tmp.name, "server.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--database-url", url],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("the server did not start")
+
+    @property
+    def uri(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+def call(conn, path, body):
+    data = json.dumps(body)
+    conn.request("POST", f"{API}/{path}", data, {"content-type": "application/json"})
+    r = conn.getresponse()
+    out = r.read()
+    if r.status != 200:
+        raise SystemExit(f"{path}: {r.status} {out[:300]!r}")
+    return json.loads(out)
+
+
+def new_run(port, experiment):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    try:
+        e = call(c, "experiments/create", {"name": experiment})["experiment_id"]
+    except SystemExit:
+        e = call(c, "experiments/get-by-name", {"experiment_name": experiment})["experiment"]["experiment_id"]
+    run = call(c, "runs/create", {"experiment_id": e, "start_time": int(time.time() * 1000)})
+    return run["run"]["info"]["run_id"]
+
+
+def batches(run, points, keys, t0):
+    """log-batch bodies of 1000 metrics: `keys` keys x (1000 / keys) steps."""
+    per = 1000 // keys
+    step = 0
+    sent = 0
+    while sent < points:
+        metrics = [
+            {"key": f"m{k}", "value": 1.0 / (s + 1) + k, "timestamp": t0 + s, "step": s}
+            for s in range(step, step + per)
+            for k in range(keys)
+        ]
+        yield json.dumps({"run_id": run, "metrics": metrics})
+        step += per
+        sent += len(metrics)
+
+
+def ingest(server, args, rep):
+    runs = [new_run(server.port, f"ingest-{rep}") for _ in range(args.clients)]
+    bodies = [list(batches(r, args.points, args.keys, 1_700_000_000_000)) for r in runs]
+    conns = [http.client.HTTPConnection("127.0.0.1", server.port) for _ in runs]
+    for c in conns:
+        c.connect()
+    go = threading.Barrier(args.clients + 1)
+    errors = []
+
+    def client(i):
+        go.wait()
+        try:
+            for b in bodies[i]:
+                conns[i].request("POST", f"{API}/runs/log-batch", b, {"content-type": "application/json"})
+                r = conns[i].getresponse()
+                out = r.read()
+                if r.status != 200:
+                    errors.append(f"{r.status} {out[:200]!r}")
+                    return
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+    for t in threads:
+        t.start()
+    go.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"ingest failed: {errors[0]}")
+    total = sum(len(json.loads(b)["metrics"]) for bs in bodies for b in bs)
+    return total / wall
+
+
+def history_run(server, n):
+    run = new_run(server.port, "history")
+    c = http.client.HTTPConnection("127.0.0.1", server.port)
+    for lo in range(0, n, 1000):
+        metrics = [
+            {"key": "loss", "value": 1.0 / (s + 1), "timestamp": 1_700_000_000_000 + s, "step": s}
+            for s in range(lo, min(n, lo + 1000))
+        ]
+        call(c, "runs/log-batch", {"run_id": run, "metrics": metrics})
+    return run
+
+
+def raw_history(server, run, n):
+    c = http.client.HTTPConnection("127.0.0.1", server.port)
+    t0 = time.perf_counter()
+    c.request("GET", f"{API}/metrics/get-history?run_id={run}&metric_key=loss")
+    r = c.getresponse()
+    body = json.loads(r.read())
+    dt = time.perf_counter() - t0
+    assert len(body["metrics"]) == n, len(body["metrics"])
+    return dt
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server-bin", required=True)
+    p.add_argument("--database-url", help="default: a fresh SQLite file (PostgreSQL: an empty database)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--points", type=int, default=200_000, help="points per ingest client")
+    p.add_argument("--keys", type=int, default=10, help="keys per log-batch request")
+    p.add_argument("--history-points", type=int, default=100_000)
+    p.add_argument("--client-steps", type=int, default=500)
+    p.add_argument("--out", help="write the figures as JSON here")
+    args = p.parse_args()
+
+    server = Server(args.server_bin, args.database_url)
+    figures = {}
+    try:
+        rates = []
+        for rep in range(args.reps):
+            rates.append(ingest(server, args, rep))
+            print(f"ingest rep {rep}: {rates[-1]:,.0f} points/s", file=sys.stderr)
+        figures["log_batch_ingest_points_per_s"] = {"median": median(rates), "runs": rates}
+
+        run = history_run(server, args.history_points)
+        raw_history(server, run, args.history_points)  # warm-up
+        times = [raw_history(server, run, args.history_points) for _ in range(args.reps)]
+        figures["get_history_raw_s"] = {"median": median(times), "runs": times}
+
+        try:
+            import mlflow
+            from mlflow.tracking import MlflowClient
+        except ImportError as e:
+            print(f"mlflow is not importable ({e}): skipping the client figures", file=sys.stderr)
+        else:
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+            mlflow.set_tracking_uri(server.uri)
+            client = MlflowClient()
+            times = []
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                h = client.get_metric_history(run, "loss")
+                times.append(time.perf_counter() - t0)
+                assert len(h) == args.history_points, len(h)
+            figures["get_history_client_s"] = {"median": median(times), "runs": times}
+
+            mlflow.set_experiment("client-loop")
+            rates = []
+            for _ in range(args.reps):
+                with mlflow.start_run():
+                    t0 = time.perf_counter()
+                    for i in range(args.client_steps):
+                        mlflow.log_metrics({"loss": 1.0 / (i + 1), "acc": i / args.client_steps}, step=i)
+                    rates.append(args.client_steps / (time.perf_counter() - t0))
+            figures["client_sync_log_metrics_steps_per_s"] = {"median": median(rates), "runs": rates}
+    finally:
+        server.stop()
+
+    figures["setup"] = {
+        "backend": "postgres" if (args.database_url or "").startswith("postgres") else "sqlite",
+        "clients": args.clients,
+        "points_per_client": args.points,
+        "history_points": args.history_points,
+        "client_steps": args.client_steps,
+        "reps": args.reps,
+        "nproc": os.cpu_count(),
+    }
+    print("| figure | median | runs |\n|---|---|---|")
+    for name, f in figures.items():
+        if name != "setup":
+            print(f"| {name} | {f['median']:,.3f} | {', '.join(f'{x:,.3f}' for x in f['runs'])} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
