@@ -2,6 +2,8 @@
 //! torch.utils.tensorboard (with `$PYTHON`), damaged files, re-imports and
 //! `--follow`, each checked in the SQLite database the binary wrote.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -421,4 +423,76 @@ async fn follow_picks_up_files_and_records_written_after_it_started() {
         "a record being written is no warning: {text}"
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_server_the_records_go_in_chunks_into_one_run() {
+    let db = common::TestDb::sqlite().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(trainlens::app::serve(listener, db.state(), async {
+        let _ = stopped.await;
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    let logdir = tmp.path().join("exp");
+    std::fs::create_dir_all(&logdir).unwrap();
+    // 120,000 points: more than one 4 MiB request of NDJSON.
+    let file = logdir.join("events.out.tfevents.1.test");
+    let mut bytes = version_event();
+    for step in 0..60_000 {
+        bytes.extend(scalar_event(step, "train/loss", step as f32));
+        bytes.extend(scalar_event(step, "val/loss", -(step as f32)));
+    }
+    append(&file, &bytes);
+    let unused = format!("sqlite://{}", tmp.path().join("unused.db").display());
+    let import = |args: Vec<String>| {
+        let unused = unused.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            import_tb(&unused, &args)
+        })
+    };
+    let args = vec![
+        "--server".to_string(),
+        base.clone(),
+        "--project".into(),
+        "tb".into(),
+        logdir.display().to_string(),
+    ];
+    let (ok, text) = import(args.clone()).await.unwrap();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("exp: run") && text.contains("120000 scalars"),
+        "{text}"
+    );
+    let runs = db
+        .store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.len(),
+        1,
+        "every chunk went into the run of its run_key"
+    );
+    assert_eq!(
+        (runs[0].project.as_str(), runs[0].run_key.as_deref()),
+        ("tb", Some("exp"))
+    );
+    assert_eq!(point_total(&db.store, runs[0].id).await, 120_000);
+
+    append(&file, &scalar_event(60_000, "train/loss", 1.0));
+    let (ok, text) = import(args).await.unwrap();
+    assert!(
+        ok && text.contains(": 1 scalars"),
+        "only the new record: {text}"
+    );
+    assert_eq!(point_total(&db.store, runs[0].id).await, 120_001);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    db.cleanup().await;
 }

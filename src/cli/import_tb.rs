@@ -250,6 +250,7 @@ impl Importer {
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
         let mut read_bytes = 0;
         let mut total = Totals::default();
+        let t0 = std::time::Instant::now();
         for (name, path) in &dir.files {
             let from = run.files.get(name).copied().unwrap_or(0);
             let read = self.read_file(path, from, &mut run.tags, max_bins, &mut acc)?;
@@ -270,6 +271,7 @@ impl Importer {
                 read_bytes = 0;
             }
         }
+        tracing::debug!(run = %dir.name, seconds = t0.elapsed().as_secs_f64(), "read");
         if !acc.is_empty() || !pending.is_empty() || run.run_id.is_none() {
             self.flush(
                 dir,
@@ -443,6 +445,7 @@ impl Importer {
             run_key: Some(dir.name.clone()),
         };
         ingest::validate_run(&record, self.limits())?;
+        let t0 = std::time::Instant::now();
         let id = match &self.target {
             Target::Local(store, _) => {
                 store
@@ -453,6 +456,7 @@ impl Importer {
             }
             Target::Remote(remote) => send(remote, &record, &acc).await?,
         };
+        tracing::debug!(run = %dir.name, seconds = t0.elapsed().as_secs_f64(), "written");
         run.run_id = Some(id);
         total.files += pending.len();
         run.files.append(pending);

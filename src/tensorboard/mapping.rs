@@ -53,14 +53,14 @@ pub enum Item {
 /// is one `Skipped` item.
 pub fn map_record(data: &[u8], tags: &mut TagPlugins, max_bins: usize, out: &mut Vec<Item>) {
     match Event::decode(data) {
-        Ok(event) => map_event(&event, tags, max_bins, out),
+        Ok(event) => map_event(event, tags, max_bins, out),
         Err(e) => out.push(Item::Skipped(format!("not an Event protobuf ({e})"))),
     }
 }
 
 /// Maps the summary values of one event (other events map to nothing).
-pub fn map_event(event: &Event, tags: &mut TagPlugins, max_bins: usize, out: &mut Vec<Item>) {
-    let Some(What::Summary(summary)) = &event.what else {
+pub fn map_event(event: Event, tags: &mut TagPlugins, max_bins: usize, out: &mut Vec<Item>) {
+    let Some(What::Summary(summary)) = event.what else {
         return;
     };
     let Ok(step) = u64::try_from(event.step) else {
@@ -68,7 +68,7 @@ pub fn map_event(event: &Event, tags: &mut TagPlugins, max_bins: usize, out: &mu
         return;
     };
     let time = (event.wall_time.is_finite() && event.wall_time > 0.0).then_some(event.wall_time);
-    for value in &summary.value {
+    for value in summary.value {
         out.push(map_value(value, step, time, tags, max_bins));
     }
 }
@@ -97,28 +97,36 @@ fn plugin_of<'t>(value: &SummaryValue, tags: &'t mut TagPlugins) -> Option<&'t s
 }
 
 fn map_value(
-    value: &SummaryValue,
+    value: SummaryValue,
     step: u64,
     time: Option<f64>,
     tags: &mut TagPlugins,
     max_bins: usize,
 ) -> Item {
-    let key = value.tag.clone();
-    let plugin = plugin_of(value, tags).map(str::to_string);
+    // The plugin only matters for tensors and hparams (metadata-only
+    // values): a simple value is a scalar, a histo a histogram, whatever it
+    // says. Looking it up for those too keeps the tag's plugin remembered.
+    let plugin =
+        if value.metadata.is_some() || matches!(value.value, Some(ValueKind::Tensor(_)) | None) {
+            plugin_of(&value, tags).map(str::to_string)
+        } else {
+            None
+        };
     if plugin.as_deref() == Some("hparams") {
-        return hparams(value);
+        return hparams(&value);
     }
-    match &value.value {
+    let key = value.tag;
+    match value.value {
         Some(ValueKind::SimpleValue(v)) => Item::Scalar {
             key,
             point: Point {
                 step,
-                value: f64::from(*v),
+                value: f64::from(v),
                 time,
             },
         },
         Some(ValueKind::Histo(h)) => {
-            let (edges, counts, nonfinite) = from_histogram_proto(h, max_bins);
+            let (edges, counts, nonfinite) = from_histogram_proto(&h, max_bins);
             Item::Histogram(HistogramRecord {
                 step,
                 key,
@@ -128,7 +136,7 @@ fn map_value(
             })
         }
         Some(ValueKind::Image(img)) => png_image(key, step, time, &img.encoded_image_string),
-        Some(ValueKind::Tensor(t)) => map_tensor(key, t, plugin.as_deref(), step, time, max_bins),
+        Some(ValueKind::Tensor(t)) => map_tensor(key, &t, plugin.as_deref(), step, time, max_bins),
         None => Item::Skipped("a value without data".into()),
     }
 }
