@@ -119,7 +119,8 @@ impl Limits {
     }
 }
 
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// The first bytes of every PNG file.
+pub const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// 413 naming `what` and its limit when `n > limit`.
 pub fn limit(field: &str, n: usize, max: usize, what: &str, name: &str) -> Result<(), InputError> {
@@ -385,7 +386,7 @@ fn check_shape(shape: &[u64], values: usize, lim: &Limits) -> Result<(), InputEr
     Ok(())
 }
 
-fn validate_image(img: &ImageRecord, lim: &Limits) -> Result<(), InputError> {
+pub fn validate_image(img: &ImageRecord, lim: &Limits) -> Result<(), InputError> {
     validate_key("key", &img.key)?;
     check_step("step", img.step)?;
     match (&img.png, &img.shape, &img.values) {
@@ -555,7 +556,7 @@ fn validate_predictions(p: &PredictionsRecord, lim: &Limits) -> Result<(), Input
     Ok(())
 }
 
-fn check_step(field: &str, step: u64) -> Result<(), InputError> {
+pub fn check_step(field: &str, step: u64) -> Result<(), InputError> {
     if step > MAX_STEP {
         return Err(InputError::invalid(
             field,
@@ -565,7 +566,7 @@ fn check_step(field: &str, step: u64) -> Result<(), InputError> {
     Ok(())
 }
 
-fn validate_histogram(h: &HistogramRecord, lim: &Limits) -> Result<(), InputError> {
+pub fn validate_histogram(h: &HistogramRecord, lim: &Limits) -> Result<(), InputError> {
     validate_key("key", &h.key)?;
     check_step("step", h.step)?;
     limit(

@@ -15,6 +15,7 @@ pub mod model;
 pub mod record;
 pub mod runner;
 pub mod store;
+pub mod tensorboard;
 pub mod web;
 
 /// A builder for outgoing HTTP clients. reqwest is built without a TLS

@@ -1,5 +1,5 @@
 //! Command line, one file per subcommand: `serve` (the default),
-//! `import`, `export`, `findings`, `sync`, `webhook`; `remote` is the one client for
+//! `import`, `import-tb`, `export`, `findings`, `sync`, `webhook`; `remote` is the one client for
 //! the commands that talk to a running server (`--server`). Every flag can
 //! also come from the environment variable named in `--help`, and the global
 //! flags (`--database-url`, `--public-url`) apply to every command.
@@ -7,6 +7,7 @@
 mod export;
 mod findings;
 mod import;
+mod import_tb;
 mod remote;
 mod serve;
 mod sync;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 pub use export::ExportArgs;
 pub use findings::FindingsArgs;
 pub use import::ImportArgs;
+pub use import_tb::ImportTbArgs;
 pub use serve::ServeArgs;
 pub use sync::SyncArgs;
 pub use webhook::WebhookCommand;
@@ -83,6 +85,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Import recordings (JSONL record format, optionally gzipped) as new runs.
     Import(ImportArgs),
+    /// Import a TensorBoard log directory (one run per directory of event
+    /// files); again imports only what is new, `--follow` keeps tailing it.
+    ImportTb(ImportTbArgs),
     /// Write a run back out in the record format (NDJSON).
     Export(ExportArgs),
     /// Show the findings of a run, or the open findings of a project.
@@ -140,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve::serve(&global, args).await,
         Command::Import(args) => import::import(&global, args).await,
+        Command::ImportTb(args) => import_tb::import_tb(&global, args).await,
         Command::Export(args) => export::export(&global, args).await,
         Command::Findings(args) => findings::findings(&global, args).await,
         Command::Sync(args) => sync::sync(args).await,
