@@ -307,14 +307,15 @@ async fn runs_page(
 
     let current = (sort, descending);
     let columns = [
+        // `wide`: left out on narrow screens (static/style.css).
         ("run", RunSort::Name, ""),
         ("status", RunSort::Status, ""),
         ("health", RunSort::Health, ""),
-        ("last step", RunSort::LastStep, "num"),
+        ("last step", RunSort::LastStep, "num wide"),
         ("val loss", RunSort::ValLoss, "num"),
-        ("val acc", RunSort::ValAcc, "num"),
-        ("duration", RunSort::Duration, "num"),
-        ("started", RunSort::Started, ""),
+        ("val acc", RunSort::ValAcc, "num wide"),
+        ("duration", RunSort::Duration, "num wide"),
+        ("started", RunSort::Started, "wide"),
     ]
     .into_iter()
     .map(|(label, col, class)| {
