@@ -7,3 +7,6 @@
 ALTER TABLE series ADD COLUMN last_real DOUBLE PRECISION;
 
 CREATE INDEX runs_by_project_status ON runs (project_id, status, created_at DESC);
+-- A run's open findings by severity (its health), without scanning every
+-- open finding of the database.
+CREATE INDEX findings_by_run ON findings (run_id, status, severity_rank);
