@@ -197,6 +197,83 @@ pub struct RunFilter {
     pub with_config: bool,
 }
 
+/// A column the runs page sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunSort {
+    Name,
+    Status,
+    /// The worst open finding (warning or worse).
+    Health,
+    LastStep,
+    /// The last value of the validation loss (roles: `diagnostics::names`).
+    ValLoss,
+    ValAcc,
+    /// From creation to the last data.
+    Duration,
+    #[default]
+    Started,
+}
+
+words!(RunSort, "sort", [
+    Name => "name",
+    Status => "status",
+    Health => "health",
+    LastStep => "step",
+    ValLoss => "val_loss",
+    ValAcc => "val_acc",
+    Duration => "duration",
+    Started => "started",
+]);
+
+/// A run's health: its worst open finding of warning or worse, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Healthy,
+    Warning,
+    Error,
+    Critical,
+}
+
+words!(Health, "health", [
+    Healthy => "ok",
+    Warning => "warning",
+    Error => "error",
+    Critical => "critical",
+]);
+
+impl Health {
+    /// The `severity_rank` of the worst open finding; 0 when healthy
+    /// (info findings do not make a run sick).
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_worst(worst: Option<Severity>) -> Health {
+        match worst {
+            Some(Severity::Critical) => Health::Critical,
+            Some(Severity::Error) => Health::Error,
+            Some(Severity::Warning) => Health::Warning,
+            Some(Severity::Info) | None => Health::Healthy,
+        }
+    }
+}
+
+/// What the runs page asks for: filters, one sort column, a page.
+#[derive(Debug, Clone, Default)]
+pub struct RunTableQuery {
+    pub project: Option<String>,
+    pub status: Option<RunStatus>,
+    pub health: Option<Health>,
+    /// Runs carrying exactly this tag.
+    pub tag: Option<String>,
+    /// Runs whose name contains this (ASCII case-insensitive).
+    pub search: Option<String>,
+    pub sort: RunSort,
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
 /// A run's config as stored: JSON text, passed through to API answers as it
 /// is and parsed only where it is read ([`Config::parse`]), so that listing
 /// runs never builds a tree of every config.

@@ -33,6 +33,40 @@ fn scalars(key: &str, pts: Vec<Point>) -> Batch {
 }
 
 on_both_backends! {
+    async fn runs_table_and_sparklines(db: &TestDb) {
+        use trainlens::model::{Health, RunSort, RunTableQuery};
+        let s = &db.store;
+        let long = s.create_run(&new_run("p", "long")).await.unwrap();
+        let short = s.create_run(&new_run("p", "short")).await.unwrap();
+        // 40 chunks with a NaN in the middle; a short series of one chunk.
+        let n = 40 * 4096;
+        s.ingest(long.id, &scalars("train/loss", points(0..n, |x| if x == n / 2 { f64::NAN } else { 1.0 / (1.0 + x as f64) })), None).await.unwrap();
+        s.ingest(short.id, &scalars("loss", points(0..100, |x| x as f64)), None).await.unwrap();
+        let sparks = s.sparklines(&[(long.id, "train/loss"), (short.id, "loss"), (short.id, "nope")], 60).await.unwrap();
+        let (l, sh) = (&sparks[&long.id], &sparks[&short.id]);
+        assert!(l.len() <= 150 && l.len() >= 20, "bounded: {}", l.len());
+        assert!(l.iter().any(|p| p.value.is_nan()), "the NaN survives");
+        assert_eq!((l[0].step, l[l.len() - 1].step), (0, n - 1));
+        assert!(l.windows(2).all(|w| w[0].step < w[1].step));
+        assert!(sh.len() <= 60 && sh.len() >= 20, "short series read from its points: {}", sh.len());
+        assert!(s.sparklines(&[], 60).await.unwrap().is_empty());
+
+        let series = s.series_of_runs(&[long.id, short.id]).await.unwrap();
+        assert_eq!(series[&short.id][0].key, "loss");
+        assert_eq!(series[&long.id][0].count as u64, n);
+
+        let q = RunTableQuery { project: Some("p".into()), sort: RunSort::Name, limit: 1, ..Default::default() };
+        let t = s.run_table(&q).await.unwrap();
+        assert_eq!((t.total, t.rows.len(), t.rows[0].run.name.as_str()), (2, 1, "long"));
+        assert_eq!((t.rows[0].worst, t.rows[0].open), (None, 0));
+        let t = s.run_table(&RunTableQuery { offset: 5, ..q.clone() }).await.unwrap();
+        assert_eq!((t.total, t.rows.len()), (2, 0), "past the end: still counted");
+        let t = s.run_table(&RunTableQuery { health: Some(Health::Critical), ..q.clone() }).await.unwrap();
+        assert_eq!(t.total, 0);
+        let t = s.run_table(&RunTableQuery { search: Some("HOR".into()), limit: 10, ..q }).await.unwrap();
+        assert_eq!(t.rows.iter().map(|r| r.run.name.as_str()).collect::<Vec<_>>(), ["short"]);
+    }
+
     async fn runs_are_created_listed_and_filtered(db: &TestDb) {
         let s = &db.store;
         let a = s.create_run(&new_run("vision", "a")).await.unwrap();

@@ -85,3 +85,228 @@ async fn runs_list_and_run_page_show_the_diagnosis() {
     assert!(css.as_str().unwrap().contains(".finding"));
     db.cleanup().await;
 }
+
+/// Creates a run of `project` with `tags`, `series` (key → values from step
+/// 0) and, when given, an end status.
+async fn seed(
+    db: &TestDb,
+    project: &str,
+    name: &str,
+    tags: &[&str],
+    series: &[(&str, &[f64])],
+    end: Option<trainlens::model::RunStatus>,
+) -> uuid::Uuid {
+    let mut new = new_run(project, name, json!({}));
+    new.tags = tags.iter().map(|t| t.to_string()).collect();
+    let run = db.store.create_run(&new).await.unwrap();
+    let mut b = Batch::default();
+    for (key, values) in series {
+        let vals = values.to_vec();
+        b.scalars.insert(
+            key.to_string(),
+            points(0..values.len() as u64, |s| vals[s as usize]),
+        );
+    }
+    b.end = end.map(|s| (s, None));
+    if !b.scalars.is_empty() || b.end.is_some() {
+        db.store.ingest(run.id, &b, None).await.unwrap();
+    }
+    run.id
+}
+
+async fn page(app: &axum::Router, uri: &str) -> Html {
+    let (status, body) = send(app, get(uri)).await;
+    assert_eq!(status, 200, "{uri}: {body}");
+    Html::parse_document(body.as_str().unwrap())
+}
+
+fn names(doc: &Html) -> Vec<String> {
+    texts(doc, "table.runs tbody td.name a")
+}
+
+/// The `href` of the first link matching `sel`, as a request path.
+fn link(doc: &Html, sel: &str) -> String {
+    doc.select(&Selector::parse(sel).unwrap())
+        .next()
+        .unwrap_or_else(|| panic!("no {sel}"))
+        .value()
+        .attr("href")
+        .unwrap()
+        .to_string()
+}
+
+on_both_backends! {
+    async fn runs_table_filters_sorts_and_pages(db: &TestDb) {
+        use trainlens::model::RunStatus::*;
+        let app = db.app();
+        let loss: &[f64] = &[2.0, 1.5, 1.0, 0.7];
+        seed(db, "p", "alpha", &["sgd", "base"], &[("train/loss", loss), ("val/loss", &[0.9, 0.5]), ("val/acc", &[0.6, 0.8])], Some(Finished)).await;
+        seed(db, "p", "Beta", &["adam"], &[("loss", loss), ("val_loss", &[0.3]), ("val_accuracy", &[0.9])], Some(Failed)).await;
+        seed(db, "p", "gamma", &["sgd_x"], &[("train/loss", &[1.0, f64::NAN]), ("val/loss", &[1.0, f64::NAN])], None).await;
+        seed(db, "p", "delta", &[], &[], None).await;
+        seed(db, "other", "omega", &["sgd"], &[], None).await;
+
+        // Newest first by default; the other project's run is not listed.
+        let doc = page(&app, "/?project=p").await;
+        assert_eq!(names(&doc), ["delta", "gamma", "Beta", "alpha"]);
+        assert_eq!(texts(&doc, "table.runs tbody td:nth-child(3)"), ["running", "running", "failed", "finished"]);
+        // Last values by role, whatever the tool named them; NaN shown as such.
+        assert_eq!(texts(&doc, "table.runs tbody td:nth-child(6)"), ["", "NaN", "0.3", "0.5"]);
+        assert_eq!(texts(&doc, "table.runs tbody td:nth-child(7)"), ["", "", "0.9", "0.8"]);
+        assert_eq!(texts(&doc, "table.runs tbody td:nth-child(5)"), ["", "1", "3", "3"]);
+        // A sparkline for each run with a training loss, the NaN marked.
+        let sparks: Vec<String> = doc
+            .select(&Selector::parse("table.runs tbody td.spark").unwrap())
+            .map(|e| e.inner_html())
+            .collect();
+        assert!(sparks[0].is_empty());
+        assert!(sparks[1].contains("<svg") && sparks[1].contains("nonfinite"));
+        assert!(sparks[2].contains("<path") && sparks[3].contains("<path"));
+
+        // Sorting: val loss ascending puts the missing and the NaN last.
+        // (ties: newest first).
+        let doc = page(&app, "/?project=p&sort=val_loss&dir=asc").await;
+        assert_eq!(names(&doc), ["Beta", "alpha", "delta", "gamma"]);
+        let doc = page(&app, "/?project=p&sort=val_loss&dir=desc").await;
+        assert_eq!(names(&doc), ["alpha", "Beta", "delta", "gamma"]);
+        let doc = page(&app, "/?project=p&sort=name&dir=asc").await;
+        assert_eq!(names(&doc), ["Beta", "alpha", "delta", "gamma"]);
+        let doc = page(&app, "/?project=p&sort=val_acc").await;
+        assert_eq!(names(&doc), ["Beta", "alpha", "delta", "gamma"]);
+        let doc = page(&app, "/?project=p&sort=step").await;
+        assert_eq!(names(&doc)[..2], ["Beta", "alpha"]);
+        for sort in ["status", "health", "duration", "started"] {
+            let doc = page(&app, &format!("/?project=p&sort={sort}&dir=asc")).await;
+            assert_eq!(names(&doc).len(), 4, "{sort}");
+        }
+        // The header links sort, and the current column's link reverses it.
+        let doc = page(&app, "/?project=p").await;
+        let by_name = link(&doc, "table.runs thead th:first-child a");
+        assert_eq!(by_name, "/?project=p&sort=name&dir=asc");
+        let doc = page(&app, &by_name).await;
+        assert_eq!(link(&doc, "table.runs thead th:first-child a"), "/?project=p&sort=name&dir=desc");
+
+        // Filters: status, tag (whole tags only), name search, health.
+        let doc = page(&app, "/?project=p&status=failed").await;
+        assert_eq!(names(&doc), ["Beta"]);
+        let doc = page(&app, "/?project=p&tag=sgd").await;
+        assert_eq!(names(&doc), ["alpha"]);
+        let doc = page(&app, "/?tag=sgd").await;
+        assert_eq!(names(&doc), ["omega", "alpha"]);
+        let doc = page(&app, "/?project=p&q=ETA&status=&health=&tag=").await;
+        assert_eq!(names(&doc), ["Beta"]);
+        let doc = page(&app, "/?project=p&q=%25").await;
+        assert!(names(&doc).is_empty(), "% is matched literally");
+        assert_eq!(texts(&doc, "p.empty"), ["No run matches."]);
+        let doc = page(&app, "/?project=p&health=ok").await;
+        assert_eq!(names(&doc).len(), 4, "nothing diagnosed yet");
+        eager_runner(&db.store, "http://t").tick().await.unwrap();
+        let doc = page(&app, "/?project=p&health=critical").await;
+        assert_eq!(names(&doc), ["gamma"]);
+        assert_eq!(texts(&doc, "table.runs .sev"), ["critical"]);
+        let doc = page(&app, "/?project=p&sort=health").await;
+        assert_eq!(names(&doc)[0], "gamma", "the sickest first");
+        let doc = page(&app, "/?project=p&health=ok").await;
+        assert!(!names(&doc).contains(&"gamma".to_string()));
+
+        // Bad words are refused.
+        for bad in ["status=done", "sort=colour", "dir=up", "page=0", "health=bad"] {
+            let (status, _) = send(&app, get(&format!("/?{bad}"))).await;
+            assert_eq!(status, 400, "{bad}");
+        }
+    }
+
+    async fn runs_table_pages_in_sql(db: &TestDb) {
+        let app = db.app();
+        for i in 0..120 {
+            seed(db, "big", &format!("run-{i:03}"), &[], &[], None).await;
+        }
+        let doc = page(&app, "/?project=big&sort=name&dir=asc").await;
+        assert_eq!(names(&doc).len(), 50);
+        assert_eq!(names(&doc)[0], "run-000");
+        assert!(texts(&doc, "p.pager")[0].starts_with("runs 1–50 of 120"));
+        let next = link(&doc, "a[rel=next]");
+        assert_eq!(next, "/?project=big&sort=name&dir=asc&page=2");
+        let doc = page(&app, "/?project=big&sort=name&dir=asc&page=3").await;
+        assert_eq!(names(&doc).len(), 20);
+        assert_eq!(names(&doc)[0], "run-100");
+        assert!(doc.select(&Selector::parse("a[rel=next]").unwrap()).next().is_none());
+        assert_eq!(link(&doc, "a[rel=prev]"), "/?project=big&sort=name&dir=asc&page=2");
+        let doc = page(&app, "/?project=big&page=9").await;
+        assert!(names(&doc).is_empty());
+        assert_eq!(texts(&doc, "p.empty"), ["No run matches."]);
+    }
+}
+
+/// Every user-supplied string — project, run name, tag, series key — is
+/// escaped in the page's HTML and SVG: parsed, no element or attribute
+/// comes from them.
+#[tokio::test]
+async fn runs_page_escapes_what_users_send() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let evil = ["<script>alert(1)</script>", "\"><svg onload=alert(1)>"];
+    for (i, name) in evil.iter().enumerate() {
+        let project = evil[1 - i];
+        seed(
+            &db,
+            project,
+            name,
+            &evil,
+            &[(name, &[1.0, 0.5]), ("train/loss", &[1.0, 0.5])],
+            None,
+        )
+        .await;
+    }
+    for uri in [
+        "/".to_string(),
+        format!("/?project={}", urlencode(evil[0])),
+        format!(
+            "/?project={}&q={}&tag={}",
+            urlencode(evil[1]),
+            urlencode(evil[1]),
+            urlencode(evil[1])
+        ),
+    ] {
+        let (status, body) = send(&app, get(&uri)).await;
+        assert_eq!(status, 200);
+        let html = body.as_str().unwrap();
+        let doc = Html::parse_document(html);
+        let scripts = doc.select(&Selector::parse("script").unwrap()).count();
+        assert_eq!(scripts, 0, "{uri}: no script element");
+        for el in doc.select(&Selector::parse("*").unwrap()) {
+            assert!(
+                el.value().attrs().all(|(k, _)| !k.starts_with("on")),
+                "{uri}: an event handler attribute on <{}>",
+                el.value().name()
+            );
+        }
+        // The only SVGs are the sparklines, and they hold no text.
+        for svg in doc.select(&Selector::parse("svg").unwrap()) {
+            assert_eq!(svg.value().attr("class"), Some("spark"), "{uri}");
+            assert!(svg.text().collect::<String>().is_empty());
+        }
+        // The strings are there, as text.
+        let text: String = doc.root_element().text().collect();
+        for e in evil {
+            assert!(text.contains(e), "{uri}: {e} shown as text");
+        }
+        // Also in the values of the form and of the links.
+        for input in doc.select(&Selector::parse("form.filters input").unwrap()) {
+            let v = input.value().attr("value").unwrap_or_default();
+            assert!(v.is_empty() || evil.contains(&v) || !v.contains('<'), "{v}");
+        }
+        assert!(!html.contains("<svg onload"), "{uri}");
+    }
+    db.cleanup().await;
+}
+
+/// `s` percent-encoded for a query string.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,4 +1,5 @@
 //! Pure chart code: downsampling now, SVG rendering later. No I/O.
 
 pub mod downsample;
+pub mod sparkline;
 pub mod svg;

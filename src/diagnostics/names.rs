@@ -126,6 +126,16 @@ const RUN_KEYS: &[(&str, Role, u8)] = &[
     ("grad_norm_total", Role::GradNorm, 1),
 ];
 
+/// The normalised whole-run keys that mean `role`, with their rank — what
+/// [`classify`] answers `role` for (with `layer: None`), for matching keys in
+/// SQL against `normalize`'s rule (the store's runs table sorts by them).
+pub fn run_keys(role: Role) -> impl Iterator<Item = (&'static str, u8)> {
+    RUN_KEYS
+        .iter()
+        .filter(move |(_, r, _)| *r == role)
+        .map(|(k, _, rank)| (*k, *rank))
+}
+
 /// Lower-cases and unifies separators: `val/loss`, `Val-Loss` → `val_loss`.
 pub fn normalize(key: &str) -> String {
     key.trim()
@@ -186,6 +196,19 @@ mod tests {
 
     fn role(key: &str) -> Option<Role> {
         classify(key).map(|m| m.role)
+    }
+
+    #[test]
+    fn run_keys_agree_with_classify() {
+        for role in [Role::ValLoss, Role::ValAcc, Role::TrainLoss] {
+            let keys: Vec<_> = run_keys(role).collect();
+            assert!(!keys.is_empty());
+            for (k, rank) in keys {
+                assert_eq!(normalize(k), k);
+                let m = classify(k).unwrap();
+                assert_eq!((m.role, m.rank, m.layer), (role, rank, None));
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod validate;
 pub mod wire;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
 use axum::{Json, Router};
@@ -29,6 +29,24 @@ use filter::{page_token, parse_filter, parse_order_by, parse_page_token};
 use wire::{KeyValue, MetricIn, Searched, double, experiment_json, int, list, request, text};
 
 type Answer = Result<Json<Value>, MlflowError>;
+
+/// The state and a request of type `T` read from the query string and
+/// the JSON body ([`wire::request`]), as every handler takes them.
+struct Req<T>(AppState, T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Req<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let q = req.uri().query().map(str::to_owned);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        request(q.as_deref(), &body)
+            .map(|r| Req(state.clone(), r))
+            .map_err(IntoResponse::into_response)
+    }
+}
 
 /// The prefixes MLflow's client and UI use.
 const PREFIXES: [&str; 2] = ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"];
@@ -138,12 +156,7 @@ struct CreateExperiment {
     name: Option<String>,
 }
 
-async fn create_experiment(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Answer {
-    let req: CreateExperiment = request(q.as_deref(), &body)?;
+async fn create_experiment(Req(state, req): Req<CreateExperiment>) -> Answer {
     let name = validate::experiment_name(req.name)?;
     let (e, created) = state.store.mlflow_create_experiment(&name).await?;
     if !created {
@@ -161,12 +174,7 @@ struct GetExperiment {
     experiment_name: Option<String>,
 }
 
-async fn get_experiment(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Answer {
-    let req: GetExperiment = request(q.as_deref(), &body)?;
+async fn get_experiment(Req(state, req): Req<GetExperiment>) -> Answer {
     let id = req.experiment_id.ok_or_else(|| {
         MlflowError::invalid("Missing value for required parameter 'experiment_id'.")
     })?;
@@ -174,12 +182,7 @@ async fn get_experiment(
     Ok(Json(json!({ "experiment": experiment_json(&e) })))
 }
 
-async fn get_experiment_by_name(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Answer {
-    let req: GetExperiment = request(q.as_deref(), &body)?;
+async fn get_experiment_by_name(Req(state, req): Req<GetExperiment>) -> Answer {
     let name = req.experiment_name.ok_or_else(|| {
         MlflowError::invalid("Missing value for required parameter 'experiment_name'.")
     })?;
@@ -204,12 +207,7 @@ struct SearchExperiments {
     page_token: Option<String>,
 }
 
-async fn search_experiments(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Answer {
-    let req: SearchExperiments = request(q.as_deref(), &body)?;
+async fn search_experiments(Req(state, req): Req<SearchExperiments>) -> Answer {
     let clauses = parse_filter(req.filter.as_deref().unwrap_or(""))?;
     let max = validate::max_results(req.max_results, 1000, 50_000)?;
     let offset = parse_page_token(req.page_token.as_deref())?;
@@ -223,11 +221,17 @@ async fn search_experiments(
         .map(experiment_json)
         .collect();
     let page: Vec<Value> = all.iter().skip(offset).take(max).cloned().collect();
-    let mut out = json!({ "experiments": page });
-    if offset + max < all.len() {
+    Ok(paged("experiments", page, offset, max, all.len()))
+}
+
+/// A page of a search's answer under `field`, with the token of the
+/// next page if `total` goes on past it.
+fn paged(field: &str, page: Vec<Value>, offset: usize, max: usize, total: usize) -> Json<Value> {
+    let mut out = json!({ field: page });
+    if offset + max < total {
         out["next_page_token"] = json!(page_token(offset + max));
     }
-    Ok(Json(out))
+    Json(out)
 }
 
 struct ExperimentFields<'a>(&'a crate::store::mlflow::Experiment);
@@ -257,8 +261,7 @@ struct CreateRun {
     tags: Vec<KeyValue>,
 }
 
-async fn create_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: CreateRun = request(q.as_deref(), &body)?;
+async fn create_run(Req(state, req): Req<CreateRun>) -> Answer {
     let exp = experiment(&state, req.experiment_id.as_deref().unwrap_or("0")).await?;
     let mut tags = validate::tags(&req.tags, "tags")?;
     let name = req
@@ -291,8 +294,13 @@ async fn create_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
             tags,
         })
         .await?;
+    run_answer(&state, &run).await
+}
+
+/// The answer naming a run with its data.
+async fn run_answer(state: &AppState, run: &MlRun) -> Answer {
     let data = state.store.mlflow_data(run.id).await?;
-    Ok(Json(json!({ "run": wire::run_json(&run, &data) })))
+    Ok(Json(json!({ "run": wire::run_json(run, &data) })))
 }
 
 #[derive(Deserialize)]
@@ -301,11 +309,9 @@ struct RunRef {
     run_uuid: Option<String>,
 }
 
-async fn get_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: RunRef = request(q.as_deref(), &body)?;
+async fn get_run(Req(state, req): Req<RunRef>) -> Answer {
     let run = run_of(&state, &req.run_id, &req.run_uuid).await?;
-    let data = state.store.mlflow_data(run.id).await?;
-    Ok(Json(json!({ "run": wire::run_json(&run, &data) })))
+    run_answer(&state, &run).await
 }
 
 #[derive(Deserialize)]
@@ -318,8 +324,7 @@ struct UpdateRun {
     run_name: Option<String>,
 }
 
-async fn update_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: UpdateRun = request(q.as_deref(), &body)?;
+async fn update_run(Req(state, req): Req<UpdateRun>) -> Answer {
     let run = active_run(&state, &req.run_id, &req.run_uuid).await?;
     if let Some(s) = &req.status
         && status_from_mlflow(s).is_none()
@@ -338,17 +343,17 @@ async fn update_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
     Ok(Json(json!({ "run_info": wire::run_info_json(&run) })))
 }
 
-async fn delete_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: RunRef = request(q.as_deref(), &body)?;
-    let run = run_of(&state, &req.run_id, &req.run_uuid).await?;
-    state.store.mlflow_set_lifecycle(&run, "deleted").await?;
-    Ok(Json(json!({})))
+async fn delete_run(Req(state, req): Req<RunRef>) -> Answer {
+    set_lifecycle(&state, &req, "deleted").await
 }
 
-async fn restore_run(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: RunRef = request(q.as_deref(), &body)?;
-    let run = run_of(&state, &req.run_id, &req.run_uuid).await?;
-    state.store.mlflow_set_lifecycle(&run, "active").await?;
+async fn restore_run(Req(state, req): Req<RunRef>) -> Answer {
+    set_lifecycle(&state, &req, "active").await
+}
+
+async fn set_lifecycle(state: &AppState, req: &RunRef, stage: &str) -> Answer {
+    let run = run_of(state, &req.run_id, &req.run_uuid).await?;
+    state.store.mlflow_set_lifecycle(&run, stage).await?;
     Ok(Json(json!({})))
 }
 
@@ -365,8 +370,7 @@ struct SearchRuns {
     page_token: Option<String>,
 }
 
-async fn search_runs(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: SearchRuns = request(q.as_deref(), &body)?;
+async fn search_runs(Req(state, req): Req<SearchRuns>) -> Answer {
     let clauses = parse_filter(req.filter.as_deref().unwrap_or(""))?;
     let order: Vec<_> = req
         .order_by
@@ -409,11 +413,7 @@ async fn search_runs(State(state): State<AppState>, RawQuery(q): RawQuery, body:
         .take(max)
         .map(|s| wire::run_json(s.0, s.1))
         .collect();
-    let mut out = json!({ "runs": page });
-    if offset + max < kept.len() {
-        out["next_page_token"] = json!(page_token(offset + max));
-    }
-    Ok(Json(out))
+    Ok(paged("runs", page, offset, max, kept.len()))
 }
 
 #[derive(Deserialize)]
@@ -429,8 +429,7 @@ struct LogMetric {
     step: Option<i64>,
 }
 
-async fn log_metric(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: LogMetric = request(q.as_deref(), &body)?;
+async fn log_metric(Req(state, req): Req<LogMetric>) -> Answer {
     let metric = MetricIn {
         key: req.key,
         value: req.value,
@@ -438,16 +437,11 @@ async fn log_metric(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
         step: req.step,
     };
     let metrics = validate::metrics(std::slice::from_ref(&metric), "", ms_now())?;
-    log(
-        &state,
-        &req.run_id,
-        &req.run_uuid,
-        MlBatch {
-            metrics,
-            ..MlBatch::default()
-        },
-    )
-    .await
+    let batch = MlBatch {
+        metrics,
+        ..MlBatch::default()
+    };
+    log(&state, &req.run_id, &req.run_uuid, batch).await
 }
 
 #[derive(Deserialize)]
@@ -459,50 +453,39 @@ struct LogParam {
     value: Option<String>,
 }
 
-async fn log_param(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: LogParam = request(q.as_deref(), &body)?;
-    let params = validate::params(
-        &[KeyValue {
-            key: req.key,
-            value: req.value,
-        }],
-        "",
-    )?;
-    log(
-        &state,
-        &req.run_id,
-        &req.run_uuid,
-        MlBatch {
-            params,
-            ..MlBatch::default()
-        },
-    )
+async fn log_param(Req(state, req): Req<LogParam>) -> Answer {
+    log_pair(&state, req, validate::params, |params| MlBatch {
+        params,
+        ..MlBatch::default()
+    })
     .await
 }
 
-async fn set_tag(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: LogParam = request(q.as_deref(), &body)?;
-    let tags = validate::tags(
-        &[KeyValue {
-            key: req.key,
-            value: req.value,
-        }],
-        "",
-    )?;
-    log(
-        &state,
-        &req.run_id,
-        &req.run_uuid,
-        MlBatch {
-            tags,
-            ..MlBatch::default()
-        },
-    )
+async fn set_tag(Req(state, req): Req<LogParam>) -> Answer {
+    log_pair(&state, req, validate::tags, |tags| MlBatch {
+        tags,
+        ..MlBatch::default()
+    })
     .await
 }
 
-async fn delete_tag(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: LogParam = request(q.as_deref(), &body)?;
+/// Logs the one key and value of `req`, validated by `check` and put
+/// into a batch by `into`.
+async fn log_pair<V>(
+    state: &AppState,
+    req: LogParam,
+    check: fn(&[KeyValue], &str) -> Result<V, MlflowError>,
+    into: fn(V) -> MlBatch,
+) -> Answer {
+    let pair = KeyValue {
+        key: req.key,
+        value: req.value,
+    };
+    let batch = into(check(std::slice::from_ref(&pair), "")?);
+    log(state, &req.run_id, &req.run_uuid, batch).await
+}
+
+async fn delete_tag(Req(state, req): Req<LogParam>) -> Answer {
     let run = active_run(&state, &req.run_id, &req.run_uuid).await?;
     let key = req.key.unwrap_or_default();
     if state.store.mlflow_delete_tag(run.id, &key).await? == 0 {
@@ -526,8 +509,7 @@ struct LogBatch {
     tags: Vec<KeyValue>,
 }
 
-async fn log_batch(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
-    let req: LogBatch = request(q.as_deref(), &body)?;
+async fn log_batch(Req(state, req): Req<LogBatch>) -> Answer {
     validate::batch_limits(req.metrics.len(), req.params.len(), req.tags.len())?;
     let batch = MlBatch {
         metrics: validate::metrics(&req.metrics, "metrics", ms_now())?,
@@ -662,12 +644,7 @@ struct GetHistoryBulk {
 const BULK_MAX_RESULTS: usize = 2500;
 const BULK_MAX_RUNS: usize = 100;
 
-async fn get_history_bulk(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Answer {
-    let req: GetHistoryBulk = request(q.as_deref(), &body)?;
+async fn get_history_bulk(Req(state, req): Req<GetHistoryBulk>) -> Answer {
     let key = req.metric_key.ok_or_else(|| {
         MlflowError::invalid("Missing value for required parameter 'metric_key'.")
     })?;

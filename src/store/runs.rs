@@ -4,7 +4,10 @@ use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
 use super::{Result, Store, StoreError, WriteTx, from_json, now, parse_uuid, parse_word, to_json};
-use crate::model::{Config, NewRun, Project, Run, RunFilter, SeriesInfo};
+use crate::diagnostics::names::{self, Role};
+use crate::model::{
+    Config, NewRun, Project, Run, RunFilter, RunSort, RunTableQuery, SeriesInfo, Severity,
+};
 
 /// `SELECT` of the columns of [`RunRow`], followed by `$tail`.
 macro_rules! select_runs {
@@ -71,6 +74,112 @@ struct ProjectRow {
     name: String,
     created_at: f64,
     runs: i64,
+}
+
+/// One page of the runs table, in the order asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTable {
+    /// The runs of the page (without their configs).
+    pub rows: Vec<RunTableRow>,
+    /// Runs matching the filters, over every page.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTableRow {
+    pub run: Run,
+    /// The worst open finding of warning or worse.
+    pub worst: Option<Severity>,
+    /// Open findings of warning or worse.
+    pub open: i64,
+}
+
+#[derive(FromRow)]
+struct PageRow {
+    id: String,
+    total: i64,
+}
+
+#[derive(FromRow)]
+struct HealthRow {
+    run_id: String,
+    worst: i64,
+    open: i64,
+}
+
+/// `normalize` (diagnostics/names.rs) of `s.key`, in SQL.
+const NORMALIZED_KEY: &str = "LOWER(REPLACE(REPLACE(REPLACE(REPLACE(TRIM(s.key), '/', '_'), '.', '_'), '-', '_'), ' ', '_'))";
+
+/// The last value (finite, else NULL) of run `r`'s preferred series of
+/// `role`: the lowest rank, then the first key — the choice `names::classify`
+/// makes on the run page.
+fn role_value_sql(role: Role, hint: &str) -> String {
+    let keys: Vec<(&str, u8)> = names::run_keys(role).collect();
+    // Every key of the role contains `hint`: a cheap test that spares most
+    // of a run's series (per-layer signals, …) the normalisation.
+    assert!(
+        keys.iter().all(|(k, _)| k.contains(hint)),
+        "{role:?}: {hint}"
+    );
+    // The keys are this crate's constants (lower-case words and `_`).
+    debug_assert!(
+        keys.iter()
+            .all(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    );
+    let list: Vec<String> = keys.iter().map(|(k, _)| format!("'{k}'")).collect();
+    let ranks: String = keys
+        .iter()
+        .map(|(k, r)| format!(" WHEN '{k}' THEN {r}"))
+        .collect();
+    format!(
+        "(SELECT s.last_real FROM series s WHERE s.run_id = r.id AND LOWER(s.key) LIKE '%{hint}%' \
+         AND {NORMALIZED_KEY} IN ({}) \
+         ORDER BY CASE {NORMALIZED_KEY}{ranks} END, s.key LIMIT 1)",
+        list.join(", ")
+    )
+}
+
+/// The worst open finding's rank (0: none of warning or worse) of run `r`.
+const HEALTH_SQL: &str = "COALESCE((SELECT MAX(f.severity_rank) FROM findings f \
+     WHERE f.run_id = r.id AND f.status = 'open' AND f.severity_rank >= 1), 0)";
+
+/// The last step of run `r`: its series' furthest, else its end step.
+const LAST_STEP_SQL: &str =
+    "COALESCE((SELECT MAX(s.last_step) FROM series s WHERE s.run_id = r.id), r.end_step)";
+
+/// An SQL expression for a sort column, and whether it can be NULL.
+fn sort_sql(sort: RunSort) -> (String, bool) {
+    match sort {
+        RunSort::Name => ("r.name".into(), false),
+        RunSort::Status => ("r.status".into(), false),
+        RunSort::Health => (HEALTH_SQL.into(), false),
+        RunSort::LastStep => (LAST_STEP_SQL.into(), true),
+        RunSort::ValLoss => (role_value_sql(Role::ValLoss, "loss"), true),
+        RunSort::ValAcc => (role_value_sql(Role::ValAcc, "acc"), true),
+        RunSort::Duration => ("(r.updated_at - r.created_at)".into(), false),
+        RunSort::Started => ("r.created_at".into(), false),
+    }
+}
+
+/// `s` as a LIKE pattern matching it anywhere, with `!` as the escape.
+fn like_anywhere(s: &str) -> String {
+    let mut out = String::from("%");
+    for c in s.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// `, $n, $n+1, …` placeholders for `count` values from `first`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A run that was created, or found by its `run_key`.
@@ -164,6 +273,134 @@ impl Store {
                 return Ok(out);
             }
         }
+    }
+
+    /// One page of the runs table: filtered, sorted and cut in SQL (the
+    /// page's runs, then their health, by id), so a page costs about the
+    /// same whatever the project's size. Missing values (no such series, a
+    /// non-finite last value) sort last either way; ties go newest first.
+    pub async fn run_table(&self, q: &RunTableQuery) -> Result<RunTable> {
+        let mut binds: Vec<String> = Vec::new();
+        let mut wheres: Vec<String> = Vec::new();
+        let mut bind = |v: String| {
+            binds.push(v);
+            format!("${}", binds.len())
+        };
+        if let Some(p) = &q.project {
+            wheres.push(format!("p.name = {}", bind(p.clone())));
+        }
+        if let Some(st) = q.status {
+            wheres.push(format!("r.status = {}", bind(st.as_str().into())));
+        }
+        if let Some(h) = q.health {
+            // A rank of our own, not a user string: written into the SQL.
+            wheres.push(format!("{HEALTH_SQL} = {}", h.rank()));
+        }
+        if let Some(tag) = &q.tag {
+            // Tags are stored as compact JSON: an element starts after `[` or
+            // `,`, and a quote inside a string is always escaped, so this
+            // matches whole elements only. REPLACE is case-sensitive on both
+            // backends (LIKE is not on SQLite).
+            let enc = to_json(tag);
+            let first = bind(format!("[{enc}"));
+            let later = bind(format!(",{enc}"));
+            wheres.push(format!(
+                "(REPLACE(r.tags, {first}, '') <> r.tags OR REPLACE(r.tags, {later}, '') <> r.tags)"
+            ));
+        }
+        if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
+            let pat = bind(like_anywhere(&text.to_ascii_lowercase()));
+            wheres.push(format!("LOWER(r.name) LIKE {pat} ESCAPE '!'"));
+        }
+        let (expr, nullable) = sort_sql(q.sort);
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let nulls_last = if nullable { "sort_value IS NULL, " } else { "" };
+        // The sort value is computed once per matching run (a materialised
+        // CTE, so neither backend inlines it twice into ORDER BY).
+        let sql = format!(
+            "WITH t AS MATERIALIZED (SELECT r.id, r.created_at, {expr} AS sort_value \
+             FROM runs r JOIN projects p ON p.id = r.project_id{}{}) \
+             SELECT id, CAST(COUNT(*) OVER () AS BIGINT) AS total FROM t \
+             ORDER BY {nulls_last}sort_value {dir}, created_at DESC, id DESC LIMIT {} OFFSET {}",
+            if wheres.is_empty() { "" } else { " WHERE " },
+            wheres.join(" AND "),
+            q.limit,
+            q.offset,
+        );
+        let mut query = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            query = query.bind(b.clone());
+        }
+        let page: Vec<PageRow> = query.fetch_all(self.pool()).await?;
+        let total = match page.first() {
+            Some(row) => row.total as u64,
+            None if q.offset > 0 => {
+                // Past the end: count without the page.
+                let count_sql = format!(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM runs r JOIN projects p ON p.id = r.project_id{}{}",
+                    if wheres.is_empty() { "" } else { " WHERE " },
+                    wheres.join(" AND "),
+                );
+                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+                for b in &binds {
+                    query = query.bind(b.clone());
+                }
+                query.fetch_one(self.pool()).await? as u64
+            }
+            None => 0,
+        };
+        if page.is_empty() {
+            return Ok(RunTable {
+                rows: Vec::new(),
+                total,
+            });
+        }
+
+        let ids = placeholders(1, page.len());
+        let runs_sql = format!(
+            "{}WHERE r.id IN ({ids})",
+            select_runs!("CAST(NULL AS TEXT)", "")
+        );
+        let mut query = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(runs_sql));
+        for row in &page {
+            query = query.bind(row.id.clone());
+        }
+        let mut runs: std::collections::HashMap<String, Run> = std::collections::HashMap::new();
+        for row in query.fetch_all(self.pool()).await? {
+            let id = row.id.clone();
+            runs.insert(id, Run::try_from(row)?);
+        }
+        let health_sql = format!(
+            "SELECT run_id, MAX(severity_rank) AS worst, CAST(COUNT(*) AS BIGINT) AS open FROM findings \
+             WHERE status = 'open' AND severity_rank >= 1 AND run_id IN ({ids}) GROUP BY run_id"
+        );
+        let mut query = sqlx::query_as::<_, HealthRow>(sqlx::AssertSqlSafe(health_sql));
+        for row in &page {
+            query = query.bind(row.id.clone());
+        }
+        let health: std::collections::HashMap<String, (i64, i64)> = query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|h| (h.run_id, (h.worst, h.open)))
+            .collect();
+        let rows = page
+            .iter()
+            .filter_map(|p| {
+                // A run deleted between the two reads is left out.
+                let run = runs.remove(&p.id)?;
+                let (worst, open) = health.get(&p.id).copied().unwrap_or((0, 0));
+                Some(RunTableRow {
+                    run,
+                    worst: usize::try_from(worst)
+                        .ok()
+                        .filter(|w| *w >= 1)
+                        .and_then(|w| Severity::ALL.get(w).copied()),
+                    open,
+                })
+            })
+            .collect();
+        Ok(RunTable { rows, total })
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
@@ -273,4 +510,21 @@ pub(crate) async fn insert_run(tx: &mut WriteTx<'_>, new: &NewRun) -> Result<(Uu
     .execute(&mut *conn)
     .await?;
     Ok((id, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_sql_names_every_key_of_the_role() {
+        for (role, hint) in [(Role::ValLoss, "loss"), (Role::ValAcc, "acc")] {
+            let sql = role_value_sql(role, hint);
+            for (k, rank) in names::run_keys(role) {
+                assert!(sql.contains(&format!("WHEN '{k}' THEN {rank}")), "{sql}");
+            }
+        }
+        assert_eq!(like_anywhere("a%b_c!"), "%a!%b!_c!!%");
+        assert_eq!(placeholders(3, 2), "$3, $4");
+    }
 }

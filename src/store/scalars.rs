@@ -315,6 +315,95 @@ impl Store {
     }
 }
 
+#[derive(FromRow)]
+struct RunSeriesRow {
+    run_id: String,
+    #[sqlx(flatten)]
+    series: SeriesRow,
+}
+
+#[derive(FromRow)]
+struct SparkChunk {
+    run_id: String,
+    summary: Option<Vec<u8>>,
+    data: Option<Vec<u8>>,
+}
+
+/// Series with at most this many chunks are read from their points for a
+/// sparkline; longer ones from their chunks' envelopes (a handful of points
+/// a chunk), so a sparkline costs at most this many chunks' decoding.
+const SPARK_RAW_CHUNKS: i64 = 2;
+
+impl Store {
+    /// The series of each of `runs` (by key), in one statement.
+    pub async fn series_of_runs(&self, runs: &[Uuid]) -> Result<HashMap<Uuid, Vec<SeriesInfo>>> {
+        let mut out: HashMap<Uuid, Vec<SeriesInfo>> = HashMap::new();
+        if runs.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT run_id, key, count, first_step, last_step, last_value FROM series \
+             WHERE run_id IN ({}) ORDER BY run_id, key",
+            (1..=runs.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query_as::<_, RunSeriesRow>(sqlx::AssertSqlSafe(sql));
+        for r in runs {
+            query = query.bind(r.to_string());
+        }
+        for row in query.fetch_all(self.pool()).await? {
+            let run = super::parse_uuid(&row.run_id)?;
+            out.entry(run).or_default().push(row.series.try_into()?);
+        }
+        Ok(out)
+    }
+
+    /// A sparkline's points for each `(run, key)`: at most about
+    /// `max_points` per run (the min/max envelope, so spikes and NaNs stay),
+    /// read in one statement from the chunks' stored envelopes — only short
+    /// series are decoded.
+    pub async fn sparklines(
+        &self,
+        series: &[(Uuid, &str)],
+        max_points: usize,
+    ) -> Result<HashMap<Uuid, Vec<Point>>> {
+        let mut out: HashMap<Uuid, Vec<Point>> = HashMap::new();
+        if series.is_empty() {
+            return Ok(out);
+        }
+        let pairs: Vec<String> = (0..series.len())
+            .map(|i| format!("(s.run_id = ${} AND s.key = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT s.run_id, c.summary, \
+             CASE WHEN c.summary IS NULL OR COUNT(*) OVER (PARTITION BY c.series_id) <= {SPARK_RAW_CHUNKS} \
+             THEN c.data END AS data \
+             FROM series s JOIN scalar_chunks c ON c.series_id = s.id WHERE {} ORDER BY s.run_id, c.chunk",
+            pairs.join(" OR ")
+        );
+        let mut query = sqlx::query_as::<_, SparkChunk>(sqlx::AssertSqlSafe(sql));
+        for (run, key) in series {
+            query = query.bind(run.to_string()).bind(key.to_string());
+        }
+        let mut raw: HashMap<Uuid, Vec<Point>> = HashMap::new();
+        for row in query.fetch_all(self.pool()).await? {
+            let run = super::parse_uuid(&row.run_id)?;
+            let points = raw.entry(run).or_default();
+            match (&row.data, &row.summary) {
+                (Some(data), _) => chunk::decode_into(data, points)?,
+                (None, Some(summary)) => chunk::decode_into(summary, points)?,
+                (None, None) => {}
+            }
+        }
+        for (run, points) in raw {
+            out.insert(run, downsample::downsample(&points, max_points));
+        }
+        Ok(out)
+    }
+}
+
 /// Merges `points` (arrival order) into the series' chunks; true when the
 /// series is new.
 pub(crate) async fn write_series(
@@ -408,7 +497,8 @@ pub(crate) async fn write_series(
         ),
     };
     sqlx::query(
-        "UPDATE series SET count = $2, first_step = $3, last_step = $4, last_value = COALESCE($5, last_value) \
+        "UPDATE series SET count = $2, first_step = $3, last_step = $4, last_value = COALESCE($5, last_value), \
+         last_real = CASE WHEN $5 IS NULL THEN last_real WHEN $6 > 1.79e308 OR $6 < -1.79e308 THEN NULL ELSE $6 END \
          WHERE id = $1",
     )
     .bind(head.id)
@@ -416,6 +506,10 @@ pub(crate) async fn write_series(
     .bind(first)
     .bind(last)
     .bind(last_value)
+    // Never a NULL f64 (see above): a non-finite value becomes NULL in SQL
+    // (PostgreSQL's NaN compares greater than every number; SQLite already
+    // stores NaN as NULL).
+    .bind(newest.value)
     .execute(&mut *conn)
     .await?;
     Ok(created)

@@ -10,10 +10,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::charts::sparkline;
 use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
 use crate::http::{AppError, AppState, PageError, Query, RunId};
-use crate::model::{FindingStatus, Run, RunFilter, SeriesInfo};
+use crate::model::{FindingStatus, Health, Run, RunSort, RunStatus, RunTableQuery, SeriesInfo};
 use crate::store::findings::StoredFinding;
 
 pub fn router() -> Router<AppState> {
@@ -71,14 +72,36 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// Runs per page of the runs table.
+const PAGE_SIZE: u32 = 50;
+/// Sparkline size in pixels, and points per sparkline (~ one per 2 px).
+const SPARK_SIZE: (u32, u32) = (120, 24);
+const SPARK_POINTS: usize = 60;
+
 struct RunRow {
     id: String,
     name: String,
     project: String,
+    tags: Vec<String>,
     status: &'static str,
-    created: String,
     worst: Option<&'static str>,
-    open: usize,
+    open: i64,
+    last_step: String,
+    val_loss: String,
+    val_acc: String,
+    /// SVG markup made by `charts::sparkline` (numbers only).
+    spark: Option<String>,
+    duration: String,
+    started: String,
+}
+
+/// A sortable column header: its link sorts by it (again: the other way).
+struct Column {
+    label: &'static str,
+    href: String,
+    /// `▲`/`▼` on the column the table is sorted by.
+    arrow: &'static str,
+    class: &'static str,
 }
 
 #[derive(Template)]
@@ -87,49 +110,238 @@ struct RunsPage {
     project: Option<String>,
     projects: Vec<(String, i64)>,
     runs: Vec<RunRow>,
+    columns: Vec<Column>,
+    total: u64,
+    /// The rows shown, 1-based: `first..=last` of `total`.
+    first: u64,
+    last: u64,
+    prev: Option<String>,
+    next: Option<String>,
+    /// The filters as given, for the form.
+    status: String,
+    health: String,
+    tag: String,
+    q: String,
+    sort: &'static str,
+    dir: &'static str,
+    statuses: &'static [&'static str],
+    healths: &'static [&'static str],
+    /// Whether any filter is set (the empty state says so).
+    filtered: bool,
 }
 
-#[derive(Deserialize)]
+/// The runs page's query: every field optional (a GET form sends empty
+/// strings for the fields left blank).
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
     project: Option<String>,
+    status: Option<String>,
+    health: Option<String>,
+    tag: Option<String>,
+    q: Option<String>,
+    sort: Option<String>,
+    dir: Option<String>,
+    page: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn word<T: std::str::FromStr<Err = crate::model::ParseWordError>>(
+    field: &str,
+    v: &Option<String>,
+) -> Result<Option<T>, AppError> {
+    given(v)
+        .map(|w| {
+            w.parse()
+                .map_err(|e: crate::model::ParseWordError| AppError::BadRequest {
+                    code: "invalid_query",
+                    field: Some(field.into()),
+                    message: e.to_string(),
+                })
+        })
+        .transpose()
+}
+
+/// Which way a column sorts on its first click: names and losses up,
+/// the rest (worst health, latest, longest, most accurate) down.
+fn default_descending(sort: RunSort) -> bool {
+    !matches!(sort, RunSort::Name | RunSort::Status | RunSort::ValLoss)
+}
+
+impl RunsQuery {
+    /// This query as a link to `/`, with `change` applied.
+    fn href(&self, change: impl FnOnce(&mut RunsQuery)) -> String {
+        let mut q = self.clone();
+        change(&mut q);
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("project", &q.project),
+            ("status", &q.status),
+            ("health", &q.health),
+            ("tag", &q.tag),
+            ("q", &q.q),
+            ("sort", &q.sort),
+            ("dir", &q.dir),
+            ("page", &q.page),
+        ] {
+            if let Some(v) = given(v) {
+                ser.append_pair(k, v);
+            }
+        }
+        let query = ser.finish();
+        if query.is_empty() {
+            "/".into()
+        } else {
+            format!("/?{query}")
+        }
+    }
+}
+
+/// `1h 02m`, `3m 20s`, `45s`.
+fn fmt_duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 async fn runs_page(
     State(state): State<AppState>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, PageError> {
-    let filter = RunFilter {
-        project: q.project.clone(),
-        status: None,
-        limit: 200,
-        offset: 0,
-        with_config: false,
+    let status: Option<RunStatus> = word("status", &q.status)?;
+    let health: Option<Health> = word("health", &q.health)?;
+    let sort: RunSort = word("sort", &q.sort)?.unwrap_or_default();
+    let descending = match given(&q.dir) {
+        None => default_descending(sort),
+        Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(AppError::BadRequest {
+                code: "invalid_query",
+                field: Some("dir".into()),
+                message: format!("dir {other:?} is not one of asc, desc"),
+            }
+            .into());
+        }
     };
-    let runs = state.store.list_runs(&filter).await?;
-    let open = state
+    let page: u32 = match given(&q.page) {
+        None => 1,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| (1..=100_000).contains(p))
+            .ok_or_else(|| AppError::BadRequest {
+                code: "invalid_query",
+                field: Some("page".into()),
+                message: format!("page {p:?} is not a number from 1 to 100000"),
+            })?,
+    };
+    let project = given(&q.project).map(str::to_string);
+    let table = state
         .store
-        .open_findings(q.project.as_deref(), crate::diagnostics::Severity::Warning)
+        .run_table(&RunTableQuery {
+            project: project.clone(),
+            status,
+            health,
+            tag: given(&q.tag).map(str::to_string),
+            search: given(&q.q).map(str::to_string),
+            sort,
+            descending,
+            limit: PAGE_SIZE,
+            offset: (page - 1) * PAGE_SIZE,
+        })
         .await?;
-    let rows = runs
+
+    let ids: Vec<uuid::Uuid> = table.rows.iter().map(|r| r.run.id).collect();
+    let series = state.store.series_of_runs(&ids).await?;
+    let no_series = Vec::new();
+    let series_of = |id: &uuid::Uuid| series.get(id).unwrap_or(&no_series);
+    let losses: Vec<(uuid::Uuid, &str)> = ids
+        .iter()
+        .filter_map(|id| Some((*id, key_for(series_of(id), Role::TrainLoss)?)))
+        .collect();
+    let sparks = state.store.sparklines(&losses, SPARK_POINTS).await?;
+    let last_of = |list: &[SeriesInfo], role| {
+        key_for(list, role)
+            .and_then(|k| list.iter().find(|s| s.key == k))
+            .and_then(|s| s.last_value)
+            .map_or_else(String::new, |v| fmt_value(v.0))
+    };
+    let runs: Vec<RunRow> = table
+        .rows
         .into_iter()
-        .map(|r| {
-            let mine: Vec<&StoredFinding> = open.iter().filter(|f| f.run_id == r.id).collect();
+        .map(|row| {
+            let r = row.run;
+            let list = series_of(&r.id);
             RunRow {
                 id: r.id.to_string(),
-                worst: mine
+                worst: row.worst.map(|s| s.as_str()),
+                open: row.open,
+                last_step: list
                     .iter()
-                    .map(|f| f.finding.severity)
+                    .filter_map(|s| s.last_step)
                     .max()
-                    .map(|s| s.as_str()),
-                open: mine.len(),
+                    .or(r.end_step)
+                    .map_or_else(String::new, |s| s.to_string()),
+                val_loss: last_of(list, Role::ValLoss),
+                val_acc: last_of(list, Role::ValAcc),
+                spark: sparks
+                    .get(&r.id)
+                    .and_then(|p| sparkline::sparkline(p, SPARK_SIZE.0, SPARK_SIZE.1)),
+                duration: fmt_duration(r.updated_at - r.created_at),
+                started: fmt_time(r.created_at),
                 name: r.name,
                 project: r.project,
+                tags: r.tags,
                 status: r.status.as_str(),
-                created: fmt_time(r.created_at),
             }
         })
         .collect();
+
+    let current = (sort, descending);
+    let columns = [
+        // `wide`: left out on narrow screens (static/style.css).
+        ("run", RunSort::Name, ""),
+        ("status", RunSort::Status, ""),
+        ("health", RunSort::Health, ""),
+        ("last step", RunSort::LastStep, "num wide"),
+        ("val loss", RunSort::ValLoss, "num"),
+        ("val acc", RunSort::ValAcc, "num wide"),
+        ("duration", RunSort::Duration, "num wide"),
+        ("started", RunSort::Started, "wide"),
+    ]
+    .into_iter()
+    .map(|(label, col, class)| {
+        let desc = if current.0 == col {
+            !current.1
+        } else {
+            default_descending(col)
+        };
+        Column {
+            label,
+            href: q.href(|q| {
+                q.sort = Some(col.as_str().into());
+                q.dir = Some(if desc { "desc" } else { "asc" }.into());
+                q.page = None;
+            }),
+            arrow: match (current.0 == col, current.1) {
+                (false, _) => "",
+                (true, true) => "▼",
+                (true, false) => "▲",
+            },
+            class,
+        }
+    })
+    .collect();
+    let shown = runs.len() as u64;
+    let first = u64::from((page - 1) * PAGE_SIZE) + 1;
     let projects = state
         .store
         .list_projects()
@@ -138,9 +350,28 @@ async fn runs_page(
         .map(|p| (p.name, p.runs))
         .collect();
     render(&RunsPage {
-        project: q.project,
+        prev: (page > 1 && shown > 0).then(|| q.href(|q| q.page = Some((page - 1).to_string()))),
+        next: (first - 1 + shown < table.total)
+            .then(|| q.href(|q| q.page = Some((page + 1).to_string()))),
+        first,
+        last: first - 1 + shown,
+        total: table.total,
+        filtered: status.is_some()
+            || health.is_some()
+            || given(&q.tag).is_some()
+            || given(&q.q).is_some(),
+        status: status.map_or("", |s| s.as_str()).into(),
+        health: health.map_or("", |h| h.as_str()).into(),
+        tag: given(&q.tag).unwrap_or_default().into(),
+        q: given(&q.q).unwrap_or_default().into(),
+        sort: sort.as_str(),
+        dir: if descending { "desc" } else { "asc" },
+        statuses: RunStatus::WORDS,
+        healths: Health::WORDS,
+        project,
         projects,
-        runs: rows,
+        runs,
+        columns,
     })
 }
 

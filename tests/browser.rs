@@ -1,0 +1,352 @@
+//! The pages in a real browser: headless Chromium over WebDriver
+//! (chromedriver, driven with fantoccini), against `trainlens serve` running
+//! in-process on 127.0.0.1 with the recorded fixture runs imported and
+//! diagnosed. At 1280 and 390 px wide: the runs table lists the runs with
+//! the badges the store says, its sort links and filter form work, a faulty
+//! run's page shows its finding, nothing overflows the viewport sideways
+//! and no JavaScript error is raised. Screenshots go to
+//! `target/screenshots/` for a person to look at.
+//!
+//! Skipped (with a message) when chromedriver is missing — except under CI,
+//! where that fails. `CHROMEDRIVER` and `CHROMIUM` override the paths.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestDb, eager_runner, fixture_files, free_port, post, send};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use trainlens::app;
+use trainlens::model::Severity;
+
+const CHROME_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--disable-component-update",
+];
+
+/// Collects uncaught errors, unhandled rejections and `console.error` calls
+/// into `window.__errors`; installed before any page script runs.
+const ERROR_COLLECTOR: &str = "window.__errors = [];\
+    window.addEventListener('error', e => window.__errors.push('error: ' + e.message));\
+    window.addEventListener('unhandledrejection', e => window.__errors.push('rejection: ' + e.reason));\
+    const __ce = console.error; console.error = (...a) => { window.__errors.push('console: ' + a.join(' ')); __ce(...a); };";
+
+fn tool(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+/// chromedriver, killed when the test ends however it ends.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({"cmd": self.0, "params": self.1});
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+async fn wait_for_port(port: u16, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(e.text().await.unwrap().trim().to_string());
+    }
+    out
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The page's errors so far (see [`ERROR_COLLECTOR`]) and its horizontal
+/// overflow in pixels.
+async fn page_health(c: &Client) -> (Vec<String>, i64) {
+    let v = c
+        .execute(
+            "return [window.__errors || ['collector missing'], \
+             document.documentElement.scrollWidth - window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let errors = v[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap_or_default().to_string())
+        .collect();
+    (errors, v[1].as_i64().unwrap())
+}
+
+async fn check_page(c: &Client, what: &str) {
+    let (errors, overflow) = page_health(c).await;
+    assert!(errors.is_empty(), "{what}: JavaScript errors: {errors:?}");
+    assert!(
+        overflow <= 0,
+        "{what}: the page is {overflow} px wider than the viewport"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_headless_chromium() {
+    let driver_path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+    if !driver_path.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromedriver at {} (or set CHROMEDRIVER)",
+            driver_path.display()
+        );
+        eprintln!(
+            "skipping the browser test: no chromedriver at {}",
+            driver_path.display()
+        );
+        return;
+    }
+
+    // The server, with every recorded run imported and diagnosed.
+    let db = TestDb::sqlite().await;
+    let router = db.app();
+    let runner = eager_runner(&db.store, "http://trainlens.test");
+    for path in fixture_files() {
+        let (status, run) = send(
+            &router,
+            post(
+                "/api/v1/import",
+                "application/x-ndjson",
+                std::fs::read(&path).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {run}", path.display());
+        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        runner.diagnose(id).await.unwrap();
+    }
+    // What each run's badge must say: its worst open finding, warning or worse.
+    let mut worst: BTreeMap<String, Option<Severity>> = BTreeMap::new();
+    for run in db
+        .store
+        .list_runs(&trainlens::model::RunFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    {
+        worst.insert(run.name, None);
+    }
+    for f in db
+        .store
+        .open_findings(Some("faults"), Severity::Warning)
+        .await
+        .unwrap()
+    {
+        let w = worst.get_mut(&f.run_name).unwrap();
+        *w = (*w).max(Some(f.finding.severity));
+    }
+    assert!(worst.values().any(Option::is_none) && worst.values().any(Option::is_some));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(listener, db.state(), async {
+        let _ = stopped.await;
+    }));
+
+    // chromedriver and a headless Chromium.
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(port, 20).await;
+    let mut caps = serde_json::Map::new();
+    let mut chrome = json!({ "args": CHROME_FLAGS });
+    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+    if chromium.is_file() {
+        chrome["binary"] = json!(chromium);
+    }
+    caps.insert("goog:chromeOptions".into(), chrome);
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+    c.issue_cmd(Cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": ERROR_COLLECTOR }),
+    ))
+    .await
+    .expect("install the error collector");
+
+    let result = async {
+        for width in [1280u32, 390] {
+            c.set_window_size(width, 1000).await.unwrap();
+            c.goto(&format!("{base}/?project=faults")).await.unwrap();
+            // Every run, with the badge the store says.
+            let names = texts(&c, "table.runs tbody td.name a").await;
+            assert_eq!(names.len(), worst.len(), "{width}px: every run listed");
+            let health = texts(&c, "table.runs tbody td.health").await;
+            for (name, h) in names.iter().zip(&health) {
+                let want = worst[name].map_or("OK".to_string(), |s| s.as_str().to_uppercase());
+                assert!(
+                    h.to_uppercase().starts_with(&want),
+                    "{width}px: {name} shows {h:?}, wants {want}"
+                );
+            }
+            let sparks = c
+                .find_all(Locator::Css("table.runs td.spark svg"))
+                .await
+                .unwrap();
+            assert_eq!(
+                sparks.len(),
+                names.len(),
+                "{width}px: a loss sparkline per run"
+            );
+            screenshot(&c, &format!("runs-{width}")).await;
+            check_page(&c, &format!("runs page at {width}px")).await;
+
+            // Sort by name through the header link, then the other way.
+            c.find(Locator::Css("table.runs thead th:first-child a"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let by_name = texts(&c, "table.runs tbody td.name a").await;
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(by_name, sorted, "{width}px: sorted by name");
+            c.find(Locator::Css("table.runs thead th:first-child a"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            sorted.reverse();
+            assert_eq!(
+                texts(&c, "table.runs tbody td.name a").await,
+                sorted,
+                "{width}px: reversed"
+            );
+            assert!(
+                c.current_url()
+                    .await
+                    .unwrap()
+                    .as_str()
+                    .contains("sort=name&dir=desc")
+            );
+
+            // Filter with the form: critical runs only, then a name search.
+            let form = c.find(Locator::Css("form.filters")).await.unwrap();
+            form.find(Locator::Css("select[name=health]"))
+                .await
+                .unwrap()
+                .select_by_value("critical")
+                .await
+                .unwrap();
+            form.find(Locator::Css("button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let critical: Vec<&String> = worst
+                .iter()
+                .filter(|(_, s)| **s == Some(Severity::Critical))
+                .map(|(n, _)| n)
+                .collect();
+            let shown = texts(&c, "table.runs tbody td.name a").await;
+            assert!(!critical.is_empty());
+            assert_eq!(
+                shown.len(),
+                critical.len(),
+                "{width}px: critical runs {shown:?}"
+            );
+            assert!(shown.iter().all(|n| critical.contains(&n)));
+            let url = c.current_url().await.unwrap();
+            assert!(
+                url.as_str().contains("health=critical") && url.as_str().contains("sort=name"),
+                "{url}"
+            );
+            check_page(&c, &format!("filtered runs page at {width}px")).await;
+
+            // A faulty run's page shows its finding.
+            c.goto(&format!("{base}/?project=faults&q=diverge-sgd"))
+                .await
+                .unwrap();
+            assert_eq!(
+                texts(&c, "table.runs tbody td.name a").await,
+                ["dev-diverge-sgd-lr5"]
+            );
+            c.find(Locator::Css("table.runs tbody td.name a"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let kinds = texts(&c, "article.finding .kind").await;
+            assert!(
+                kinds.contains(&"divergence".to_string()),
+                "{width}px: {kinds:?}"
+            );
+            assert!(texts(&c, "h1").await[0].starts_with("dev-diverge-sgd-lr5"));
+            screenshot(&c, &format!("run-{width}")).await;
+            check_page(&c, &format!("run page at {width}px")).await;
+        }
+    }
+    .await;
+    c.close().await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    db.cleanup().await;
+    result
+}
