@@ -1,0 +1,243 @@
+//! The run page's debugging charts: gradient flow (a layers × steps heatmap
+//! of gradient norms beside per-layer lines), update ratios with their
+//! healthy band, dead and saturated fractions, and histograms over time.
+//! Loads envelope reads (never every point) and hands them to `charts`.
+
+use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
+use crate::charts::heatmap::{self, Heatmap, Row, Scale};
+use crate::charts::layers::{sort_layers, spread};
+use crate::charts::svg::{self, Band, Line, Marker, Options};
+use crate::diagnostics::names::{Role, classify, histogram_layer};
+use crate::http::{AppState, PageError};
+use crate::model::SeriesInfo;
+
+/// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
+/// chart.
+const HEAT_COLS: usize = 200;
+/// Points read per layer: the envelope of `HEAT_COLS` buckets (four points
+/// each), about one a pixel, shared by the heatmap and the lines.
+const LAYER_POINTS: usize = HEAT_COLS * 4;
+/// Layers drawn as lines (the heatmap shows them all).
+const LINE_LAYERS: usize = 8;
+/// Layers in a heatmap at most (evenly spread beyond).
+const HEAT_LAYERS: usize = 128;
+/// Histogram steps shown at most (TensorBoard keeps 500 too).
+const HIST_STEPS: usize = 500;
+/// The healthy ‖Δw‖/‖w‖ range around the classic 1e-3 rule of thumb.
+const UPDATE_BAND: (f64, f64) = (1e-4, 1e-2);
+const WIDTH: u32 = 900;
+
+/// What the page shows below the metrics.
+#[derive(Default)]
+pub struct Debugging {
+    pub grad_heatmap: Option<String>,
+    pub grad_lines: Option<String>,
+    pub updates: Option<String>,
+    /// Dead and saturated fraction heatmaps.
+    pub units: Vec<String>,
+    pub hist: Distributions,
+}
+
+/// The histogram key picker and the selected key's charts.
+#[derive(Default)]
+pub struct Distributions {
+    /// (key, selected)
+    pub keys: Vec<(String, bool)>,
+    pub current: Option<String>,
+    pub bands: Option<String>,
+    pub ridge: Option<String>,
+    pub nonfinite: Option<String>,
+}
+
+/// `(layer, key)` of the per-layer series with `role`, input side first.
+fn layer_keys(series: &[SeriesInfo], role: Role, order: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = series
+        .iter()
+        .filter_map(|s| {
+            let m = classify(&s.key)?;
+            let layer = m.layer.filter(|_| m.role == role)?;
+            Some((layer, s.key.clone()))
+        })
+        .collect();
+    sort_layers(&mut out, order);
+    out
+}
+
+async fn read_rows(
+    state: &AppState,
+    run: uuid::Uuid,
+    keys: &[(String, String)],
+) -> Result<Vec<(Row, String)>, PageError> {
+    let mut rows = Vec::with_capacity(keys.len());
+    for (layer, key) in keys {
+        if let Some(s) = state
+            .store
+            .downsampled(run, key, None, None, LAYER_POINTS)
+            .await?
+        {
+            rows.push((
+                Row {
+                    label: layer.clone(),
+                    points: s.points.iter().map(|p| (p.step, p.value)).collect(),
+                },
+                key.clone(),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+fn lines_of(rows: &[(Row, String)]) -> Vec<Line> {
+    spread(rows.iter().collect(), LINE_LAYERS)
+        .into_iter()
+        .map(|(r, key)| Line {
+            label: key.clone(),
+            points: r.points.clone(),
+        })
+        .collect()
+}
+
+fn unit_heatmap(title: &str, desc: &str, rows: &[(Row, String)]) -> Option<String> {
+    let rows: Vec<Row> = spread(rows.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
+    heatmap::heatmap(&Heatmap {
+        title,
+        desc,
+        legend: "fraction of units (0–1)",
+        rows: &rows,
+        scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
+        max_cols: HEAT_COLS,
+        width: WIDTH,
+    })
+}
+
+pub async fn debugging(
+    state: &AppState,
+    run: uuid::Uuid,
+    series: &[SeriesInfo],
+    markers: &[Marker],
+    hist: Option<&str>,
+) -> Result<Debugging, PageError> {
+    let order: Vec<String> = state
+        .store
+        .model(run)
+        .await?
+        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    let mut out = Debugging::default();
+
+    let grads = read_rows(state, run, &layer_keys(series, Role::GradNorm, &order)).await?;
+    if !grads.is_empty() {
+        let rows: Vec<Row> = spread(grads.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
+        out.grad_heatmap = heatmap::heatmap(&Heatmap {
+            title: "Gradient flow: ‖∇w‖ per layer",
+            desc: &format!(
+                "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
+                rows.len()
+            ),
+            legend: "‖∇w‖ (log scale)",
+            rows: &rows,
+            scale: None,
+            max_cols: HEAT_COLS,
+            width: WIDTH,
+        });
+        out.grad_lines = svg::line_chart_with(
+            "Gradient norm per layer",
+            &lines_of(&grads),
+            markers,
+            (WIDTH, 300),
+            &Options::default(),
+        );
+    }
+
+    let updates = read_rows(state, run, &layer_keys(series, Role::UpdateRatio, &order)).await?;
+    out.updates = svg::line_chart_with(
+        "Update ratio ‖Δw‖/‖w‖ per layer",
+        &lines_of(&updates),
+        markers,
+        (WIDTH, 300),
+        &Options {
+            log_y: Some(true),
+            band: Some(Band {
+                lo: UPDATE_BAND.0,
+                hi: UPDATE_BAND.1,
+                label: "healthy 1e-4 – 1e-2".into(),
+            }),
+            desc: None,
+        },
+    );
+
+    for (role, title, desc) in [
+        (
+            Role::DeadFrac,
+            "Dead units per layer",
+            "Heatmap of the share of ReLU units that never fire, per layer (rows, input side on top) over the steps, 0 to 1",
+        ),
+        (
+            Role::SatFrac,
+            "Saturated units per layer",
+            "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
+        ),
+    ] {
+        let rows = read_rows(state, run, &layer_keys(series, role, &order)).await?;
+        if let Some(chart) = unit_heatmap(title, desc, &rows) {
+            out.units.push(chart);
+        }
+    }
+
+    out.hist = distributions(state, run, &order, hist).await?;
+    Ok(out)
+}
+
+async fn distributions(
+    state: &AppState,
+    run: uuid::Uuid,
+    order: &[String],
+    wanted: Option<&str>,
+) -> Result<Distributions, PageError> {
+    // (layer, (family, key)): by family, then input side first.
+    let mut sorted: Vec<(String, (usize, String))> = state
+        .store
+        .histogram_keys(run)
+        .await?
+        .into_iter()
+        .filter_map(|k| {
+            let (family, layer) = histogram_layer(&k.key)?;
+            Some((layer.to_string(), (family, k.key)))
+        })
+        .collect();
+    sort_layers(&mut sorted, order);
+    sorted.sort_by_key(|(_, (f, _))| *f);
+    let current = wanted
+        .filter(|w| sorted.iter().any(|(_, (_, k))| k == w))
+        .map(str::to_string)
+        .or_else(|| sorted.first().map(|(_, (_, k))| k.clone()));
+    let mut out = Distributions {
+        keys: sorted
+            .into_iter()
+            .map(|(_, (_, k))| {
+                let sel = current.as_deref() == Some(k.as_str());
+                (k, sel)
+            })
+            .collect(),
+        ..Distributions::default()
+    };
+    let Some(key) = current else {
+        return Ok(out);
+    };
+    let records = state.store.histograms(run, Some(&key)).await?;
+    let records = spread(records, HIST_STEPS);
+    let hists: Vec<Hist> = records
+        .iter()
+        .map(|h| Hist {
+            step: h.step,
+            edges: &h.edges,
+            counts: &h.counts,
+            nonfinite: h.nonfinite,
+        })
+        .collect();
+    out.bands = distributions::bands_chart(&format!("{key}: distribution"), &hists, (WIDTH, 320));
+    out.ridge = distributions::ridgeline(&format!("{key}: histograms"), &hists, RIDGE_ROWS, WIDTH);
+    out.nonfinite = distributions::nonfinite_caption(&hists);
+    out.current = Some(key);
+    Ok(out)
+}
