@@ -142,6 +142,14 @@ async fn watched_run(db: &common::TestDb, layers: &[&str]) -> uuid::Uuid {
     run.id
 }
 
+/// The selected histogram key (its link's title).
+fn current_key(doc: &Html) -> String {
+    let sel = Selector::parse("nav.keys a.current").unwrap();
+    let links: Vec<_> = doc.select(&sel).collect();
+    assert_eq!(links.len(), 1);
+    links[0].value().attr("title").unwrap().to_string()
+}
+
 fn svgs(doc: &Html, sel: &str) -> Vec<String> {
     doc.select(&Selector::parse(sel).unwrap())
         .map(|e| e.html())
@@ -189,10 +197,11 @@ async fn run_page_shows_gradient_flow_and_distributions() {
     );
     // Distributions: weights first, input side first; the bands and the
     // offset view of the first key, and its non-finite count.
+    assert_eq!(texts(&doc, "nav.keys .family"), ["weights/", "grads/"]);
     let keys = texts(&doc, "section#distributions nav.keys a");
-    assert_eq!(keys[..2], ["weights/conv1", "weights/fc2"]);
+    assert_eq!(keys[..4], ["conv1", "fc2", "fc10", "head"]);
     assert_eq!(keys.len(), 8);
-    assert_eq!(texts(&doc, "nav.keys a.current"), ["weights/conv1"]);
+    assert_eq!(current_key(&doc), "weights/conv1");
     let bands = svgs(&doc, "section#distributions figure.bands svg");
     assert!(bands[0].matches("<polygon").count() >= 4);
     assert!(svgs(&doc, "section#distributions figure.ridge svg")[0].contains("step 250"));
@@ -201,7 +210,7 @@ async fn run_page_shows_gradient_flow_and_distributions() {
     // The key picker is a link: another key, no JavaScript.
     let href = doc
         .select(&Selector::parse("nav.keys a").unwrap())
-        .find(|a| a.text().collect::<String>() == "grads/head")
+        .find(|a| a.value().attr("title") == Some("grads/head"))
         .unwrap()
         .value()
         .attr("href")
@@ -211,7 +220,7 @@ async fn run_page_shows_gradient_flow_and_distributions() {
     let (status, page) = send(&app, get(&format!("/runs/{id}?hist=grads%2Fhead"))).await;
     assert_eq!(status, 200);
     let doc = Html::parse_document(page.as_str().unwrap());
-    assert_eq!(texts(&doc, "nav.keys a.current"), ["grads/head"]);
+    assert_eq!(current_key(&doc), "grads/head");
     assert!(texts(&doc, "section#distributions p.bad").is_empty());
     assert!(texts(&doc, "figure.bands svg > title")[0].starts_with("grads/head"));
 
@@ -245,10 +254,7 @@ async fn layer_names_are_escaped_in_the_charts() {
     assert!(svgs(&doc, "script").is_empty());
     let rows = texts(&doc, "section#gradient-flow figure.heatmap svg g > title");
     assert_eq!(rows, ["<script>alert(1)</script>", "fc\"&'"]);
-    assert_eq!(
-        texts(&doc, "nav.keys a.current"),
-        ["weights/<script>alert(1)</script>"]
-    );
+    assert_eq!(current_key(&doc), "weights/<script>alert(1)</script>");
     let (status, _) = send(
         &app,
         get(&format!(

@@ -280,6 +280,12 @@ pub fn esc(s: &str) -> String {
 
 /// A tick label with enough decimals to tell ticks `tick` apart.
 pub fn format_tick(v: f64, tick: f64) -> String {
+    // A tick at zero computed as lo + k·step comes out as ±1e-17.
+    let v = if tick.is_finite() && v.abs() < tick.abs() * 1e-6 {
+        0.0
+    } else {
+        v
+    };
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e5).contains(&a) || !tick.is_finite() || tick <= 0.0 {
         return format_value(v);
@@ -399,5 +405,6 @@ mod tests {
         assert_eq!(format_tick(0.0995, 0.0005), "0.0995");
         assert_eq!(format_tick(0.1, 0.0005), "0.1");
         assert_eq!(format_tick(250.0, 50.0), "250");
+        assert_eq!(format_tick(-1.3e-17, 0.05), "0", "rounding noise at zero");
     }
 }

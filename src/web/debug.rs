@@ -7,7 +7,7 @@ use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
 use crate::charts::heatmap::{self, Heatmap, Row, Scale};
 use crate::charts::layers::{sort_layers, spread};
 use crate::charts::svg::{self, Band, Line, Marker, Options};
-use crate::diagnostics::names::{Role, classify, histogram_layer};
+use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
 use crate::http::{AppState, PageError};
 use crate::model::SeriesInfo;
 
@@ -41,12 +41,19 @@ pub struct Debugging {
 /// The histogram key picker and the selected key's charts.
 #[derive(Default)]
 pub struct Distributions {
-    /// (key, selected)
-    pub keys: Vec<(String, bool)>,
+    /// The keys by family (`weights`, …).
+    pub keys: Vec<(&'static str, Vec<KeyLink>)>,
     pub current: Option<String>,
     pub bands: Option<String>,
     pub ridge: Option<String>,
     pub nonfinite: Option<String>,
+}
+
+/// One link of the histogram key picker.
+pub struct KeyLink {
+    pub key: String,
+    pub layer: String,
+    pub selected: bool,
 }
 
 /// `(layer, key)` of the per-layer series with `role`, input side first.
@@ -212,12 +219,22 @@ async fn distributions(
         .map(str::to_string)
         .or_else(|| sorted.first().map(|(_, (_, k))| k.clone()));
     let mut out = Distributions {
-        keys: sorted
-            .into_iter()
-            .map(|(_, (_, k))| {
-                let sel = current.as_deref() == Some(k.as_str());
-                (k, sel)
+        keys: HISTOGRAM_PREFIXES
+            .iter()
+            .enumerate()
+            .map(|(f, prefix)| {
+                let keys: Vec<KeyLink> = sorted
+                    .iter()
+                    .filter(|(_, (family, _))| *family == f)
+                    .map(|(layer, (_, k))| KeyLink {
+                        key: k.clone(),
+                        layer: layer.clone(),
+                        selected: current.as_deref() == Some(k.as_str()),
+                    })
+                    .collect();
+                (prefix.trim_end_matches('/'), keys)
             })
+            .filter(|(_, keys)| !keys.is_empty())
             .collect(),
         ..Distributions::default()
     };
