@@ -242,7 +242,7 @@ pub fn heatmap(h: &Heatmap) -> Option<String> {
     let left = (longest as f64 * 6.2 + 14.0).clamp(50.0, 190.0);
     let right = 14.0;
     let top = 34.0;
-    let row_h = (320.0 / n as f64).clamp(5.0, 18.0);
+    let row_h = (320.0 / n as f64).clamp(5.0, 26.0);
     let plot_w = h.width as f64 - left - right;
     let plot_h = row_h * n as f64;
     let col_w = plot_w / bins.cols as f64;

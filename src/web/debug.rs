@@ -8,8 +8,9 @@ use crate::charts::heatmap::{self, Heatmap, Row, Scale};
 use crate::charts::layers::{sort_layers, spread};
 use crate::charts::svg::{self, Band, Line, Marker, Options};
 use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
-use crate::http::{AppState, PageError};
+use crate::http::{AppError, AppState, PageError};
 use crate::model::SeriesInfo;
+use crate::store::StoreError;
 
 /// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
 /// chart.
@@ -17,6 +18,8 @@ const HEAT_COLS: usize = 200;
 /// Points read per layer: the envelope of `HEAT_COLS` buckets (four points
 /// each), about one a pixel, shared by the heatmap and the lines.
 const LAYER_POINTS: usize = HEAT_COLS * 4;
+/// Envelope reads in flight at once for one page.
+const READ_PARALLEL: usize = 4;
 /// Layers drawn as lines (the heatmap shows them all).
 const LINE_LAYERS: usize = 8;
 /// Layers in a heatmap at most (evenly spread beyond).
@@ -70,28 +73,48 @@ fn layer_keys(series: &[SeriesInfo], role: Role, order: &[String]) -> Vec<(Strin
     out
 }
 
+/// The envelope reads of `keys` (`(layer, key)`), in order, at most
+/// [`READ_PARALLEL`] at a time: each decodes its chunks, so a page of many
+/// long per-layer series uses both cores rather than one.
 async fn read_rows(
     state: &AppState,
     run: uuid::Uuid,
     keys: &[(String, String)],
 ) -> Result<Vec<(Row, String)>, PageError> {
-    let mut rows = Vec::with_capacity(keys.len());
-    for (layer, key) in keys {
-        if let Some(s) = state
-            .store
-            .downsampled(run, key, None, None, LAYER_POINTS)
-            .await?
-        {
-            rows.push((
-                Row {
-                    label: layer.clone(),
-                    points: s.points.iter().map(|p| (p.step, p.value)).collect(),
-                },
-                key.clone(),
-            ));
+    let mut rows: Vec<Option<(Row, String)>> = (0..keys.len()).map(|_| None).collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0;
+    loop {
+        while set.len() < READ_PARALLEL && next < keys.len() {
+            let (i, (layer, key)) = (next, keys[next].clone());
+            let store = state.store.clone();
+            set.spawn(async move {
+                let read = store
+                    .downsampled(run, &key, None, None, LAYER_POINTS)
+                    .await?;
+                Ok::<_, StoreError>((
+                    i,
+                    read.map(|s| {
+                        let points = s.points.iter().map(|p| (p.step, p.value)).collect();
+                        (
+                            Row {
+                                label: layer,
+                                points,
+                            },
+                            key,
+                        )
+                    }),
+                ))
+            });
+            next += 1;
         }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        let (i, row) = done.map_err(|e| AppError::Internal(format!("chart read: {e}")))??;
+        rows[i] = row;
     }
-    Ok(rows)
+    Ok(rows.into_iter().flatten().collect())
 }
 
 fn lines_of(rows: &[(Row, String)]) -> Vec<Line> {
@@ -156,7 +179,9 @@ pub async fn debugging(
         );
     }
 
-    let updates = read_rows(state, run, &layer_keys(series, Role::UpdateRatio, &order)).await?;
+    // Only the lines are drawn: read only the layers they show.
+    let update_keys = spread(layer_keys(series, Role::UpdateRatio, &order), LINE_LAYERS);
+    let updates = read_rows(state, run, &update_keys).await?;
     out.updates = svg::line_chart_with(
         "Update ratio ‖Δw‖/‖w‖ per layer",
         &lines_of(&updates),

@@ -307,8 +307,10 @@ async fn run_page(
         })
         .collect();
     let series = state.store.series(id).await?;
-    let charts = run_charts(&state, id, &series, &markers).await?;
-    let debug = debug::debugging(&state, id, &series, &markers, q.hist.as_deref()).await?;
+    let (charts, debug) = tokio::try_join!(
+        run_charts(&state, id, &series, &markers),
+        debug::debugging(&state, id, &series, &markers, q.hist.as_deref()),
+    )?;
     let page = RunPage {
         created: fmt_time(run.created_at),
         updated: fmt_time(run.updated_at),
