@@ -215,6 +215,9 @@ pub struct Heatmap<'a> {
     /// `None`: a log scale over the cells' values.
     pub scale: Option<Scale>,
     pub max_cols: usize,
+    /// The columns, when the caller's reads are bucketed (e.g. chunk-aligned
+    /// envelopes); `None`: at most `max_cols` equal bins over the steps.
+    pub bins: Option<Bins>,
     pub width: u32,
 }
 
@@ -223,7 +226,9 @@ pub fn heatmap(h: &Heatmap) -> Option<String> {
     let all = || h.rows.iter().flat_map(|r| r.points.iter());
     let first = all().map(|p| p.0).min()?;
     let last = all().map(|p| p.0).max()?;
-    let bins = Bins::over(first, last, h.max_cols);
+    let bins = h
+        .bins
+        .unwrap_or_else(|| Bins::over(first, last, h.max_cols));
     let grid: Vec<Vec<Cell>> = h.rows.iter().map(|r| cells(&r.points, &bins)).collect();
     let scale = h.scale.unwrap_or_else(|| {
         Scale::log_of(grid.iter().flatten().filter_map(|c| match c {
@@ -432,6 +437,7 @@ mod tests {
             rows: &rows,
             scale: None,
             max_cols: 25,
+            bins: None,
             width: 800,
         })
         .unwrap();
@@ -466,6 +472,7 @@ mod tests {
                     rows: &rows,
                     scale: None,
                     max_cols: 10,
+                    bins: None,
                     width: 400
                 }
             })

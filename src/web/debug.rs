@@ -4,7 +4,7 @@
 //! Loads envelope reads (never every point) and hands them to `charts`.
 
 use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
-use crate::charts::heatmap::{self, Heatmap, Row, Scale};
+use crate::charts::heatmap::{self, Bins, Heatmap, Row, Scale};
 use crate::charts::layers::{sort_layers, spread};
 use crate::charts::svg::{self, Band, Line, Marker, Options};
 use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
@@ -15,9 +15,11 @@ use crate::store::StoreError;
 /// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
 /// chart.
 const HEAT_COLS: usize = 200;
-/// Points read per layer: the envelope of `HEAT_COLS` buckets (four points
-/// each), about one a pixel, shared by the heatmap and the lines.
-const LAYER_POINTS: usize = HEAT_COLS * 4;
+// Points read per layer: the envelope of as many buckets as columns (four
+// points each), about one a pixel, shared by the heatmap and the lines.
+/// Per-layer series longer than this are read from their chunks' stored
+/// envelopes (see [`heat_cols`]) rather than decoded whole.
+const LONG_SERIES: i64 = 16_384;
 /// Envelope reads in flight at once for one page.
 const READ_PARALLEL: usize = 4;
 /// Layers drawn as lines (the heatmap shows them all).
@@ -80,6 +82,7 @@ async fn read_rows(
     state: &AppState,
     run: uuid::Uuid,
     keys: &[(String, String)],
+    max_points: usize,
 ) -> Result<Vec<(Row, String)>, PageError> {
     let mut rows: Vec<Option<(Row, String)>> = (0..keys.len()).map(|_| None).collect();
     let mut set = tokio::task::JoinSet::new();
@@ -89,9 +92,7 @@ async fn read_rows(
             let (i, (layer, key)) = (next, keys[next].clone());
             let store = state.store.clone();
             set.spawn(async move {
-                let read = store
-                    .downsampled(run, &key, None, None, LAYER_POINTS)
-                    .await?;
+                let read = store.downsampled(run, &key, None, None, max_points).await?;
                 Ok::<_, StoreError>((
                     i,
                     read.map(|s| {
@@ -127,7 +128,12 @@ fn lines_of(rows: &[(Row, String)]) -> Vec<Line> {
         .collect()
 }
 
-fn unit_heatmap(title: &str, desc: &str, rows: &[(Row, String)]) -> Option<String> {
+fn unit_heatmap(
+    title: &str,
+    desc: &str,
+    rows: &[(Row, String)],
+    bins: Option<Bins>,
+) -> Option<String> {
     let rows: Vec<Row> = spread(rows.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
     heatmap::heatmap(&Heatmap {
         title,
@@ -136,8 +142,39 @@ fn unit_heatmap(title: &str, desc: &str, rows: &[(Row, String)]) -> Option<Strin
         rows: &rows,
         scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
         max_cols: HEAT_COLS,
+        bins,
         width: WIDTH,
     })
+}
+
+/// Points to read per layer and the heatmap's columns for per-layer series
+/// like `series`: [`HEAT_COLS`] equal bins, but when one is long (a point
+/// every step of a long run), columns a whole number of chunks wide, aligned
+/// on chunks, so that the store answers from the chunks' stored envelopes
+/// (one bucket a column) instead of decoding every point of every layer.
+fn layer_bins(series: &[SeriesInfo]) -> (usize, Option<Bins>) {
+    let chunk = crate::store::chunk::CHUNK_STEPS;
+    let long = series
+        .iter()
+        .filter(|s| s.count > LONG_SERIES)
+        .filter_map(|s| Some((s.first_step?, s.last_step?)))
+        .filter(|(f, l)| l - f >= 4 * chunk);
+    let (Some(first), Some(last)) = (long.clone().map(|r| r.0).min(), long.map(|r| r.1).max())
+    else {
+        return (HEAT_COLS * 4, None);
+    };
+    let span = last - first + 1;
+    let width = chunk * span.div_ceil(HEAT_COLS as u64 * chunk);
+    let origin = first - first % chunk;
+    let cols = (last - origin + 1).div_ceil(width) as usize;
+    (
+        cols * 4,
+        Some(Bins {
+            first: origin,
+            width,
+            cols,
+        }),
+    )
 }
 
 pub async fn debugging(
@@ -155,7 +192,19 @@ pub async fn debugging(
         .unwrap_or_default();
     let mut out = Debugging::default();
 
-    let grads = read_rows(state, run, &layer_keys(series, Role::GradNorm, &order)).await?;
+    let per_layer: Vec<SeriesInfo> = series
+        .iter()
+        .filter(|s| classify(&s.key).is_some_and(|m| m.layer.is_some()))
+        .cloned()
+        .collect();
+    let (points, bins) = layer_bins(&per_layer);
+    let grads = read_rows(
+        state,
+        run,
+        &layer_keys(series, Role::GradNorm, &order),
+        points,
+    )
+    .await?;
     if !grads.is_empty() {
         let rows: Vec<Row> = spread(grads.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
         out.grad_heatmap = heatmap::heatmap(&Heatmap {
@@ -168,6 +217,7 @@ pub async fn debugging(
             rows: &rows,
             scale: None,
             max_cols: HEAT_COLS,
+            bins,
             width: WIDTH,
         });
         out.grad_lines = svg::line_chart_with(
@@ -181,7 +231,7 @@ pub async fn debugging(
 
     // Only the lines are drawn: read only the layers they show.
     let update_keys = spread(layer_keys(series, Role::UpdateRatio, &order), LINE_LAYERS);
-    let updates = read_rows(state, run, &update_keys).await?;
+    let updates = read_rows(state, run, &update_keys, points).await?;
     out.updates = svg::line_chart_with(
         "Update ratio ‖Δw‖/‖w‖ per layer",
         &lines_of(&updates),
@@ -210,8 +260,8 @@ pub async fn debugging(
             "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
         ),
     ] {
-        let rows = read_rows(state, run, &layer_keys(series, role, &order)).await?;
-        if let Some(chart) = unit_heatmap(title, desc, &rows) {
+        let rows = read_rows(state, run, &layer_keys(series, role, &order), points).await?;
+        if let Some(chart) = unit_heatmap(title, desc, &rows, bins) {
             out.units.push(chart);
         }
     }
@@ -282,4 +332,40 @@ async fn distributions(
     out.nonfinite = distributions::nonfinite_caption(&hists);
     out.current = Some(key);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(key: &str, count: i64, last: u64) -> SeriesInfo {
+        SeriesInfo {
+            key: key.into(),
+            count,
+            first_step: Some(0),
+            last_step: Some(last),
+            last_value: None,
+        }
+    }
+
+    #[test]
+    fn long_layer_series_get_chunk_wide_columns() {
+        assert_eq!(
+            layer_bins(&[info("grad_norm/a", 500, 5_000)]),
+            (HEAT_COLS * 4, None)
+        );
+        // 100k points a layer: a column per chunk, read from the envelopes.
+        let (points, bins) = layer_bins(&[info("grad_norm/a", 100_000, 99_999)]);
+        let bins = bins.unwrap();
+        assert_eq!((bins.first, bins.width, bins.cols), (0, 4096, 25));
+        assert_eq!(points, 100);
+        let (_, raw) = crate::charts::downsample::buckets(0, 99_999, points, 1);
+        assert!(
+            (3072..=4096).contains(&raw),
+            "the store takes its envelope path: {raw}"
+        );
+        let (_, bins) = layer_bins(&[info("grad_norm/a", 10_000_000, 9_999_999)]);
+        let bins = bins.unwrap();
+        assert!(bins.cols <= HEAT_COLS && bins.width % 4096 == 0);
+    }
 }
