@@ -34,12 +34,43 @@ const PALETTE: [RGBColor; 8] = [
 ];
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 
+/// A shaded horizontal band, e.g. the healthy range of a ratio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub lo: f64,
+    pub hi: f64,
+    pub label: String,
+}
+
+/// Choices beyond the defaults of [`line_chart`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// `Some(true)`: a log axis whenever every finite value is positive;
+    /// `None`: log when the values span more than three decades.
+    pub log_y: Option<bool>,
+    /// Drawn behind the curves, and kept in view.
+    pub band: Option<Band>,
+    /// For screen readers (`<desc>`); the title is the `<title>`.
+    pub desc: Option<String>,
+}
+
 /// A line chart, or `None` when there is nothing to draw.
 pub fn line_chart(
     title: &str,
     lines: &[Line],
     markers: &[Marker],
     size: (u32, u32),
+) -> Option<String> {
+    line_chart_with(title, lines, markers, size, &Options::default())
+}
+
+/// [`line_chart`] with [`Options`].
+pub fn line_chart_with(
+    title: &str,
+    lines: &[Line],
+    markers: &[Marker],
+    size: (u32, u32),
+    opts: &Options,
 ) -> Option<String> {
     let all = || lines.iter().flat_map(|l| l.points.iter());
     let (x0, x1) = (all().map(|p| p.0).min()?, all().map(|p| p.0).max()?);
@@ -49,13 +80,23 @@ pub fn line_chart(
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    let log = !finite.is_empty() && lo > 0.0 && hi / lo > 1e3;
+    let positive = !finite.is_empty() && lo > 0.0;
+    let log = match opts.log_y {
+        Some(wanted) => wanted && positive,
+        None => positive && hi / lo > 1e3,
+    };
     let t = |v: f64| if log { v.log10() } else { v };
     let (mut y0, mut y1) = if finite.is_empty() {
         (0.0, 1.0)
     } else {
         (t(lo), t(hi))
     };
+    if let Some(b) = &opts.band
+        && (!log || b.lo > 0.0)
+    {
+        y0 = y0.min(t(b.lo));
+        y1 = y1.max(t(b.hi));
+    }
     if y1 - y0 < 1e-12 {
         y0 -= 1.0;
         y1 += 1.0;
@@ -98,6 +139,22 @@ pub fn line_chart(
             .label_style(("sans-serif", 11))
             .draw()
             .ok()?;
+
+        if let Some(b) = &opts.band
+            && (!log || b.lo > 0.0)
+        {
+            let band = RGBColor(0x2e, 0x8b, 0x57);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, t(b.lo)), (x1, t(b.hi))],
+                    band.mix(0.12).filled(),
+                )))
+                .ok()?
+                .label(b.label.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 18, y + 5)], band.mix(0.25).filled())
+                });
+        }
 
         let mut any_bad = false;
         for (i, line) in lines.iter().enumerate() {
@@ -172,11 +229,63 @@ pub fn line_chart(
             .ok()?;
         root.present().ok()?;
     }
-    Some(svg)
+    Some(accessible(
+        svg,
+        title,
+        opts.desc.as_deref().unwrap_or(&describe(lines)),
+    ))
+}
+
+/// "train/loss, val/loss over steps 0–999".
+fn describe(lines: &[Line]) -> String {
+    let names: Vec<&str> = lines.iter().map(|l| l.label.as_str()).collect();
+    let all = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+    format!(
+        "{} over steps {}–{}",
+        names.join(", "),
+        all().min().unwrap_or(0),
+        all().max().unwrap_or(0)
+    )
+}
+
+/// Gives plotters' markup a `<title>` and `<desc>` (escaped) as its first
+/// children and `role="img"`, for screen readers.
+pub fn accessible(svg: String, title: &str, desc: &str) -> String {
+    let Some(end) = svg.find('>') else { return svg };
+    let (open, rest) = svg.split_at(end);
+    let open = open.trim_end_matches('/');
+    format!(
+        "{open} role=\"img\"><title>{}</title><desc>{}</desc>{}",
+        esc(title),
+        esc(desc),
+        &rest[1..]
+    )
+}
+
+/// Escapes text for SVG/HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A tick label with enough decimals to tell ticks `tick` apart.
 pub fn format_tick(v: f64, tick: f64) -> String {
+    // A tick at zero computed as lo + k·step comes out as ±1e-17.
+    let v = if tick.is_finite() && v.abs() < tick.abs() * 1e-6 {
+        0.0
+    } else {
+        v
+    };
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e5).contains(&a) || !tick.is_finite() || tick <= 0.0 {
         return format_value(v);
@@ -259,6 +368,35 @@ mod tests {
     }
 
     #[test]
+    fn bands_log_axes_and_titles() {
+        let svg = line_chart_with(
+            "Update ratio <per layer>",
+            &[line("update_ratio/<b>", &[1e-3, 2e-3, 5e-4])],
+            &[],
+            (600, 300),
+            &Options {
+                log_y: Some(true),
+                band: Some(Band {
+                    lo: 1e-4,
+                    hi: 1e-2,
+                    label: "healthy 1e-4..1e-2".into(),
+                }),
+                desc: None,
+            },
+        )
+        .unwrap();
+        assert!(svg.contains("log-scale"), "forced log axis");
+        assert!(svg.contains("healthy 1e-4..1e-2"));
+        assert!(svg.contains("<title>Update ratio &lt;per layer&gt;</title>"));
+        assert!(svg.contains("<desc>update_ratio/&lt;b&gt; over steps 0–20</desc>"));
+        assert!(!svg.contains("<b>"));
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
     fn value_labels() {
         assert_eq!(format_value(0.25), "0.25");
         assert_eq!(format_value(2.0), "2");
@@ -267,5 +405,6 @@ mod tests {
         assert_eq!(format_tick(0.0995, 0.0005), "0.0995");
         assert_eq!(format_tick(0.1, 0.0005), "0.1");
         assert_eq!(format_tick(250.0, 50.0), "250");
+        assert_eq!(format_tick(-1.3e-17, 0.05), "0", "rounding noise at zero");
     }
 }

@@ -190,6 +190,26 @@ pub fn classify(key: &str) -> Option<Metric> {
     None
 }
 
+/// The histogram families `trainlens.torch.watch` logs, in the order the
+/// pages show them.
+pub const HISTOGRAM_PREFIXES: &[&str] = &["weights/", "grads/", "activations/"];
+
+/// `(family index in HISTOGRAM_PREFIXES, layer)` of a histogram key such as
+/// `weights/fc1`, or `None` for other histograms.
+///
+/// ```
+/// use trainlens::diagnostics::names::histogram_layer;
+/// assert_eq!(histogram_layer("grads/fc1"), Some((1, "fc1")));
+/// assert_eq!(histogram_layer("logits"), None);
+/// ```
+pub fn histogram_layer(key: &str) -> Option<(usize, &str)> {
+    HISTOGRAM_PREFIXES.iter().enumerate().find_map(|(i, p)| {
+        key.strip_prefix(p)
+            .filter(|l| !l.is_empty())
+            .map(|l| (i, l))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

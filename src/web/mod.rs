@@ -11,6 +11,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::charts::sparkline;
+mod debug;
+
 use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
 use crate::http::{AppError, AppState, PageError, Query, RunId};
@@ -444,6 +446,15 @@ struct RunPage {
     series: Vec<SeriesRow>,
     /// SVG markup made by `charts::svg` (its text is escaped there).
     charts: Vec<String>,
+    /// Gradient flow, updates, units, distributions (SVG escaped in `charts`).
+    debug: debug::Debugging,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    /// The histogram key of the distribution charts.
+    hist: Option<String>,
 }
 
 /// The preferred key of each role among a run's series.
@@ -456,46 +467,11 @@ fn key_for(series: &[SeriesInfo], role: Role) -> Option<&str> {
         .map(|(_, k)| k)
 }
 
-/// A sort key that orders `fc2` before `fc10`.
-fn natural_key(s: &str) -> String {
-    let mut out = String::new();
-    let mut digits = String::new();
-    for c in s.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        } else {
-            if !digits.is_empty() {
-                out.push_str(&format!("{:0>20}", digits));
-                digits.clear();
-            }
-            if c != '\0' {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
-/// At most `n` items, evenly spread, keeping the first and the last.
-fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {
-    if items.len() <= n || n < 2 {
-        return items;
-    }
-    let len = items.len();
-    let keep: Vec<usize> = (0..n).map(|i| i * (len - 1) / (n - 1)).collect();
-    items
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, t)| t)
-        .collect()
-}
-
 /// Points per curve on a page: about one per horizontal pixel.
 const CHART_POINTS: usize = 800;
 
-/// Loss, accuracy and per-layer gradient-norm charts, with the onsets of the
-/// open findings marked.
+/// Loss and accuracy charts, with the onsets of the open findings marked
+/// (per-layer charts are in [`debug`]).
 async fn run_charts(
     state: &AppState,
     run: uuid::Uuid,
@@ -514,28 +490,6 @@ async fn run_charts(
             .collect();
         plans.push((title, keys));
     }
-    // Input side first (the model's layer order, else natural order), at
-    // most eight, always keeping the first and last layer.
-    let model = state.store.model(run).await?;
-    let position = |layer: &str| -> (usize, String) {
-        let at = model
-            .as_ref()
-            .and_then(|m| m.layers.iter().position(|l| l.name == layer));
-        (at.unwrap_or(usize::MAX), natural_key(layer))
-    };
-    let mut grads: Vec<(usize, String, String)> = series
-        .iter()
-        .filter_map(|s| {
-            let m = classify(&s.key)?;
-            let layer = m.layer.filter(|_| m.role == Role::GradNorm)?;
-            let (at, natural) = position(&layer);
-            Some((at, natural, s.key.clone()))
-        })
-        .collect();
-    grads.sort();
-    let grads: Vec<String> = spread(grads.into_iter().map(|g| g.2).collect(), 8);
-    plans.push(("Gradient norm per layer", grads));
-
     let mut charts = Vec::new();
     for (title, keys) in plans {
         let mut lines = Vec::new();
@@ -561,6 +515,7 @@ async fn run_charts(
 async fn run_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<RunQuery>,
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
     let run = state
@@ -583,7 +538,10 @@ async fn run_page(
         })
         .collect();
     let series = state.store.series(id).await?;
-    let charts = run_charts(&state, id, &series, &markers).await?;
+    let (charts, debug) = tokio::try_join!(
+        run_charts(&state, id, &series, &markers),
+        debug::debugging(&state, id, &series, &markers, q.hist.as_deref()),
+    )?;
     let page = RunPage {
         created: fmt_time(run.created_at),
         updated: fmt_time(run.updated_at),
@@ -619,6 +577,7 @@ async fn run_page(
             .is_some_and(|d| d.diagnosed_version >= run.data_version),
         series: series.into_iter().map(Into::into).collect(),
         charts,
+        debug,
         run,
     };
     render(&page)
@@ -636,14 +595,5 @@ mod tests {
         assert_eq!(fmt_value(0.5), "0.5");
         assert_eq!(fmt_value(8.47e30), "8.470e30");
         assert_eq!(fmt_value(2.0), "2");
-    }
-
-    #[test]
-    fn layer_order_helpers() {
-        let mut names = vec!["fc10", "fc2", "head", "fc1"];
-        names.sort_by_key(|n| natural_key(n));
-        assert_eq!(names, ["fc1", "fc2", "fc10", "head"]);
-        assert_eq!(spread((0..12).collect(), 4), [0, 3, 7, 11]);
-        assert_eq!(spread(vec![1, 2], 8), [1, 2]);
     }
 }

@@ -1,0 +1,371 @@
+//! The run page's debugging charts: gradient flow (a layers × steps heatmap
+//! of gradient norms beside per-layer lines), update ratios with their
+//! healthy band, dead and saturated fractions, and histograms over time.
+//! Loads envelope reads (never every point) and hands them to `charts`.
+
+use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
+use crate::charts::heatmap::{self, Bins, Heatmap, Row, Scale};
+use crate::charts::layers::{sort_layers, spread};
+use crate::charts::svg::{self, Band, Line, Marker, Options};
+use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
+use crate::http::{AppError, AppState, PageError};
+use crate::model::SeriesInfo;
+use crate::store::StoreError;
+
+/// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
+/// chart.
+const HEAT_COLS: usize = 200;
+// Points read per layer: the envelope of as many buckets as columns (four
+// points each), about one a pixel, shared by the heatmap and the lines.
+/// Per-layer series longer than this are read from their chunks' stored
+/// envelopes (see [`heat_cols`]) rather than decoded whole.
+const LONG_SERIES: i64 = 16_384;
+/// Envelope reads in flight at once for one page.
+const READ_PARALLEL: usize = 4;
+/// Layers drawn as lines (the heatmap shows them all).
+const LINE_LAYERS: usize = 8;
+/// Layers in a heatmap at most (evenly spread beyond).
+const HEAT_LAYERS: usize = 128;
+/// Histogram steps shown at most (TensorBoard keeps 500 too).
+const HIST_STEPS: usize = 500;
+/// The healthy ‖Δw‖/‖w‖ range around the classic 1e-3 rule of thumb.
+const UPDATE_BAND: (f64, f64) = (1e-4, 1e-2);
+const WIDTH: u32 = 900;
+
+/// What the page shows below the metrics.
+#[derive(Default)]
+pub struct Debugging {
+    pub grad_heatmap: Option<String>,
+    pub grad_lines: Option<String>,
+    pub updates: Option<String>,
+    /// Dead and saturated fraction heatmaps.
+    pub units: Vec<String>,
+    pub hist: Distributions,
+}
+
+/// The histogram key picker and the selected key's charts.
+#[derive(Default)]
+pub struct Distributions {
+    /// The keys by family (`weights`, …).
+    pub keys: Vec<(&'static str, Vec<KeyLink>)>,
+    pub current: Option<String>,
+    pub bands: Option<String>,
+    pub ridge: Option<String>,
+    pub nonfinite: Option<String>,
+}
+
+/// One link of the histogram key picker.
+pub struct KeyLink {
+    pub key: String,
+    pub layer: String,
+    pub selected: bool,
+}
+
+/// `(layer, key)` of the per-layer series with `role`, input side first.
+fn layer_keys(series: &[SeriesInfo], role: Role, order: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = series
+        .iter()
+        .filter_map(|s| {
+            let m = classify(&s.key)?;
+            let layer = m.layer.filter(|_| m.role == role)?;
+            Some((layer, s.key.clone()))
+        })
+        .collect();
+    sort_layers(&mut out, order);
+    out
+}
+
+/// The envelope reads of `keys` (`(layer, key)`), in order, at most
+/// [`READ_PARALLEL`] at a time: each decodes its chunks, so a page of many
+/// long per-layer series uses both cores rather than one.
+async fn read_rows(
+    state: &AppState,
+    run: uuid::Uuid,
+    keys: &[(String, String)],
+    max_points: usize,
+) -> Result<Vec<(Row, String)>, PageError> {
+    let mut rows: Vec<Option<(Row, String)>> = (0..keys.len()).map(|_| None).collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0;
+    loop {
+        while set.len() < READ_PARALLEL && next < keys.len() {
+            let (i, (layer, key)) = (next, keys[next].clone());
+            let store = state.store.clone();
+            set.spawn(async move {
+                let read = store.downsampled(run, &key, None, None, max_points).await?;
+                Ok::<_, StoreError>((
+                    i,
+                    read.map(|s| {
+                        let points = s.points.iter().map(|p| (p.step, p.value)).collect();
+                        (
+                            Row {
+                                label: layer,
+                                points,
+                            },
+                            key,
+                        )
+                    }),
+                ))
+            });
+            next += 1;
+        }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        let (i, row) = done.map_err(|e| AppError::Internal(format!("chart read: {e}")))??;
+        rows[i] = row;
+    }
+    Ok(rows.into_iter().flatten().collect())
+}
+
+fn lines_of(rows: &[(Row, String)]) -> Vec<Line> {
+    spread(rows.iter().collect(), LINE_LAYERS)
+        .into_iter()
+        .map(|(r, key)| Line {
+            label: key.clone(),
+            points: r.points.clone(),
+        })
+        .collect()
+}
+
+fn unit_heatmap(
+    title: &str,
+    desc: &str,
+    rows: &[(Row, String)],
+    bins: Option<Bins>,
+) -> Option<String> {
+    let rows: Vec<Row> = spread(rows.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
+    heatmap::heatmap(&Heatmap {
+        title,
+        desc,
+        legend: "fraction of units (0–1)",
+        rows: &rows,
+        scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
+        max_cols: HEAT_COLS,
+        bins,
+        width: WIDTH,
+    })
+}
+
+/// Points to read per layer and the heatmap's columns for per-layer series
+/// like `series`: [`HEAT_COLS`] equal bins, but when one is long (a point
+/// every step of a long run), columns a whole number of chunks wide, aligned
+/// on chunks, so that the store answers from the chunks' stored envelopes
+/// (one bucket a column) instead of decoding every point of every layer.
+fn layer_bins(series: &[SeriesInfo]) -> (usize, Option<Bins>) {
+    let chunk = crate::store::chunk::CHUNK_STEPS;
+    let long = series
+        .iter()
+        .filter(|s| s.count > LONG_SERIES)
+        .filter_map(|s| Some((s.first_step?, s.last_step?)))
+        .filter(|(f, l)| l - f >= 4 * chunk);
+    let (Some(first), Some(last)) = (long.clone().map(|r| r.0).min(), long.map(|r| r.1).max())
+    else {
+        return (HEAT_COLS * 4, None);
+    };
+    let span = last - first + 1;
+    let width = chunk * span.div_ceil(HEAT_COLS as u64 * chunk);
+    let origin = first - first % chunk;
+    let cols = (last - origin + 1).div_ceil(width) as usize;
+    (
+        cols * 4,
+        Some(Bins {
+            first: origin,
+            width,
+            cols,
+        }),
+    )
+}
+
+pub async fn debugging(
+    state: &AppState,
+    run: uuid::Uuid,
+    series: &[SeriesInfo],
+    markers: &[Marker],
+    hist: Option<&str>,
+) -> Result<Debugging, PageError> {
+    let order: Vec<String> = state
+        .store
+        .model(run)
+        .await?
+        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    let mut out = Debugging::default();
+
+    let per_layer: Vec<SeriesInfo> = series
+        .iter()
+        .filter(|s| classify(&s.key).is_some_and(|m| m.layer.is_some()))
+        .cloned()
+        .collect();
+    let (points, bins) = layer_bins(&per_layer);
+    let grads = read_rows(
+        state,
+        run,
+        &layer_keys(series, Role::GradNorm, &order),
+        points,
+    )
+    .await?;
+    if !grads.is_empty() {
+        let rows: Vec<Row> = spread(grads.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
+        out.grad_heatmap = heatmap::heatmap(&Heatmap {
+            title: "Gradient flow: ‖∇w‖ per layer",
+            desc: &format!(
+                "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
+                rows.len()
+            ),
+            legend: "‖∇w‖ (log scale)",
+            rows: &rows,
+            scale: None,
+            max_cols: HEAT_COLS,
+            bins,
+            width: WIDTH,
+        });
+        out.grad_lines = svg::line_chart_with(
+            "Gradient norm per layer",
+            &lines_of(&grads),
+            markers,
+            (WIDTH, 300),
+            &Options::default(),
+        );
+    }
+
+    // Only the lines are drawn: read only the layers they show.
+    let update_keys = spread(layer_keys(series, Role::UpdateRatio, &order), LINE_LAYERS);
+    let updates = read_rows(state, run, &update_keys, points).await?;
+    out.updates = svg::line_chart_with(
+        "Update ratio ‖Δw‖/‖w‖ per layer",
+        &lines_of(&updates),
+        markers,
+        (WIDTH, 300),
+        &Options {
+            log_y: Some(true),
+            band: Some(Band {
+                lo: UPDATE_BAND.0,
+                hi: UPDATE_BAND.1,
+                label: "healthy 1e-4 – 1e-2".into(),
+            }),
+            desc: None,
+        },
+    );
+
+    for (role, title, desc) in [
+        (
+            Role::DeadFrac,
+            "Dead units per layer",
+            "Heatmap of the share of ReLU units that never fire, per layer (rows, input side on top) over the steps, 0 to 1",
+        ),
+        (
+            Role::SatFrac,
+            "Saturated units per layer",
+            "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
+        ),
+    ] {
+        let rows = read_rows(state, run, &layer_keys(series, role, &order), points).await?;
+        if let Some(chart) = unit_heatmap(title, desc, &rows, bins) {
+            out.units.push(chart);
+        }
+    }
+
+    out.hist = distributions(state, run, &order, hist).await?;
+    Ok(out)
+}
+
+async fn distributions(
+    state: &AppState,
+    run: uuid::Uuid,
+    order: &[String],
+    wanted: Option<&str>,
+) -> Result<Distributions, PageError> {
+    // (layer, (family, key)): by family, then input side first.
+    let mut sorted: Vec<(String, (usize, String))> = state
+        .store
+        .histogram_keys(run)
+        .await?
+        .into_iter()
+        .filter_map(|k| {
+            let (family, layer) = histogram_layer(&k.key)?;
+            Some((layer.to_string(), (family, k.key)))
+        })
+        .collect();
+    sort_layers(&mut sorted, order);
+    sorted.sort_by_key(|(_, (f, _))| *f);
+    let current = wanted
+        .filter(|w| sorted.iter().any(|(_, (_, k))| k == w))
+        .map(str::to_string)
+        .or_else(|| sorted.first().map(|(_, (_, k))| k.clone()));
+    let mut out = Distributions {
+        keys: HISTOGRAM_PREFIXES
+            .iter()
+            .enumerate()
+            .map(|(f, prefix)| {
+                let keys: Vec<KeyLink> = sorted
+                    .iter()
+                    .filter(|(_, (family, _))| *family == f)
+                    .map(|(layer, (_, k))| KeyLink {
+                        key: k.clone(),
+                        layer: layer.clone(),
+                        selected: current.as_deref() == Some(k.as_str()),
+                    })
+                    .collect();
+                (prefix.trim_end_matches('/'), keys)
+            })
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect(),
+        ..Distributions::default()
+    };
+    let Some(key) = current else {
+        return Ok(out);
+    };
+    let records = state.store.histograms(run, Some(&key)).await?;
+    let records = spread(records, HIST_STEPS);
+    let hists: Vec<Hist> = records
+        .iter()
+        .map(|h| Hist {
+            step: h.step,
+            edges: &h.edges,
+            counts: &h.counts,
+            nonfinite: h.nonfinite,
+        })
+        .collect();
+    out.bands = distributions::bands_chart(&format!("{key}: distribution"), &hists, (WIDTH, 320));
+    out.ridge = distributions::ridgeline(&format!("{key}: histograms"), &hists, RIDGE_ROWS, WIDTH);
+    out.nonfinite = distributions::nonfinite_caption(&hists);
+    out.current = Some(key);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(key: &str, count: i64, last: u64) -> SeriesInfo {
+        SeriesInfo {
+            key: key.into(),
+            count,
+            first_step: Some(0),
+            last_step: Some(last),
+            last_value: None,
+        }
+    }
+
+    #[test]
+    fn long_layer_series_get_chunk_wide_columns() {
+        assert_eq!(
+            layer_bins(&[info("grad_norm/a", 500, 5_000)]),
+            (HEAT_COLS * 4, None)
+        );
+        // 100k points a layer: a column per chunk, read from the envelopes.
+        let (points, bins) = layer_bins(&[info("grad_norm/a", 100_000, 99_999)]);
+        let bins = bins.unwrap();
+        assert_eq!((bins.first, bins.width, bins.cols), (0, 4096, 25));
+        assert_eq!(points, 100);
+        let (_, raw) = crate::charts::downsample::buckets(0, 99_999, points, 1);
+        assert!(
+            (3072..=4096).contains(&raw),
+            "the store takes its envelope path: {raw}"
+        );
+        let (_, bins) = layer_bins(&[info("grad_norm/a", 10_000_000, 9_999_999)]);
+        let bins = bins.unwrap();
+        assert!(bins.cols <= HEAT_COLS && bins.width % 4096 == 0);
+    }
+}
