@@ -123,8 +123,7 @@ def writer(args, host, port, stats, stop, pace, index):
                 time.sleep(1)
                 continue
             run = json.loads(data)["id"]
-            with stats.lock:
-                stats.runs.append(run)
+            shown = False  # viewers see a run once its first series exists
             step, key = 0, 0
         pace.acquire(args.batch)
         if stop.is_set():
@@ -145,6 +144,9 @@ def writer(args, host, port, stats, stop, pace, index):
         with stats.lock:
             stats.ingest_ms.append(ms)
             stats.points += args.batch
+            if not shown:
+                stats.runs.append(run)
+                shown = True
         key += 1
         if key == args.keys:
             key, step = 0, step + args.batch
