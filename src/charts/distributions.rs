@@ -97,12 +97,7 @@ pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<Stri
     if !y0.is_finite() || !y1.is_finite() {
         (y0, y1) = (0.0, 1.0);
     }
-    if y1 - y0 < 1e-12 {
-        y0 -= 1.0;
-        y1 += 1.0;
-    }
-    let pad = (y1 - y0) * 0.06;
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    let (y0, y1, pad) = super::svg::padded(y0, y1);
 
     let mut svg = String::new();
     {

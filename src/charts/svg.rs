@@ -97,12 +97,7 @@ pub fn line_chart_with(
         y0 = y0.min(t(b.lo));
         y1 = y1.max(t(b.hi));
     }
-    if y1 - y0 < 1e-12 {
-        y0 -= 1.0;
-        y1 += 1.0;
-    }
-    let pad = (y1 - y0) * 0.06;
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    let (y0, y1, pad) = padded(y0, y1);
     let x1 = x1.max(x0 + 1);
 
     let mut svg = String::new();
@@ -310,6 +305,17 @@ pub fn format_value(v: f64) -> String {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+/// A y range with room around the data: widened to ±1 when flat, then 6 %
+/// more on each side; with that margin (where markers sit).
+pub(crate) fn padded(mut y0: f64, mut y1: f64) -> (f64, f64, f64) {
+    if y1 - y0 < 1e-12 {
+        y0 -= 1.0;
+        y1 += 1.0;
+    }
+    let pad = (y1 - y0) * 0.06;
+    (y0 - pad, y1 + pad, pad)
 }
 
 #[cfg(test)]
