@@ -89,6 +89,16 @@ async fn wait_for_port(port: u16, secs: u64) {
     }
 }
 
+/// Clicks the first element matching `css`.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn texts(c: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in c.find_all(Locator::Css(css)).await.unwrap() {
@@ -255,22 +265,12 @@ async fn pages_in_headless_chromium() {
             check_page(&c, &format!("runs page at {width}px")).await;
 
             // Sort by name through the header link, then the other way.
-            c.find(Locator::Css("table.runs thead th:first-child a"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&c, "table.runs thead th:first-child a").await;
             let by_name = texts(&c, "table.runs tbody td.name a").await;
             let mut sorted = names.clone();
             sorted.sort();
             assert_eq!(by_name, sorted, "{width}px: sorted by name");
-            c.find(Locator::Css("table.runs thead th:first-child a"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&c, "table.runs thead th:first-child a").await;
             sorted.reverse();
             assert_eq!(
                 texts(&c, "table.runs tbody td.name a").await,
@@ -327,12 +327,7 @@ async fn pages_in_headless_chromium() {
                 texts(&c, "table.runs tbody td.name a").await,
                 ["dev-diverge-sgd-lr5"]
             );
-            c.find(Locator::Css("table.runs tbody td.name a"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&c, "table.runs tbody td.name a").await;
             let kinds = texts(&c, "article.finding .kind").await;
             assert!(
                 kinds.contains(&"divergence".to_string()),
