@@ -144,7 +144,10 @@ async fn write_export(
             .await
             .with_context(|| match (&args.run, &args.project) {
                 (Some(run), _) => format!("exporting run {run}"),
-                (None, project) => format!("exporting the runs of {project:?}"),
+                (None, project) => format!(
+                    "exporting the runs of project {:?}",
+                    project.as_deref().unwrap_or_default()
+                ),
             });
             store.close().await;
             written
