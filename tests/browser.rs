@@ -89,6 +89,23 @@ async fn wait_for_port(port: u16, secs: u64) {
     }
 }
 
+/// Waits (up to 10 s) until the page at a URL containing `part` has loaded.
+async fn loaded(c: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.unwrap();
+        let state = c
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        if url.as_str().contains(part) && state == "complete" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not load {part}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Clicks the first element matching `css`.
 async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
@@ -299,6 +316,8 @@ async fn pages_in_headless_chromium() {
                 .click()
                 .await
                 .unwrap();
+            // A click does not wait for the navigation it starts.
+            loaded(&c, "health=critical").await;
             let critical: Vec<&String> = worst
                 .iter()
                 .filter(|(_, s)| **s == Some(Severity::Critical))
