@@ -325,6 +325,10 @@ async fn start_service(
     let sender = SenderConfig {
         base_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(300),
+        // Retries ~0.3 s apart must not use up the attempts while a loaded
+        // machine takes seconds to stop the service: a restart test would
+        // then see a delivery given up ("failed") instead of pending.
+        max_attempts: 1000,
         ..SenderConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
