@@ -16,22 +16,13 @@ only; Linux only (reads /proc).
     python3 bench/memory.py --server-bin target/release/trainlens
 """
 
-import argparse
 import http.client
 import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import benchlib
 
 
 def rss_kib(pid):
@@ -131,54 +122,35 @@ def phase(pid, port, label, path, clients):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server-bin", required=True)
-    sizes = {"keys": 50, "steps": 100_000, "read-points": 5_000_000, "batch": 100_000,
-             "exporters": 4, "readers": 3}
-    for name, default in sizes.items():
-        ap.add_argument(f"--{name}", type=int, default=default)
+    ap = benchlib.parser(__doc__, {"keys": 50, "steps": 100_000, "read-points": 5_000_000, "batch": 100_000,
+                                   "exporters": 4, "readers": 3})
     ap.add_argument("--out")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = subprocess.Popen(
-            [args.server_bin, "serve", "--bind", f"127.0.0.1:{port}",
-             "--database-url", f"sqlite://{tmp}/memory.db"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
-        try:
-            for _ in range(200):
-                try:
-                    call(port, "GET", "/healthz")
-                    break
-                except (OSError, SystemExit):
-                    time.sleep(0.05)
-            t0 = time.monotonic()
-            export_run = load(port, "export", args.keys, args.steps, args.batch)
-            read_run = load(port, "read", 1, args.read_points, args.batch)
-            loaded = time.monotonic() - t0
-            # Let the runner diagnose both runs first: the phases measure the
-            # answers, not a diagnosis that happens to run at the same time.
-            with Sampler(server.pid) as diag:
-                for run in (export_run, read_run):
-                    while not call(port, "GET", f"/api/v1/runs/{run}/findings")["up_to_date"]:
-                        time.sleep(0.2)
-            time.sleep(1)
-            print(f"loaded {args.keys * args.steps + args.read_points:,} points in {loaded:.0f} s; "
-                  f"diagnosed with a peak RSS of {diag.peak / 1024:.0f} MiB; idle RSS {rss_kib(server.pid) / 1024:.0f} MiB")
-            results = {
-                "export": phase(server.pid, port, "export", f"/api/v1/runs/{export_run}/export", args.exporters),
-                "full_read": phase(server.pid, port, "full read",
-                                   f"/api/v1/runs/{read_run}/scalars?key=series%2F0", args.readers),
-            }
-            if args.out:
-                with open(args.out, "w") as f:
-                    json.dump({"args": vars(args), "results": results}, f, indent=2)
-            if not all(r["ok"] for r in results.values()):
-                sys.exit(1)
-        finally:
-            server.terminate()
-            server.wait(60)
+    with benchlib.sqlite_server(args.server_bin, "memory.db") as (server, port):
+        t0 = time.monotonic()
+        export_run = load(port, "export", args.keys, args.steps, args.batch)
+        read_run = load(port, "read", 1, args.read_points, args.batch)
+        loaded = time.monotonic() - t0
+        # Let the runner diagnose both runs first: the phases measure the
+        # answers, not a diagnosis that happens to run at the same time.
+        with Sampler(server.pid) as diag:
+            for run in (export_run, read_run):
+                while not call(port, "GET", f"/api/v1/runs/{run}/findings")["up_to_date"]:
+                    time.sleep(0.2)
+        time.sleep(1)
+        print(f"loaded {args.keys * args.steps + args.read_points:,} points in {loaded:.0f} s; "
+              f"diagnosed with a peak RSS of {diag.peak / 1024:.0f} MiB; idle RSS {rss_kib(server.pid) / 1024:.0f} MiB")
+        results = {
+            "export": phase(server.pid, port, "export", f"/api/v1/runs/{export_run}/export", args.exporters),
+            "full_read": phase(server.pid, port, "full read",
+                               f"/api/v1/runs/{read_run}/scalars?key=series%2F0", args.readers),
+        }
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"args": vars(args), "results": results}, f, indent=2)
+        if not all(r["ok"] for r in results.values()):
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,36 +34,19 @@ import tempfile
 import threading
 import time
 
+import benchlib
+
 API = "/api/2.0/mlflow"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
     def __init__(self, binary, database_url):
         self.tmp = tempfile.TemporaryDirectory(prefix="trainlens-mlflow-bench-")
         url = database_url or f"sqlite://{self.tmp.name}/bench.db"
-        self.port = free_port()
         self.log = open(os.path.join(self.tmp.name, "server.log"), "w")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--database-url", url],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("the server did not start")
+        self.proc, self.port = benchlib.serve(binary, url, stdout=self.log, stderr=subprocess.STDOUT)
+        if not benchlib.wait_healthy(self.port, seconds=60, pause=0.1):
+            raise SystemExit("the server did not start")
 
     @property
     def uri(self):

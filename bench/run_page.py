@@ -18,24 +18,16 @@ prints the median, min, p90 and max. Standard library only.
     python3 bench/run_page.py --server-bin target/release/trainlens
 """
 
-import argparse
 import http.client
 import json
 import math
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
+import benchlib
+
 TARGETS_MS = {"scalars": 150.0, "watch": 250.0}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port, method, path, body=None, ctype="application/json", raw=False):
@@ -116,51 +108,33 @@ def time_page(port, run, requests, warmup):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server-bin", required=True)
-    for name, default in {"series": 50, "points": 100_000, "layers": 64, "watch-steps": 5000,
-                          "hist-keys": 8, "hist-steps": 500, "requests": 20, "warmup": 3}.items():
-        ap.add_argument(f"--{name}", type=int, default=default)
+    ap = benchlib.parser(__doc__, {"series": 50, "points": 100_000, "layers": 64, "watch-steps": 5000,
+                                   "hist-keys": 8, "hist-steps": 500, "requests": 20, "warmup": 3})
     ap.add_argument("--out")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = subprocess.Popen(
-            [args.server_bin, "serve", "--bind", f"127.0.0.1:{port}",
-             "--database-url", f"sqlite://{tmp}/page.db"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
-        try:
-            for _ in range(200):
-                try:
-                    call(port, "GET", "/healthz", raw=True)
-                    break
-                except (OSError, SystemExit):
-                    time.sleep(0.05)
-            t0 = time.monotonic()
-            runs = {"scalars": load_scalars(port, args.series, args.points),
-                    "watch": load_watch(port, args.layers, args.watch_steps, args.hist_keys, args.hist_steps)}
-            print(f"loaded in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-            for run in runs.values():
-                while not call(port, "GET", f"/api/v1/runs/{run}/findings")["up_to_date"]:
-                    time.sleep(0.2)
-            time.sleep(1)
-            results, ok = {}, True
-            for name, run in runs.items():
-                r = time_page(port, run, args.requests, args.warmup)
-                verdict = "PASS" if r["median_ms"] <= TARGETS_MS[name] else "FAIL"
-                ok &= verdict == "PASS"
-                results[name] = {**r, "target_ms": TARGETS_MS[name], "verdict": verdict}
-                print(f"{name}: GET /runs/{{id}} median {r['median_ms']:.1f} ms (min {r['min_ms']:.1f}, "
-                      f"p90 {r['p90_ms']:.1f}, max {r['max_ms']:.1f}) of {args.requests}, "
-                      f"{r['bytes'] / 1024:.0f} KiB; target <= {TARGETS_MS[name]:.0f} ms {verdict}")
-            if args.out:
-                with open(args.out, "w") as f:
-                    json.dump({"args": vars(args), "results": results}, f, indent=2)
-            sys.exit(0 if ok else 1)
-        finally:
-            server.terminate()
-            server.wait(60)
+    with benchlib.sqlite_server(args.server_bin, "page.db") as (server, port):
+        t0 = time.monotonic()
+        runs = {"scalars": load_scalars(port, args.series, args.points),
+                "watch": load_watch(port, args.layers, args.watch_steps, args.hist_keys, args.hist_steps)}
+        print(f"loaded in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+        for run in runs.values():
+            while not call(port, "GET", f"/api/v1/runs/{run}/findings")["up_to_date"]:
+                time.sleep(0.2)
+        time.sleep(1)
+        results, ok = {}, True
+        for name, run in runs.items():
+            r = time_page(port, run, args.requests, args.warmup)
+            verdict = "PASS" if r["median_ms"] <= TARGETS_MS[name] else "FAIL"
+            ok &= verdict == "PASS"
+            results[name] = {**r, "target_ms": TARGETS_MS[name], "verdict": verdict}
+            print(f"{name}: GET /runs/{{id}} median {r['median_ms']:.1f} ms (min {r['min_ms']:.1f}, "
+                  f"p90 {r['p90_ms']:.1f}, max {r['max_ms']:.1f}) of {args.requests}, "
+                  f"{r['bytes'] / 1024:.0f} KiB; target <= {TARGETS_MS[name]:.0f} ms {verdict}")
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"args": vars(args), "results": results}, f, indent=2)
+        sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,10 @@ Standard library only.
     python3 bench/runs_page.py --server-bin target/release/trainlens
 """
 
-import argparse
 import http.client
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,8 @@ import tempfile
 import threading
 import time
 import uuid
+
+import benchlib
 
 PROJECT = "bench"
 
@@ -43,12 +43,6 @@ SCENARIOS = [
     ("filter health", "&health=critical"),
     ("search name", "&q=run-01"),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Conn:
@@ -112,13 +106,7 @@ def diagnosis_queue(port):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server-bin", required=True)
-    ap.add_argument("--runs", type=int, default=10_000)
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=20)
+    ap = benchlib.parser(__doc__, {"runs": 10_000, "steps": 1000, "clients": 4, "warmup": 3, "requests": 20})
     ap.add_argument("--target-ms", type=float, default=100.0)
     ap.add_argument("--diagnosis-timeout", type=float, default=600.0,
                     help="seconds to wait for the diagnosis to catch up before timing")
@@ -134,17 +122,9 @@ def main():
             url = args.pg_url.rsplit("/", 1)[0] + "/" + pg_db
         else:
             url = f"sqlite://{tmp}/runs.db"
-        port = free_port()
-        server = subprocess.Popen(
-            [args.server_bin, "serve", "--bind", f"127.0.0.1:{port}", "--database-url", url],
-            stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
+        server, port = benchlib.serve(args.server_bin, url, stderr=open(f"{tmp}/server.log", "w"))
         try:
-            for _ in range(400):
-                try:
-                    Conn(port).call("GET", "/healthz")
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            benchlib.wait_healthy(port, seconds=20)
             t0 = time.monotonic()
             load(port, args.runs, args.steps, args.clients)
             loaded = time.monotonic() - t0

@@ -25,18 +25,13 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import benchlib
 
 
 def rss_mib(pid):
@@ -219,26 +214,16 @@ def main():
     tmp = tempfile.TemporaryDirectory(dir=args.tmp_dir)
     server = None
     if args.server_bin:
-        port = free_port()
         host = "127.0.0.1"
-        server = subprocess.Popen(
-            [args.server_bin, "serve", "--bind", f"{host}:{port}",
-             "--database-url", f"sqlite://{tmp.name}/soak.db"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{tmp.name}/server.log", "w"))
+        server, port = benchlib.serve(args.server_bin, f"sqlite://{tmp.name}/soak.db",
+                                      stderr=open(f"{tmp.name}/server.log", "w"), host=host)
         pid = server.pid
     else:
         u = args.url.split("//", 1)[-1].rstrip("/")
         host, _, p = u.partition(":")
         port, pid = int(p or 80), args.pid
     try:
-        c = Client(host, port)
-        for _ in range(200):
-            try:
-                if c.call("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.05)
+        benchlib.wait_healthy(port, host=host)
         stats, stop, pace = Stats(), threading.Event(), Pace(args.rate)
         threads = [threading.Thread(target=writer, args=(args, host, port, stats, stop, pace, i))
                    for i in range(args.writers)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Receiver, TestDb, eventually, get, send};
+use common::{LiveServer, Receiver, TestDb, eventually, get, send};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use trainlens::alerts::sender::{Sender, SenderConfig};
@@ -310,89 +310,112 @@ async fn redirects_are_not_followed() {
     db.cleanup().await;
 }
 
-/// Starts the whole service (API, runner, sender) on a socket; returns its
-/// base URL and a handle that stops it gracefully.
-async fn start_service(
-    db: &TestDb,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = trainlens::http::AppState::new(db.store.clone(), &base, 1 << 20);
-    let sender = SenderConfig {
-        base_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(300),
-        // Retries ~0.3 s apart must not use up the attempts while a loaded
-        // machine takes seconds to stop the service: a restart test would
-        // then see a delivery given up ("failed") instead of pending.
-        max_attempts: 1000,
-        ..SenderConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(trainlens::app::serve_with_background(
-        listener,
-        state,
-        RunnerConfig::new(&base),
-        sender,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (base, stop, task)
+/// The whole service (API, runner, sender) on a socket, and a client for it.
+struct Service {
+    server: LiveServer,
+    client: reqwest::Client,
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> Value {
-    let resp = client
-        .post(url)
-        .body(body.to_string())
-        .send()
+impl Service {
+    async fn start(db: &TestDb) -> Service {
+        let server = LiveServer::spawn(|listener, base, shutdown| {
+            let state = trainlens::http::AppState::new(db.store.clone(), base, 1 << 20);
+            let sender = SenderConfig {
+                base_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(300),
+                // Retries ~0.3 s apart must not use up the attempts while a
+                // loaded machine takes seconds to stop the service: the
+                // restart test would see a delivery given up ("failed")
+                // instead of pending.
+                max_attempts: 1000,
+                ..SenderConfig::default()
+            };
+            trainlens::app::serve_with_background(
+                listener,
+                state,
+                RunnerConfig::new(base),
+                sender,
+                shutdown,
+            )
+        })
+        .await;
+        let client = trainlens::http_client().build().unwrap();
+        Service { server, client }
+    }
+
+    /// POSTs `body` to `path`, asserts a 2xx answer and returns its JSON.
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.server.base);
+        let resp = self
+            .client
+            .post(&url)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+    }
+
+    /// The JSON answer to a GET of `path`.
+    async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.server.base))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+    }
+
+    /// Stops it gracefully; it must stop without an error.
+    async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A receiver with a webhook for every warning of every project.
+async fn hooked_receiver(store: &Store) -> Receiver {
+    let receiver = Receiver::start().await;
+    store
+        .add_webhook(&hook(&receiver.url, Severity::Warning, None, None))
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "{url}: {}", resp.status());
-    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+    receiver
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_divergence_alert_arrives_within_five_seconds_of_the_nan() {
     let db = TestDb::sqlite().await;
-    let receiver = Receiver::start().await;
-    db.store
-        .add_webhook(&hook(&receiver.url, Severity::Warning, None, None))
-        .await
-        .unwrap();
-    let (base, stop, task) = start_service(&db).await;
-    let client = trainlens::http_client().build().unwrap();
-    let run = post(
-        &client,
-        &format!("{base}/api/v1/runs"),
-        json!({"project": "p", "name": "live"}),
-    )
-    .await;
+    let receiver = hooked_receiver(&db.store).await;
+    let service = Service::start(&db).await;
+    let base = service.server.base.clone();
+    let run = service
+        .post("/api/v1/runs", json!({"project": "p", "name": "live"}))
+        .await;
     let id = run["id"].as_str().unwrap();
     let steps: Vec<u64> = (0..100).collect();
     let values: Vec<f64> = steps
         .iter()
         .map(|s| 2.0 * (-(*s as f64) / 50.0).exp())
         .collect();
-    post(
-        &client,
-        &format!("{base}/api/v1/runs/{id}/scalars"),
-        json!({"key": "train/loss", "steps": steps, "values": values}),
-    )
-    .await;
+    let scalars = format!("/api/v1/runs/{id}/scalars");
+    service
+        .post(
+            &scalars,
+            json!({"key": "train/loss", "steps": steps, "values": values}),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(receiver.hits().is_empty(), "a healthy start raises nothing");
 
     let t0 = Instant::now();
-    post(
-        &client,
-        &format!("{base}/api/v1/runs/{id}/scalars"),
-        json!({"key": "train/loss", "steps": [100, 101], "values": ["NaN", "NaN"]}),
-    )
-    .await;
+    service
+        .post(
+            &scalars,
+            json!({"key": "train/loss", "steps": [100, 101], "values": ["NaN", "NaN"]}),
+        )
+        .await;
     let arrived = eventually(5.0, async || !receiver.accepted().is_empty()).await;
     let elapsed = t0.elapsed();
     assert!(arrived, "no alert within 5 s");
@@ -401,51 +424,32 @@ async fn a_divergence_alert_arrives_within_five_seconds_of_the_nan() {
     assert_eq!(body["finding"]["kind"], "divergence");
     assert_eq!(body["run"]["url"], format!("{base}/runs/{id}"));
 
-    let findings: Value = serde_json::from_str(
-        &client
-            .get(format!("{base}/api/v1/runs/{id}/findings"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let findings = service.get(&format!("/api/v1/runs/{id}/findings")).await;
     assert_eq!(findings["up_to_date"], true);
     assert_eq!(findings["findings"][0]["kind"], "divergence");
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    service.stop().await;
     db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_while_a_delivery_is_pending_loses_and_duplicates_nothing() {
     let db = TestDb::sqlite().await;
-    let receiver = Receiver::start().await;
+    let receiver = hooked_receiver(&db.store).await;
     receiver
         .up
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    db.store
-        .add_webhook(&hook(&receiver.url, Severity::Warning, None, None))
-        .await
-        .unwrap();
 
-    let (base, stop, task) = start_service(&db).await;
-    let client = trainlens::http_client().build().unwrap();
-    let run = post(
-        &client,
-        &format!("{base}/api/v1/runs"),
-        json!({"name": "restart"}),
-    )
-    .await;
+    let service = Service::start(&db).await;
+    let run = service
+        .post("/api/v1/runs", json!({"name": "restart"}))
+        .await;
     let id = run["id"].as_str().unwrap().to_string();
-    post(
-        &client,
-        &format!("{base}/api/v1/runs/{id}/scalars"),
-        json!({"key": "train/loss", "steps": [0, 1, 2, 3], "values": [2.0, 1.9, "NaN", "NaN"]}),
-    )
-    .await;
+    service
+        .post(
+            &format!("/api/v1/runs/{id}/scalars"),
+            json!({"key": "train/loss", "steps": [0, 1, 2, 3], "values": [2.0, 1.9, "NaN", "NaN"]}),
+        )
+        .await;
     let failed_once = eventually(10.0, async || {
         db.store
             .deliveries()
@@ -456,15 +460,14 @@ async fn a_restart_while_a_delivery_is_pending_loses_and_duplicates_nothing() {
     })
     .await;
     assert!(failed_once);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    service.stop().await;
     let pending = db.store.deliveries().await.unwrap();
     assert_eq!((pending.len(), pending[0].status.as_str()), (1, "pending"));
     assert!(receiver.accepted().is_empty());
 
     // The receiver recovers; a new process (same database) takes over.
     receiver.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (_, stop, task) = start_service(&db).await;
+    let service = Service::start(&db).await;
     assert!(
         eventually(10.0, async || !receiver.accepted().is_empty()).await,
         "the pending alert is delivered after the restart"
@@ -479,8 +482,7 @@ async fn a_restart_while_a_delivery_is_pending_loses_and_duplicates_nothing() {
         pending[0].delivery_id
     );
     assert_eq!(db.store.deliveries().await.unwrap()[0].status, "delivered");
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    service.stop().await;
     db.cleanup().await;
 }
 
@@ -525,30 +527,16 @@ async fn findings_and_webhook_api() {
     assert_eq!(all["findings"][0]["run_id"], run.to_string());
     let (_, none) = send(&app, get("/api/v1/findings?project=nlp")).await;
     assert_eq!(none["findings"], json!([]));
-    assert_eq!(
-        send(&app, get("/api/v1/findings?min_severity=fatal"))
-            .await
-            .0,
-        400
-    );
-    assert_eq!(
-        send(
-            &app,
-            get(&format!("/api/v1/runs/{run}/findings?status=maybe"))
-        )
-        .await
-        .0,
-        400
-    );
-    assert_eq!(
-        send(
-            &app,
-            get(&format!("/api/v1/runs/{}/findings", uuid::Uuid::new_v4()))
-        )
-        .await
-        .0,
-        404
-    );
+    for (uri, status) in [
+        ("/api/v1/findings?min_severity=fatal".to_string(), 400),
+        (format!("/api/v1/runs/{run}/findings?status=maybe"), 400),
+        (
+            format!("/api/v1/runs/{}/findings", uuid::Uuid::new_v4()),
+            404,
+        ),
+    ] {
+        assert_eq!(send(&app, get(&uri)).await.0, status, "{uri}");
+    }
 
     // Webhooks: operator only.
     let add = |auth: Option<&str>, body: Value| {

@@ -60,6 +60,20 @@ fn runs() -> Vec<(String, Vec<Record>)> {
     runs_in(&fixtures())
 }
 
+/// The dev fixtures, each with its label (every one must have one).
+fn labelled_runs() -> Vec<(String, Label, Vec<Record>)> {
+    let mut labels = labels();
+    runs()
+        .into_iter()
+        .map(|(name, records)| {
+            let label = labels
+                .remove(&name)
+                .unwrap_or_else(|| panic!("{name} not in labels.json"));
+            (name, label, records)
+        })
+        .collect()
+}
+
 fn runs_in(dir: &str) -> Vec<(String, Vec<Record>)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures directory")
@@ -114,22 +128,32 @@ fn check(label: &Label, got: &BTreeSet<String>) -> (BTreeSet<String>, BTreeSet<S
     (missing, false_alarms)
 }
 
+/// Writes each run's raised kinds as JSON to `$PREDICTIONS_OUT`, else to
+/// `file_name` in the test's temporary directory.
+fn write_predictions(predictions: &BTreeMap<String, Vec<String>>, file_name: &str) {
+    let out = std::env::var_os("PREDICTIONS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join(file_name));
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(predictions).expect("serialisable"),
+    )
+    .expect("write predictions");
+    println!("predictions written to {}", out.display());
+}
+
 #[test]
 fn fixtures_match_labels() {
-    let labels = labels();
     let mut failures = Vec::new();
     let mut predictions = BTreeMap::new();
     println!(
         "{:<28} {:<26} {:<48} {:<20} false alarms",
         "run", "expected", "raised", "missing"
     );
-    for (name, records) in runs() {
+    for (name, label, records) in labelled_runs() {
         let d = diagnose(&RunView::from_records(records));
         let got = raised(&d);
-        let label = labels
-            .get(&name)
-            .unwrap_or_else(|| panic!("{name} not in labels.json"));
-        let (missing, false_alarms) = check(label, &got);
+        let (missing, false_alarms) = check(&label, &got);
         println!(
             "{:<28} {:<26} {:<48} {:<20} {}",
             name,
@@ -145,15 +169,7 @@ fn fixtures_match_labels() {
         }
         predictions.insert(name, got.into_iter().collect::<Vec<_>>());
     }
-    let out = std::env::var_os("PREDICTIONS_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictions.json"));
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&predictions).expect("serialisable"),
-    )
-    .expect("write predictions");
-    println!("predictions written to {}", out.display());
+    write_predictions(&predictions, "predictions.json");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -170,28 +186,22 @@ fn truncate(records: &[Record], fraction: f64) -> Vec<Record> {
         .max()
         .unwrap_or(0);
     let cut = (last as f64 * fraction) as u64;
-    records
-        .iter()
-        .filter(|r| match r {
-            Record::Scalar(s) => s.step <= cut,
-            Record::Histogram(h) => h.step <= cut,
-            Record::End(_) => false,
-            _ => true,
-        })
-        .cloned()
-        .collect()
+    kept(records, |r| match r {
+        Record::Scalar(s) => s.step <= cut,
+        Record::Histogram(h) => h.step <= cut,
+        Record::End(_) => false,
+        _ => true,
+    })
 }
 
 #[test]
 fn runs_in_progress_raise_no_false_alarms() {
-    let labels = labels();
     let mut failures = Vec::new();
-    for (name, records) in runs() {
-        let label = &labels[&name];
+    for (name, label, records) in labelled_runs() {
         for fraction in [0.1, 0.3, 0.6] {
             let d = diagnose(&RunView::from_records(truncate(&records, fraction)));
             let got = raised(&d);
-            let (_, false_alarms) = check(label, &got);
+            let (_, false_alarms) = check(&label, &got);
             let healthy = label.expect.is_empty();
             if healthy || fraction == 0.3 {
                 println!(
@@ -245,31 +255,44 @@ fn rename(records: &[Record], names: &[(Role, &str)]) -> Vec<Record> {
         .collect()
 }
 
+/// The records that pass `keep`.
+fn kept(records: &[Record], keep: impl Fn(&Record) -> bool) -> Vec<Record> {
+    records.iter().filter(|r| keep(r)).cloned().collect()
+}
+
+/// A scalar record with no time.
+fn scalar(step: u64, key: String, value: f64) -> Record {
+    Record::Scalar(trainlens::record::ScalarRecord {
+        step,
+        key,
+        value: trainlens::record::Value(value),
+        time: None,
+    })
+}
+
+/// The steps of the scalar records whose key passes `keep`.
+fn scalar_steps(records: &[Record], keep: impl Fn(&str) -> bool) -> Vec<u64> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scalar(s) if keep(&s.key) => Some(s.step),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Logs the epoch counter the way other tools do: with every training-loss
 /// point, as a fraction (HF Trainer) or as the current 0-based epoch
 /// (Lightning), instead of once at each epoch's end.
 fn relog_epoch(records: &[Record], fractional: bool) -> Vec<Record> {
-    let ends: Vec<u64> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Scalar(s) if s.key == "epoch" => Some(s.step),
-            _ => None,
-        })
-        .collect();
-    let mut out: Vec<Record> = records
-        .iter()
-        .filter(|r| !matches!(r, Record::Scalar(s) if s.key == "epoch"))
-        .cloned()
-        .collect();
-    let steps: Vec<u64> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Scalar(s) if classify(&s.key).is_some_and(|m| m.role == Role::TrainLoss) => {
-                Some(s.step)
-            }
-            _ => None,
-        })
-        .collect();
+    let ends = scalar_steps(records, |key| key == "epoch");
+    let mut out = kept(
+        records,
+        |r| !matches!(r, Record::Scalar(s) if s.key == "epoch"),
+    );
+    let steps = scalar_steps(records, |key| {
+        classify(key).is_some_and(|m| m.role == Role::TrainLoss)
+    });
     for step in steps {
         let e = ends
             .iter()
@@ -284,60 +307,78 @@ fn relog_epoch(records: &[Record], fractional: bool) -> Vec<Record> {
         } else {
             e as f64
         };
-        out.push(Record::Scalar(trainlens::record::ScalarRecord {
-            step,
-            key: "epoch".into(),
-            value: trainlens::record::Value(value),
-            time: None,
-        }));
+        out.push(scalar(step, "epoch".into(), value));
     }
     out
 }
 
 #[test]
 fn other_tools_names_give_the_same_verdicts() {
-    let keras = [
-        (Role::TrainLoss, "loss"),
-        (Role::ValLoss, "val_loss"),
-        (Role::TrainAcc, "accuracy"),
-        (Role::ValAcc, "val_accuracy"),
-        (Role::Lr, "learning_rate"),
+    // Each tool's names for the train loss, val loss, train accuracy, val
+    // accuracy and learning rate, and how it logs `epoch` (see relog_epoch:
+    // fractional at every train-loss step, whole at every one, or as is).
+    let roles = [
+        Role::TrainLoss,
+        Role::ValLoss,
+        Role::TrainAcc,
+        Role::ValAcc,
+        Role::Lr,
     ];
-    let hf = [
-        (Role::TrainLoss, "loss"),
-        (Role::ValLoss, "eval_loss"),
-        (Role::TrainAcc, "train_accuracy"),
-        (Role::ValAcc, "eval_accuracy"),
-        (Role::Lr, "learning_rate"),
-    ];
-    let lightning = [
-        (Role::TrainLoss, "train_loss_step"),
-        (Role::ValLoss, "val_loss"),
-        (Role::TrainAcc, "train_acc_epoch"),
-        (Role::ValAcc, "val_acc"),
-        (Role::Lr, "lr-Adam"),
-    ];
-    let mlflow = [
-        (Role::TrainLoss, "training_loss"),
-        (Role::ValLoss, "validation_loss"),
-        (Role::TrainAcc, "training_accuracy"),
-        (Role::ValAcc, "validation_accuracy"),
-        (Role::Lr, "lr"),
+    let tools = [
+        (
+            "keras",
+            [
+                "loss",
+                "val_loss",
+                "accuracy",
+                "val_accuracy",
+                "learning_rate",
+            ],
+            None,
+        ),
+        (
+            "hf",
+            [
+                "loss",
+                "eval_loss",
+                "train_accuracy",
+                "eval_accuracy",
+                "learning_rate",
+            ],
+            Some(true),
+        ),
+        (
+            "lightning",
+            [
+                "train_loss_step",
+                "val_loss",
+                "train_acc_epoch",
+                "val_acc",
+                "lr-Adam",
+            ],
+            Some(false),
+        ),
+        (
+            "mlflow",
+            [
+                "training_loss",
+                "validation_loss",
+                "training_accuracy",
+                "validation_accuracy",
+                "lr",
+            ],
+            None,
+        ),
     ];
     let mut failures = Vec::new();
     for (name, records) in runs() {
         let base = raised(&diagnose(&RunView::from_records(records.clone())));
-        for (tool, names) in [
-            ("keras", &keras),
-            ("hf", &hf),
-            ("lightning", &lightning),
-            ("mlflow", &mlflow),
-        ] {
-            let renamed = rename(&records, names);
-            let renamed = match tool {
-                "hf" => relog_epoch(&renamed, true),
-                "lightning" => relog_epoch(&renamed, false),
-                _ => renamed,
+        for (tool, keys, fractional_epoch) in tools {
+            let names: Vec<(Role, &str)> = roles.into_iter().zip(keys).collect();
+            let renamed = rename(&records, &names);
+            let renamed = match fractional_epoch {
+                Some(fractional) => relog_epoch(&renamed, fractional),
+                None => renamed,
             };
             let got = raised(&diagnose(&RunView::from_records(renamed)));
             if got != base {
@@ -384,22 +425,17 @@ fn findings_are_specific() {
 /// Keeps only the run-level curves (losses, accuracies, LR, epoch): no model
 /// summary, no datasets, no per-layer signals, no histograms.
 fn losses_only(records: &[Record]) -> Vec<Record> {
-    records
-        .iter()
-        .filter(|r| match r {
-            Record::Scalar(s) => {
-                classify(&s.key).is_some_and(|m| m.layer.is_none() && m.role != Role::GradNorm)
-            }
-            Record::Model(_) | Record::Dataset(_) | Record::Histogram(_) => false,
-            _ => true,
-        })
-        .cloned()
-        .collect()
+    kept(records, |r| match r {
+        Record::Scalar(s) => {
+            classify(&s.key).is_some_and(|m| m.layer.is_none() && m.role != Role::GradNorm)
+        }
+        Record::Model(_) | Record::Dataset(_) | Record::Histogram(_) => false,
+        _ => true,
+    })
 }
 
 #[test]
 fn missing_signals_cause_no_false_alarms() {
-    let labels = labels();
     let mut failures = Vec::new();
     // Kinds a loss-only run can and should still show.
     let loss_based = [
@@ -409,11 +445,10 @@ fn missing_signals_cause_no_false_alarms() {
         "slow_convergence",
         "underfitting",
     ];
-    for (name, records) in runs() {
-        let label = &labels[&name];
+    for (name, label, records) in labelled_runs() {
         let d = diagnose(&RunView::from_records(losses_only(&records)));
         let got = raised(&d);
-        let (missing, false_alarms) = check(label, &got);
+        let (missing, false_alarms) = check(&label, &got);
         let lost: BTreeSet<_> = missing
             .iter()
             .filter(|k| loss_based.contains(&k.as_str()))
@@ -569,15 +604,7 @@ fn score_directory() {
         );
         predictions.insert(name, got.into_iter().collect::<Vec<_>>());
     }
-    let out = std::env::var_os("PREDICTIONS_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictions-dir.json"));
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&predictions).expect("serialisable"),
-    )
-    .expect("write predictions");
-    println!("predictions written to {}", out.display());
+    write_predictions(&predictions, "predictions-dir.json");
 }
 
 /// Prints every finding and note of every run in `$DIAG_DIR` (default: the
@@ -607,13 +634,7 @@ fn explain() {
 /// `History` and many epoch loggers record it.
 fn epoch_mean_losses(records: &[Record]) -> Vec<Record> {
     let is_train_loss = |k: &str| classify(k).is_some_and(|m| m.role == Role::TrainLoss);
-    let epoch_ends: Vec<u64> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Scalar(s) if s.key == "epoch" => Some(s.step),
-            _ => None,
-        })
-        .collect();
+    let epoch_ends = scalar_steps(records, |key| key == "epoch");
     let mut sums: BTreeMap<(String, u64), (f64, usize)> = BTreeMap::new();
     for r in records {
         if let Record::Scalar(s) = r
@@ -629,32 +650,24 @@ fn epoch_mean_losses(records: &[Record]) -> Vec<Record> {
             e.1 += 1;
         }
     }
-    let mut out: Vec<Record> = records
-        .iter()
-        .filter(|r| !matches!(r, Record::Scalar(s) if is_train_loss(&s.key)))
-        .cloned()
-        .collect();
+    let mut out = kept(
+        records,
+        |r| !matches!(r, Record::Scalar(s) if is_train_loss(&s.key)),
+    );
     for ((key, step), (sum, n)) in sums {
-        out.push(Record::Scalar(trainlens::record::ScalarRecord {
-            step,
-            key,
-            value: trainlens::record::Value(sum / n as f64),
-            time: None,
-        }));
+        out.push(scalar(step, key, sum / n as f64));
     }
     out
 }
 
 #[test]
 fn epoch_level_losses_give_no_false_alarms() {
-    let labels = labels();
     let mut failures = Vec::new();
-    for (name, records) in runs() {
-        let label = &labels[&name];
+    for (name, label, records) in labelled_runs() {
         let got = raised(&diagnose(&RunView::from_records(epoch_mean_losses(
             &records,
         ))));
-        let (missing, false_alarms) = check(label, &got);
+        let (missing, false_alarms) = check(&label, &got);
         println!(
             "{name:<28} epoch-mean loss: raised {:<40} missing {}",
             join(&got),

@@ -86,24 +86,49 @@ async fn post_batch(
     n: u64,
     idem: &str,
 ) -> (StatusCode, HeaderMap, Value) {
-    let req = Request::post(format!("/api/v1/runs/{run}/scalars"))
+    call(app, scalars_req(run, idem, batch_body(key, first, n))).await
+}
+
+/// A POST of scalar batch `body` to run `run` under idempotency key `idem`.
+fn scalars_req(run: &str, idem: &str, body: String) -> Request<Body> {
+    Request::post(format!("/api/v1/runs/{run}/scalars"))
         .header("content-type", "application/json")
         .header("idempotency-key", idem)
-        .body(Body::from(batch_body(key, first, n)))
-        .unwrap();
-    call(app, req).await
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// Asserts an error answer is JSON with error code `code`.
+fn assert_json_error(headers: &HeaderMap, body: &Value, code: &str) {
+    assert!(
+        headers[axum::http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(body["error"]["code"], code, "{body}");
 }
 
 /// The `count` of series `key` in `/series` (0 when absent).
 async fn series_count(app: &Router, run: &str, key: &str) -> u64 {
     let (status, _, body) = call(app, get(&format!("/api/v1/runs/{run}/series"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["series"]
+    count_in(&body, key)
+}
+
+/// The `count` of series `key` in a `/series` answer (0 when absent).
+fn count_in(series: &Value, key: &str) -> u64 {
+    series["series"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["key"] == key)
         .map_or(0, |s| s["count"].as_u64().unwrap())
+}
+
+/// The (steps, values) of a scalar read.
+fn columns(body: &Value) -> (Vec<u64>, Vec<f64>) {
+    (common::steps_of(body), common::values_of(body))
 }
 
 /// The points of `key` with `from <= step <= to`, as (steps, values).
@@ -125,9 +150,7 @@ async fn read_range(
         return (vec![], vec![]);
     }
     assert_eq!(status, StatusCode::OK, "{body}");
-    let steps = common::steps_of(&body);
-    let values = common::values_of(&body);
-    (steps, values)
+    columns(&body)
 }
 
 /// Asserts the batch of `n` points from `first` is stored whole, values exact.
@@ -164,6 +187,13 @@ struct Fill {
     refused: Vec<(u64, StatusCode)>,
 }
 
+impl Fill {
+    /// The numbers of the refused batches.
+    fn refused_batches(&self) -> Vec<u64> {
+        self.refused.iter().map(|r| r.0).collect()
+    }
+}
+
 /// POSTs batches `from..` (batch `i` holds steps `i*BIG..(i+1)*BIG`) until
 /// `stop_after` refusals; checks each refusal is a JSON 507 and that reads
 /// keep working while the database is full.
@@ -188,13 +218,7 @@ async fn fill_until_full(app: &Router, run: &str, key: &str, from: u64, stop_aft
             StatusCode::INSUFFICIENT_STORAGE,
             "batch {i}: {body}"
         );
-        assert_eq!(body["error"]["code"], "database_full", "{body}");
-        assert!(
-            headers[axum::http::header::CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
+        assert_json_error(&headers, &body, "database_full");
         fill.refused.push((i, status));
         // Reads keep working while full.
         let (s, _, b) = call(app, get(&format!("/api/v1/runs/{run}/series"))).await;
@@ -207,6 +231,19 @@ async fn fill_until_full(app: &Router, run: &str, key: &str, from: u64, stop_aft
     }
     assert!(!fill.refused.is_empty(), "the database never filled up");
     fill
+}
+
+/// A new run in `project` with series `k` filled until four batches are
+/// refused (see [`fill_until_full`]).
+async fn new_run_filled(app: &Router, project: &str) -> (String, Fill) {
+    let run = create_run(app, project).await;
+    let fill = fill_until_full(app, &run, "k", 0, 4).await;
+    eprintln!(
+        "{project}: first refusal at batch {}, {} acknowledged",
+        fill.refused[0].0,
+        fill.acked.len()
+    );
+    (run, fill)
 }
 
 /// Every acknowledged batch is stored whole, no refused batch left a point,
@@ -238,28 +275,54 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// A store on `url` (that SQLite lets grow to `max_pages` pages, if given),
+/// and a router over it.
+async fn store_and_app(url: &str, max_pages: Option<u64>) -> (Arc<Store>, Router) {
+    let opts = StoreOptions {
+        sqlite_max_page_count: max_pages,
+        ..Default::default()
+    };
+    let store = Arc::new(Store::connect_with(url, &opts).await.unwrap());
+    let app = app::router(state_over(store.clone()));
+    (store, app)
+}
+
+/// POSTs batches `batches` of series `k` (batch `i` under key `k-{i}`),
+/// asserts each is answered 200 (`when` says when, in the message) and
+/// appends it to `acked`.
+async fn post_accepted(
+    app: &Router,
+    run: &str,
+    batches: std::ops::Range<u64>,
+    acked: &mut Vec<u64>,
+    when: &str,
+) {
+    for i in batches {
+        let (status, _, body) = post_batch(app, run, "k", i * BIG, BIG, &format!("k-{i}")).await;
+        assert_eq!(status, StatusCode::OK, "{when}, batch {i}: {body}");
+        acked.push(i);
+    }
+}
+
+/// Asserts SQLite's `PRAGMA integrity_check` finds the store's file sound.
+async fn assert_integrity(store: &Store) {
+    let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
 // ------------------------------------------------ 1. SQLite's size limit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_limit_full_is_507_nothing_half_written_and_reopening_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("full.db"));
-    let limited = StoreOptions {
-        sqlite_max_page_count: Some(400),
-        ..Default::default()
-    };
-    let store = Arc::new(Store::connect_with(&url, &limited).await.unwrap());
-    let app = app::router(state_over(store.clone()));
-    let run = create_run(&app, "full").await;
-
-    let fill = fill_until_full(&app, &run, "k", 0, 4).await;
-    let refused: Vec<u64> = fill.refused.iter().map(|r| r.0).collect();
-    eprintln!(
-        "page limit 400: first refusal at batch {} ({}), {} acknowledged",
-        refused[0],
-        fill.refused[0].1,
-        fill.acked.len()
-    );
+    let (store, app) = store_and_app(&url, Some(400)).await;
+    let (run, fill) = new_run_filled(&app, "full").await;
+    let refused = fill.refused_batches();
+    eprintln!("page limit 400: first refusal with {}", fill.refused[0].1);
     check_fill(&app, &run, "k", &fill.acked, &refused).await;
     // Creating a run is refused the same way, not with a 500.
     let (status, _, body) = call(&app, post_json("/api/v1/runs", "{}".into())).await;
@@ -272,8 +335,7 @@ async fn page_limit_full_is_507_nothing_half_written_and_reopening_resumes() {
     // "Free space": the same file without the limit.
     store.close().await;
     drop(app);
-    let store = Arc::new(Store::connect(&url).await.unwrap());
-    let app = app::router(state_over(store.clone()));
+    let (store, app) = store_and_app(&url, None).await;
     // A refused batch's idempotency key was rolled back with it: re-sending
     // it writes the batch now.
     let retry = refused[0];
@@ -287,21 +349,13 @@ async fn page_limit_full_is_507_nothing_half_written_and_reopening_resumes() {
     let mut acked = fill.acked.clone();
     acked.push(retry);
     let next = refused.last().unwrap() + 1;
-    for i in next..next + 3 {
-        let (status, _, body) = post_batch(&app, &run, "k", i * BIG, BIG, &format!("k-{i}")).await;
-        assert_eq!(status, StatusCode::OK, "after reopening, batch {i}: {body}");
-        acked.push(i);
-    }
+    post_accepted(&app, &run, next..next + 3, &mut acked, "after reopening").await;
     let other = create_run(&app, "after").await;
     assert_ne!(other, run);
     let still_refused: Vec<u64> = refused[1..].to_vec();
     let found = check_fill(&app, &run, "k", &acked, &still_refused).await;
     eprintln!("after reopening without the limit: {found} points, run creation works");
-    let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(ok, "ok");
+    assert_integrity(&store).await;
     store.close().await;
 }
 
@@ -309,19 +363,12 @@ async fn page_limit_full_is_507_nothing_half_written_and_reopening_resumes() {
 async fn page_limit_full_then_space_freed_resumes_on_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("full.db"));
-    let limited = StoreOptions {
-        sqlite_max_page_count: Some(400),
-        ..Default::default()
-    };
-    let store = Arc::new(Store::connect_with(&url, &limited).await.unwrap());
-    let app = app::router(state_over(store.clone()));
+    let (store, app) = store_and_app(&url, Some(400)).await;
     let filler = create_run(&app, "filler").await;
     let run = create_run(&app, "kept").await;
     // Run `kept` gets two batches, the filler the rest of the space.
-    for i in 0..2 {
-        let (status, _, body) = post_batch(&app, &run, "k", i * BIG, BIG, &format!("k-{i}")).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    let mut acked = Vec::new();
+    post_accepted(&app, &run, 0..2, &mut acked, "before filling").await;
     let fill = fill_until_full(&app, &filler, "f", 0, 2).await;
     eprintln!(
         "filler: {} batches acknowledged before the first 507",
@@ -340,16 +387,8 @@ async fn page_limit_full_then_space_freed_resumes_on_the_same_store() {
         .unwrap();
     assert_eq!(deleted.rows_affected(), 1);
     let started = Instant::now();
-    let mut acked = vec![0, 1];
-    for i in 2..6 {
-        let (status, _, body) = post_batch(&app, &run, "k", i * BIG, BIG, &format!("k-{i}")).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "same store, space freed, batch {i}: {body}"
-        );
-        acked.push(i);
-    }
+    // `acked` holds batches 0 and 1, sent before the filler.
+    post_accepted(&app, &run, 2..6, &mut acked, "same store, space freed").await;
     eprintln!(
         "same store after freeing space: 4 batches accepted in {:?}",
         started.elapsed()
@@ -411,17 +450,9 @@ async fn real_full_disk_is_507_and_writes_resume_when_space_returns() {
     let filler = mount.path.join("filler");
     std::fs::write(&filler, vec![0xA5u8; 5 * 1024 * 1024]).unwrap();
     let url = sqlite_url(&mount.path.join("disk.db"));
-    let store = Arc::new(Store::connect(&url).await.unwrap());
-    let app = app::router(state_over(store.clone()));
-    let run = create_run(&app, "disk").await;
-
-    let fill = fill_until_full(&app, &run, "k", 0, 4).await;
-    let refused: Vec<u64> = fill.refused.iter().map(|r| r.0).collect();
-    eprintln!(
-        "tmpfs 8m with a 5 MiB filler: first 507 at batch {}, {} acknowledged",
-        refused[0],
-        fill.acked.len()
-    );
+    let (store, app) = store_and_app(&url, None).await;
+    let (run, fill) = new_run_filled(&app, "disk").await;
+    let refused = fill.refused_batches();
     let (status, _, _) = call(&app, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK, "the server stays up");
     check_fill(&app, &run, "k", &fill.acked, &refused).await;
@@ -431,26 +462,21 @@ async fn real_full_disk_is_507_and_writes_resume_when_space_returns() {
     let mut acked = fill.acked.clone();
     let next = refused.last().unwrap() + 1;
     let started = Instant::now();
-    for i in next..next + 4 {
-        let (status, _, body) = post_batch(&app, &run, "k", i * BIG, BIG, &format!("k-{i}")).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "after freeing space, batch {i}: {body}"
-        );
-        acked.push(i);
-    }
+    post_accepted(
+        &app,
+        &run,
+        next..next + 4,
+        &mut acked,
+        "after freeing space",
+    )
+    .await;
     eprintln!(
         "tmpfs: filler deleted, 4 batches accepted by the same store in {:?}",
         started.elapsed()
     );
     create_run(&app, "after").await;
     check_fill(&app, &run, "k", &acked, &refused).await;
-    let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(ok, "ok");
+    assert_integrity(&store).await;
     store.close().await;
     drop(mount);
 }
@@ -601,42 +627,42 @@ async fn remote_post_batch(
     Ok(remote_json(resp).await)
 }
 
+async fn remote_get(client: &reqwest::Client, url: String) -> (u16, Value) {
+    remote_json(client.get(url).send().await.unwrap()).await
+}
+
 /// (series count, all steps) of series `k` as a server reports them.
 async fn remote_points(
     client: &reqwest::Client,
     base: &str,
     run: &str,
 ) -> (u64, Vec<u64>, Vec<f64>) {
-    let (status, series) = remote_json(
-        client
-            .get(format!("{base}/api/v1/runs/{run}/series"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, series) = remote_get(client, format!("{base}/api/v1/runs/{run}/series")).await;
     assert_eq!(status, 200, "{series}");
-    let count = series["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "k")
-        .map_or(0, |s| s["count"].as_u64().unwrap());
-    let (status, body) = remote_json(
-        client
-            .get(format!("{base}/api/v1/runs/{run}/scalars?key=k"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let count = count_in(&series, "k");
+    let (status, body) =
+        remote_get(client, format!("{base}/api/v1/runs/{run}/scalars?key=k")).await;
     if status == 404 {
         return (count, vec![], vec![]);
     }
     assert_eq!(status, 200, "{body}");
-    let steps = common::steps_of(&body);
-    let values = common::values_of(&body);
+    let (steps, values) = columns(&body);
     (count, steps, values)
+}
+
+/// Awaits `tasks` and concatenates the two lists each returned.
+async fn gather<A, B>(tasks: Vec<tokio::task::JoinHandle<(A, B)>>) -> (Vec<A::Item>, Vec<B::Item>)
+where
+    A: IntoIterator,
+    B: IntoIterator,
+{
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (x, y) = t.await.unwrap();
+        xs.extend(x);
+        ys.extend(y);
+    }
+    (xs, ys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -675,13 +701,7 @@ async fn two_processes_on_one_sqlite_file_lose_nothing() {
             (acked, bad)
         }));
     }
-    let mut acked = Vec::new();
-    let mut bad = Vec::new();
-    for t in tasks {
-        let (a, b) = t.await.unwrap();
-        acked.extend(a);
-        bad.extend(b);
-    }
+    let (acked, bad) = gather(tasks).await;
     let elapsed = started.elapsed();
     let (count, steps, values) = remote_points(&client, &base2, &run).await;
     let want: BTreeSet<u64> = acked.iter().flat_map(|&f| f..f + N).collect();
@@ -742,13 +762,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_batch_exactly_once() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.kill9();
-    let mut acked = Vec::new();
-    let mut in_flight = Vec::new();
-    for t in tasks {
-        let (a, f) = t.await.unwrap();
-        acked.extend(a);
-        in_flight.extend(f);
-    }
+    let (acked, in_flight) = gather(tasks).await;
 
     let (mut server, base) = spawn_server(&db_url, &client).await;
     let (count, steps, values) = remote_points(&client, &base, &run).await;
@@ -802,11 +816,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_batch_exactly_once() {
     server.kill9();
 
     let store = Store::connect(&db_url).await.unwrap();
-    let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(ok, "ok");
+    assert_integrity(&store).await;
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT key FROM idempotency_keys WHERE run_id = $1")
             .bind(&run)
@@ -818,7 +828,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_batch_exactly_once() {
         assert!(keys.contains(key), "idempotency key {key} kept");
     }
     eprintln!(
-        "integrity_check: {ok}; {} idempotency keys stored",
+        "integrity_check: ok; {} idempotency keys stored",
         keys.len()
     );
     store.close().await;
@@ -1105,13 +1115,7 @@ async fn multi_member_gzip_is_read_whole_and_broken_bodies_store_nothing() {
     );
     let (status, headers, body) = call(&app, import_req(line.into_bytes(), "br")).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    assert_json_error(&headers, &body, "unsupported_media_type");
     assert_eq!(body["error"]["field"], "Content-Encoding", "{body}");
     assert_eq!(runs_of(&app, "gz-br").await, 0);
     db.cleanup().await;
@@ -1136,13 +1140,7 @@ async fn method_not_allowed_is_a_json_error() {
         let (status, headers, body) = call(&app, req).await;
         eprintln!("{method} {uri}: {status} {body}");
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
-        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+        assert_json_error(&headers, &body, "method_not_allowed");
         assert!(
             headers.contains_key("allow"),
             "405 says what is allowed: {headers:?}"
@@ -1173,13 +1171,7 @@ async fn a_request_cancelled_mid_write_rolls_back_and_poisons_nothing() {
     let app = db.app();
     let run = create_run(&app, "cancel").await;
     const N: u64 = 2_000;
-    let send = |i: u64| {
-        Request::post(format!("/api/v1/runs/{run}/scalars"))
-            .header("content-type", "application/json")
-            .header("idempotency-key", format!("w-{i}"))
-            .body(Body::from(wide_body(i * N, N)))
-            .unwrap()
-    };
+    let send = |i: u64| scalars_req(&run, &format!("w-{i}"), wide_body(i * N, N));
     let started = Instant::now();
     let (status, _, body) = call(&app, send(0)).await;
     let whole = started.elapsed();

@@ -24,6 +24,14 @@ async fn create_run(app: &axum::Router, project: &str) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
+/// A fresh SQLite store, the router over it and a new run of `project`.
+async fn app_with_run(project: &str) -> (TestDb, axum::Router, String) {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = create_run(&app, project).await;
+    (db, app, id)
+}
+
 fn ndjson(lines: &[Value]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
@@ -44,9 +52,7 @@ async fn series_count(app: &axum::Router, id: &str) -> usize {
 
 #[tokio::test]
 async fn create_get_and_list_runs() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "vision").await;
+    let (db, app, id) = app_with_run("vision").await;
     let (status, run) = send(&app, get(&format!("/api/v1/runs/{id}"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(run["url"], format!("http://trainlens.test/runs/{id}"));
@@ -118,9 +124,7 @@ async fn create_get_and_list_runs() {
 
 #[tokio::test]
 async fn ndjson_ingest_and_read_back() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "p").await;
+    let (db, app, id) = app_with_run("p").await;
     let mut lines = vec![
         json!({"type":"model","layers":[{"name":"fc1","type":"Linear","in":4,"out":3,"params":15,"activation":"relu","trainable":true}],"total_params":15,"loss":"cross_entropy","optimizer":{"name":"sgd","lr":0.5}}),
         json!({"type":"dataset","split":"train","n":100,"n_features":4,"missing":0,"class_counts":{"0":50,"1":50}}),
@@ -212,18 +216,14 @@ async fn ndjson_ingest_and_read_back() {
         (Some("failed"), Some(1999))
     );
 
-    assert_eq!(
-        send(&app, get(&format!("/api/v1/runs/{id}/scalars?key=nope")))
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&app, get(&format!("/api/v1/runs/{id}/histograms?key=nope")))
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
+    for kind in ["scalars", "histograms"] {
+        let uri = format!("/api/v1/runs/{id}/{kind}?key=nope");
+        assert_eq!(
+            send(&app, get(&uri)).await.0,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
     db.cleanup().await;
 }
 
@@ -233,9 +233,7 @@ async fn ndjson_ingest_and_read_back() {
 async fn full_reads_stream_the_same_bytes_as_an_unsampled_read() {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "stream").await;
+    let (_db, app, id) = app_with_run("stream").await;
     // Over the streaming threshold, across many chunks, with gaps,
     // non-finite values and some times.
     let n = trainlens::api::v1::STREAM_READS_ABOVE_POINTS as u64 * 5 / 4 + 5000;
@@ -328,9 +326,7 @@ async fn full_reads_stream_the_same_bytes_as_an_unsampled_read() {
 
 #[tokio::test]
 async fn columnar_batches_and_idempotency() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "p").await;
+    let (db, app, id) = app_with_run("p").await;
     let batch = json!({"series":[
         {"key":"train/loss","steps":[0,1,2],"values":[2.0,"NaN",1.0],"times":[1.0,2.0,null]},
         {"key":"lr","steps":[0,1,2],"values":[0.1,0.1,0.05]}
@@ -387,9 +383,7 @@ async fn columnar_batches_and_idempotency() {
 
 #[tokio::test]
 async fn finish_and_heartbeat() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "p").await;
+    let (db, app, id) = app_with_run("p").await;
     let (status, beat) = send(
         &app,
         post(
@@ -505,9 +499,7 @@ async fn import_gzip_and_export_round_trip() {
 /// nothing from the rejected request.
 #[tokio::test]
 async fn bad_input_is_refused_and_stores_nothing() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "p").await;
+    let (db, app, id) = app_with_run("p").await;
     let good = json!({"type":"scalar","step":0,"key":"train/loss","value":1.0});
     let records = format!("/api/v1/runs/{id}/records");
     let cases: Vec<(&str, String, StatusCode, Option<&str>)> = vec![
@@ -835,9 +827,7 @@ async fn csv_exports_of_a_run_and_of_a_project() {
 /// by route pattern and status, points written, the diagnosis queue.
 #[tokio::test]
 async fn metrics_are_prometheus_text_and_count_requests_and_points() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = create_run(&app, "m").await;
+    let (db, app, id) = app_with_run("m").await;
     let batch = json!({"series":[{"key":"train/loss","steps":[0,1,2],"values":[1.0,0.5,"NaN"]}]});
     for _ in 0..2 {
         let (status, _) = send(

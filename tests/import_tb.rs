@@ -25,11 +25,7 @@ fn import_tb(db: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     eprintln!("import-tb {args:?}:\n{text}");
     (out.status.success(), text)
 }
@@ -115,12 +111,8 @@ fn records(file: &[u8]) -> Vec<(usize, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tensorboardx_and_torch_event_files_arrive_whole() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_tbx = Command::new(&python)
-        .args(["-c", "import tensorboardX, numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_tbx {
+    let python = common::python();
+    if !common::python_runs(&python, "import tensorboardX, numpy") {
         eprintln!("{python} has no tensorboardX (or numpy): skipping the tensorboardX import test");
         return;
     }
@@ -412,11 +404,7 @@ async fn follow_picks_up_files_and_records_written_after_it_started() {
     let out = std::mem::replace(&mut child.0, Command::new("true").spawn().unwrap())
         .wait_with_output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     eprintln!("{text}");
     assert!(
         !text.contains("warning"),
@@ -428,12 +416,7 @@ async fn follow_picks_up_files_and_records_written_after_it_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_server_the_records_go_in_chunks_into_one_run() {
     let db = common::TestDb::sqlite().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(trainlens::app::serve(listener, db.state(), async {
-        let _ = stopped.await;
-    }));
+    let server = common::LiveServer::serve(db.state()).await;
     let tmp = tempfile::tempdir().unwrap();
     let logdir = tmp.path().join("exp");
     std::fs::create_dir_all(&logdir).unwrap();
@@ -455,7 +438,7 @@ async fn with_server_the_records_go_in_chunks_into_one_run() {
     };
     let args = vec![
         "--server".to_string(),
-        base.clone(),
+        server.base.clone(),
         "--project".into(),
         "tb".into(),
         logdir.display().to_string(),
@@ -492,7 +475,6 @@ async fn with_server_the_records_go_in_chunks_into_one_run() {
         "only the new record: {text}"
     );
     assert_eq!(point_total(&db.store, runs[0].id).await, 120_001);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
     db.cleanup().await;
 }

@@ -6,9 +6,8 @@ mod common;
 use std::process::Command;
 
 use axum::Router;
-use common::{TestDb, get, post_json, send};
+use common::{LiveServer, TestDb, get, post_json, send};
 use serde_json::{Value, json};
-use trainlens::app;
 
 const API: &str = "/api/2.0/mlflow";
 
@@ -258,50 +257,31 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
-    let ci = std::env::var_os("CI").is_some();
-    let python = match std::env::var("PYTHON") {
-        Ok(p) => p,
-        Err(_) => {
-            assert!(!ci, "CI must set PYTHON to a Python with mlflow");
-            "python3".into()
-        }
-    };
-    let has_mlflow = Command::new(&python)
-        .args(["-c", "import mlflow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_mlflow {
+    assert!(
+        std::env::var_os("PYTHON").is_some() || std::env::var_os("CI").is_none(),
+        "CI must set PYTHON to a Python with mlflow"
+    );
+    let python = common::python();
+    if !common::python_runs(&python, "import mlflow") {
         // mlflow-skinny is one of CI's optional packages
         // (.ci/python-optional.txt): when it did not install, this says so.
         eprintln!("`import mlflow` fails in {python}: skipping the MLflow client test");
         return;
     }
     let db = TestDb::sqlite().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, db.state(), async {
-        let _ = stopped.await;
-    }));
+    let server = LiveServer::serve(db.state()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mlflow_client.py");
     let home = tempfile::tempdir().unwrap();
-    let out = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || {
-            Command::new(python)
-                .arg(script)
-                .current_dir(&home)
-                .env("MLFLOW_TRACKING_URI", &base)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .env("HOME", &home)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let mut client = Command::new(python);
+    client
+        .arg(script)
+        .current_dir(home.path())
+        .env("MLFLOW_TRACKING_URI", &server.base)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("HOME", home.path());
+    let out = common::output_of(client).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report = common::output_text(&out);
     assert!(
         out.status.success(),
         "the MLflow client script failed:\n{report}"
@@ -342,7 +322,6 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
         .collect();
     assert!(kinds.contains(&"overfitting"), "findings: {f}");
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
     db.cleanup().await;
 }

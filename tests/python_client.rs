@@ -4,8 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestDb;
-use trainlens::app;
+use common::{LiveServer, TestDb};
 
 /// The torch tests CI must run (it installs torch).
 const TORCH_TESTS: &[&str] = &[
@@ -26,29 +25,27 @@ const TORCH_TESTS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_talks_to_a_live_server() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    if Command::new(&python).arg("--version").output().is_err() {
+    let python = common::python();
+    if !common::python_runs(&python, "pass") {
         assert!(std::env::var_os("CI").is_none(), "CI needs {python}");
         eprintln!("{python} not found: skipping");
         return;
     }
     let db = TestDb::sqlite().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // With the runner: the demo's tests wait for each run's diagnosis.
-    let mut runner = trainlens::runner::RunnerConfig::new(&base);
-    runner.quiet = std::time::Duration::from_millis(200);
-    runner.max_wait = std::time::Duration::from_millis(500);
-    let server = tokio::spawn(app::serve_with_background(
-        listener,
-        db.state(),
-        runner,
-        trainlens::alerts::sender::SenderConfig::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = LiveServer::spawn(|listener, base, shutdown| {
+        let mut runner = trainlens::runner::RunnerConfig::new(base);
+        runner.quiet = std::time::Duration::from_millis(200);
+        runner.max_wait = std::time::Duration::from_millis(500);
+        trainlens::app::serve_with_background(
+            listener,
+            db.state(),
+            runner,
+            trainlens::alerts::sender::SenderConfig::default(),
+            shutdown,
+        )
+    })
+    .await;
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python");
     // pytest when it is there (CI's virtualenv has it), else unittest: both
@@ -74,28 +71,20 @@ async fn the_python_client_talks_to_a_live_server() {
     } else {
         &["-m", "unittest", "discover", "-s", "tests", "-v"]
     };
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args(args)
-            .current_dir(dir)
-            .env("PYTHONPATH", dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("TRAINLENS_TEST_SERVER", &base)
-            .env("TRAINLENS_BIN", env!("CARGO_BIN_EXE_trainlens"))
-            .env(
-                "TRAINLENS_DIR",
-                std::env::temp_dir().join("trainlens-test-spool"),
-            )
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut tests = Command::new(&python);
+    tests
+        .args(args)
+        .current_dir(dir)
+        .env("PYTHONPATH", dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("TRAINLENS_TEST_SERVER", &server.base)
+        .env("TRAINLENS_BIN", env!("CARGO_BIN_EXE_trainlens"))
+        .env(
+            "TRAINLENS_DIR",
+            std::env::temp_dir().join("trainlens-test-spool"),
+        );
+    let out = common::output_of(tests).await;
+    let report = common::output_text(&out);
     eprintln!("{report}");
     assert!(
         out.status.success(),
@@ -129,7 +118,6 @@ async fn the_python_client_talks_to_a_live_server() {
         assert!(passed, "{name} did not pass:\n{report}");
     }
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
     db.cleanup().await;
 }

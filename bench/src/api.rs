@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 pub fn client(timeout: Duration) -> Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -56,6 +56,28 @@ async fn expect_status(resp: reqwest::Response, want: u16, what: &str) -> Result
     Ok(body)
 }
 
+/// `bytes` parsed as JSON; the error says `what` and shows the body's start.
+fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str, problem: &str) -> Result<T> {
+    serde_json::from_slice(bytes).with_context(|| {
+        format!(
+            "{what}: {problem} body {}",
+            truncate(&String::from_utf8_lossy(bytes), 300)
+        )
+    })
+}
+
+/// Sends `req`, expects HTTP `want` and parses the answer as JSON; errors
+/// say `what`.
+async fn call<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    want: u16,
+    what: &str,
+) -> Result<T> {
+    let resp = req.send().await.with_context(|| what.to_string())?;
+    let bytes = expect_status(resp, want, what).await?;
+    parse(&bytes, what, "unexpected")
+}
+
 #[derive(Deserialize)]
 struct CreatedRun {
     id: String,
@@ -63,19 +85,8 @@ struct CreatedRun {
 
 pub async fn create_run(c: &reqwest::Client, base: &str, name: &str) -> Result<String> {
     let body = serde_json::json!({"project": "bench", "name": name, "config": {}, "tags": []});
-    let resp = c
-        .post(format!("{base}/api/v1/runs"))
-        .json(&body)
-        .send()
-        .await
-        .context("POST /api/v1/runs")?;
-    let bytes = expect_status(resp, 201, "POST /api/v1/runs").await?;
-    let run: CreatedRun = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "POST /api/v1/runs: unexpected body {}",
-            truncate(&String::from_utf8_lossy(&bytes), 300)
-        )
-    })?;
+    let req = c.post(format!("{base}/api/v1/runs")).json(&body);
+    let run: CreatedRun = call(req, 201, "POST /api/v1/runs").await?;
     Ok(run.id)
 }
 
@@ -86,20 +97,11 @@ struct Accepted {
 
 /// POST one pre-serialized body; returns the server's `accepted` count.
 pub async fn post_scalars(c: &reqwest::Client, url: &str, body: Bytes) -> Result<u64> {
-    let resp = c
+    let req = c
         .post(url)
         .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .context("POST /scalars")?;
-    let bytes = expect_status(resp, 200, "POST /scalars").await?;
-    let a: Accepted = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "POST /scalars: unexpected body {}",
-            truncate(&String::from_utf8_lossy(&bytes), 300)
-        )
-    })?;
+        .body(body);
+    let a: Accepted = call(req, 200, "POST /scalars").await?;
     Ok(a.accepted)
 }
 
@@ -123,18 +125,8 @@ struct SeriesList {
 }
 
 pub async fn list_series(c: &reqwest::Client, base: &str, run: &str) -> Result<Vec<SeriesInfo>> {
-    let resp = c
-        .get(format!("{base}/api/v1/runs/{run}/series"))
-        .send()
-        .await
-        .context("GET /series")?;
-    let bytes = expect_status(resp, 200, "GET /series").await?;
-    let l: SeriesList = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "GET /series: unexpected body {}",
-            truncate(&String::from_utf8_lossy(&bytes), 300)
-        )
-    })?;
+    let req = c.get(format!("{base}/api/v1/runs/{run}/series"));
+    let l: SeriesList = call(req, 200, "GET /series").await?;
     Ok(l.series)
 }
 
@@ -201,12 +193,7 @@ pub fn verify_read(
     series_len: u64,
     max_points: Option<usize>,
 ) -> Result<usize> {
-    let r: ScalarsResp = serde_json::from_slice(body).with_context(|| {
-        format!(
-            "GET /scalars: unparseable body {}",
-            truncate(&String::from_utf8_lossy(body), 300)
-        )
-    })?;
+    let r: ScalarsResp = parse(body, "GET /scalars", "unparseable")?;
     let n = r.steps.len();
     if r.key != key {
         bail!("GET /scalars: key {:?} returned, asked for {key:?}", r.key);

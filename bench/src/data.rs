@@ -253,19 +253,13 @@ pub fn build_ingest(
     let mut per_key: Vec<Vec<Batch>> = Vec::with_capacity(keys);
     for (i, name) in names.iter().enumerate() {
         let values = gen_values(kind_of(name), 1_000 + i as u64, steps);
-        let mut batches = Vec::new();
-        let mut start = 0usize;
-        while start < steps as usize {
-            let end = (start + batch).min(steps as usize);
-            batches.push(encode_batch(
-                name,
-                &step_ids[start..end],
-                &values[start..end],
-                with_times.then(|| &times[start..end]),
-            ));
-            start = end;
-        }
-        per_key.push(batches);
+        per_key.push(encode_batches(
+            name,
+            &step_ids,
+            &values,
+            with_times.then_some(&times[..]),
+            batch,
+        ));
     }
     let mut per_client: Vec<Vec<Batch>> = vec![Vec::new(); clients];
     for (c, out) in per_client.iter_mut().enumerate() {
@@ -313,15 +307,33 @@ pub fn build_single(
     }
     let times = gen_times(steps, seed ^ 0x7157);
     let step_ids: Vec<u64> = (0..steps).collect();
+    encode_batches(
+        key,
+        &step_ids,
+        &values,
+        with_times.then_some(&times[..]),
+        batch,
+    )
+}
+
+/// The series `key` (`steps` with `values`, and `times` if given) cut into
+/// request bodies of `batch` points (the last one may be shorter).
+fn encode_batches(
+    key: &str,
+    steps: &[u64],
+    values: &[f64],
+    times: Option<&[f64]>,
+    batch: usize,
+) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut start = 0usize;
-    while start < steps as usize {
-        let end = (start + batch).min(steps as usize);
+    while start < steps.len() {
+        let end = (start + batch).min(steps.len());
         out.push(encode_batch(
             key,
-            &step_ids[start..end],
+            &steps[start..end],
             &values[start..end],
-            with_times.then(|| &times[start..end]),
+            times.map(|t| &t[start..end]),
         ));
         start = end;
     }

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use data::{Batch, IngestData};
 use report::{BackendReport, Disk, IngestRep, IngestSummary, ReadBench, ReadSummary};
-use server::Server;
+use server::{Server, ServerStop};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
@@ -696,6 +696,29 @@ async fn with_store<T>(
     Ok(v)
 }
 
+/// Run `phase` against a server started on `store` (given its base URL):
+/// stopped afterwards (its stop report returned), or killed when `phase`
+/// fails (the error then carries its state and log tail).
+async fn with_server<T>(
+    cfg: &Cfg,
+    store: &Store,
+    phase: impl AsyncFnOnce(&str) -> Result<T>,
+) -> Result<(T, ServerStop)> {
+    let server = Server::start(
+        &cfg.server_bin,
+        store.url(),
+        &cfg.server_args,
+        cfg.startup_timeout,
+    )
+    .await?;
+    let v = match phase(&server.base).await {
+        Ok(v) => v,
+        Err(e) => return Err(fail(server, e).await),
+    };
+    let stop = server.stop().await?;
+    Ok((v, stop))
+}
+
 /// Attach the server's state and log tail to a phase error, and kill it.
 async fn fail(mut server: Server, e: anyhow::Error) -> anyhow::Error {
     let diag = server.diagnose();
@@ -710,21 +733,13 @@ async fn ingest_rep(
     rep: usize,
 ) -> Result<IngestRep> {
     with_store(cfg, backend, async |store: &Store| {
-        let server = Server::start(
-            &cfg.server_bin,
-            store.url(),
-            &cfg.server_args,
-            cfg.startup_timeout,
-        )
-        .await?;
-        let base = server.base.clone();
-        let phase = async {
+        let phase = async |base: &str| {
             let baseline = store.baseline().await?;
             let c = api::client(cfg.request_timeout)?;
-            let run = api::create_run(&c, &base, &format!("ingest-rep{rep}")).await?;
-            let (wall, lat) = timed_ingest(&base, &run, data, cfg.request_timeout).await?;
-            let lag = api::wait_diagnosed(&c, &base, &run, Duration::from_secs(120)).await?;
-            let list = api::list_series(&c, &base, &run).await?;
+            let run = api::create_run(&c, base, &format!("ingest-rep{rep}")).await?;
+            let (wall, lat) = timed_ingest(base, &run, data, cfg.request_timeout).await?;
+            let lag = api::wait_diagnosed(&c, base, &run, Duration::from_secs(120)).await?;
+            let list = api::list_series(&c, base, &run).await?;
             api::verify_series(&list, &data.keys, cfg.steps)?;
             if list.len() != data.keys.len() {
                 bail!(
@@ -735,11 +750,7 @@ async fn ingest_rep(
             }
             Ok((baseline, wall, lat, lag))
         };
-        let (baseline, wall, lat, lag) = match phase.await {
-            Ok(v) => v,
-            Err(e) => return Err(fail(server, e).await),
-        };
-        let stop = server.stop().await?;
+        let ((baseline, wall, lat, lag), stop) = with_server(cfg, store, phase).await?;
         let disk = store.measure(data.total_points, baseline).await?;
         Ok(IngestRep {
             rep,
@@ -821,30 +832,22 @@ async fn reads(
     ds_batches: &[Batch],
 ) -> Result<ReadSummary> {
     with_store(cfg, backend, async |store: &Store| {
-        let server = Server::start(
-            &cfg.server_bin,
-            store.url(),
-            &cfg.server_args,
-            cfg.startup_timeout,
-        )
-        .await?;
-        let base = server.base.clone();
-        let phase = async {
+        let phase = async |base: &str| {
             let c = api::client(cfg.request_timeout)?;
             let t = Instant::now();
-            let full_run = api::create_run(&c, &base, "read-full").await?;
-            ingest_sequential(&c, &base, &full_run, full_batches).await?;
-            let ds_run = api::create_run(&c, &base, "read-downsampled").await?;
-            ingest_sequential(&c, &base, &ds_run, ds_batches).await?;
+            let full_run = api::create_run(&c, base, "read-full").await?;
+            ingest_sequential(&c, base, &full_run, full_batches).await?;
+            let ds_run = api::create_run(&c, base, "read-downsampled").await?;
+            ingest_sequential(&c, base, &ds_run, ds_batches).await?;
             let setup = t.elapsed().as_secs_f64();
             let key = [READ_KEY.to_string()];
             api::verify_series(
-                &api::list_series(&c, &base, &full_run).await?,
+                &api::list_series(&c, base, &full_run).await?,
                 &key,
                 cfg.full_points,
             )?;
             api::verify_series(
-                &api::list_series(&c, &base, &ds_run).await?,
+                &api::list_series(&c, base, &ds_run).await?,
                 &key,
                 cfg.ds_points,
             )?;
@@ -852,7 +855,7 @@ async fn reads(
             let full = read_bench(
                 cfg,
                 &c,
-                &api::read_url(&base, &full_run, READ_KEY, None),
+                &api::read_url(base, &full_run, READ_KEY, None),
                 cfg.full_points,
                 None,
             )
@@ -861,7 +864,7 @@ async fn reads(
             let ds = read_bench(
                 cfg,
                 &c,
-                &api::read_url(&base, &ds_run, READ_KEY, Some(cfg.max_points)),
+                &api::read_url(base, &ds_run, READ_KEY, Some(cfg.max_points)),
                 cfg.ds_points,
                 Some(cfg.max_points),
             )
@@ -869,11 +872,7 @@ async fn reads(
             .context("downsampled read")?;
             Ok((setup, full, ds))
         };
-        let (setup, full, ds) = match phase.await {
-            Ok(v) => v,
-            Err(e) => return Err(fail(server, e).await),
-        };
-        let stop = server.stop().await?;
+        let ((setup, full, ds), stop) = with_server(cfg, store, phase).await?;
         Ok(ReadSummary {
             setup_ingest_secs: setup,
             full,

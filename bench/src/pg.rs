@@ -59,18 +59,19 @@ pub fn random_db_name() -> String {
 }
 
 pub async fn create_db(admin_url: &str, name: &str) -> Result<()> {
-    let c = connect(admin_url).await?;
-    c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .with_context(|| format!("CREATE DATABASE {name}"))?;
-    Ok(())
+    let sql = format!("CREATE DATABASE \"{name}\"");
+    execute(admin_url, &sql, || format!("CREATE DATABASE {name}")).await
 }
 
 pub async fn drop_db(admin_url: &str, name: &str) -> Result<()> {
-    let c = connect(admin_url).await?;
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .with_context(|| format!("DROP DATABASE {name}"))?;
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    execute(admin_url, &sql, || format!("DROP DATABASE {name}")).await
+}
+
+/// Runs `sql` on a new connection to `url`; `what` names it in the error.
+async fn execute(url: &str, sql: &str, what: impl FnOnce() -> String) -> Result<()> {
+    let c = connect(url).await?;
+    c.batch_execute(sql).await.with_context(what)?;
     Ok(())
 }
 

@@ -25,6 +25,13 @@ pub struct LatencyStats {
     pub samples_ms: Option<Vec<f64>>,
 }
 
+impl LatencyStats {
+    /// "median / p90 ms", as the table shows a read's latency.
+    fn median_p90(&self) -> String {
+        format!("{:.1} / {:.1} ms", self.median_ms, self.p90_ms)
+    }
+}
+
 /// Median (mean of the two middle values for an even count).
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -282,10 +289,13 @@ pub fn table(t: &TableInput) -> String {
 
     let v = |b: &BackendReport, k: &str| b.verdicts.get(k).cloned().unwrap_or_default();
 
-    let mut row = |label: String, target: &str, cell: &dyn Fn(&BackendReport) -> String| {
+    // A figure's row: `cell` of each backend, **ERROR** where it has none.
+    let mut row = |label: String, target: &str, cell: &dyn Fn(&BackendReport) -> Option<String>| {
         out.push_str(&format!("| {label} | {target} |"));
         for (_, b) in &cols {
-            let c = b.map(cell).unwrap_or_else(|| "not run".into());
+            let c = b
+                .map(|b| cell(b).unwrap_or_else(|| "**ERROR**".into()))
+                .unwrap_or_else(|| "not run".into());
             out.push_str(&format!(" {c} |"));
         }
         out.push('\n');
@@ -301,15 +311,16 @@ pub fn table(t: &TableInput) -> String {
             t.reps
         ),
         "≥ 1,000,000 (SQLite); PostgreSQL: report only",
-        &|b| match &b.ingest {
-            Some(i) => format!(
-                "{} ({}–{}) **{}**",
-                fmt_int(i.points_per_sec_median as u64),
-                fmt_int(i.points_per_sec_min as u64),
-                fmt_int(i.points_per_sec_max as u64),
-                v(b, "ingest_points_per_sec")
-            ),
-            None => "**ERROR**".into(),
+        &|b| {
+            b.ingest.as_ref().map(|i| {
+                format!(
+                    "{} ({}–{}) **{}**",
+                    fmt_int(i.points_per_sec_median as u64),
+                    fmt_int(i.points_per_sec_min as u64),
+                    fmt_int(i.points_per_sec_max as u64),
+                    v(b, "ingest_points_per_sec")
+                )
+            })
         },
     );
     row(
@@ -318,8 +329,8 @@ pub fn table(t: &TableInput) -> String {
             fmt_int(t.batch as u64)
         ),
         "info",
-        &|b| match &b.ingest {
-            Some(i) => {
+        &|b| {
+            b.ingest.as_ref().map(|i| {
                 let p50: Vec<f64> = i.reps.iter().map(|r| r.request_latency.median_ms).collect();
                 let p99 = i
                     .reps
@@ -327,8 +338,7 @@ pub fn table(t: &TableInput) -> String {
                     .map(|r| r.request_latency.p99_ms)
                     .fold(f64::NEG_INFINITY, f64::max);
                 format!("{:.1} / {:.1} ms", median(&p50), p99)
-            }
-            None => "**ERROR**".into(),
+            })
         },
     );
     row(
@@ -338,14 +348,10 @@ pub fn table(t: &TableInput) -> String {
             t.read_requests
         ),
         "median ≤ 50 ms",
-        &|b| match &b.reads {
-            Some(r) => format!(
-                "{:.1} / {:.1} ms **{}**",
-                r.full.latency.median_ms,
-                r.full.latency.p90_ms,
-                v(b, "full_read")
-            ),
-            None => "**ERROR**".into(),
+        &|b| {
+            b.reads
+                .as_ref()
+                .map(|r| format!("{} **{}**", r.full.latency.median_p90(), v(b, "full_read")))
         },
     );
     row(
@@ -356,35 +362,36 @@ pub fn table(t: &TableInput) -> String {
             t.read_requests
         ),
         "median ≤ 30 ms",
-        &|b| match &b.reads {
-            Some(r) => format!(
-                "{:.1} / {:.1} ms ({} pts) **{}**",
-                r.downsampled.latency.median_ms,
-                r.downsampled.latency.p90_ms,
-                r.downsampled.returned_points,
-                v(b, "downsampled_read")
-            ),
-            None => "**ERROR**".into(),
+        &|b| {
+            b.reads.as_ref().map(|r| {
+                format!(
+                    "{} ({} pts) **{}**",
+                    r.downsampled.latency.median_p90(),
+                    r.downsampled.returned_points,
+                    v(b, "downsampled_read")
+                )
+            })
         },
     );
     row(
         "Bytes on disk per point (after ingest, median of reps)".into(),
         "≤ 16",
-        &|b| match &b.ingest {
-            Some(i) => format!(
-                "{:.2} **{}**",
-                i.bytes_per_point_median,
-                v(b, "bytes_per_point")
-            ),
-            None => "**ERROR**".into(),
+        &|b| {
+            b.ingest.as_ref().map(|i| {
+                format!(
+                    "{:.2} **{}**",
+                    i.bytes_per_point_median,
+                    v(b, "bytes_per_point")
+                )
+            })
         },
     );
     row(
         "Server peak RSS (VmHWM, max over all server processes)".into(),
         "≤ 200 MB",
-        &|b| match b.peak_rss_bytes {
-            Some(r) => format!("{} **{}**", fmt_mb(r), v(b, "peak_rss")),
-            None => "**ERROR**".into(),
+        &|b| {
+            b.peak_rss_bytes
+                .map(|r| format!("{} **{}**", fmt_mb(r), v(b, "peak_rss")))
         },
     );
     out

@@ -330,3 +330,76 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The shutdown signal [`LiveServer::spawn`] hands its server.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A server task on a port of 127.0.0.1, stopped gracefully by
+/// [`LiveServer::stop`].
+pub struct LiveServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LiveServer {
+    /// The API of `state` alone (`app::serve`).
+    pub async fn serve(state: AppState) -> LiveServer {
+        Self::spawn(|listener, _, shutdown| app::serve(listener, state, shutdown)).await
+    }
+
+    /// Binds a free port and spawns `serve(listener, base URL, shutdown)`.
+    pub async fn spawn<F>(
+        serve: impl FnOnce(tokio::net::TcpListener, &str, Shutdown) -> F,
+    ) -> LiveServer
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(serve(listener, &base, shutdown));
+        LiveServer { base, stop, task }
+    }
+
+    /// Stops the server (which must still be running) and waits until it
+    /// has stopped, without an error.
+    pub async fn stop(self) {
+        self.stop.send(()).expect("the server is still running");
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The Python the tests run: `$PYTHON`, else `python3`.
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Whether `python -c code` runs and succeeds (false when there is no
+/// `python` to run).
+pub fn python_runs(python: &str, code: &str) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", code])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `cmd` to its end off the async runtime's threads; what it wrote.
+pub async fn output_of(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// What a finished process wrote: its stdout, then its stderr.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
