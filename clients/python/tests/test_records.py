@@ -421,12 +421,20 @@ class WatchFeatureMapsTest(unittest.TestCase):
         w = tlt.watch(FakeRun(), self.model, every=5, feature_maps=["conv1"], feature_maps_every=5,
                       weights=["fc1"], weights_every=5, log_model=False)
         self.model.train()
+        # watch's forward hook is one global hook (its modules are looked up
+        # in it), registered for a measured step only.
+        global_hooks = torch.nn.modules.module._global_forward_hooks
+        before = len(global_hooks)
         self.model(self.x)  # step 0: measured, hooks registered
-        self.assertTrue(self.model.conv1._forward_hooks)
+        self.assertEqual(len(global_hooks), before + 1)
+        self.assertTrue(self.model.fc1.weight._post_accumulate_grad_hooks)
         w._finish_measurement()
-        self.assertFalse(self.model.conv1._forward_hooks)
+        self.assertEqual(len(global_hooks), before)
+        self.assertFalse(self.model.fc1.weight._post_accumulate_grad_hooks)
         self.model(self.x)  # step 1: nothing but the step counter
+        self.assertEqual(len(global_hooks), before)
         self.assertFalse(self.model.conv1._forward_hooks)
+        self.assertFalse(self.model.fc1.weight._post_accumulate_grad_hooks)
         self.assertEqual(len(self.model._forward_pre_hooks), 1)
         w.unwatch()
 

@@ -70,6 +70,13 @@ _ACTIVATIONS = _RELU_FAMILY + (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Mish, n
 
 #: Bins of the histograms (the record format's fixtures use 30).
 HISTOGRAM_BINS = 30
+#: Up to this many bytes of watched weights, the snapshot taken before a
+#: measured step is copied into storage kept from one measured step to the
+#: next: a fresh copy of every weight at each measured step costs more in
+#: allocation (and page faults) than the copy itself, which weighs on small
+#: models whose steps are short. Beyond it the snapshot is freed after use,
+#: so that a large model does not hold a second copy of its weights.
+SNAPSHOT_BUFFER_BYTES = 64 << 20
 #: A sigmoid output below this or above 1 - this is saturated.
 SIGMOID_SATURATED = 0.01
 #: A tanh output with a magnitude above this is saturated.
@@ -89,7 +96,8 @@ def _activation_name(m: nn.Module) -> str:
 class _Layer:
     """One weight parameter that is watched."""
 
-    __slots__ = ("name", "module_name", "param", "grad_norm", "grad_hist", "before")
+    __slots__ = ("name", "module_name", "param", "grad_norm", "grad_hist", "before", "buffer",
+                 "keys")
 
     def __init__(self, name: str, module_name: str, param: nn.Parameter) -> None:
         self.name = name
@@ -98,6 +106,10 @@ class _Layer:
         self.grad_norm: Optional[torch.Tensor] = None
         self.grad_hist: Optional[torch.Tensor] = None
         self.before: Optional[torch.Tensor] = None
+        # The snapshot's storage, kept between measured steps (small models).
+        self.buffer: Optional[torch.Tensor] = None
+        self.keys = (f"weight_norm/{name}", f"update_ratio/{name}", f"grad_norm/{name}",
+                     f"weights/{name}", f"grads/{name}")
 
 
 def _layers(model: nn.Module) -> Tuple[List[_Layer], Dict[str, nn.Module]]:
@@ -121,18 +133,123 @@ def _layers(model: nn.Module) -> Tuple[List[_Layer], Dict[str, nn.Module]]:
 def _histogram(t: torch.Tensor) -> Tuple[List[float], List[int], int]:
     """30 equal bins over the finite values, and how many were not finite."""
     flat = t.detach().reshape(-1).float()
-    finite_mask = torch.isfinite(flat)
-    nonfinite = int(flat.numel() - int(finite_mask.sum()))
-    finite = flat[finite_mask]
-    if finite.numel() == 0:
-        return [], [], nonfinite
-    lo, hi = float(finite.min()), float(finite.max())
+    if flat.numel() == 0:
+        return [], [], 0
+    # The common case first: when the extremes are finite, every value is
+    # (a NaN makes both NaN, an infinity is an extreme), and the mask and
+    # the copy of the finite values are not needed.
+    lo_t, hi_t = torch.aminmax(flat)
+    lo, hi = float(lo_t), float(hi_t)
+    if math.isfinite(lo) and math.isfinite(hi):
+        finite, nonfinite = flat, 0
+    else:
+        finite_mask = torch.isfinite(flat)
+        nonfinite = int(flat.numel() - int(finite_mask.sum()))
+        finite = flat[finite_mask]
+        if finite.numel() == 0:
+            return [], [], nonfinite
+        lo, hi = float(finite.min()), float(finite.max())
     if hi <= lo:
         hi = lo + max(abs(lo), 1.0) * 1e-6
     counts = torch.histc(finite, bins=HISTOGRAM_BINS, min=lo, max=hi)
     width = (hi - lo) / HISTOGRAM_BINS
     edges = [lo + i * width for i in range(HISTOGRAM_BINS)] + [hi]
     return edges, [int(c) for c in counts.tolist()], nonfinite
+
+
+def _snapshot(layers: List[_Layer], keep: bool) -> None:
+    """Sets each layer's ``before`` to a copy of its weight as it is now:
+    into the kept buffers when ``keep`` and they fit (one fused copy),
+    fresh copies otherwise."""
+    weights = [layer.param.detach() for layer in layers]
+    fits = keep and all(
+        layer.buffer is not None and layer.buffer.shape == w.shape and layer.buffer.dtype == w.dtype
+        and layer.buffer.device == w.device for layer, w in zip(layers, weights))
+    copy_ = getattr(torch, "_foreach_copy_", None)
+    if fits and copy_ is not None:
+        buffers = [layer.buffer for layer in layers]
+        copy_(buffers, weights)
+        for layer, b in zip(layers, buffers):
+            layer.before = b
+        return
+    for layer, w in zip(layers, weights):
+        b = layer.buffer.copy_(w) if fits else w.clone()
+        layer.before = b
+        layer.buffer = b if keep else None
+
+
+def _norms_and_updates(befores: List[torch.Tensor], afters: List[torch.Tensor], in_place: bool
+                       ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """‖w‖ of each weight before the step and ‖Δw‖ across it, in float32:
+    a handful of fused (foreach) kernels when every weight is float32, one
+    pair of norms a weight otherwise. ``in_place`` lets the difference
+    overwrite ``befores`` instead of allocating a copy of every weight."""
+    foreach_norm = getattr(torch, "_foreach_norm", None)
+    foreach_sub = getattr(torch, "_foreach_sub", None)
+    foreach_sub_ = getattr(torch, "_foreach_sub_", None)
+    if (befores and foreach_norm is not None and foreach_sub is not None and foreach_sub_ is not None
+            and all(b.dtype == torch.float32 for b in befores)):
+        try:
+            norms = list(foreach_norm(befores))
+            if in_place:
+                foreach_sub_(befores, afters)  # before - after: the same norm
+                return norms, list(foreach_norm(befores))
+            return norms, list(foreach_norm(foreach_sub(afters, befores)))
+        except (RuntimeError, TypeError):
+            pass
+    return ([torch.linalg.vector_norm(b.float()) for b in befores],
+            [torch.linalg.vector_norm((a - b).float()) for a, b in zip(afters, befores)])
+
+
+class _Scalars:
+    """Statistics of one measured step as 0-d tensors, read from the device
+    in one transfer; what is left (ratios, fractions of a count) is done on
+    the read numbers, which costs no kernel."""
+
+    def __init__(self) -> None:
+        self.tensors: List[torch.Tensor] = []
+        # (key, index of its tensor, how the value is made of it)
+        self.entries: List[Tuple[str, int, Any]] = []
+
+    def _push(self, t: torch.Tensor) -> int:
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def add(self, key: str, t: torch.Tensor) -> int:
+        i = self._push(t)
+        self.entries.append((key, i, None))
+        return i
+
+    def add_ratio(self, key: str, t: torch.Tensor, denominator: int) -> None:
+        """``t`` over the value at index ``denominator`` (floored at 1e-12)."""
+        self.entries.append((key, self._push(t), ("ratio", denominator)))
+
+    def add_fraction(self, key: str, count: torch.Tensor, n: int, alive: bool) -> None:
+        """``count`` of ``n`` units, or the rest of them when ``alive``."""
+        self.entries.append((key, self._push(count), ("dead" if alive else "of", n)))
+
+    def read(self) -> Dict[str, float]:
+        if not self.tensors:
+            return {}
+        try:
+            flat = torch.stack(self.tensors).float().cpu().tolist()
+        except RuntimeError:  # a model split across devices
+            flat = [float(t.detach().float().cpu()) for t in self.tensors]
+        values: Dict[str, float] = {}
+        for key, i, how in self.entries:
+            v = flat[i]
+            if how is not None:
+                kind, arg = how
+                if kind == "ratio":
+                    d = flat[arg]
+                    # NaN stays NaN (max() would drop it).
+                    v = v / (d if d >= 1e-12 or d != d else 1e-12)
+                elif kind == "dead":
+                    v = 1.0 - v / arg
+                else:
+                    v = v / arg
+            values[key] = v
+        return values
 
 
 def _first_tensor(out: Any) -> Optional[torch.Tensor]:
@@ -217,6 +334,8 @@ class Watch:
         self.histograms_every = histograms_every
         self.step = -1  # advanced by the first training forward
         self._layers, owners = _layers(model)
+        self._keep_buffers = sum(layer.param.numel() * layer.param.element_size()
+                                 for layer in self._layers) <= SNAPSHOT_BUFFER_BYTES
         self._feature_modules, self._weight_sources = _resolve(model, self._layers, feature_maps,
                                                                weights)
         self.feature_maps_every = feature_maps_every
@@ -242,6 +361,8 @@ class Watch:
                                              nn.ConvTranspose3d))}
 
         self._owners = owners
+        self._named = list(model.named_modules())
+        self._roles: Dict[int, Tuple[Optional[str], bool, Optional[str]]] = {}
         # Always on: the model's forward (the step counter) and the
         # optimizer's step. The per-layer hooks are registered for a measured
         # step only, so that the other steps cost two Python calls.
@@ -251,16 +372,24 @@ class Watch:
         self._transient: List[Any] = []
 
     def _register_layer_hooks(self) -> None:
-        for name, module in self.model.named_modules():
+        # One global forward hook, which this model's modules are looked up
+        # in, costs one registration a measured step instead of one a module
+        # (other models' forwards during the measured step return at the
+        # lookup).
+        roles: Dict[int, Tuple[Optional[str], bool, Optional[str]]] = {}
+        for name, module in self._named:
             if name in self._owners:
-                self._transient.append(module.register_forward_hook(self._owner_hook(name)))
+                roles[id(module)] = (name, False, None)
             elif isinstance(module, _ACTIVATIONS):
-                self._transient.append(module.register_forward_hook(self._on_activation))
-        for layer in self._layers:
-            self._transient.append(layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
+                roles[id(module)] = (None, True, None)
         if self._features:
             for name, module in self._feature_modules.items():
-                self._transient.append(module.register_forward_hook(self._feature_hook(name)))
+                owner, act, _ = roles.get(id(module), (None, False, None))
+                roles[id(module)] = (owner, act, name)
+        self._roles = roles
+        self._transient.append(nn.modules.module.register_module_forward_hook(self._on_forward))
+        for layer in self._layers:
+            self._transient.append(layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
 
     def _remove_layer_hooks(self) -> None:
         for h in self._transient:
@@ -283,45 +412,35 @@ class Watch:
             self._features = bool(self._feature_modules) and self.step % self.feature_maps_every == 0
             self._weights = bool(self._weight_sources) and self.step % self.weights_every == 0
             with torch.no_grad():
-                for layer in self._layers:
-                    layer.before = layer.param.detach().clone()
-                    layer.grad_norm = None
-                    layer.grad_hist = None
+                _snapshot(self._layers, self._keep_buffers)
             self._snapshot_step = self.step
             self._register_layer_hooks()
 
-    def _owner_hook(self, name: str):
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
-            if not self._measuring:
-                return
-            self._last_owner = name
+    def _on_forward(self, module: nn.Module, args: Any, out: Any) -> None:
+        role = self._roles.get(id(module))
+        if role is None or not self._measuring:
+            return
+        owner, act, feature = role
+        if owner is not None:
+            self._last_owner = owner
             t = _first_tensor(out)
             if t is not None:
-                self._acts[name] = (t.detach(), None, name in self._conv_like)
-        return hook
-
-    def _feature_hook(self, name: str):
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
-            # The first call of the step (a module reused in one forward).
-            if not self._measuring or name in self._maps:
-                return
+                self._acts[owner] = (t.detach(), None, owner in self._conv_like)
+        elif act and self._last_owner is not None:
+            t = _first_tensor(out)
+            if t is not None:
+                last = self._last_owner
+                self._acts[last] = (t.detach(), module, last in self._conv_like)
+        # The first call of the step (a module reused in one forward).
+        if feature is not None and feature not in self._maps:
             t = _first_tensor(out)
             if t is not None and t.dim() >= 1:
                 with torch.no_grad():
                     # One sample, a few channels: a copy, so that an in-place
                     # activation after the module does not change it.
                     x = t.detach()[0] if t.dim() >= 2 else t.detach()
-                    self._maps[name] = x[:self.feature_map_channels].clone() if x.dim() >= 2 \
+                    self._maps[feature] = x[:self.feature_map_channels].clone() if x.dim() >= 2 \
                         else x.clone()
-        return hook
-
-    def _on_activation(self, module: nn.Module, args: Any, out: Any) -> None:
-        if not self._measuring or self._last_owner is None:
-            return
-        t = _first_tensor(out)
-        if t is not None:
-            owner = self._last_owner
-            self._acts[owner] = (t.detach(), module, owner in self._conv_like)
 
     def _grad_hook(self, layer: _Layer):
         def hook(p: torch.Tensor) -> None:
@@ -346,48 +465,60 @@ class Watch:
         self._snapshot_step = None
         self._measuring = False
         self._remove_layer_hooks()
-        metrics: Dict[str, torch.Tensor] = {}
+        # Every statistic stays a tensor until one read at the end: a key
+        # list, the tensors (0-d, or 1-d holding one value per key) and, for
+        # the unit fractions, the count that the value is taken from.
+        out = _Scalars()
         hists: List[Tuple[str, torch.Tensor]] = []
         with torch.no_grad():
-            for layer in self._layers:
-                w = layer.param.detach()
-                before = layer.before
-                metrics[f"weight_norm/{layer.name}"] = torch.linalg.vector_norm(before.float())
+            layers = self._layers
+            if layers:
+                # The snapshot may become the update itself unless a
+                # histogram or a weight tensor still reads it.
+                weight_norms, update_norms = _norms_and_updates(
+                    [layer.before for layer in layers], [layer.param.detach() for layer in layers],
+                    in_place=not (self._hist or self._weights))
+                for layer, norm, update in zip(layers, weight_norms, update_norms):
+                    out.add_ratio(layer.keys[1], update, out.add(layer.keys[0], norm))
+            for layer in layers:
                 if layer.grad_norm is not None:
-                    metrics[f"grad_norm/{layer.name}"] = layer.grad_norm
-                norm_before = torch.linalg.vector_norm(before.float())
-                metrics[f"update_ratio/{layer.name}"] = (
-                    torch.linalg.vector_norm((w - before).float()) / norm_before.clamp_min(1e-12))
+                    out.add(layer.keys[2], layer.grad_norm)
+            for layer in layers:
                 if self._hist:
-                    hists.append((f"weights/{layer.name}", before))
+                    hists.append((layer.keys[3], layer.before))
                     if layer.grad_hist is not None:
-                        hists.append((f"grads/{layer.name}", layer.grad_hist))
+                        hists.append((layer.keys[4], layer.grad_hist))
                 layer.grad_norm = None
                 layer.grad_hist = None
             for owner, (t, act, conv) in self._acts.items():
                 names = [layer.name for layer in self._by_module.get(owner, [])]
                 name = owner if owner else (names[0] if names else "model")
                 x = t.float()
-                metrics[f"act_mean/{name}"] = x.mean()
-                metrics[f"act_std/{name}"] = x.std() if x.numel() > 1 else torch.zeros(())
+                out.add(f"act_mean/{name}", x.mean())
+                out.add(f"act_std/{name}", x.std() if x.numel() > 1 else torch.zeros(()))
                 if act is not None and x.dim() >= 2:
                     if isinstance(act, _RELU_FAMILY):
                         # A unit (a feature, or a conv channel) is dead when
-                        # it is 0 for every sample and position.
+                        # it is 0 for every sample and position: its largest
+                        # absolute value is 0 (one reduction costs a seventh
+                        # of the `!= 0` mask and its any(); a NaN keeps a
+                        # unit alive). ReLU's outputs are never below 0, so
+                        # its largest value will do.
                         unit_dim = 1 if conv else x.dim() - 1
-                        alive = (x != 0).movedim(unit_dim, 0).reshape(x.shape[unit_dim], -1).any(dim=1)
-                        metrics[f"dead_frac/{name}"] = (~alive).float().mean()
+                        others = [d for d in range(x.dim()) if d != unit_dim]
+                        peak = x if isinstance(act, (nn.ReLU, nn.ReLU6)) else x.abs()
+                        units = x.shape[unit_dim]
+                        out.add_fraction(f"dead_frac/{name}",
+                                         torch.count_nonzero(peak.amax(dim=others)), units, alive=True)
                     elif isinstance(act, nn.Sigmoid):
-                        metrics[f"sat_frac/{name}"] = ((x < SIGMOID_SATURATED)
-                                                       | (x > 1 - SIGMOID_SATURATED)).float().mean()
+                        out.add(f"sat_frac/{name}", ((x < SIGMOID_SATURATED)
+                                                     | (x > 1 - SIGMOID_SATURATED)).float().mean())
                     elif isinstance(act, nn.Tanh):
-                        metrics[f"sat_frac/{name}"] = (x.abs() > TANH_SATURATED).float().mean()
+                        out.add(f"sat_frac/{name}", (x.abs() > TANH_SATURATED).float().mean())
                 if self._hist:
                     hists.append((f"activations/{name}", t))
             self._acts = {}
-            keys = list(metrics)
-            values = torch.stack([metrics[k].detach().float().reshape(()).cpu() for k in keys]).tolist() \
-                if keys else []
+            values = out.read()
             tensors: List[Tuple[str, torch.Tensor]] = []
             if self._weights:
                 for name, src in self._weight_sources.items():
@@ -400,7 +531,7 @@ class Watch:
             for layer in self._layers:
                 layer.before = None
             maps, self._maps = self._maps, {}
-        self.run.log(dict(zip(keys, values)), step=step)
+        self.run.log(values, step=step)
         for key, t in hists:
             edges, counts, nonfinite = _histogram(t)
             self.run.log_histogram(key, step=step, edges=edges, counts=counts, nonfinite=nonfinite)
