@@ -16,6 +16,8 @@ use super::svg::{esc, format_value};
 
 /// Cells drawn a side at most.
 pub const MAX_CELLS: usize = 256;
+/// The narrowest drawing: the legend's width.
+const MIN_WIDTH: u32 = 560;
 
 /// RdBu (ColorBrewer, 11 classes), negative end first.
 const RDBU: [(u8, u8, u8); 11] = [
@@ -129,6 +131,9 @@ pub fn weight_heatmap(
         .min(48.0);
     let plot_w = (s * grid.cols as f64).max(28.0);
     let plot_h = (s * grid.rows as f64).max(28.0);
+    // As wide as the matrix drawn (a small one is not stretched over the
+    // page), but room for the legend.
+    let width = ((left + plot_w + right).ceil() as u32).clamp(MIN_WIDTH, width);
     let axis_y = top + plot_h;
     let legend_y = axis_y + 44.0;
     let height = legend_y + 34.0;
@@ -200,7 +205,7 @@ pub fn weight_heatmap(
         }
     );
     // Legend: the diverging ramp with −limit, 0, +limit, and the NaN swatch.
-    let lw = (max_w * 0.45).min(320.0);
+    let lw = (width as f64 - left - 150.0).min(320.0);
     let lx = left;
     s_out.push_str(r#"<defs><linearGradient id="diverging" x1="0" x2="1" y1="0" y2="0">"#);
     for i in 0..=10 {
@@ -213,8 +218,13 @@ pub fn weight_heatmap(
     }
     let _ = write!(
         s_out,
-        "</linearGradient></defs><text x=\"{lx:.1}\" y=\"{:.1}\" fill=\"#1d232b\">value (colour scale centred at 0)</text><rect x=\"{lx:.1}\" y=\"{legend_y:.1}\" width=\"{lw:.1}\" height=\"10\" fill=\"url(#diverging)\" stroke=\"#c9ced6\"/>",
+        "</linearGradient></defs><text x=\"{lx:.1}\" y=\"{:.1}\" fill=\"#1d232b\">{} (colour scale centred at 0)</text><rect x=\"{lx:.1}\" y=\"{legend_y:.1}\" width=\"{lw:.1}\" height=\"10\" fill=\"url(#diverging)\" stroke=\"#c9ced6\"/>",
         legend_y - 4.0,
+        if grid.block == (1, 1) {
+            "value"
+        } else {
+            "cell mean"
+        },
     );
     for (t, v) in [(0.0, -lim), (0.5, 0.0), (1.0, lim)] {
         let x = lx + t * lw;

@@ -350,7 +350,15 @@ pub fn weight_view(view: &mut StepView, t: &TensorRecord) {
     ));
     view.facts.push((
         "colour scale",
-        format!("−{0} to +{0}, white at 0", format_value(h.limit)),
+        format!(
+            "−{0} to +{0}{1}, white at 0",
+            format_value(h.limit),
+            if h.block == (1, 1) {
+                ""
+            } else {
+                " (the largest cell mean)"
+            }
+        ),
     ));
     if h.block != (1, 1) {
         view.facts.push((
