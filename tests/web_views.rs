@@ -141,7 +141,7 @@ on_both_backends! {
         assert_eq!(s, 200);
         assert!(!html.contains(ONLOAD));
         let doc = Html::parse_document(&html);
-        assert_eq!(attrs(&doc, "#weights input[name=tensor]", "value"), [key.clone()]);
+        assert_eq!(attrs(&doc, "#weights input[name=tensor]", "value"), std::slice::from_ref(&key));
         assert_eq!(texts(&doc, "#weights figure.weights svg > title"), [format!("{key} at step 5")]);
         assert_eq!(texts(&doc, "#weights p.bad"), ["▲ 1 NaN among the values (magenta cells)"]);
         // An unknown key falls back, saying so.
