@@ -3,8 +3,10 @@
 //! in-process on 127.0.0.1 with the recorded fixture runs imported and
 //! diagnosed. At 1280 and 390 px wide: the runs table lists the runs with
 //! the badges the store says, its sort links and filter form work, a faulty
-//! run's page shows its finding, nothing overflows the viewport sideways
-//! and no JavaScript error is raised. Screenshots go to
+//! run's page shows its finding, a run with weight tensors and feature maps
+//! shows the weight heatmap and a decoded image per channel (the step
+//! slider loads another step), nothing overflows the viewport sideways and
+//! no JavaScript error is raised. Screenshots go to
 //! `target/screenshots/` for a person to look at.
 //!
 //! Skipped (with a message) when chromedriver is missing — except under CI,
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, eager_runner, fixture_files, free_port, post, send};
+use common::{TestDb, eager_runner, fixture_files, free_port, post, post_json, send};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use trainlens::app;
@@ -217,6 +219,7 @@ async fn pages_in_headless_chromium() {
         *w = (*w).max(Some(f.finding.severity));
     }
     assert!(worst.values().any(Option::is_none) && worst.values().any(Option::is_some));
+    let views_run = views_run(&router).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -355,6 +358,61 @@ async fn pages_in_headless_chromium() {
             assert!(texts(&c, "h1").await[0].starts_with("dev-diverge-sgd-lr5"));
             screenshot(&c, &format!("run-{width}")).await;
             check_page(&c, &format!("run page at {width}px")).await;
+
+            // A run with weight tensors and feature maps: the heatmap, a
+            // cell per channel, every image decoded; the slider loads a step.
+            c.goto(&format!("{base}/runs/{views_run}#weights"))
+                .await
+                .unwrap();
+            loaded(&c, &views_run).await;
+            assert_eq!(
+                c.find_all(Locator::Css("#weights figure.weights svg image"))
+                    .await
+                    .unwrap()
+                    .len(),
+                1,
+                "{width}px: the weight heatmap"
+            );
+            assert_eq!(
+                texts(&c, "#feature-maps figure.fmap figcaption span:first-child").await,
+                ["channel 0", "channel 1", "channel 2", "channel 3"],
+                "{width}px: a cell per channel"
+            );
+            let broken = c
+                .execute(
+                    "return [...document.querySelectorAll('#feature-maps img')].filter(i => !i.complete || i.naturalWidth === 0).length",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(broken, json!(0), "{width}px: every feature map decodes");
+            screenshot(&c, &format!("views-{width}")).await;
+            check_page(&c, &format!("views run page at {width}px")).await;
+            c.execute(
+                "const r = document.querySelector('#feature-maps input[type=range]'); r.value = 0; r.dispatchEvent(new Event('change'));",
+                vec![],
+            )
+            .await
+            .unwrap();
+            loaded(&c, "image_step=0").await;
+            assert_eq!(
+                texts(&c, "#feature-maps form.steps output").await,
+                ["0"],
+                "{width}px: the slider's step"
+            );
+            check_page(&c, &format!("views run page at step 0, {width}px")).await;
+            c.goto(&format!("{base}/runs/{views_run}?image=inputs%2Fsample#feature-maps"))
+                .await
+                .unwrap();
+            let png = c
+                .execute(
+                    "const i = document.querySelector('#feature-maps img'); return i && i.complete ? i.naturalWidth : -1",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(png, json!(1), "{width}px: the logged PNG is served");
+            check_page(&c, &format!("PNG image at {width}px")).await;
         }
     }
     .await;
@@ -363,4 +421,54 @@ async fn pages_in_headless_chromium() {
     server.await.unwrap().unwrap();
     db.cleanup().await;
     result
+}
+
+/// A run with two steps of a weight matrix, of a 4-channel feature map and a
+/// PNG image, for the weight heatmap and the feature maps; returns its id.
+async fn views_run(router: &axum::Router) -> String {
+    const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+    let (status, run) = send(
+        router,
+        post_json(
+            "/api/v1/runs",
+            &json!({"project":"views","name":"views <demo>"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut lines = Vec::new();
+    for step in [0u64, 100] {
+        let w: Vec<Value> = (0..16 * 12)
+            .map(|i| {
+                if step == 100 && i == 7 {
+                    json!("NaN")
+                } else {
+                    json!(((i * 37 % 23) as f64 - 11.0) / 11.0 * (1.0 + step as f64 / 100.0))
+                }
+            })
+            .collect();
+        lines.push(
+            json!({"type":"tensor","step":step,"key":"weights/fc1","shape":[16,12],"values":w}),
+        );
+        let f: Vec<f64> = (0..4 * 6 * 6)
+            .map(|i| ((i % 6) * (i / 6 % 6)) as f64 + step as f64)
+            .collect();
+        lines.push(
+            json!({"type":"image","step":step,"key":"features/conv1","shape":[4,6,6],"values":f}),
+        );
+    }
+    lines.push(json!({"type":"image","step":100,"key":"inputs/sample","png":PNG_1X1}));
+    let body: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    let (status, out) = send(
+        router,
+        post(
+            &format!("/api/v1/runs/{id}/records"),
+            "application/x-ndjson",
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    id
 }

@@ -1,9 +1,14 @@
-//! Pure chart code: downsampling, line charts, layer heatmaps and
-//! histogram distributions, as SVG. No I/O.
+//! Pure chart code: downsampling, line charts, layer heatmaps, histogram
+//! distributions, weight heatmaps, feature maps and bar charts, as SVG (and
+//! the PNGs inside them). No I/O.
 
+pub mod bars;
 pub mod distributions;
 pub mod downsample;
+pub mod feature_map;
 pub mod heatmap;
 pub mod layers;
+pub mod raster;
 pub mod sparkline;
 pub mod svg;
+pub mod weights;

@@ -36,7 +36,7 @@ use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 use crate::record::DatasetRecord;
 
 /// Standardised mean difference from which a feature counts as shifted.
-const SHIFT_SMD: f64 = 0.5;
+pub const SHIFT_SMD: f64 = 0.5;
 /// Required significance (standard errors) of a feature shift or class deficit.
 const Z_MIN: f64 = 4.0;
 /// Share of shifted features that makes a distribution shift.

@@ -212,6 +212,25 @@ impl Store {
         Ok(rows.into_iter().map(HistogramKey::from).collect())
     }
 
+    /// The steps that one key of a kind of step record has, in order (the
+    /// primary key's index answers it without reading a body).
+    pub async fn step_record_steps(
+        &self,
+        run: Uuid,
+        kind: StepKind,
+        key: &str,
+    ) -> Result<Vec<u64>> {
+        let steps: Vec<i64> = sqlx::query_scalar(
+            "SELECT step FROM step_records WHERE run_id = $1 AND kind = $2 AND key = $3 ORDER BY step",
+        )
+        .bind(run.to_string())
+        .bind(kind.as_str())
+        .bind(key)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(steps.into_iter().map(|s| s as u64).collect())
+    }
+
     /// The step records of one kind and key, by step, with
     /// `from <= step <= to`, at most `limit`.
     pub async fn step_records(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::charts::sparkline;
 mod debug;
+mod views;
 
 use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/static/style.css", get(stylesheet))
+        .merge(views::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
@@ -448,6 +450,8 @@ struct RunPage {
     charts: Vec<String>,
     /// Gradient flow, updates, units, distributions (SVG escaped in `charts`).
     debug: debug::Debugging,
+    /// Weight heatmap, feature maps, dataset and model panels.
+    views: views::Views,
 }
 
 #[derive(Deserialize)]
@@ -455,6 +459,12 @@ struct RunPage {
 struct RunQuery {
     /// The histogram key of the distribution charts.
     hist: Option<String>,
+    /// The weight heatmap's tensor key and step, the feature maps' image
+    /// key and step (see [`views::Pick`]).
+    tensor: Option<String>,
+    tensor_step: Option<String>,
+    image: Option<String>,
+    image_step: Option<String>,
 }
 
 /// The preferred key of each role among a run's series.
@@ -538,9 +548,17 @@ async fn run_page(
         })
         .collect();
     let series = state.store.series(id).await?;
-    let (charts, debug) = tokio::try_join!(
+    let pick = views::Pick {
+        hist: q.hist.clone(),
+        tensor: q.tensor,
+        tensor_step: q.tensor_step,
+        image: q.image,
+        image_step: q.image_step,
+    };
+    let (charts, debug, views) = tokio::try_join!(
         run_charts(&state, id, &series, &markers),
         debug::debugging(&state, id, &series, &markers, q.hist.as_deref()),
+        views::views(&state, id, &pick, &findings),
     )?;
     let page = RunPage {
         created: fmt_time(run.created_at),
@@ -578,6 +596,7 @@ async fn run_page(
         series: series.into_iter().map(Into::into).collect(),
         charts,
         debug,
+        views,
         run,
     };
     render(&page)

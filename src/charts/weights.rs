@@ -1,0 +1,314 @@
+//! A weight matrix (a `tensor` record) as a heatmap: rows × columns of the
+//! matrix (see [`raster::as_matrix`] for higher ranks), block means when it
+//! is bigger than [`MAX_CELLS`] a side, a diverging colour scale centred at
+//! 0 (blue negative, white 0, red positive, symmetric around 0 so that the
+//! sign is the hue), NaN and ±Inf in [`NONFINITE`] as on the gradient-flow
+//! heatmap.
+//!
+//! The cells are one indexed PNG inside the SVG (title, axes and legend as
+//! SVG text), so a 256 × 256 map weighs tens of kilobytes, not megabytes.
+
+use std::fmt::Write;
+
+use super::heatmap::{Cell, EMPTY, NONFINITE};
+use super::raster::{self, Grid};
+use super::svg::{esc, format_value};
+
+/// Cells drawn a side at most.
+pub const MAX_CELLS: usize = 256;
+/// The narrowest drawing: the legend's width.
+const MIN_WIDTH: u32 = 560;
+
+/// RdBu (ColorBrewer, 11 classes), negative end first.
+const RDBU: [(u8, u8, u8); 11] = [
+    (0x05, 0x30, 0x61),
+    (0x21, 0x66, 0xac),
+    (0x43, 0x93, 0xc3),
+    (0x92, 0xc5, 0xde),
+    (0xd1, 0xe5, 0xf0),
+    (0xf7, 0xf7, 0xf7),
+    (0xfd, 0xdb, 0xc7),
+    (0xf4, 0xa5, 0x82),
+    (0xd6, 0x60, 0x4d),
+    (0xb2, 0x18, 0x2b),
+    (0x67, 0x00, 0x1f),
+];
+
+/// Colour levels of the scale: odd, so that 0 has a level of its own.
+const LEVELS: usize = 63;
+const NONFINITE_INDEX: u8 = LEVELS as u8;
+const EMPTY_INDEX: u8 = LEVELS as u8 + 1;
+
+/// The level (0..LEVELS) of `t` in −1..=1 (clamped); 0 is the middle one.
+pub fn level(t: f64) -> usize {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(-1.0, 1.0) };
+    (((t + 1.0) / 2.0) * (LEVELS - 1) as f64).round() as usize
+}
+
+/// The colour of level `i`.
+fn level_rgb(i: usize) -> [u8; 3] {
+    let x = i as f64 / (LEVELS - 1) as f64 * (RDBU.len() - 1) as f64;
+    let k = (x.floor() as usize).min(RDBU.len() - 2);
+    let f = x - k as f64;
+    let (a, b) = (RDBU[k], RDBU[k + 1]);
+    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
+    [mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2)]
+}
+
+fn hex([r, g, b]: [u8; 3]) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+fn palette() -> Vec<[u8; 3]> {
+    let mut p: Vec<[u8; 3]> = (0..LEVELS).map(level_rgb).collect();
+    p.push(raster::rgb(NONFINITE));
+    p.push(raster::rgb(EMPTY));
+    p
+}
+
+/// The colour scale's half-width: the largest |cell|, 1 when every cell is
+/// 0 or none is finite.
+pub fn limit(grid: &Grid) -> f64 {
+    match grid.range() {
+        Some((lo, hi)) if lo.abs().max(hi.abs()) > 0.0 => lo.abs().max(hi.abs()),
+        _ => 1.0,
+    }
+}
+
+/// The cells as palette indices, row-major.
+pub fn indices(grid: &Grid, limit: f64) -> Vec<u8> {
+    grid.cells
+        .iter()
+        .map(|c| match c {
+            Cell::Value(v) => level(v / limit) as u8,
+            Cell::NonFinite => NONFINITE_INDEX,
+            Cell::Empty => EMPTY_INDEX,
+        })
+        .collect()
+}
+
+/// A drawn weight heatmap and what the page says about it.
+#[derive(Debug, Clone)]
+pub struct WeightHeatmap {
+    pub svg: String,
+    /// The matrix drawn: rows × columns of the values.
+    pub matrix: (usize, usize),
+    /// The cells drawn, and the values a cell stands for.
+    pub cells: (usize, usize),
+    pub block: (usize, usize),
+    /// The smallest and largest finite value.
+    pub range: Option<(f64, f64)>,
+    /// The colour scale runs from −limit to +limit.
+    pub limit: f64,
+    /// NaN, +Inf, −Inf counts among the values.
+    pub nonfinite: (usize, usize, usize),
+}
+
+/// The heatmap of `values` (row-major, `shape`), or `None` when they do not
+/// fill the shape.
+pub fn weight_heatmap(
+    title: &str,
+    shape: &[u64],
+    values: &[f64],
+    width: u32,
+) -> Option<WeightHeatmap> {
+    let (rows, cols) = raster::as_matrix(shape);
+    if rows == 0 || cols == 0 || values.len() != rows * cols {
+        return None;
+    }
+    let grid = raster::block_means(values, rows, cols, MAX_CELLS, MAX_CELLS);
+    let lim = limit(&grid);
+    let png = raster::indexed_png(grid.cols, grid.rows, &palette(), &indices(&grid, lim));
+    let range = raster::finite_range(values.iter().copied());
+    let nonfinite = raster::nonfinite_counts(values);
+    let bad = nonfinite.0 + nonfinite.1 + nonfinite.2;
+
+    let (left, right, top) = (64.0, 20.0, 34.0);
+    let max_w = width as f64 - left - right;
+    let max_h = 520.0;
+    let s = (max_w / grid.cols as f64)
+        .min(max_h / grid.rows as f64)
+        .min(48.0);
+    let plot_w = (s * grid.cols as f64).max(28.0);
+    let plot_h = (s * grid.rows as f64).max(28.0);
+    // As wide as the matrix drawn (a small one is not stretched over the
+    // page), but room for the legend.
+    let width = ((left + plot_w + right).ceil() as u32).clamp(MIN_WIDTH, width);
+    let axis_y = top + plot_h;
+    let legend_y = axis_y + 44.0;
+    let height = legend_y + 34.0;
+    let shape_text = shape
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" × ");
+    let desc = format!(
+        "Heatmap of a {shape_text} tensor drawn as {rows} rows by {cols} columns{}; diverging colour scale from {} (blue) through 0 (white) to {} (red); values from {}; {bad} NaN or Inf values in magenta",
+        if grid.block == (1, 1) {
+            String::new()
+        } else {
+            format!(
+                ", each cell the mean of {} × {} values",
+                grid.block.0, grid.block.1
+            )
+        },
+        format_value(-lim),
+        format_value(lim),
+        range.map_or("none finite".to_string(), |(lo, hi)| format!(
+            "{} to {}",
+            format_value(lo),
+            format_value(hi)
+        )),
+    );
+    let mut s_out = String::with_capacity(png.len() * 4 / 3 + 4096);
+    let _ = write!(
+        s_out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11"><title>{t}</title><desc>{d}</desc><rect width="100%" height="100%" fill="white"/><text x="{cx}" y="18" text-anchor="middle" font-size="15">{t}</text>"#,
+        cx = width as f64 / 2.0,
+        t = esc(title),
+        d = esc(&desc),
+    );
+    let _ = write!(
+        s_out,
+        r#"<image class="cells" x="{left}" y="{top}" width="{plot_w:.1}" height="{plot_h:.1}" preserveAspectRatio="none" style="image-rendering:crisp-edges;image-rendering:pixelated" href="{}"/>"#,
+        raster::png_data_url(&png)
+    );
+    let _ = write!(
+        s_out,
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#c9ced6\"/>"
+    );
+    // Row and column indices of the source matrix at the corners.
+    let _ = write!(
+        s_out,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" dominant-baseline=\"hanging\">0</text><text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"end\">{}</text><text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+        left - 5.0,
+        top,
+        left - 5.0,
+        rows - 1,
+        axis_y + 14.0,
+        left + plot_w,
+        axis_y + 14.0,
+        cols - 1,
+    );
+    let _ = write!(
+        s_out,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#6a7380">{rows} rows × {cols} columns{}</text>"##,
+        left + plot_w / 2.0,
+        axis_y + 28.0,
+        if grid.block == (1, 1) {
+            String::new()
+        } else {
+            format!(
+                " · a cell is the mean of {} × {} values",
+                grid.block.0, grid.block.1
+            )
+        }
+    );
+    // Legend: the diverging ramp with −limit, 0, +limit, and the NaN swatch.
+    let lw = (width as f64 - left - 150.0).min(320.0);
+    let lx = left;
+    s_out.push_str(r#"<defs><linearGradient id="diverging" x1="0" x2="1" y1="0" y2="0">"#);
+    for i in 0..=10 {
+        let t = i as f64 / 10.0;
+        let _ = write!(
+            s_out,
+            r#"<stop offset="{t}" stop-color="{}"/>"#,
+            hex(level_rgb(((LEVELS - 1) as f64 * t).round() as usize))
+        );
+    }
+    let _ = write!(
+        s_out,
+        "</linearGradient></defs><text x=\"{lx:.1}\" y=\"{:.1}\" fill=\"#1d232b\">{} (colour scale centred at 0)</text><rect x=\"{lx:.1}\" y=\"{legend_y:.1}\" width=\"{lw:.1}\" height=\"10\" fill=\"url(#diverging)\" stroke=\"#c9ced6\"/>",
+        legend_y - 4.0,
+        if grid.block == (1, 1) {
+            "value"
+        } else {
+            "cell mean"
+        },
+    );
+    for (t, v) in [(0.0, -lim), (0.5, 0.0), (1.0, lim)] {
+        let x = lx + t * lw;
+        let _ = write!(
+            s_out,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#1d232b\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>",
+            legend_y + 10.0,
+            legend_y + 13.0,
+            legend_y + 24.0,
+            esc(&format_value(v))
+        );
+    }
+    let sx = lx + lw + 28.0;
+    let _ = write!(
+        s_out,
+        "<rect x=\"{sx:.1}\" y=\"{legend_y:.1}\" width=\"12\" height=\"10\" fill=\"{NONFINITE}\"/><text x=\"{:.1}\" y=\"{:.1}\">NaN / Inf: {bad}</text></svg>",
+        sx + 16.0,
+        legend_y + 9.0,
+    );
+    Some(WeightHeatmap {
+        svg: s_out,
+        matrix: (rows, cols),
+        cells: (grid.rows, grid.cols),
+        block: grid.block,
+        range,
+        limit: lim,
+        nonfinite,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_is_centred_at_zero() {
+        assert_eq!(level(0.0), LEVELS / 2);
+        assert_eq!(level(-1.0), 0);
+        assert_eq!(level(1.0), LEVELS - 1);
+        assert_eq!(level(5.0), LEVELS - 1, "clamped");
+        assert_eq!(level(f64::NAN), LEVELS / 2);
+        // Symmetric: ±t are as far from the middle.
+        assert_eq!(LEVELS / 2 - level(-0.3), level(0.3) - LEVELS / 2);
+        assert_eq!(hex(level_rgb(LEVELS / 2)), "#f7f7f7", "0 is white");
+        let blue = level_rgb(0);
+        let red = level_rgb(LEVELS - 1);
+        assert!(blue[2] > blue[0] && red[0] > red[2]);
+        // The NaN colour is none of the scale's.
+        let p = palette();
+        assert!(!p[..LEVELS].contains(&raster::rgb(NONFINITE)));
+    }
+
+    #[test]
+    fn draws_a_bounded_heatmap() {
+        let v = [0.5, -0.25, 1.0, 0.0, 2.0, f64::NAN];
+        let h = weight_heatmap("weights/<fc1>", &[2, 3], &v, 900).unwrap();
+        assert_eq!((h.matrix, h.cells, h.block), ((2, 3), (2, 3), (1, 1)));
+        assert_eq!(h.range, Some((-0.25, 2.0)));
+        assert_eq!(h.limit, 2.0);
+        assert_eq!(h.nonfinite, (1, 0, 0));
+        assert!(h.svg.contains("<title>weights/&lt;fc1&gt;</title>"));
+        assert!(h.svg.contains("<desc>Heatmap of a 2 × 3 tensor"));
+        assert!(h.svg.contains("NaN / Inf: 1"));
+        assert!(h.svg.contains("href=\"data:image/png;base64,"));
+        assert!(!h.svg.contains("<fc1>"));
+
+        // 1000 × 600 → at most 256 a side.
+        let big: Vec<f64> = (0..600_000).map(|i| (i % 7) as f64 - 3.0).collect();
+        let h = weight_heatmap("w", &[1000, 600], &big, 900).unwrap();
+        assert!(h.cells.0 <= MAX_CELLS && h.cells.1 <= MAX_CELLS);
+        assert_eq!(h.block, (4, 3));
+        assert!(h.svg.len() < 200_000, "{} bytes", h.svg.len());
+        assert!(h.svg.contains("mean of 4 × 3 values"));
+        // Conv weights: a row per output channel.
+        let conv = vec![0.1; 8 * 3 * 3 * 3];
+        assert_eq!(
+            weight_heatmap("c", &[8, 3, 3, 3], &conv, 900)
+                .unwrap()
+                .matrix,
+            (8, 27)
+        );
+        // All zero: a scale of ±1, every cell white.
+        let z = weight_heatmap("z", &[2, 2], &[0.0; 4], 900).unwrap();
+        assert_eq!(z.limit, 1.0);
+        assert!(weight_heatmap("bad", &[2, 2], &[1.0], 900).is_none());
+    }
+}
