@@ -49,6 +49,20 @@ pub enum Item {
     Skipped(String),
 }
 
+impl Item {
+    /// A histogram of the edges, counts and non-finite count that
+    /// [`from_buckets`] answers.
+    fn histogram(key: String, step: u64, (edges, counts, nonfinite): Buckets) -> Item {
+        Item::Histogram(HistogramRecord {
+            step,
+            key,
+            edges,
+            counts,
+            nonfinite,
+        })
+    }
+}
+
 /// Decodes one record of an event file and maps it; an undecodable record
 /// is one `Skipped` item.
 pub fn map_record(data: &[u8], tags: &mut TagPlugins, max_bins: usize, out: &mut Vec<Item>) {
@@ -125,16 +139,7 @@ fn map_value(
                 time,
             },
         },
-        Some(ValueKind::Histo(h)) => {
-            let (edges, counts, nonfinite) = from_histogram_proto(&h, max_bins);
-            Item::Histogram(HistogramRecord {
-                step,
-                key,
-                edges,
-                counts,
-                nonfinite,
-            })
-        }
+        Some(ValueKind::Histo(h)) => Item::histogram(key, step, from_histogram_proto(&h, max_bins)),
         Some(ValueKind::Image(img)) => png_image(key, step, time, &img.encoded_image_string),
         Some(ValueKind::Tensor(t)) => map_tensor(key, &t, plugin.as_deref(), step, time, max_bins),
         None => Item::Skipped("a value without data".into()),
@@ -154,14 +159,7 @@ fn map_tensor(
             Some(rows) => {
                 let min = rows.first().map_or(0.0, |r| r.0);
                 let max = rows.last().map_or(0.0, |r| r.1);
-                let (edges, counts, nonfinite) = from_buckets(rows, min, max, max_bins);
-                Item::Histogram(HistogramRecord {
-                    step,
-                    key,
-                    edges,
-                    counts,
-                    nonfinite,
-                })
+                Item::histogram(key, step, from_buckets(rows, min, max, max_bins))
             }
             None => Item::Skipped("a histogram tensor that is not [k,3] numbers".into()),
         },
@@ -310,9 +308,12 @@ fn histogram_rows(t: &TensorProto) -> Option<Vec<(f64, f64, f64)>> {
     }
 }
 
+/// A histogram's edges, counts and count of non-finite values.
+pub type Buckets = (Vec<f64>, Vec<u64>, u64);
+
 /// A TF1 `HistogramProto` as edges, counts and the count of non-finite
 /// values.
-pub fn from_histogram_proto(h: &HistogramProto, max_bins: usize) -> (Vec<f64>, Vec<u64>, u64) {
+pub fn from_histogram_proto(h: &HistogramProto, max_bins: usize) -> Buckets {
     let n = h.bucket_limit.len().min(h.bucket.len());
     let rows = (0..n)
         .map(|i| {
@@ -337,12 +338,7 @@ fn unbounded(x: f64) -> bool {
 /// as non-finite, `min`/`max` as the outer edges when they fit the end
 /// buckets (the end buckets' limits when they do not), edges made finite
 /// and non-decreasing, and adjacent buckets merged to at most `max_bins`.
-pub fn from_buckets(
-    rows: Vec<(f64, f64, f64)>,
-    min: f64,
-    max: f64,
-    max_bins: usize,
-) -> (Vec<f64>, Vec<u64>, u64) {
+pub fn from_buckets(rows: Vec<(f64, f64, f64)>, min: f64, max: f64, max_bins: usize) -> Buckets {
     let count = |c: f64| {
         if c.is_finite() && c > 0.0 {
             c.round() as u64
