@@ -230,12 +230,9 @@ impl Store {
     /// The run's findings as stored, by kind: what the alert policy compares
     /// a new diagnosis with.
     pub async fn finding_priors(&self, run: Uuid) -> Result<HashMap<Kind, Prior>> {
-        let rows: Vec<PriorRow> = self
-            .run_rows(
-                "SELECT kind, status, severity, alert_epoch FROM findings WHERE run_id = $1",
-                run,
-            )
-            .await?;
+        const SQL: &str =
+            "SELECT kind, status, severity, alert_epoch FROM findings WHERE run_id = $1";
+        let rows: Vec<PriorRow> = self.run_rows(SQL, run).await?;
         rows.into_iter()
             .map(|r| {
                 let prior = Prior {
@@ -258,7 +255,8 @@ impl Store {
     }
 
     pub async fn diagnosis_state(&self, run: Uuid) -> Result<Option<DiagnosisState>> {
-        let row: Option<DiagnosisRow> = self.run_row("SELECT diagnosed_version, diagnosed_at, notes FROM diagnosis_state WHERE run_id = $1 AND diagnosed_version > 0", run).await?;
+        const SQL: &str = "SELECT diagnosed_version, diagnosed_at, notes FROM diagnosis_state WHERE run_id = $1 AND diagnosed_version > 0";
+        let row: Option<DiagnosisRow> = self.run_row(SQL, run).await?;
         row.map(|r| {
             Ok(DiagnosisState {
                 diagnosed_version: r.diagnosed_version,

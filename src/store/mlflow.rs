@@ -494,7 +494,8 @@ impl Store {
                 map.insert(r.key, r.value);
             }
         }
-        let latest: Vec<LatestRow> = self.run_rows("SELECT run_id, key, value, timestamp, step FROM mlflow_latest_metrics WHERE run_id = $1", run).await?;
+        const SQL: &str = "SELECT run_id, key, value, timestamp, step FROM mlflow_latest_metrics WHERE run_id = $1";
+        let latest: Vec<LatestRow> = self.run_rows(SQL, run).await?;
         for r in latest {
             d.metrics.insert(
                 r.key,
@@ -638,12 +639,8 @@ impl Store {
 
     /// The params of a run as sent.
     pub async fn mlflow_params(&self, run: Uuid) -> Result<BTreeMap<String, String>> {
-        let kv: Vec<KvRow> = self
-            .run_rows(
-                "SELECT run_id, key, value FROM mlflow_params WHERE run_id = $1",
-                run,
-            )
-            .await?;
+        const SQL: &str = "SELECT run_id, key, value FROM mlflow_params WHERE run_id = $1";
+        let kv: Vec<KvRow> = self.run_rows(SQL, run).await?;
         Ok(kv.into_iter().map(|r| (r.key, r.value)).collect())
     }
 }

@@ -146,8 +146,9 @@ impl Store {
     }
 
     pub async fn histogram_keys(&self, run: Uuid) -> Result<Vec<HistogramKey>> {
-        let rows: Vec<KeyRow> = self.run_rows("SELECT key, CAST(COUNT(*) AS BIGINT) AS n, MIN(step) AS first_step, MAX(step) AS last_step \
-             FROM histograms WHERE run_id = $1 GROUP BY key ORDER BY key", run).await?;
+        const SQL: &str = "SELECT key, CAST(COUNT(*) AS BIGINT) AS n, MIN(step) AS first_step, MAX(step) AS last_step \
+             FROM histograms WHERE run_id = $1 GROUP BY key ORDER BY key";
+        let rows: Vec<KeyRow> = self.run_rows(SQL, run).await?;
         Ok(rows.into_iter().map(HistogramKey::from).collect())
     }
 
@@ -172,12 +173,8 @@ impl Store {
     }
 
     pub async fn datasets(&self, run: Uuid) -> Result<Vec<DatasetRecord>> {
-        let rows: Vec<BodyRow> = self
-            .run_rows(
-                "SELECT body FROM datasets WHERE run_id = $1 ORDER BY split",
-                run,
-            )
-            .await?;
+        const SQL: &str = "SELECT body FROM datasets WHERE run_id = $1 ORDER BY split";
+        let rows: Vec<BodyRow> = self.run_rows(SQL, run).await?;
         rows.iter().map(|r| from_json("dataset", &r.body)).collect()
     }
 
@@ -241,12 +238,8 @@ impl Store {
     /// records of [`EXPORT_WINDOW_RECORDS`]-ish scalars per page.
     pub async fn export_pages(&self, run: Uuid) -> Result<ExportPages<'_>> {
         let meta = self.get_run(run).await?.ok_or(StoreError::RunNotFound)?;
-        let series: Vec<(i64, String)> = self
-            .run_rows(
-                "SELECT id, key FROM series WHERE run_id = $1 ORDER BY key",
-                run,
-            )
-            .await?;
+        const SQL: &str = "SELECT id, key FROM series WHERE run_id = $1 ORDER BY key";
+        let series: Vec<(i64, String)> = self.run_rows(SQL, run).await?;
         // Steps per page: about EXPORT_WINDOW_RECORDS points over all series,
         // a power of two so that pages tile a chunk.
         let per_series = (EXPORT_WINDOW_RECORDS / series.len().max(1)).max(1) as u64;

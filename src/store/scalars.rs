@@ -129,7 +129,8 @@ struct StoredChunk {
 
 impl Store {
     pub async fn series(&self, run: Uuid) -> Result<Vec<SeriesInfo>> {
-        let rows: Vec<SeriesRow> = self.run_rows("SELECT key, count, first_step, last_step, last_value FROM series WHERE run_id = $1 ORDER BY key", run).await?;
+        const SQL: &str = "SELECT key, count, first_step, last_step, last_value FROM series WHERE run_id = $1 ORDER BY key";
+        let rows: Vec<SeriesRow> = self.run_rows(SQL, run).await?;
         rows.into_iter().map(SeriesInfo::try_from).collect()
     }
 
