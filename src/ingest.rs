@@ -631,6 +631,17 @@ fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, InputError
     })
 }
 
+/// [`from_value`], then `validate` within `lim`.
+fn checked<T: DeserializeOwned>(
+    v: serde_json::Value,
+    lim: &Limits,
+    validate: impl FnOnce(&T, &Limits) -> Result<(), InputError>,
+) -> Result<T, InputError> {
+    let t = from_value(v)?;
+    validate(&t, lim)?;
+    Ok(t)
+}
+
 /// Parses an NDJSON body in the record format, within the default
 /// [`Limits`]. Blank lines are skipped.
 pub fn parse_ndjson(body: &[u8], run_line: RunLine) -> Result<Recording, InputError> {
@@ -714,9 +725,7 @@ fn parse_line(
                     "`run` must be the first line and appear once",
                 ));
             }
-            let run: RunRecord = from_value(v)?;
-            validate_run(&run, lim)?;
-            rec.run = Some(run);
+            rec.run = Some(checked(v, lim, validate_run)?);
         }
         _ if run_line == RunLine::Required && first => {
             return Err(InputError::malformed(
@@ -741,34 +750,19 @@ fn parse_line(
                 time: s.time,
             });
         }
-        "histogram" => {
-            let h: HistogramRecord = from_value(v)?;
-            validate_histogram(&h, lim)?;
-            rec.batch.histograms.push(h);
-        }
-        "model" => {
-            let m: ModelRecord = from_value(v)?;
-            validate_model(&m, lim)?;
-            rec.batch.model = Some(m);
-        }
-        "image" => {
-            let i: ImageRecord = from_value(v)?;
-            validate_image(&i, lim)?;
-            rec.batch.images.push(i);
-        }
-        "tensor" => {
-            let t: TensorRecord = from_value(v)?;
-            validate_tensor(&t, lim)?;
-            rec.batch.tensors.push(t);
-        }
-        "predictions" => {
-            let p: PredictionsRecord = from_value(v)?;
-            validate_predictions(&p, lim)?;
-            rec.batch.predictions.push(p);
-        }
+        "histogram" => rec
+            .batch
+            .histograms
+            .push(checked(v, lim, validate_histogram)?),
+        "model" => rec.batch.model = Some(checked(v, lim, validate_model)?),
+        "image" => rec.batch.images.push(checked(v, lim, validate_image)?),
+        "tensor" => rec.batch.tensors.push(checked(v, lim, validate_tensor)?),
+        "predictions" => rec
+            .batch
+            .predictions
+            .push(checked(v, lim, validate_predictions)?),
         "dataset" => {
-            let d: DatasetRecord = from_value(v)?;
-            validate_dataset(&d, lim)?;
+            let d: DatasetRecord = checked(v, lim, validate_dataset)?;
             rec.batch.datasets.retain(|old| old.split != d.split);
             rec.batch.datasets.push(d);
         }

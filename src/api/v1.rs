@@ -6,8 +6,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -15,8 +16,8 @@ use uuid::Uuid;
 use crate::csv_export;
 use crate::http::extract::{idempotency_key, query_word};
 use crate::http::{AppError, AppState, Body, JsonBody, Query, RunId};
-use crate::ingest::{self, InputError, RunLine};
-use crate::model::{IngestOutcome, NewRun, Run, RunFilter, RunStatus};
+use crate::ingest::{self, InputError, Limits, RunLine};
+use crate::model::{Batch, IngestOutcome, NewRun, Run, RunFilter, RunStatus};
 use crate::record::{RunRecord, Value};
 use crate::store::records::StepKind;
 
@@ -27,18 +28,27 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/runs", post(create_run).get(list_runs))
         .route("/api/v1/import", post(import))
         .route("/api/v1/runs/{id}", get(get_run))
-        .route("/api/v1/runs/{id}/records", post(ingest_records))
+        .route("/api/v1/runs/{id}/records", ingest_with(parse_records))
         .route(
             "/api/v1/runs/{id}/scalars",
-            post(ingest_scalars).get(read_scalars),
+            ingest_with(parse_scalars).get(read_scalars),
         )
         .route("/api/v1/runs/{id}/series", get(list_series))
         .route("/api/v1/runs/{id}/histograms", get(read_histograms))
         .route("/api/v1/runs/{id}/model", get(read_model))
         .route("/api/v1/runs/{id}/datasets", get(read_datasets))
-        .route("/api/v1/runs/{id}/images", get(read_images))
-        .route("/api/v1/runs/{id}/tensors", get(read_tensors))
-        .route("/api/v1/runs/{id}/predictions", get(read_predictions))
+        .route(
+            "/api/v1/runs/{id}/images",
+            step_records::<StepRecordQuery>(StepKind::Image),
+        )
+        .route(
+            "/api/v1/runs/{id}/tensors",
+            step_records::<StepRecordQuery>(StepKind::Tensor),
+        )
+        .route(
+            "/api/v1/runs/{id}/predictions",
+            step_records::<PredictionsQuery>(StepKind::Predictions),
+        )
         .route("/api/v1/runs/{id}/export", get(export))
         .route("/api/v1/runs/{id}/finish", post(finish_run))
         .route("/api/v1/runs/{id}/heartbeat", post(heartbeat))
@@ -152,28 +162,33 @@ async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Resp
     Ok(Json(RunJson::new(&state, run)).into_response())
 }
 
-async fn ingest_records(
-    State(state): State<AppState>,
-    RunId(id): RunId,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<IngestOutcome>, AppError> {
-    let key = idempotency_key(&headers)?;
-    let rec = ingest::parse_ndjson_within(&body, RunLine::Forbidden, &state.limits)?;
-    Ok(Json(
-        state.store.ingest(id, &rec.batch, key.as_deref()).await?,
-    ))
+/// How an ingest endpoint reads its body into a batch.
+type ParseBatch = fn(&[u8], &Limits) -> Result<Batch, InputError>;
+
+/// `POST` of a batch into a run: the body read with `parse`, stored once
+/// per `Idempotency-Key`.
+fn ingest_with(parse: ParseBatch) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              RunId(id): RunId,
+              headers: HeaderMap,
+              Body(body): Body| async move {
+            let key = idempotency_key(&headers)?;
+            let batch = parse(&body, &state.limits)?;
+            let outcome: IngestOutcome = state.store.ingest(id, &batch, key.as_deref()).await?;
+            Ok::<_, AppError>(Json(outcome))
+        },
+    )
 }
 
-async fn ingest_scalars(
-    State(state): State<AppState>,
-    RunId(id): RunId,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<IngestOutcome>, AppError> {
-    let key = idempotency_key(&headers)?;
-    let batch = ingest::parse_columnar(&body)?;
-    Ok(Json(state.store.ingest(id, &batch, key.as_deref()).await?))
+/// Records in the record format, without a run line.
+fn parse_records(body: &[u8], lim: &Limits) -> Result<Batch, InputError> {
+    Ok(ingest::parse_ndjson_within(body, RunLine::Forbidden, lim)?.batch)
+}
+
+/// Scalars in columns.
+fn parse_scalars(body: &[u8], _: &Limits) -> Result<Batch, InputError> {
+    ingest::parse_columnar(body)
 }
 
 async fn import(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
@@ -565,20 +580,17 @@ async fn read_step_records(
     Ok(Json(json!({ "key": key, "records": records })).into_response())
 }
 
-async fn read_images(
-    State(state): State<AppState>,
-    RunId(id): RunId,
-    Query(q): Query<StepRecordQuery>,
-) -> Result<Response, AppError> {
-    read_step_records(&state, id, StepKind::Image, q).await
-}
-
-async fn read_tensors(
-    State(state): State<AppState>,
-    RunId(id): RunId,
-    Query(q): Query<StepRecordQuery>,
-) -> Result<Response, AppError> {
-    read_step_records(&state, id, StepKind::Tensor, q).await
+/// `GET` of a run's step records of `kind` ([`read_step_records`]), asked
+/// for with the query `Q`.
+fn step_records<Q>(kind: StepKind) -> MethodRouter<AppState>
+where
+    Q: DeserializeOwned + Into<StepRecordQuery> + Send + 'static,
+{
+    get(
+        move |State(state): State<AppState>, RunId(id): RunId, Query(q): Query<Q>| async move {
+            read_step_records(&state, id, kind, q.into()).await
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -590,18 +602,16 @@ struct PredictionsQuery {
     limit: Option<u32>,
 }
 
-async fn read_predictions(
-    State(state): State<AppState>,
-    RunId(id): RunId,
-    Query(q): Query<PredictionsQuery>,
-) -> Result<Response, AppError> {
-    let q = StepRecordQuery {
-        key: q.split,
-        from_step: q.from_step,
-        to_step: q.to_step,
-        limit: q.limit,
-    };
-    read_step_records(&state, id, StepKind::Predictions, q).await
+/// Predictions are asked for by split.
+impl From<PredictionsQuery> for StepRecordQuery {
+    fn from(q: PredictionsQuery) -> Self {
+        StepRecordQuery {
+            key: q.split,
+            from_step: q.from_step,
+            to_step: q.to_step,
+            limit: q.limit,
+        }
+    }
 }
 
 async fn require_run(state: &AppState, id: Uuid) -> Result<(), AppError> {

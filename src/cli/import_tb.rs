@@ -246,43 +246,33 @@ impl Importer {
             Target::Local(_, l) => l.max_histogram_bins,
             Target::Remote(_) => Limits::default().max_histogram_bins,
         };
-        let mut acc = Accumulator::default();
-        let mut pending: BTreeMap<String, u64> = BTreeMap::new();
+        let mut work = DirImport {
+            dir,
+            state_key,
+            run,
+            acc: Accumulator::default(),
+            pending: BTreeMap::new(),
+            total: Totals::default(),
+        };
         let mut read_bytes = 0;
-        let mut total = Totals::default();
         let t0 = std::time::Instant::now();
         for (name, path) in &dir.files {
-            let from = run.files.get(name).copied().unwrap_or(0);
-            let read = self.read_file(path, from, &mut run.tags, max_bins, &mut acc)?;
+            let from = work.run.files.get(name).copied().unwrap_or(0);
+            let read = self.read_file(path, from, &mut work.run.tags, max_bins, &mut work.acc)?;
             read_bytes += read.bytes;
             if read.offset != from {
-                pending.insert(name.clone(), read.offset);
+                work.pending.insert(name.clone(), read.offset);
             }
             if read_bytes >= FLUSH_BYTES {
-                self.flush(
-                    dir,
-                    &state_key,
-                    &mut run,
-                    &mut acc,
-                    &mut pending,
-                    &mut total,
-                )
-                .await?;
+                self.flush(&mut work).await?;
                 read_bytes = 0;
             }
         }
         tracing::debug!(run = %dir.name, seconds = t0.elapsed().as_secs_f64(), "read");
-        if !acc.is_empty() || !pending.is_empty() || run.run_id.is_none() {
-            self.flush(
-                dir,
-                &state_key,
-                &mut run,
-                &mut acc,
-                &mut pending,
-                &mut total,
-            )
-            .await?;
+        if !work.acc.is_empty() || !work.pending.is_empty() || work.run.run_id.is_none() {
+            self.flush(&mut work).await?;
         }
+        let DirImport { run, total, .. } = work;
         if total.files > 0 || !total.skipped.is_empty() {
             let id = run.run_id.map(|i| i.to_string()).unwrap_or_default();
             println!(
@@ -427,15 +417,15 @@ impl Importer {
     }
 
     /// Writes what `acc` holds into the run, then records the offsets.
-    async fn flush(
-        &mut self,
-        dir: &RunDir,
-        state_key: &str,
-        run: &mut RunState,
-        acc: &mut Accumulator,
-        pending: &mut BTreeMap<String, u64>,
-        total: &mut Totals,
-    ) -> anyhow::Result<()> {
+    async fn flush(&mut self, work: &mut DirImport<'_>) -> anyhow::Result<()> {
+        let DirImport {
+            dir,
+            state_key,
+            run,
+            acc,
+            pending,
+            total,
+        } = work;
         let acc = std::mem::take(acc);
         let record = RunRecord {
             name: dir.name.clone(),
@@ -467,7 +457,7 @@ impl Importer {
         for (reason, n) in acc.skipped {
             *total.skipped.entry(reason).or_default() += n;
         }
-        self.state.runs.insert(state_key.to_string(), run.clone());
+        self.state.runs.insert(state_key.clone(), run.clone());
         self.save_state();
         Ok(())
     }
@@ -487,6 +477,18 @@ impl Importer {
             );
         }
     }
+}
+
+/// One run directory's import under way: what was read and not written
+/// yet, and what was written so far.
+struct DirImport<'d> {
+    dir: &'d RunDir,
+    state_key: String,
+    run: RunState,
+    acc: Accumulator,
+    /// File name → offset read into `acc`, recorded once it is written.
+    pending: BTreeMap<String, u64>,
+    total: Totals,
 }
 
 #[derive(Default)]

@@ -5,6 +5,7 @@ use anyhow::bail;
 use clap::Subcommand;
 
 use super::printable;
+use crate::store::webhooks::Webhook;
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
@@ -50,28 +51,29 @@ pub async fn webhook(global: &super::Global, command: WebhookCommand) -> anyhow:
                     project,
                 )?;
                 let hook = store.add_webhook(&hook).await?;
-                println!(
-                    "webhook {} added: {} ({}, {} or worse{})",
-                    hook.id,
-                    printable(&hook.url),
-                    hook.format.as_str(),
-                    hook.min_severity.as_str(),
-                    hook.project
-                        .map(|p| format!(", project {}", printable(&p)))
-                        .unwrap_or_default()
-                );
+                let Shown {
+                    id,
+                    url,
+                    format,
+                    min,
+                } = Shown::of(&hook);
+                let project = hook
+                    .project
+                    .map(|p| format!(", project {}", printable(&p)))
+                    .unwrap_or_default();
+                println!("webhook {id} added: {url} ({format}, {min} or worse{project})");
             }
             WebhookCommand::List => {
                 for h in store.webhooks().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}+\t{}\t{}",
-                        h.id,
-                        printable(&h.url),
-                        h.format.as_str(),
-                        h.min_severity.as_str(),
-                        printable(h.project.as_deref().unwrap_or("*")),
-                        if h.signed { "signed" } else { "unsigned" }
-                    );
+                    let Shown {
+                        id,
+                        url,
+                        format,
+                        min,
+                    } = Shown::of(&h);
+                    let project = printable(h.project.as_deref().unwrap_or("*"));
+                    let signed = if h.signed { "signed" } else { "unsigned" };
+                    println!("{id}\t{url}\t{format}\t{min}+\t{project}\t{signed}");
                 }
             }
             WebhookCommand::Remove { id } => {
@@ -86,4 +88,23 @@ pub async fn webhook(global: &super::Global, command: WebhookCommand) -> anyhow:
     .await;
     store.close().await;
     result
+}
+
+/// What `add` and `list` both show of a webhook.
+struct Shown {
+    id: i64,
+    url: String,
+    format: &'static str,
+    min: &'static str,
+}
+
+impl Shown {
+    fn of(hook: &Webhook) -> Self {
+        Shown {
+            id: hook.id,
+            url: printable(&hook.url),
+            format: hook.format.as_str(),
+            min: hook.min_severity.as_str(),
+        }
+    }
 }

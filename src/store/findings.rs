@@ -59,29 +59,26 @@ struct FindingRow {
     resolved_at: f64,
 }
 
-impl TryFrom<FindingRow> for StoredFinding {
-    type Error = StoreError;
-    fn try_from(r: FindingRow) -> Result<StoredFinding> {
-        Ok(StoredFinding {
-            run_id: parse_uuid(&r.run_id)?,
-            run_name: r.run_name,
-            project: r.project,
-            status: parse_word(&r.status)?,
-            finding: Finding {
-                kind: parse_word(&r.kind)?,
-                severity: parse_word(&r.severity)?,
-                onset_step: r.onset_step.map(|s| s as u64),
-                title: r.title,
-                evidence: from_json("finding evidence", &r.evidence)?,
-                cause: r.cause,
-                fixes: from_json("finding fixes", &r.fixes)?,
-            },
-            first_seen_at: r.first_seen_at,
-            updated_at: r.updated_at,
-            resolved_at: (r.resolved_at > 0.0).then_some(r.resolved_at),
-        })
-    }
-}
+try_from_row!(FindingRow => StoredFinding, |r| {
+    Ok(StoredFinding {
+        run_id: parse_uuid(&r.run_id)?,
+        run_name: r.run_name,
+        project: r.project,
+        status: parse_word(&r.status)?,
+        finding: Finding {
+            kind: parse_word(&r.kind)?,
+            severity: parse_word(&r.severity)?,
+            onset_step: r.onset_step.map(|s| s as u64),
+            title: r.title,
+            evidence: from_json("finding evidence", &r.evidence)?,
+            cause: r.cause,
+            fixes: from_json("finding fixes", &r.fixes)?,
+        },
+        first_seen_at: r.first_seen_at,
+        updated_at: r.updated_at,
+        resolved_at: (r.resolved_at > 0.0).then_some(r.resolved_at),
+    })
+});
 
 /// The last diagnosis of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,13 +153,13 @@ impl Store {
     /// Takes the lease on diagnosing `run` for `lease` seconds; false when
     /// another owner holds it.
     pub async fn claim_run(&self, run: Uuid, owner: &str, lease: f64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let claimed = async {
+        in_write!(self, |tx| {
+            let conn: &mut AnyConnection = tx;
             sqlx::query(
                 "INSERT INTO diagnosis_state (run_id) VALUES ($1) ON CONFLICT (run_id) DO NOTHING",
             )
             .bind(run.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             let now = now();
             let done = sqlx::query(
@@ -172,12 +169,10 @@ impl Store {
             .bind(owner)
             .bind(now + lease)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
-        }
-        .await;
-        tx.finish(claimed).await
+        })
     }
 
     /// Gives the lease back without saving a diagnosis.
@@ -235,12 +230,9 @@ impl Store {
     /// The run's findings as stored, by kind: what the alert policy compares
     /// a new diagnosis with.
     pub async fn finding_priors(&self, run: Uuid) -> Result<HashMap<Kind, Prior>> {
-        let rows: Vec<PriorRow> = sqlx::query_as(
-            "SELECT kind, status, severity, alert_epoch FROM findings WHERE run_id = $1",
-        )
-        .bind(run.to_string())
-        .fetch_all(self.pool())
-        .await?;
+        const SQL: &str =
+            "SELECT kind, status, severity, alert_epoch FROM findings WHERE run_id = $1";
+        let rows: Vec<PriorRow> = self.run_rows(SQL, run).await?;
         rows.into_iter()
             .map(|r| {
                 let prior = Prior {
@@ -259,18 +251,12 @@ impl Store {
     /// run, kind, epoch) is ignored), records the notes and releases the
     /// lease. Fails with nothing written when `owner` no longer holds it.
     pub async fn save_diagnosis(&self, d: &DiagnosisToSave<'_>) -> Result<Saved> {
-        let mut tx = self.begin_write().await?;
-        let saved = save_in(&mut tx, d).await;
-        tx.finish(saved).await
+        in_write!(self, |tx| save_in(tx, d).await)
     }
 
     pub async fn diagnosis_state(&self, run: Uuid) -> Result<Option<DiagnosisState>> {
-        let row: Option<DiagnosisRow> = sqlx::query_as(
-            "SELECT diagnosed_version, diagnosed_at, notes FROM diagnosis_state WHERE run_id = $1 AND diagnosed_version > 0",
-        )
-        .bind(run.to_string())
-        .fetch_optional(self.pool())
-        .await?;
+        const SQL: &str = "SELECT diagnosed_version, diagnosed_at, notes FROM diagnosis_state WHERE run_id = $1 AND diagnosed_version > 0";
+        let row: Option<DiagnosisRow> = self.run_row(SQL, run).await?;
         row.map(|r| {
             Ok(DiagnosisState {
                 diagnosed_version: r.diagnosed_version,

@@ -234,30 +234,27 @@ const SELECT_ML_RUNS: &str = "SELECT r.id, r.run_key, r.project_id, p.name AS pr
      r.created_at, m.status AS ml_status, m.start_time, m.end_time, m.user_id, m.lifecycle_stage \
      FROM runs r JOIN projects p ON p.id = r.project_id LEFT JOIN mlflow_runs m ON m.run_id = r.id ";
 
-impl TryFrom<MlRunRow> for MlRun {
-    type Error = StoreError;
-    fn try_from(r: MlRunRow) -> Result<MlRun> {
-        let id = parse_uuid(&r.id)?;
-        Ok(MlRun {
-            id,
-            mlflow_id: r.run_key.unwrap_or_else(|| id.simple().to_string()),
-            experiment_id: if r.project == DEFAULT_EXPERIMENT {
-                0
-            } else {
-                r.project_id
-            },
-            name: r.name,
-            status: super::parse_word(&r.status)?,
-            mlflow_status: r.ml_status,
-            start_time: r
-                .start_time
-                .unwrap_or((r.created_at * 1000.0).round() as i64),
-            end_time: r.end_time,
-            user_id: r.user_id.unwrap_or_default(),
-            lifecycle_stage: r.lifecycle_stage.unwrap_or_else(|| "active".into()),
-        })
-    }
-}
+try_from_row!(MlRunRow => MlRun, |r| {
+    let id = parse_uuid(&r.id)?;
+    Ok(MlRun {
+        id,
+        mlflow_id: r.run_key.unwrap_or_else(|| id.simple().to_string()),
+        experiment_id: if r.project == DEFAULT_EXPERIMENT {
+            0
+        } else {
+            r.project_id
+        },
+        name: r.name,
+        status: super::parse_word(&r.status)?,
+        mlflow_status: r.ml_status,
+        start_time: r
+            .start_time
+            .unwrap_or((r.created_at * 1000.0).round() as i64),
+        end_time: r.end_time,
+        user_id: r.user_id.unwrap_or_default(),
+        lifecycle_stage: r.lifecycle_stage.unwrap_or_else(|| "active".into()),
+    })
+});
 
 #[derive(FromRow)]
 struct KvRow {
@@ -361,10 +358,9 @@ impl Store {
     /// Creates a run through MLflow: its `run_key` (and MLflow id) is its
     /// id as 32 hex digits.
     pub async fn mlflow_create_run(&self, new: &MlNewRun) -> Result<MlRun> {
-        let mut tx = self.begin_write().await?;
-        let done = async {
+        let id = in_write!(self, |tx| {
             let (id, _) = insert_run(
-                &mut tx,
+                tx,
                 &NewRun {
                     project: new.experiment.name.clone(),
                     name: new.name.clone(),
@@ -374,7 +370,7 @@ impl Store {
                 },
             )
             .await?;
-            let conn: &mut AnyConnection = &mut tx;
+            let conn: &mut AnyConnection = tx;
             sqlx::query("UPDATE runs SET run_key = $2 WHERE id = $1")
                 .bind(id.to_string())
                 .bind(id.simple().to_string())
@@ -390,9 +386,7 @@ impl Store {
             .await?;
             write_tags(conn, &id.to_string(), &new.tags).await?;
             Ok(id)
-        }
-        .await;
-        let id = tx.finish(done).await?;
+        })?;
         self.mlflow_run_by_id(id)
             .await?
             .ok_or(StoreError::RunNotFound)
@@ -487,23 +481,21 @@ impl Store {
     pub async fn mlflow_data(&self, run: Uuid) -> Result<MlData> {
         let mut d = MlData::default();
         for (table, is_param) in [("mlflow_params", true), ("mlflow_tags", false)] {
-            let kv: Vec<KvRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT run_id, key, value FROM {table} WHERE run_id = $1"
-            )))
-            .bind(run.to_string())
-            .fetch_all(self.pool())
-            .await?;
+            let kv: Vec<KvRow> = self
+                .run_rows(
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT run_id, key, value FROM {table} WHERE run_id = $1"
+                    )),
+                    run,
+                )
+                .await?;
             for r in kv {
                 let map = if is_param { &mut d.params } else { &mut d.tags };
                 map.insert(r.key, r.value);
             }
         }
-        let latest: Vec<LatestRow> = sqlx::query_as(
-            "SELECT run_id, key, value, timestamp, step FROM mlflow_latest_metrics WHERE run_id = $1",
-        )
-        .bind(run.to_string())
-        .fetch_all(self.pool())
-        .await?;
+        const SQL: &str = "SELECT run_id, key, value, timestamp, step FROM mlflow_latest_metrics WHERE run_id = $1";
+        let latest: Vec<LatestRow> = self.run_rows(SQL, run).await?;
         for r in latest {
             d.metrics.insert(
                 r.key,
@@ -540,9 +532,8 @@ impl Store {
             .as_deref()
             .and_then(status_from_mlflow)
             .map(|s| s.as_str().to_string());
-        let mut tx = self.begin_write().await?;
-        let done = async {
-            let conn: &mut AnyConnection = &mut tx;
+        in_write!(self, |tx| {
+            let conn: &mut AnyConnection = tx;
             ensure_mlflow_row(conn, run).await?;
             sqlx::query(
                 "UPDATE mlflow_runs SET status = COALESCE(CAST($2 AS TEXT), status), \
@@ -573,16 +564,13 @@ impl Store {
                 .await?;
             }
             Ok(())
-        }
-        .await;
-        tx.finish(done).await
+        })
     }
 
     /// Sets a run's lifecycle stage (`active`, `deleted`).
     pub async fn mlflow_set_lifecycle(&self, run: &MlRun, stage: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let done = async {
-            let conn: &mut AnyConnection = &mut tx;
+        in_write!(self, |tx| {
+            let conn: &mut AnyConnection = tx;
             ensure_mlflow_row(conn, run).await?;
             sqlx::query("UPDATE mlflow_runs SET lifecycle_stage = $2 WHERE run_id = $1")
                 .bind(run.id.to_string())
@@ -590,9 +578,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
             Ok(())
-        }
-        .await;
-        tx.finish(done).await
+        })
     }
 
     pub async fn mlflow_delete_tag(&self, run: Uuid, key: &str) -> Result<u64> {
@@ -608,9 +594,13 @@ impl Store {
     /// already logged are left as they are (the caller refuses a changed
     /// value); numbers among them go into the run's config as numbers.
     pub async fn mlflow_log(&self, run: Uuid, b: &MlBatch) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let done = log_in(&mut tx, &run.to_string(), b, self.max_keys_per_run).await;
-        tx.finish(done).await?;
+        in_write!(self, |tx| log_in(
+            tx,
+            &run.to_string(),
+            b,
+            self.max_keys_per_run
+        )
+        .await)?;
         self.count_points(b.metrics.len() as u64);
         Ok(())
     }
@@ -649,11 +639,8 @@ impl Store {
 
     /// The params of a run as sent.
     pub async fn mlflow_params(&self, run: Uuid) -> Result<BTreeMap<String, String>> {
-        let kv: Vec<KvRow> =
-            sqlx::query_as("SELECT run_id, key, value FROM mlflow_params WHERE run_id = $1")
-                .bind(run.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        const SQL: &str = "SELECT run_id, key, value FROM mlflow_params WHERE run_id = $1";
+        let kv: Vec<KvRow> = self.run_rows(SQL, run).await?;
         Ok(kv.into_iter().map(|r| (r.key, r.value)).collect())
     }
 }

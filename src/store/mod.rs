@@ -28,6 +28,35 @@
 //! is closed instead of going back to the pool, so no pooled connection ever
 //! carries a half-open transaction into the next request.
 
+/// `impl TryFrom<$row> for $out` failing with a [`StoreError`]: `$body`
+/// builds the domain value from the row `$r`, checking the words, ids and
+/// JSON text it holds. Every aggregate's row structs convert this way.
+macro_rules! try_from_row {
+    ($row:ty => $out:ty, |$r:ident| $body:block) => {
+        impl TryFrom<$row> for $out {
+            type Error = $crate::store::StoreError;
+            fn try_from($r: $row) -> $crate::store::Result<$out> $body
+        }
+    };
+}
+
+/// Runs `$work`, with `$tx` the `&mut` [`WriteTx`], in a write transaction
+/// of its own: committed when `$work` answers `Ok`, rolled back otherwise
+/// (see [`WriteTx::finish`]); a `?` in `$work` ends the transaction, not
+/// the caller. A macro rather than a method taking an async closure, whose
+/// future the compiler cannot show to be `Send` for every borrow.
+macro_rules! in_write {
+    ($store:expr, |$tx:ident| $work:expr) => {{
+        let mut tx = $store.begin_write().await?;
+        let done = async {
+            let $tx = &mut tx;
+            $work
+        }
+        .await;
+        tx.finish(done).await
+    }};
+}
+
 pub mod chunk;
 pub mod findings;
 pub mod mlflow;
@@ -41,10 +70,12 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::query::QueryAs;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, SqlSafeStr};
 use thiserror::Error;
+use uuid::Uuid;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -367,6 +398,20 @@ impl Store {
         Ok(())
     }
 
+    /// The rows a query about one run answers (see [`run_query`]).
+    pub(crate) async fn run_rows<R: Row>(&self, sql: impl SqlSafeStr, run: Uuid) -> Result<Vec<R>> {
+        Ok(run_query(sql, run).fetch_all(self.pool()).await?)
+    }
+
+    /// The row, if any, a query about one run answers (see [`run_query`]).
+    pub(crate) async fn run_row<R: Row>(
+        &self,
+        sql: impl SqlSafeStr,
+        run: Uuid,
+    ) -> Result<Option<R>> {
+        Ok(run_query(sql, run).fetch_optional(self.pool()).await?)
+    }
+
     /// Opens a write transaction (see the module doc).
     pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
         let guard = match self.backend {
@@ -402,10 +447,21 @@ impl Store {
         &self,
         query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     ) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
-        let done = query.execute(&mut *tx).await.map_err(StoreError::from);
-        tx.finish(done.map(|d| d.rows_affected())).await
+        in_write!(self, |tx| Ok(query
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()))
     }
+}
+
+/// A row struct read by column name.
+pub(crate) trait Row: for<'r> FromRow<'r, AnyRow> + Send + Unpin {}
+
+impl<R: for<'r> FromRow<'r, AnyRow> + Send + Unpin> Row for R {}
+
+/// A query about one run: `sql` binds the run's id as `$1` and nothing else.
+fn run_query<R: Row>(sql: impl SqlSafeStr, run: Uuid) -> QueryAs<'static, Any, R, AnyArguments> {
+    sqlx::query_as(sql).bind(run.to_string())
 }
 
 /// A write transaction: commit it with [`WriteTx::finish`]; dropped without
@@ -490,8 +546,8 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).expect("stored values serialise")
 }
 
-pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
-    uuid::Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("run id {s:?}: {e}")))
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("run id {s:?}: {e}")))
 }
 
 pub(crate) fn parse_word<T: FromStr<Err = crate::model::ParseWordError>>(s: &str) -> Result<T> {

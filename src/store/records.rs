@@ -43,18 +43,15 @@ struct HistogramRow {
     nonfinite: i64,
 }
 
-impl TryFrom<HistogramRow> for HistogramRecord {
-    type Error = StoreError;
-    fn try_from(r: HistogramRow) -> Result<HistogramRecord> {
-        Ok(HistogramRecord {
-            key: r.key,
-            step: r.step as u64,
-            edges: from_json("histogram edges", &r.edges)?,
-            counts: from_json("histogram counts", &r.counts)?,
-            nonfinite: r.nonfinite as u64,
-        })
-    }
-}
+try_from_row!(HistogramRow => HistogramRecord, |r| {
+    Ok(HistogramRecord {
+        key: r.key,
+        step: r.step as u64,
+        edges: from_json("histogram edges", &r.edges)?,
+        counts: from_json("histogram counts", &r.counts)?,
+        nonfinite: r.nonfinite as u64,
+    })
+});
 
 #[derive(FromRow)]
 struct KeyRow {
@@ -109,16 +106,10 @@ impl Store {
         batch: &Batch,
         idempotency_key: Option<&str>,
     ) -> Result<IngestOutcome> {
-        let mut tx = self.begin_write().await?;
-        let written = ingest_in(
-            &mut tx,
-            &run.to_string(),
-            batch,
-            idempotency_key,
-            self.max_keys_per_run,
-        )
-        .await;
-        let outcome = tx.finish(written).await?;
+        let outcome = in_write!(self, |tx| {
+            let run = run.to_string();
+            ingest_in(tx, &run, batch, idempotency_key, self.max_keys_per_run).await
+        })?;
         if !outcome.replayed {
             self.count_written(batch);
         }
@@ -134,14 +125,11 @@ impl Store {
 
     /// [`Store::import`], saying whether the run is new.
     pub async fn import_run(&self, new: &NewRun, batch: &Batch) -> Result<super::runs::Created> {
-        let mut tx = self.begin_write().await?;
-        let written = async {
-            let (id, created) = insert_run(&mut tx, new).await?;
-            write_batch(&mut tx, &id.to_string(), batch, self.max_keys_per_run).await?;
+        let (id, created) = in_write!(self, |tx| {
+            let (id, created) = insert_run(tx, new).await?;
+            write_batch(tx, &id.to_string(), batch, self.max_keys_per_run).await?;
             Ok((id, created))
-        }
-        .await;
-        let (id, created) = tx.finish(written).await?;
+        })?;
         self.count_written(batch);
         let run = self.get_run(id).await?.ok_or(StoreError::RunNotFound)?;
         Ok(super::runs::Created { run, created })
@@ -158,13 +146,9 @@ impl Store {
     }
 
     pub async fn histogram_keys(&self, run: Uuid) -> Result<Vec<HistogramKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT key, CAST(COUNT(*) AS BIGINT) AS n, MIN(step) AS first_step, MAX(step) AS last_step \
-             FROM histograms WHERE run_id = $1 GROUP BY key ORDER BY key",
-        )
-        .bind(run.to_string())
-        .fetch_all(self.pool())
-        .await?;
+        const SQL: &str = "SELECT key, CAST(COUNT(*) AS BIGINT) AS n, MIN(step) AS first_step, MAX(step) AS last_step \
+             FROM histograms WHERE run_id = $1 GROUP BY key ORDER BY key";
+        let rows: Vec<KeyRow> = self.run_rows(SQL, run).await?;
         Ok(rows.into_iter().map(HistogramKey::from).collect())
     }
 
@@ -182,19 +166,15 @@ impl Store {
     }
 
     pub async fn model(&self, run: Uuid) -> Result<Option<ModelRecord>> {
-        let row: Option<BodyRow> = sqlx::query_as("SELECT body FROM models WHERE run_id = $1")
-            .bind(run.to_string())
-            .fetch_optional(self.pool())
+        let row: Option<BodyRow> = self
+            .run_row("SELECT body FROM models WHERE run_id = $1", run)
             .await?;
         row.map(|r| from_json("model", &r.body)).transpose()
     }
 
     pub async fn datasets(&self, run: Uuid) -> Result<Vec<DatasetRecord>> {
-        let rows: Vec<BodyRow> =
-            sqlx::query_as("SELECT body FROM datasets WHERE run_id = $1 ORDER BY split")
-                .bind(run.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        const SQL: &str = "SELECT body FROM datasets WHERE run_id = $1 ORDER BY split";
+        let rows: Vec<BodyRow> = self.run_rows(SQL, run).await?;
         rows.iter().map(|r| from_json("dataset", &r.body)).collect()
     }
 
@@ -277,11 +257,8 @@ impl Store {
     /// records of [`EXPORT_WINDOW_RECORDS`]-ish scalars per page.
     pub async fn export_pages(&self, run: Uuid) -> Result<ExportPages<'_>> {
         let meta = self.get_run(run).await?.ok_or(StoreError::RunNotFound)?;
-        let series: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, key FROM series WHERE run_id = $1 ORDER BY key")
-                .bind(run.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        const SQL: &str = "SELECT id, key FROM series WHERE run_id = $1 ORDER BY key";
+        let series: Vec<(i64, String)> = self.run_rows(SQL, run).await?;
         // Steps per page: about EXPORT_WINDOW_RECORDS points over all series,
         // a power of two so that pages tile a chunk.
         let per_series = (EXPORT_WINDOW_RECORDS / series.len().max(1)).max(1) as u64;

@@ -43,31 +43,28 @@ pub(crate) struct RunRow {
     data_version: i64,
 }
 
-impl TryFrom<RunRow> for Run {
-    type Error = StoreError;
-    fn try_from(r: RunRow) -> Result<Run> {
-        Ok(Run {
-            id: parse_uuid(&r.id)?,
-            project: r.project,
-            name: r.name,
-            status: parse_word(&r.status)?,
-            config: r
-                .config
-                .map(|text| {
-                    Config::from_text(text)
-                        .map_err(|e| StoreError::Corrupt(format!("run config: {e}")))
-                })
-                .transpose()?,
-            tags: from_json("run tags", &r.tags)?,
-            run_key: r.run_key,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            heartbeat_at: r.heartbeat_at,
-            end_step: r.end_step.map(|s| s as u64),
-            data_version: r.data_version,
-        })
-    }
-}
+try_from_row!(RunRow => Run, |r| {
+    Ok(Run {
+        id: parse_uuid(&r.id)?,
+        project: r.project,
+        name: r.name,
+        status: parse_word(&r.status)?,
+        config: r
+            .config
+            .map(|text| {
+                Config::from_text(text)
+                    .map_err(|e| StoreError::Corrupt(format!("run config: {e}")))
+            })
+            .transpose()?,
+        tags: from_json("run tags", &r.tags)?,
+        run_key: r.run_key,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        heartbeat_at: r.heartbeat_at,
+        end_step: r.end_step.map(|s| s as u64),
+        data_version: r.data_version,
+    })
+});
 
 #[derive(FromRow)]
 struct ProjectRow {
@@ -201,9 +198,7 @@ impl Store {
     pub async fn open_run(&self, new: &NewRun) -> Result<Created> {
         let mut tries = 0;
         let (id, created) = loop {
-            let mut tx = self.begin_write().await?;
-            let found = insert_run(&mut tx, new).await;
-            match tx.finish(found).await {
+            match in_write!(self, |tx| insert_run(tx, new).await) {
                 // Two replicas created the same run_key at once: the other won.
                 Err(e) if is_unique_violation(&e) && new.run_key.is_some() && tries == 0 => {
                     tries += 1;

@@ -40,23 +40,20 @@ struct SeriesRow {
     last_value: Option<Vec<u8>>,
 }
 
-impl TryFrom<SeriesRow> for SeriesInfo {
-    type Error = StoreError;
-    fn try_from(r: SeriesRow) -> Result<SeriesInfo> {
-        Ok(SeriesInfo {
-            key: r.key,
-            count: r.count,
-            first_step: r.first_step.map(|s| s as u64),
-            last_step: r.last_step.map(|s| s as u64),
-            last_value: r
-                .last_value
-                .as_deref()
-                .map(f64_from_blob)
-                .transpose()?
-                .map(Value),
-        })
-    }
-}
+try_from_row!(SeriesRow => SeriesInfo, |r| {
+    Ok(SeriesInfo {
+        key: r.key,
+        count: r.count,
+        first_step: r.first_step.map(|s| s as u64),
+        last_step: r.last_step.map(|s| s as u64),
+        last_value: r
+            .last_value
+            .as_deref()
+            .map(f64_from_blob)
+            .transpose()?
+            .map(Value),
+    })
+});
 
 /// A chunk as listed for a downsampled read.
 #[derive(FromRow)]
@@ -132,12 +129,8 @@ struct StoredChunk {
 
 impl Store {
     pub async fn series(&self, run: Uuid) -> Result<Vec<SeriesInfo>> {
-        let rows: Vec<SeriesRow> = sqlx::query_as(
-            "SELECT key, count, first_step, last_step, last_value FROM series WHERE run_id = $1 ORDER BY key",
-        )
-        .bind(run.to_string())
-        .fetch_all(self.pool())
-        .await?;
+        const SQL: &str = "SELECT key, count, first_step, last_step, last_value FROM series WHERE run_id = $1 ORDER BY key";
+        let rows: Vec<SeriesRow> = self.run_rows(SQL, run).await?;
         rows.into_iter().map(SeriesInfo::try_from).collect()
     }
 

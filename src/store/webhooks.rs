@@ -5,7 +5,7 @@
 //! crashed sender's lease expires and another replica retries.
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use super::{Result, Store, StoreError, now, parse_word};
 use crate::alerts::{Format, Hook};
@@ -34,20 +34,17 @@ struct WebhookRow {
     created_at: f64,
 }
 
-impl TryFrom<WebhookRow> for Webhook {
-    type Error = StoreError;
-    fn try_from(r: WebhookRow) -> Result<Webhook> {
-        Ok(Webhook {
-            id: r.id,
-            url: r.url,
-            format: parse_word(&r.format)?,
-            min_severity: parse_word(&r.min_severity)?,
-            project: r.project,
-            signed: r.signed == 1,
-            created_at: r.created_at,
-        })
-    }
-}
+try_from_row!(WebhookRow => Webhook, |r| {
+    Ok(Webhook {
+        id: r.id,
+        url: r.url,
+        format: parse_word(&r.format)?,
+        min_severity: parse_word(&r.min_severity)?,
+        project: r.project,
+        signed: r.signed == 1,
+        created_at: r.created_at,
+    })
+});
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewWebhook {
@@ -91,22 +88,21 @@ struct HookRow {
 
 impl Store {
     pub async fn add_webhook(&self, w: &NewWebhook) -> Result<Webhook> {
-        let mut tx = self.begin_write().await?;
-        let id = sqlx::query_scalar(
-            "INSERT INTO webhooks (url, format, min_severity, min_rank, secret, project, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(&w.url)
-        .bind(w.format.as_str())
-        .bind(w.min_severity.as_str())
-        .bind(w.min_severity.rank())
-        .bind(w.secret.clone())
-        .bind(w.project.clone())
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from);
-        let id: i64 = tx.finish(id).await?;
+        let id: i64 = in_write!(self, |tx| {
+            Ok(sqlx::query_scalar(
+                    "INSERT INTO webhooks (url, format, min_severity, min_rank, secret, project, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(&w.url)
+                .bind(w.format.as_str())
+                .bind(w.min_severity.as_str())
+                .bind(w.min_severity.rank())
+                .bind(w.secret.clone())
+                .bind(w.project.clone())
+                .bind(now())
+                .fetch_one(&mut **tx)
+                .await?)
+        })?;
         let hooks = self.webhooks().await?;
         hooks
             .into_iter()
@@ -146,20 +142,18 @@ impl Store {
 
     /// Removes a webhook and its undelivered alerts; false when there was none.
     pub async fn remove_webhook(&self, id: i64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let removed = async {
+        in_write!(self, |tx| {
+            let conn: &mut AnyConnection = tx;
             sqlx::query("DELETE FROM alert_outbox WHERE webhook_id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
             let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
             Ok(done.rows_affected() == 1)
-        }
-        .await;
-        tx.finish(removed).await
+        })
     }
 
     /// Claims up to `limit` due outbox rows for `lease` seconds.

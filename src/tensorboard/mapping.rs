@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use prost::Message;
 
-use super::proto::{self, Event, HistogramProto, SummaryValue, TensorProto, ValueKind, What};
+use super::proto::{
+    self, DataType, Event, HistogramProto, SummaryValue, TensorProto, ValueKind, What,
+};
 use crate::ingest::{self, Limits};
 use crate::model::{Batch, Point};
 use crate::record::{HistogramRecord, ImageRecord};
@@ -47,6 +49,20 @@ pub enum Item {
     Config(serde_json::Map<String, serde_json::Value>),
     /// Not imported, with the reason (counted per reason by the caller).
     Skipped(String),
+}
+
+impl Item {
+    /// A histogram of the edges, counts and non-finite count that
+    /// [`from_buckets`] answers.
+    fn histogram(key: String, step: u64, (edges, counts, nonfinite): Buckets) -> Item {
+        Item::Histogram(HistogramRecord {
+            step,
+            key,
+            edges,
+            counts,
+            nonfinite,
+        })
+    }
 }
 
 /// Decodes one record of an event file and maps it; an undecodable record
@@ -125,16 +141,7 @@ fn map_value(
                 time,
             },
         },
-        Some(ValueKind::Histo(h)) => {
-            let (edges, counts, nonfinite) = from_histogram_proto(&h, max_bins);
-            Item::Histogram(HistogramRecord {
-                step,
-                key,
-                edges,
-                counts,
-                nonfinite,
-            })
-        }
+        Some(ValueKind::Histo(h)) => Item::histogram(key, step, from_histogram_proto(&h, max_bins)),
         Some(ValueKind::Image(img)) => png_image(key, step, time, &img.encoded_image_string),
         Some(ValueKind::Tensor(t)) => map_tensor(key, &t, plugin.as_deref(), step, time, max_bins),
         None => Item::Skipped("a value without data".into()),
@@ -154,14 +161,7 @@ fn map_tensor(
             Some(rows) => {
                 let min = rows.first().map_or(0.0, |r| r.0);
                 let max = rows.last().map_or(0.0, |r| r.1);
-                let (edges, counts, nonfinite) = from_buckets(rows, min, max, max_bins);
-                Item::Histogram(HistogramRecord {
-                    step,
-                    key,
-                    edges,
-                    counts,
-                    nonfinite,
-                })
+                Item::histogram(key, step, from_buckets(rows, min, max, max_bins))
             }
             None => Item::Skipped("a histogram tensor that is not [k,3] numbers".into()),
         },
@@ -260,20 +260,20 @@ pub fn tensor_values(t: &TensorProto) -> Option<Vec<f64>> {
             .collect()
     }
     let c = &t.tensor_content;
-    let v = match t.dtype {
-        proto::DT_FLOAT if c.is_empty() => t.float_val.iter().map(|&v| f64::from(v)).collect(),
-        proto::DT_FLOAT => raw(c, |b| f64::from(f32::from_le_bytes(b))),
-        proto::DT_DOUBLE if c.is_empty() => t.double_val.clone(),
-        proto::DT_DOUBLE => raw(c, f64::from_le_bytes),
-        proto::DT_HALF if c.is_empty() => t.half_val.iter().map(|&h| half(h as u16)).collect(),
-        proto::DT_HALF => raw(c, |b| half(u16::from_le_bytes(b))),
-        proto::DT_INT32 if c.is_empty() => t.int_val.iter().map(|&v| f64::from(v)).collect(),
-        proto::DT_INT32 => raw(c, |b| f64::from(i32::from_le_bytes(b))),
-        proto::DT_INT64 if c.is_empty() => t.int64_val.iter().map(|&v| v as f64).collect(),
-        proto::DT_INT64 => raw(c, |b| i64::from_le_bytes(b) as f64),
-        proto::DT_BOOL if c.is_empty() => t.bool_val.iter().map(|&v| f64::from(v)).collect(),
-        proto::DT_BOOL => c.iter().map(|&b| f64::from(b != 0)).collect(),
-        _ => return None,
+    let v = match t.dtype() {
+        DataType::Float if c.is_empty() => t.float_val.iter().map(|&v| f64::from(v)).collect(),
+        DataType::Float => raw(c, |b| f64::from(f32::from_le_bytes(b))),
+        DataType::Double if c.is_empty() => t.double_val.clone(),
+        DataType::Double => raw(c, f64::from_le_bytes),
+        DataType::Half if c.is_empty() => t.half_val.iter().map(|&h| half(h as u16)).collect(),
+        DataType::Half => raw(c, |b| half(u16::from_le_bytes(b))),
+        DataType::Int32 if c.is_empty() => t.int_val.iter().map(|&v| f64::from(v)).collect(),
+        DataType::Int32 => raw(c, |b| f64::from(i32::from_le_bytes(b))),
+        DataType::Int64 if c.is_empty() => t.int64_val.iter().map(|&v| v as f64).collect(),
+        DataType::Int64 => raw(c, |b| i64::from_le_bytes(b) as f64),
+        DataType::Bool if c.is_empty() => t.bool_val.iter().map(|&v| f64::from(v)).collect(),
+        DataType::Bool => c.iter().map(|&b| f64::from(b != 0)).collect(),
+        DataType::Invalid | DataType::String => return None,
     };
     Some(v)
 }
@@ -310,9 +310,12 @@ fn histogram_rows(t: &TensorProto) -> Option<Vec<(f64, f64, f64)>> {
     }
 }
 
+/// A histogram's edges, counts and count of non-finite values.
+pub type Buckets = (Vec<f64>, Vec<u64>, u64);
+
 /// A TF1 `HistogramProto` as edges, counts and the count of non-finite
 /// values.
-pub fn from_histogram_proto(h: &HistogramProto, max_bins: usize) -> (Vec<f64>, Vec<u64>, u64) {
+pub fn from_histogram_proto(h: &HistogramProto, max_bins: usize) -> Buckets {
     let n = h.bucket_limit.len().min(h.bucket.len());
     let rows = (0..n)
         .map(|i| {
@@ -337,12 +340,7 @@ fn unbounded(x: f64) -> bool {
 /// as non-finite, `min`/`max` as the outer edges when they fit the end
 /// buckets (the end buckets' limits when they do not), edges made finite
 /// and non-decreasing, and adjacent buckets merged to at most `max_bins`.
-pub fn from_buckets(
-    rows: Vec<(f64, f64, f64)>,
-    min: f64,
-    max: f64,
-    max_bins: usize,
-) -> (Vec<f64>, Vec<u64>, u64) {
+pub fn from_buckets(rows: Vec<(f64, f64, f64)>, min: f64, max: f64, max_bins: usize) -> Buckets {
     let count = |c: f64| {
         if c.is_finite() && c > 0.0 {
             c.round() as u64
@@ -540,12 +538,12 @@ mod tests {
     #[test]
     fn tf2_scalar_tensors_are_read_with_the_plugin_of_the_first_value() {
         let float = TensorProto {
-            dtype: proto::DT_FLOAT,
+            dtype: DataType::Float.into(),
             float_val: vec![2.5],
             ..Default::default()
         };
         let double = TensorProto {
-            dtype: proto::DT_DOUBLE,
+            dtype: DataType::Double.into(),
             tensor_content: 0.1f64.to_le_bytes().to_vec(),
             ..Default::default()
         };
@@ -561,12 +559,12 @@ mod tests {
         assert_eq!(items, [scalar("loss", 0, 2.5), scalar("loss", 1, 0.1)]);
         // Half floats and integers too.
         let half = TensorProto {
-            dtype: proto::DT_HALF,
+            dtype: DataType::Half.into(),
             half_val: vec![0x3c00], // 1.0
             ..Default::default()
         };
         let int = TensorProto {
-            dtype: proto::DT_INT64,
+            dtype: DataType::Int64.into(),
             int64_val: vec![42],
             ..Default::default()
         };
@@ -635,7 +633,7 @@ mod tests {
     fn tf2_histogram_tensors_are_rows_of_left_right_count() {
         let rows = [-1.0, 0.0, 3.0, 0.0, 0.5, 5.0, 0.5, 2.0, 2.0];
         let t = TensorProto {
-            dtype: proto::DT_DOUBLE,
+            dtype: DataType::Double.into(),
             tensor_shape: Some(TensorShapeProto {
                 dim: vec![Dim { size: 3 }, Dim { size: 3 }],
             }),

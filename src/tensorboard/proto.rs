@@ -117,8 +117,8 @@ pub struct HistogramProto {
 /// `tensorboard.TensorProto`, the numeric and string parts.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorProto {
-    /// `DataType` (see the `DT_*` constants).
-    #[prost(int32, tag = "1")]
+    /// A [`DataType`]; [`TensorProto::dtype()`] reads it.
+    #[prost(enumeration = "DataType", tag = "1")]
     pub dtype: i32,
     #[prost(message, optional, tag = "2")]
     pub tensor_shape: Option<TensorShapeProto>,
@@ -142,13 +142,20 @@ pub struct TensorProto {
     pub half_val: Vec<i32>,
 }
 
-pub const DT_FLOAT: i32 = 1;
-pub const DT_DOUBLE: i32 = 2;
-pub const DT_INT32: i32 = 3;
-pub const DT_STRING: i32 = 7;
-pub const DT_INT64: i32 = 9;
-pub const DT_BOOL: i32 = 10;
-pub const DT_HALF: i32 = 19;
+/// `tensorboard.DataType`, the element types read (and `DT_STRING`); any
+/// other type reads as `Invalid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum DataType {
+    Invalid = 0,
+    Float = 1,
+    Double = 2,
+    Int32 = 3,
+    String = 7,
+    Int64 = 9,
+    Bool = 10,
+    Half = 19,
+}
 
 /// `tensorboard.TensorShapeProto`.
 #[derive(Clone, PartialEq, prost::Message)]
