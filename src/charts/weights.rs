@@ -144,14 +144,7 @@ pub fn weight_heatmap(
         .join(" × ");
     let desc = format!(
         "Heatmap of a {shape_text} tensor drawn as {rows} rows by {cols} columns{}; diverging colour scale from {} (blue) through 0 (white) to {} (red); values from {}; {bad} NaN or Inf values in magenta",
-        if grid.block == (1, 1) {
-            String::new()
-        } else {
-            format!(
-                ", each cell the mean of {} × {} values",
-                grid.block.0, grid.block.1
-            )
-        },
+        block_note(grid.block, ", each cell the mean of"),
         format_value(-lim),
         format_value(lim),
         range.map_or("none finite".to_string(), |(lo, hi)| format!(
@@ -195,14 +188,7 @@ pub fn weight_heatmap(
         r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#6a7380">{rows} rows × {cols} columns{}</text>"##,
         left + plot_w / 2.0,
         axis_y + 28.0,
-        if grid.block == (1, 1) {
-            String::new()
-        } else {
-            format!(
-                " · a cell is the mean of {} × {} values",
-                grid.block.0, grid.block.1
-            )
-        }
+        block_note(grid.block, " · a cell is the mean of")
     );
     // Legend: the diverging ramp with −limit, 0, +limit, and the NaN swatch.
     let lw = (width as f64 - left - 150.0).min(320.0);
@@ -253,6 +239,16 @@ pub fn weight_heatmap(
         limit: lim,
         nonfinite,
     })
+}
+
+/// `"{lead} R × C values"` when a cell is the mean of a block of R × C
+/// values; nothing when cells are single values.
+fn block_note((r, c): (usize, usize), lead: &str) -> String {
+    if (r, c) == (1, 1) {
+        String::new()
+    } else {
+        format!("{lead} {r} × {c} values")
+    }
 }
 
 #[cfg(test)]

@@ -293,20 +293,14 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, healthy, noise, view};
+    use super::super::testutil::{curve, healthy, noise, then_nan, view};
     use super::super::{Kind, Severity, diagnose};
 
     #[test]
     fn nan_loss_is_critical_with_onset() {
         let v = view(&[(
             "train/loss",
-            curve(200, 1, |i| {
-                if i < 120 {
-                    2.3 * 1.05f64.powi(i as i32)
-                } else {
-                    f64::NAN
-                }
-            }),
+            curve(200, 1, then_nan(120, |i| 2.3 * 1.05f64.powi(i as i32))),
         )]);
         let d = diagnose(&v);
         let f = d.get(Kind::Divergence).expect("divergence");

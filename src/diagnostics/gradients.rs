@@ -567,7 +567,7 @@ fn fmt_ratio(r: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
+    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, then_nan, view};
     use super::super::{Kind, diagnose};
 
     #[test]
@@ -575,28 +575,13 @@ mod tests {
         let v = view(&[
             (
                 "train/loss",
-                curve(100, 1, |i| {
-                    if i < 12 {
-                        2.3 * 3f64.powi(i as i32)
-                    } else {
-                        f64::NAN
-                    }
-                }),
+                curve(100, 1, then_nan(12, |i| 2.3 * 3f64.powi(i as i32))),
             ),
             (
                 "grad_norm/fc1",
-                curve(20, 5, |i| {
-                    if i < 3 {
-                        0.3 * 1e4f64.powi(i as i32)
-                    } else {
-                        f64::NAN
-                    }
-                }),
+                curve(20, 5, then_nan(3, |i| 0.3 * 1e4f64.powi(i as i32))),
             ),
-            (
-                "grad_norm/head",
-                curve(20, 5, |i| if i < 3 { 0.3 } else { f64::NAN }),
-            ),
+            ("grad_norm/head", curve(20, 5, then_nan(3, |_| 0.3))),
         ]);
         let d = diagnose(&v);
         let f = d.get(Kind::ExplodingGradients).expect("exploding");

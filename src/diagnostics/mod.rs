@@ -70,6 +70,7 @@ pub mod mismatch;
 pub mod names;
 pub mod oscillation;
 mod stats;
+pub(crate) use stats::fmt_step;
 pub mod units;
 
 use context::Ctx;
@@ -389,6 +390,11 @@ pub(crate) mod testutil {
     }
 
     /// `n` points at steps `0, every, 2*every, ...` from `f(i)`.
+    /// `f` for the first `finite` points, NaN after (a run that blew up).
+    pub fn then_nan(finite: usize, f: impl Fn(usize) -> f64) -> impl Fn(usize) -> f64 {
+        move |i| if i < finite { f(i) } else { f64::NAN }
+    }
+
     pub fn curve(n: usize, every: u64, f: impl Fn(usize) -> f64) -> Vec<(u64, f64)> {
         (0..n).map(|i| (i as u64 * every, f(i))).collect()
     }

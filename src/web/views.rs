@@ -22,8 +22,8 @@ use crate::charts::layers::{sort_layers, spread};
 use crate::charts::raster::png_data_url;
 use crate::charts::svg::format_value;
 use crate::charts::weights;
-use crate::diagnostics::RunView;
 use crate::diagnostics::data::SHIFT_SMD;
+use crate::diagnostics::{RunView, fmt_step};
 use crate::http::{AppError, AppState, PageError, Query, RunId};
 use crate::model::FindingStatus;
 use crate::record::{DatasetRecord, ImageRecord, ModelRecord, Record, TensorRecord};
@@ -724,18 +724,6 @@ const MODEL_KINDS: &[&str] = &[
     "unchanged_weights",
 ];
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The layer table, with each open finding about a layer on its row and
 /// the other architecture findings above it.
 pub fn model_panel(model: Option<&ModelRecord>, findings: &[StoredFinding]) -> ModelPanel {
@@ -748,7 +736,7 @@ pub fn model_panel(model: Option<&ModelRecord>, findings: &[StoredFinding]) -> M
     };
     panel.facts.push(("layers", m.layers.len().to_string()));
     if let Some(p) = m.total_params {
-        panel.facts.push(("parameters", thousands(p)));
+        panel.facts.push(("parameters", fmt_step(p)));
     }
     if let Some(l) = &m.loss {
         panel.facts.push(("loss", l.clone()));
@@ -777,7 +765,7 @@ pub fn model_panel(model: Option<&ModelRecord>, findings: &[StoredFinding]) -> M
             kind: l.kind.clone().unwrap_or_default(),
             inputs: opt(l.inputs),
             outputs: opt(l.outputs),
-            params: l.params.map_or_else(String::new, thousands),
+            params: l.params.map_or_else(String::new, fmt_step),
             activation: l.activation.clone().unwrap_or_default(),
             trainable: match l.trainable {
                 Some(true) => "yes",
@@ -811,6 +799,28 @@ pub fn model_panel(model: Option<&ModelRecord>, findings: &[StoredFinding]) -> M
 }
 
 /// The views of run `run`, for the page's `pick`.
+/// The record of the view's key at the step asked for (or the nearest
+/// logged one), filling in the view's step controls on the way.
+async fn chosen_record(
+    store: &crate::store::Store,
+    run: uuid::Uuid,
+    kind: StepKind,
+    view: &mut StepView,
+    asked: Option<u64>,
+) -> Result<Option<(u64, Record)>, PageError> {
+    let Some(key) = view.key.clone() else {
+        return Ok(None);
+    };
+    let steps = store.step_record_steps(run, kind, &key).await?;
+    let Some(step) = view.set_steps(&steps, asked) else {
+        return Ok(None);
+    };
+    let rec = store
+        .step_records(run, kind, &key, Some(step), Some(step), 1)
+        .await?;
+    Ok(rec.into_iter().next().map(|r| (step, r)))
+}
+
 pub async fn views(
     state: &AppState,
     run: uuid::Uuid,
@@ -839,16 +849,10 @@ pub async fn views(
         pick,
         ("tensor", "tensor_step", "weights"),
     );
-    if let Some(key) = weights.key.clone() {
-        let steps = store.step_record_steps(run, StepKind::Tensor, &key).await?;
-        if let Some(step) = weights.set_steps(&steps, tensor_step) {
-            let rec = store
-                .step_records(run, StepKind::Tensor, &key, Some(step), Some(step), 1)
-                .await?;
-            if let Some(Record::Tensor(t)) = rec.first() {
-                weight_view(&mut weights, t);
-            }
-        }
+    if let Some((_, Record::Tensor(t))) =
+        chosen_record(store, run, StepKind::Tensor, &mut weights, tensor_step).await?
+    {
+        weight_view(&mut weights, &t);
     }
 
     let mut features = step_view(
@@ -859,23 +863,17 @@ pub async fn views(
         pick,
         ("image", "image_step", "feature-maps"),
     );
-    if let Some(key) = features.key.clone() {
-        let steps = store.step_record_steps(run, StepKind::Image, &key).await?;
-        if let Some(step) = features.set_steps(&steps, image_step) {
-            let rec = store
-                .step_records(run, StepKind::Image, &key, Some(step), Some(step), 1)
-                .await?;
-            if let Some(Record::Image(img)) = rec.first() {
-                let href = format!(
-                    "/runs/{run}/image.png?{}",
-                    form_urlencoded::Serializer::new(String::new())
-                        .append_pair("key", &key)
-                        .append_pair("step", &step.to_string())
-                        .finish()
-                );
-                feature_view(&mut features, img, &href);
-            }
-        }
+    if let Some((step, Record::Image(img))) =
+        chosen_record(store, run, StepKind::Image, &mut features, image_step).await?
+    {
+        let href = format!(
+            "/runs/{run}/image.png?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("key", &img.key)
+                .append_pair("step", &step.to_string())
+                .finish()
+        );
+        feature_view(&mut features, &img, &href);
     }
 
     Ok(Views {
