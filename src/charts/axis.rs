@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(ticks(0, 7_200_000, 6, XAxis::Time).len(), 5);
         assert_eq!(ticks(0, 7_200_000, 6, XAxis::Time)[1], 1_800_000);
         let days = ticks(0, 3 * 86_400_000, 6, XAxis::Time);
-        assert!(days.len() <= 7 && days[1].is_multiple_of(3_600_000), "{days:?}");
+        assert!(
+            days.len() <= 7 && days[1].is_multiple_of(3_600_000),
+            "{days:?}"
+        );
         assert_eq!(ticks(0, 900, 6, XAxis::Time), [0, 200, 400, 600, 800]);
         assert!(
             ticks(u64::MAX - 10, u64::MAX, 6, XAxis::Step).len() <= 7,
