@@ -507,12 +507,19 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// A y range with room around the data: widened to ±1 when flat, then 6 %
-/// more on each side; with that margin (where markers sit).
+/// A y range with room around the data: when flat, widened by half the
+/// value each way (±1 around zero: a constant learning rate of 0.01 stays
+/// readable, not a line at "0" between ±1), then 6 % more on each side;
+/// with that margin (where markers sit).
 pub(crate) fn padded(mut y0: f64, mut y1: f64) -> (f64, f64, f64) {
     if y1 - y0 < 1e-12 {
-        y0 -= 1.0;
-        y1 += 1.0;
+        let w = if y0.abs() > 1e-12 {
+            y0.abs() * 0.5
+        } else {
+            1.0
+        };
+        y0 -= w;
+        y1 += w;
     }
     let pad = (y1 - y0) * 0.06;
     (y0 - pad, y1 + pad, pad)
@@ -709,6 +716,16 @@ mod tests {
         assert_eq!(readout(0.45231), "0.4523");
         assert_eq!(readout(1234.56), "1235");
         assert_eq!(readout(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn a_flat_curve_keeps_its_scale() {
+        let (y0, y1, _) = padded(0.01, 0.01);
+        assert!(y0 > 0.0 && y1 < 0.02, "{y0}..{y1}");
+        let (y0, y1, _) = padded(0.0, 0.0);
+        assert!(y0 < -1.0 && y1 > 1.0);
+        let svg = line_chart("lr", &[line("lr", &[0.01; 5])], &[], (600, 300)).unwrap();
+        assert!(svg.contains("\n0.01\n") && !svg.contains("\n-0.5\n"));
     }
 
     #[test]

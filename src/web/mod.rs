@@ -391,8 +391,9 @@ async fn runs_page(
 }
 
 struct FindingView {
-    /// The anchor of the chart with its evidence, when the page has it.
-    chart: Option<String>,
+    /// The anchor and title of the chart with its evidence, when the page
+    /// has it.
+    chart: Option<(String, &'static str)>,
     kind: &'static str,
     severity: &'static str,
     onset: Option<u64>,
@@ -549,8 +550,8 @@ async fn run_page(
     let view_of = |f: &StoredFinding| {
         let mut v = FindingView::from(f);
         v.chart = charts::chart_for(f.finding.kind)
-            .map(ChartId::anchor)
-            .filter(|a| drawn.contains(&a.as_str()));
+            .filter(|c| drawn.contains(&c.anchor().as_str()))
+            .map(|c| (c.anchor(), c.title()));
         v
     };
     let page = RunPage {
