@@ -343,7 +343,7 @@ fn hover_columns(
         let f = f64::from(pixel - px.start) / f64::from(width);
         x0 as f64 + f * (x1 - x0) as f64
     };
-    let mut out = String::from("<g class=\"hover\">");
+    let mut out = String::from("<g class=\"hover\" fill=\"#000\" fill-opacity=\"0\">");
     for c in 0..cols {
         let (a, b) = (
             px.start + width * c / cols,
@@ -391,7 +391,7 @@ fn hover_columns(
             continue;
         }
         out.push_str(&format!(
-            "<rect x=\"{a}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#000\" fill-opacity=\"0\"><title>{}</title></rect>",
+            "<rect x=\"{a}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
             py.start,
             b - a,
             py.end - py.start,
@@ -672,7 +672,7 @@ mod tests {
         );
         assert!(smoothed.contains("weight 0.6"), "the description says so");
         // Hover columns: invisible rects whose titles read out step and value.
-        let hover = &smoothed[smoothed.find("<g class=\"hover\">").unwrap()..];
+        let hover = &smoothed[smoothed.find("<g class=\"hover\"").unwrap()..];
         assert!(hover.contains("fill-opacity=\"0\""));
         assert!(hover.contains("<title>train/&lt;loss&gt;: 1 at step 0, smoothed 1</title>"));
         assert!(hover.contains("at step 390"), "the last point has a column");
