@@ -765,6 +765,8 @@ async fn chart_downloads_escape_layer_names() {
     for uri in [
         format!("/runs/{id}"),
         format!("/runs/{id}?smooth=0.9&y=log&x=time"),
+        // A histogram key from the URL goes back into the form, escaped.
+        format!("/runs/{id}?hist={}&smooth=0.3", urlencode(evil[1])),
     ] {
         let (status, _, html) = fetch(&app, &uri).await;
         assert_eq!(status, 200);
