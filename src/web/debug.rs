@@ -8,6 +8,7 @@ use crate::charts::axis::by_step;
 use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
 use crate::charts::heatmap::{self, Bins, Heatmap, Row, Scale};
 use crate::charts::layers::{sort_layers, spread};
+use crate::charts::svg::Marker;
 use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
 use crate::http::{AppError, AppState, PageError};
 use crate::model::{Point, SeriesInfo};
@@ -134,18 +135,27 @@ fn rows_of(reads: &[Read]) -> Vec<Row> {
     spread(reads.iter().map(Read::row).collect(), HEAT_LAYERS)
 }
 
-fn unit_heatmap(title: &str, desc: &str, rows: &[Read], bins: Option<Bins>) -> Option<String> {
+fn unit_heatmap(
+    title: &str,
+    desc: &str,
+    rows: &[Read],
+    bins: Option<Bins>,
+    markers: &[Marker],
+) -> Option<String> {
     let rows = rows_of(rows);
-    heatmap::heatmap(&Heatmap {
-        title,
-        desc,
-        legend: "fraction of units (0–1)",
-        rows: &rows,
-        scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
-        max_cols: HEAT_COLS,
-        bins,
-        width: WIDTH,
-    })
+    heatmap::heatmap_marked(
+        &Heatmap {
+            title,
+            desc,
+            legend: "fraction of units (0–1)",
+            rows: &rows,
+            scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
+            max_cols: HEAT_COLS,
+            bins,
+            width: WIDTH,
+        },
+        markers,
+    )
 }
 
 /// Points to read per layer and the heatmap's columns for per-layer series
@@ -206,19 +216,22 @@ pub async fn debugging(
     .await?;
     if !grads.is_empty() {
         let rows = rows_of(&grads);
-        out.grad_heatmap = heatmap::heatmap(&Heatmap {
-            title: "Gradient flow: ‖∇w‖ per layer",
-            desc: &format!(
-                "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
-                rows.len()
-            ),
-            legend: "‖∇w‖ (log scale)",
-            rows: &rows,
-            scale: None,
-            max_cols: HEAT_COLS,
-            bins,
-            width: WIDTH,
-        });
+        out.grad_heatmap = heatmap::heatmap_marked(
+            &Heatmap {
+                title: "Gradient flow: ‖∇w‖ per layer",
+                desc: &format!(
+                    "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
+                    rows.len()
+                ),
+                legend: "‖∇w‖ (log scale)",
+                rows: &rows,
+                scale: None,
+                max_cols: HEAT_COLS,
+                bins,
+                width: WIDTH,
+            },
+            &ctx.markers,
+        );
         // The lines: some of the layers just read (as `charts::load` picks).
         let keys: Vec<(String, String)> = grads
             .iter()
@@ -253,7 +266,7 @@ pub async fn debugging(
         ),
     ] {
         let rows = read_rows(state, run, &layer_keys(series, role, order), points).await?;
-        if let Some(svg) = unit_heatmap(chart.title(), desc, &rows, bins) {
+        if let Some(svg) = unit_heatmap(chart.title(), desc, &rows, bins, &ctx.markers) {
             out.units.push((chart.anchor(), svg));
         }
     }
