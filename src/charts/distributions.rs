@@ -436,15 +436,7 @@ mod tests {
             (100, vec![1, 3, 6, 3, 1], 0),
             (200, vec![0, 1, 4, 1, 0], 7),
         ]);
-        let hs: Vec<Hist> = owned
-            .iter()
-            .map(|(s, e, c, n)| Hist {
-                step: *s,
-                edges: e,
-                counts: c,
-                nonfinite: *n,
-            })
-            .collect();
+        let hs = borrowed(&owned);
         assert_eq!(
             nonfinite_caption(&hs).unwrap(),
             "7 non-finite values (NaN/Inf) at 1 step, first at step 200"
@@ -471,15 +463,7 @@ mod tests {
                 .map(|i| (i * 10, vec![1, 2, 1], 0))
                 .collect::<Vec<_>>(),
         );
-        let hs_many: Vec<Hist> = many
-            .iter()
-            .map(|(s, e, c, n)| Hist {
-                step: *s,
-                edges: e,
-                counts: c,
-                nonfinite: *n,
-            })
-            .collect();
+        let hs_many = borrowed(&many);
         let svg = bands_chart("w", &hs_many, (800, 300)).unwrap();
         let hover = svg.split(r#"<g class="hover""#).nth(1).unwrap();
         assert!(hover.matches("<title>").count() <= HOVER_COLUMNS);
