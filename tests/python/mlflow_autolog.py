@@ -27,6 +27,10 @@ import traceback
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# Keras autolog's model logging infers the model's pip requirements in a
+# subprocess that loads the model (~10 s); cut short, it falls back to
+# `keras==<version>` (the upload is refused by trainlens anyway).
+os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
 # Keras 3 on the torch backend (set before keras is first imported).
 os.environ.setdefault("KERAS_BACKEND", "torch")
 # No network: nothing is downloaded, nothing is reported home.
@@ -305,7 +309,14 @@ def keras():
                 callbacks=[mod.MlflowCallback()],
             )
     mlflow.flush_async_logging()
-    return landed(run.info.run_id) | {
+    model = {}
+    if how == "autolog":
+        # Made before training (so that the metrics callback is attached),
+        # marked failed when its files were refused.
+        m = mlflow.last_logged_model()
+        assert m is not None and m.source_run_id == run.info.run_id, m
+        model = {"model_id": m.model_id, "model_status": str(m.status)}
+    return landed(run.info.run_id) | model | {
         "expect": "divergence",
         "how": how,
         "versions": {"keras": version("keras"), "backend": keras.backend.backend()},
