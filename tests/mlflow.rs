@@ -307,12 +307,18 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
     );
 
     // Experiment tags set by the client are the project's.
-    let tagged: i64 = result["tagged_experiment"].as_str().unwrap().parse().unwrap();
+    let tagged: i64 = result["tagged_experiment"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let e = db.store.mlflow_experiment(tagged).await.unwrap().unwrap();
     assert_eq!(e.name, "mlflow-client-tagged");
     let tags = db.store.mlflow_tags_of_experiment(&e).await.unwrap();
     assert_eq!(
-        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+        tags.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
         [("dataset", "mnist"), ("stage", "prod"), ("team", "vision")]
     );
 

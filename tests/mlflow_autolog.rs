@@ -242,7 +242,9 @@ async fn check(app: &Router, db: &TestDb, e: &Expect, r: &Value) {
     assert_eq!(exp["experiment"]["name"], e.project, "{fw}: {exp}");
 
     let config = run.config.unwrap().parse();
-    let config = config.as_object().unwrap_or_else(|| panic!("{fw}: {config}"));
+    let config = config
+        .as_object()
+        .unwrap_or_else(|| panic!("{fw}: {config}"));
     for (k, v) in &e.config {
         assert_eq!(config.get(*k), Some(v), "{fw}: config {k} in {config:?}");
     }
@@ -303,12 +305,23 @@ async fn check(app: &Router, db: &TestDb, e: &Expect, r: &Value) {
     if r["how"] == "autolog" {
         assert_eq!(config.get("epochs"), Some(&json!(12)), "{fw}: {config:?}");
         let model_id = r["model_id"].as_str().unwrap();
-        let m = db.store.mlflow_logged_model(model_id).await.unwrap().unwrap();
+        let m = db
+            .store
+            .mlflow_logged_model(model_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.source_run_id.as_deref(), Some(mlflow_id));
         assert_eq!(m.status, "LOGGED_MODEL_UPLOAD_FAILED");
-        assert_eq!(r["model_status"], "FAILED", "the client sees it failed: {r}");
+        assert_eq!(
+            r["model_status"], "FAILED",
+            "the client sees it failed: {r}"
+        );
     }
-    eprintln!("{fw}: {} landed, findings {kinds:?}", e.name);
+    eprintln!(
+        "{fw}: {} landed ({} s in the script), findings {kinds:?}",
+        e.name, r["seconds"]
+    );
 }
 
 /// The steps of MLflow's `get-history` of a metric, in its order.

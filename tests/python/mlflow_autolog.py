@@ -22,6 +22,7 @@ import io
 import json
 import os
 import sys
+import time
 import traceback
 
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -359,9 +360,11 @@ for name in sys.argv[1:] or list(FRAMEWORKS):
         result[name] = {"skipped": why}
         continue
     log = io.StringIO()
+    t0 = time.monotonic()
     try:
         with contextlib.redirect_stdout(log):
             result[name] = train()
+        result[name]["seconds"] = round(time.monotonic() - t0, 1)
         print(f"{name}: {json.dumps(result[name])}", file=sys.stderr)
     except Exception:
         print(log.getvalue(), file=sys.stderr)
