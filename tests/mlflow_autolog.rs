@@ -31,6 +31,8 @@ struct Expect {
     name: &'static str,
     /// Config entries the params must have become.
     config: Vec<(&'static str, Value)>,
+    /// MLflow tags the run must have.
+    tags: Vec<(&'static str, &'static str)>,
     /// Metric keys and the MLflow steps the framework writes them at.
     series: Vec<(&'static str, Steps)>,
     finding: &'static str,
@@ -58,6 +60,7 @@ fn expectations() -> Vec<Expect> {
                 ("optimizer", json!("sgd")),
                 ("batch_size", json!(64)),
             ],
+            tags: vec![("mlflow.runName", "torch-diverges")],
             series: vec![("loss", Steps::Stepless(40))],
             finding: "divergence",
         },
@@ -72,6 +75,8 @@ fn expectations() -> Vec<Expect> {
                 ("per_device_train_batch_size", json!(8)),
                 ("optim", json!("sgd")),
             ],
+            // MLFLOW_TAGS, which the callback sets.
+            tags: vec![("suite", "autolog"), ("framework", "hf")],
             // 128 samples / batch 8 = 16 steps per epoch, 3 epochs: a log
             // every 2 steps, an evaluation every 8, the summary at the end.
             series: vec![
@@ -91,15 +96,16 @@ fn expectations() -> Vec<Expect> {
             project: "autolog-lightning",
             name: "lightning-overfits",
             config: vec![("lr", json!(0.02)), ("hidden", json!(128))],
-            // 32 samples / batch 16 = 2 steps per epoch, 30 epochs.
+            tags: vec![("mlflow.runName", "lightning-overfits")],
+            // 32 samples / batch 16 = 2 steps per epoch, 16 epochs.
             series: vec![
-                ("train_loss_step", Steps::Exactly((0..60).collect())),
+                ("train_loss_step", Steps::Exactly((0..32).collect())),
                 (
                     "train_loss_epoch",
-                    Steps::Exactly((1..60).step_by(2).collect()),
+                    Steps::Exactly((1..32).step_by(2).collect()),
                 ),
-                ("val_loss", Steps::Exactly((1..60).step_by(2).collect())),
-                ("epoch", Steps::Increasing(60)),
+                ("val_loss", Steps::Exactly((1..32).step_by(2).collect())),
+                ("epoch", Steps::Increasing(32)),
             ],
             finding: "overfitting",
         },
@@ -114,13 +120,14 @@ fn expectations() -> Vec<Expect> {
                 // Python's None is null.
                 ("optimizer_clipnorm", Value::Null),
             ],
-            // 12 epochs: the callback logs `logs` per epoch and the
+            tags: vec![("mlflow.runName", "keras-diverges")],
+            // 6 epochs: the callback logs `logs` per epoch and the
             // validation's `validation_*` without a step.
             series: vec![
-                ("loss", Steps::Exactly((0..12).collect())),
-                ("val_loss", Steps::Exactly((0..12).collect())),
-                ("accuracy", Steps::Exactly((0..12).collect())),
-                ("validation_loss", Steps::Stepless(12)),
+                ("loss", Steps::Exactly((0..6).collect())),
+                ("val_loss", Steps::Exactly((0..6).collect())),
+                ("accuracy", Steps::Exactly((0..6).collect())),
+                ("validation_loss", Steps::Stepless(6)),
             ],
             finding: "divergence",
         },
@@ -249,6 +256,16 @@ async fn check(app: &Router, db: &TestDb, e: &Expect, r: &Value) {
         assert_eq!(config.get(*k), Some(v), "{fw}: config {k} in {config:?}");
     }
 
+    let data = db.store.mlflow_data(id).await.unwrap();
+    for (k, v) in &e.tags {
+        assert_eq!(
+            data.tags.get(*k).map(String::as_str),
+            Some(*v),
+            "{fw}: tag {k} in {:?}",
+            data.tags
+        );
+    }
+
     for (key, steps) in &e.series {
         let mlflow_steps = history_steps(app, mlflow_id, key).await;
         let (status, cols) = send(app, get(&format!("/api/v1/runs/{id}/scalars?key={key}"))).await;
@@ -303,7 +320,7 @@ async fn check(app: &Router, db: &TestDb, e: &Expect, r: &Value) {
     // fit's arguments too, and a logged model made before training whose
     // upload trainlens refused.
     if r["how"] == "autolog" {
-        assert_eq!(config.get("epochs"), Some(&json!(12)), "{fw}: {config:?}");
+        assert_eq!(config.get("epochs"), Some(&json!(6)), "{fw}: {config:?}");
         let model_id = r["model_id"].as_str().unwrap();
         let m = db
             .store
