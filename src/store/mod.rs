@@ -17,7 +17,9 @@
 //! - [`findings`]: diagnosis leases, the run view the detectors read, findings;
 //! - [`webhooks`]: webhooks and the alert outbox;
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
-//!   params, tags, latest metrics, step mappings).
+//!   params, tags, latest metrics, step mappings);
+//! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
+//!   tags, MLflow 3's logged models).
 //!
 //! # Writes
 //! Every write runs in a [`WriteTx`]: on SQLite it holds the process's write
@@ -60,6 +62,7 @@ macro_rules! in_write {
 pub mod chunk;
 pub mod findings;
 pub mod mlflow;
+pub mod mlflow_meta;
 pub mod records;
 pub mod runs;
 pub mod scalars;
