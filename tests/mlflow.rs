@@ -286,12 +286,7 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
         out.status.success(),
         "the MLflow client script failed:\n{report}"
     );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{report}"));
+    let result = common::result_line(&stdout, &report);
     eprintln!("the MLflow client script passed: {result}");
 
     let app = db.app();

@@ -16,7 +16,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use common::{LiveServer, TestDb, get, send};
@@ -152,20 +152,7 @@ async fn autologged_runs_land_and_get_diagnosed() {
         "CI's Python must have torch"
     );
     let db = TestDb::sqlite().await;
-    let server = LiveServer::spawn(|listener, base, shutdown| {
-        let mut runner = trainlens::runner::RunnerConfig::new(base);
-        runner.quiet = Duration::from_millis(200);
-        runner.max_wait = Duration::from_millis(500);
-        runner.poll = Duration::from_millis(100);
-        trainlens::app::serve_with_background(
-            listener,
-            db.state(),
-            runner,
-            trainlens::alerts::sender::SenderConfig::default(),
-            shutdown,
-        )
-    })
-    .await;
+    let server = LiveServer::with_eager_runner(db.state()).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/mlflow_autolog.py"
@@ -189,12 +176,7 @@ async fn autologged_runs_land_and_get_diagnosed() {
     let script_secs = started.elapsed().as_secs_f64();
     let report = common::output_text(&out);
     assert!(out.status.success(), "the autolog script failed:\n{report}");
-    let result: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{report}"));
+    let result = common::result_line(&String::from_utf8_lossy(&out.stdout), &report);
     eprintln!("the autolog script took {script_secs:.1} s: {result}");
 
     let app = db.state();

@@ -514,6 +514,31 @@ async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, St
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+/// The SVG at `uri`, checked to be a download named `...-{name}`.
+async fn download(app: &axum::Router, uri: &str, name: &str) -> String {
+    let (status, headers, svg) = fetch(app, uri).await;
+    assert_eq!(status, 200, "{uri}");
+    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\""),
+        "{disposition}"
+    );
+    assert!(
+        disposition.ends_with(&format!("-{name}\"")),
+        "{disposition}"
+    );
+    svg
+}
+
+/// A fresh database with [`diverging_run`], and its app.
+async fn diverging() -> (TestDb, axum::Router, uuid::Uuid) {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = diverging_run(&db).await;
+    (db, app, id)
+}
+
 /// A run with a timed training loss that turns NaN (a divergence), a
 /// validation loss and a learning rate, diagnosed.
 async fn diverging_run(db: &TestDb) -> uuid::Uuid {
@@ -567,9 +592,7 @@ fn polylines(doc: &Html, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn line_charts_follow_the_view_in_the_query() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
 
     // Default: TensorBoard's 0.6, by step, each chart's own y scale.
     let doc = page(&app, &format!("/runs/{id}")).await;
@@ -656,9 +679,7 @@ async fn line_charts_follow_the_view_in_the_query() {
 
 #[tokio::test]
 async fn findings_link_to_the_chart_that_shows_them() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
     let doc = page(&app, &format!("/runs/{id}")).await;
     let kinds = texts(&doc, "article.finding .kind");
     assert_eq!(kinds[0], "divergence", "{kinds:?}");
@@ -688,19 +709,9 @@ async fn findings_link_to_the_chart_that_shows_them() {
 
 #[tokio::test]
 async fn every_line_chart_downloads_as_svg_and_csv() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
 
-    let (status, headers, svg) = fetch(&app, &format!("/runs/{id}/charts/loss.svg")).await;
-    assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
-    assert!(
-        headers["content-disposition"]
-            .to_str()
-            .unwrap()
-            .contains("loss.svg")
-    );
+    let svg = download(&app, &format!("/runs/{id}/charts/loss.svg"), "loss.svg").await;
     assert!(svg.starts_with("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(svg.contains("<title>Loss</title>") && svg.contains("<desc>"));
     // The same chart as on the page, for the same view.
@@ -815,15 +826,12 @@ async fn heatmaps_and_distributions_download_and_read_out() {
     );
 
     // Every link answers with what it says, the same SVG as on the page.
-    let (status, headers, svg) = fetch(&app, &format!("/runs/{id}/charts/grad-flow.svg")).await;
-    assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
-    assert!(
-        headers["content-disposition"]
-            .to_str()
-            .unwrap()
-            .ends_with("grad-flow.svg\"")
-    );
+    let svg = download(
+        &app,
+        &format!("/runs/{id}/charts/grad-flow.svg"),
+        "grad-flow.svg",
+    )
+    .await;
     let parsed = |svg: &str| svgs(&Html::parse_fragment(svg), "svg")[0].clone();
     assert_eq!(parsed(&svg), svgs(&doc, "figure#chart-grad-flow svg")[0]);
     let (status, headers, csv) = fetch(&app, &format!("/runs/{id}/charts/grad-flow.csv")).await;

@@ -22,16 +22,11 @@ CREATE TABLE mlflow_logged_models (
 );
 CREATE INDEX mlflow_logged_models_by_project ON mlflow_logged_models (project_id, created_ms);
 
-CREATE TABLE mlflow_logged_model_tags (
+-- A logged model's tags and params: `kind` says which.
+CREATE TABLE mlflow_logged_model_kvs (
     model_id TEXT NOT NULL REFERENCES mlflow_logged_models(model_id) ON DELETE CASCADE,
+    kind     TEXT NOT NULL CHECK (kind IN ('tag', 'param')),
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
-    PRIMARY KEY (model_id, key)
-);
-
-CREATE TABLE mlflow_logged_model_params (
-    model_id TEXT NOT NULL REFERENCES mlflow_logged_models(model_id) ON DELETE CASCADE,
-    key      TEXT NOT NULL,
-    value    TEXT NOT NULL,
-    PRIMARY KEY (model_id, key)
+    PRIMARY KEY (model_id, kind, key)
 );

@@ -153,7 +153,11 @@ async fn model_of(state: &AppState, id: &str) -> Result<LoggedModel, MlflowError
         .store
         .mlflow_logged_model(id)
         .await?
-        .ok_or_else(|| MlflowError::not_found(format!("Logged model with ID '{id}' not found")))
+        .ok_or_else(|| no_model(id))
+}
+
+fn no_model(id: &str) -> MlflowError {
+    MlflowError::not_found(format!("Logged model with ID '{id}' not found"))
 }
 
 fn model_answer(m: &LoggedModel) -> Answer {
@@ -228,9 +232,7 @@ async fn finalize_model(Path(id): Path<String>, Req(state, req): Req<Finalize>) 
 
 async fn delete_model(Path(id): Path<String>, Req(state, _): Req<Value>) -> Answer {
     if !state.store.mlflow_delete_logged_model(&id).await? {
-        return Err(MlflowError::not_found(format!(
-            "Logged model with ID '{id}' not found"
-        )));
+        return Err(no_model(&id));
     }
     Ok(Json(json!({})))
 }
@@ -261,9 +263,7 @@ async fn set_kvs(state: &AppState, id: &str, tags: bool, kvs: &[(String, String)
         .mlflow_set_logged_model_kvs(id, tags, kvs)
         .await?
     {
-        return Err(MlflowError::not_found(format!(
-            "Logged model with ID '{id}' not found"
-        )));
+        return Err(no_model(id));
     }
     Ok(Json(json!({})))
 }

@@ -70,6 +70,7 @@ struct ModelRow {
 #[derive(FromRow)]
 struct ModelKvRow {
     model_id: String,
+    kind: String,
     key: String,
     value: String,
 }
@@ -137,10 +138,10 @@ impl From<&str> for OwnerId {
 
 const UPSERT_EXPERIMENT_TAG: &str = "INSERT INTO mlflow_experiment_tags (project_id, key, value) \
      VALUES ($1, $2, $3) ON CONFLICT (project_id, key) DO UPDATE SET value = excluded.value";
-const UPSERT_MODEL_TAG: &str = "INSERT INTO mlflow_logged_model_tags (model_id, key, value) \
-     VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value";
-const UPSERT_MODEL_PARAM: &str = "INSERT INTO mlflow_logged_model_params (model_id, key, value) \
-     VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value";
+const UPSERT_MODEL_TAG: &str = "INSERT INTO mlflow_logged_model_kvs (model_id, kind, key, value) \
+     VALUES ($1, 'tag', $2, $3) ON CONFLICT (model_id, kind, key) DO UPDATE SET value = excluded.value";
+const UPSERT_MODEL_PARAM: &str = "INSERT INTO mlflow_logged_model_kvs (model_id, kind, key, value) \
+     VALUES ($1, 'param', $2, $3) ON CONFLICT (model_id, kind, key) DO UPDATE SET value = excluded.value";
 
 impl Store {
     /// Creates the project `name` with `tags` unless it exists (then
@@ -301,30 +302,25 @@ impl Store {
     async fn with_kvs(&self, rows: Vec<ModelRow>, only: Option<&str>) -> Result<Vec<LoggedModel>> {
         let mut tags: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         let mut params: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        for (table, into) in [
-            ("mlflow_logged_model_tags", &mut tags),
-            ("mlflow_logged_model_params", &mut params),
-        ] {
-            let kvs: Vec<ModelKvRow> = match only {
-                Some(id) => {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT model_id, key, value FROM {table} WHERE model_id = $1"
-                    )))
-                    .bind(id)
-                    .fetch_all(self.pool())
-                    .await?
-                }
-                None => {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT model_id, key, value FROM {table}"
-                    )))
-                    .fetch_all(self.pool())
-                    .await?
-                }
-            };
-            for r in kvs {
-                into.entry(r.model_id).or_default().insert(r.key, r.value);
+        const SELECT_KVS: &str = "SELECT model_id, kind, key, value FROM mlflow_logged_model_kvs";
+        let kvs: Vec<ModelKvRow> = match only {
+            Some(id) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_KVS} WHERE model_id = $1"
+                )))
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?
             }
+            None => sqlx::query_as(SELECT_KVS).fetch_all(self.pool()).await?,
+        };
+        for r in kvs {
+            let into = if r.kind == "tag" {
+                &mut tags
+            } else {
+                &mut params
+            };
+            into.entry(r.model_id).or_default().insert(r.key, r.value);
         }
         Ok(rows
             .into_iter()
@@ -393,7 +389,9 @@ impl Store {
     /// Deletes a logged model's tag; the number deleted (0 or 1).
     pub async fn mlflow_delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<u64> {
         self.write_one(
-            sqlx::query("DELETE FROM mlflow_logged_model_tags WHERE model_id = $1 AND key = $2")
+            sqlx::query(
+                "DELETE FROM mlflow_logged_model_kvs WHERE model_id = $1 AND kind = 'tag' AND key = $2",
+            )
                 .bind(model_id)
                 .bind(key),
         )
@@ -404,14 +402,10 @@ impl Store {
     pub async fn mlflow_delete_logged_model(&self, model_id: &str) -> Result<bool> {
         in_write!(self, |tx| {
             let conn: &mut AnyConnection = tx;
-            for table in ["mlflow_logged_model_tags", "mlflow_logged_model_params"] {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE model_id = $1"
-                )))
+            sqlx::query("DELETE FROM mlflow_logged_model_kvs WHERE model_id = $1")
                 .bind(model_id)
                 .execute(&mut *conn)
                 .await?;
-            }
             Ok(
                 sqlx::query("DELETE FROM mlflow_logged_models WHERE model_id = $1")
                     .bind(model_id)
