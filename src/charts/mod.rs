@@ -1,6 +1,6 @@
 //! Pure chart code: downsampling, line charts, layer heatmaps, histogram
-//! distributions, weight heatmaps, feature maps and bar charts, as SVG (and
-//! the PNGs inside them). No I/O.
+//! distributions, weight heatmaps, feature maps, bar charts and parallel
+//! coordinates, as SVG (and the PNGs inside them). No I/O.
 
 pub mod bars;
 pub mod distributions;
@@ -8,6 +8,7 @@ pub mod downsample;
 pub mod feature_map;
 pub mod heatmap;
 pub mod layers;
+pub mod parallel;
 pub mod raster;
 pub mod sparkline;
 pub mod svg;
