@@ -1,7 +1,9 @@
-//! Pure chart code: downsampling, line charts, layer heatmaps, histogram
-//! distributions, weight heatmaps, feature maps, bar charts and parallel
-//! coordinates, as SVG (and the PNGs inside them). No I/O.
+//! Pure chart code: downsampling, line charts (smoothing, step or time
+//! axes), layer heatmaps, histogram distributions, weight heatmaps, feature
+//! maps, bar charts and parallel coordinates, as SVG (and the PNGs inside
+//! them). No I/O.
 
+pub mod axis;
 pub mod bars;
 pub mod distributions;
 pub mod downsample;
@@ -10,6 +12,7 @@ pub mod heatmap;
 pub mod layers;
 pub mod parallel;
 pub mod raster;
+pub mod smooth;
 pub mod sparkline;
 pub mod svg;
 pub mod weights;
