@@ -215,9 +215,14 @@ pub fn parallel(p: &Parallel) -> Option<String> {
         let flush = |segment: &mut Vec<(f64, f64)>, s: &mut String| {
             if segment.len() == 1 {
                 let (x, y) = segment[0];
-                let _ = write!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{colour}"/>"#);
+                let _ = write!(
+                    s,
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{colour}"/>"#
+                );
             } else if segment.len() > 1 {
-                s.push_str(r#"<polyline fill="none" stroke-width="1.6" stroke-opacity="0.85" points=""#);
+                s.push_str(
+                    r#"<polyline fill="none" stroke-width="1.6" stroke-opacity="0.85" points=""#,
+                );
                 for (x, y) in segment.iter() {
                     let _ = write!(s, "{x:.1},{y:.1} ");
                 }
@@ -269,12 +274,7 @@ pub fn parallel(p: &Parallel) -> Option<String> {
                     .iter()
                     .enumerate()
                     .filter(|(k, _)| k % every == 0)
-                    .map(|(k, c)| {
-                        (
-                            position(axis, &Coord::Category(k)).unwrap_or(0.5),
-                            cut(c),
-                        )
-                    })
+                    .map(|(k, c)| (position(axis, &Coord::Category(k)).unwrap_or(0.5), cut(c)))
                     .collect()
             }
         };
@@ -389,13 +389,20 @@ mod tests {
             metric: 0.5,
         }]))
         .unwrap();
-        assert_eq!(svg.matches("<polyline").count(), 1, "opt to the metric only");
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            1,
+            "opt to the metric only"
+        );
         let c = chart(vec![]);
         assert_eq!(position(&c.axes[0], &Coord::Number(1e-3)), Some(0.5));
         assert_eq!(position(&c.axes[1], &Coord::Category(0)), Some(0.75));
         assert_eq!(position(&c.axes[1], &Coord::Missing), None);
         let flat = numeric_axis("x", [3.0, 3.0]);
         assert_eq!(position(&flat, &Coord::Number(3.0)), Some(0.5));
-        assert!(matches!(numeric_axis("x", [0.0, 1e6]).kind, AxisKind::Numeric { log: false, .. }));
+        assert!(matches!(
+            numeric_axis("x", [0.0, 1e6]).kind,
+            AxisKind::Numeric { log: false, .. }
+        ));
     }
 }

@@ -29,7 +29,9 @@ pub struct Marker {
     pub label: String,
 }
 
-const PALETTE: [RGBColor; 8] = [
+/// Line colours in order; the last four only for charts of more than eight
+/// lines (the compare page's runs).
+const PALETTE: [RGBColor; 12] = [
     RGBColor(0x24, 0x5f, 0xc2),
     RGBColor(0xe0, 0x7b, 0x12),
     RGBColor(0x2e, 0x8b, 0x57),
@@ -38,7 +40,21 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0xc2, 0x4b, 0x8f),
     RGBColor(0x8c, 0x6d, 0x1f),
     RGBColor(0x6a, 0x73, 0x80),
+    RGBColor(0x1f, 0x3a, 0x93),
+    RGBColor(0x8a, 0x9a, 0x1b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x00, 0x6d, 0x5b),
 ];
+
+/// How many lines get a colour of their own.
+pub const COLOURS: usize = PALETTE.len();
+
+/// The colour of the `i`-th line as `#rrggbb` (for a legend beside the
+/// chart).
+pub fn line_colour(i: usize) -> String {
+    let c = PALETTE[i % PALETTE.len()];
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 
 /// A shaded horizontal band, e.g. the healthy range of a ratio.

@@ -34,8 +34,9 @@ struct SummaryRow {
     max_value: Option<f64>,
 }
 
-/// The series of a project's runs whose key names a loss or an accuracy
-/// (what the tune page's metrics are made of), with their last value and
+/// The series of a project's runs whose key names a loss, an error, an
+/// accuracy or another score (what the tune page's metrics are made of;
+/// per-layer series are left to `compare::metric`), with their last value and
 /// their finite extremes over the chunks. A chunk without a finite value
 /// stores NaN (PostgreSQL) or NULL (SQLite) as its extremes; the `<=`
 /// leaves both out (PostgreSQL's NaN compares greater than every number).
@@ -43,7 +44,10 @@ const SUMMARY_SQL: &str = "SELECT s.run_id, s.key, s.last_value, \
      (SELECT MIN(CASE WHEN c.min_value <= 1.7e308 THEN c.min_value END) FROM scalar_chunks c WHERE c.series_id = s.id) AS min_value, \
      (SELECT MAX(CASE WHEN c.max_value <= 1.7e308 THEN c.max_value END) FROM scalar_chunks c WHERE c.series_id = s.id) AS max_value \
      FROM series s JOIN runs r ON r.id = s.run_id JOIN projects p ON p.id = r.project_id \
-     WHERE p.name = $1 AND (LOWER(s.key) LIKE '%loss%' OR LOWER(s.key) LIKE '%acc%') \
+     WHERE p.name = $1 AND (LOWER(s.key) LIKE '%loss%' OR LOWER(s.key) LIKE '%acc%' \
+     OR LOWER(s.key) LIKE '%err%' OR LOWER(s.key) LIKE '%f1%' OR LOWER(s.key) LIKE '%auc%' \
+     OR LOWER(s.key) LIKE '%bleu%' OR LOWER(s.key) LIKE '%rouge%' OR LOWER(s.key) LIKE '%perplex%' \
+     OR LOWER(s.key) LIKE '%ppl%' OR LOWER(s.key) LIKE '%iou%' OR LOWER(s.key) LIKE '%score%') \
      ORDER BY s.run_id, s.key";
 
 impl Store {
@@ -94,8 +98,10 @@ impl Store {
         }
     }
 
-    /// The loss and accuracy series of each run of `project` (keys
-    /// containing `loss` or `acc`, any case), summarised, in one statement.
+    /// The loss, accuracy and score series of each run of `project` (keys
+    /// containing `loss`, `acc`, `err`, `f1`, `auc`, `bleu`, `rouge`,
+    /// `perplex`, `ppl`, `iou` or `score`, any case), summarised, in one
+    /// statement.
     pub async fn metric_summaries(
         &self,
         project: &str,
