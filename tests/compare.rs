@@ -132,7 +132,7 @@ on_both_backends! {
         let health = texts(&doc, "table.compared tbody td.health");
         assert!(health[0].starts_with("critical"), "{health:?}");
         assert!(health[1].starts_with("ok") && health[2].starts_with("ok"));
-        assert_eq!(texts(&doc, "table.compared tbody tr:first-child ul.run-findings .kind")[0], "divergence");
+        assert_eq!(texts(&doc, "table.compared tbody tr:first-child td.health ul.run-findings .kind")[0], "divergence");
         // The swatches' colours are distinct.
         let colours = attrs(&doc, "table.compared td.name .swatch", "style");
         assert_eq!(colours.len(), 3);

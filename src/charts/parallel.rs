@@ -140,12 +140,31 @@ fn numeric_ticks(lo: f64, hi: f64, log: bool) -> Vec<(f64, String)> {
         out.push((1.0, format_value(hi)));
         out
     } else {
-        (0..=4)
-            .map(|i| {
-                let t = i as f64 / 4.0;
-                (t, format_value(lo + (hi - lo) * t))
-            })
-            .collect()
+        // Round values (1, 2 or 5 times a power of ten) about a quarter of
+        // the range apart; an end is labelled too unless a tick is near it.
+        let raw = (hi - lo) / 4.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
+        let t = |v: f64| (v - lo) / (hi - lo);
+        let mut out = Vec::new();
+        let mut v = (lo / step).ceil() * step;
+        while v <= hi + step * 1e-9 {
+            // A tick at zero computed as k·step comes out as ±1e-17.
+            let v0 = if v.abs() < step * 1e-9 { 0.0 } else { v };
+            out.push((t(v0).clamp(0.0, 1.0), format_value(v0)));
+            v += step;
+        }
+        for (end, at) in [(lo, 0.0), (hi, 1.0)] {
+            if out.iter().all(|(p, _)| (p - at).abs() > 0.08) {
+                out.push((at, format_value(end)));
+            }
+        }
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
     }
 }
 
@@ -262,8 +281,8 @@ pub fn parallel(p: &Parallel) -> Option<String> {
                 if *log {
                     let _ = write!(
                         s,
-                        r##"<text x="{x:.1}" y="{}" text-anchor="middle" font-size="10" fill="#6a7380">log</text>"##,
-                        TOP - 3.0
+                        r##"<text x="{x:.1}" y="{}" text-anchor="middle" font-size="10" fill="#6a7380">log scale</text>"##,
+                        BOTTOM + 14.0
                     );
                 }
                 numeric_ticks(*lo, *hi, *log)
@@ -278,13 +297,15 @@ pub fn parallel(p: &Parallel) -> Option<String> {
                     .collect()
             }
         };
+        // The metric's labels go right of its axis, where no line comes.
+        let (dir, anchor) = if is_metric { (1.0, "start") } else { (-1.0, "end") };
         for (t, label) in ticks {
             let y = y_of(t);
             let _ = write!(
                 s,
-                r##"<line x1="{:.1}" y1="{y:.1}" x2="{x:.1}" y2="{y:.1}" stroke="#1d232b"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" fill="#1d232b" paint-order="stroke" stroke="#fff" stroke-width="3">{}</text>"##,
-                x - 4.0,
-                x - 6.0,
+                r##"<line x1="{:.1}" y1="{y:.1}" x2="{x:.1}" y2="{y:.1}" stroke="#1d232b"/><text x="{:.1}" y="{:.1}" text-anchor="{anchor}" font-size="10" fill="#1d232b" paint-order="stroke" stroke="#fff" stroke-width="3">{}</text>"##,
+                x + 4.0 * dir,
+                x + 6.0 * dir,
                 y + 3.5,
                 esc(&label)
             );
@@ -292,7 +313,7 @@ pub fn parallel(p: &Parallel) -> Option<String> {
     }
 
     // The colour scale beside the metric's axis: best dark, worst light.
-    let x = x_of(axes.len() - 1) + 14.0;
+    let x = x_of(axes.len() - 1) + 50.0;
     let (top_t, bottom_t) = if p.lower_is_better {
         (WORST_T, 0.0)
     } else {
@@ -373,12 +394,29 @@ mod tests {
         assert!(svg.contains("<desc>lr and opt"));
         assert!(!svg.contains("<script>") && !svg.contains("<svg onload"));
         assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;: 0.2"));
-        assert!(svg.contains(">log</text>"), "1e-4..1e-2 spans two decades");
+        assert!(svg.contains(">log scale</text>"), "1e-4..1e-2 spans two decades");
         // The best run (0.2) is drawn last, on top, in the darkest colour.
         let best = svg.rfind("&lt;script&gt;alert(1)").unwrap();
         assert!(best > svg.find("<title>b: 0.9").unwrap());
         assert!(svg.contains(&format!(r#"stroke="{}""#, ramp(0.0))));
         assert!(parallel(&chart(vec![])).is_none());
+    }
+
+    #[test]
+    fn linear_ticks_are_round_and_the_ends_labelled() {
+        let labels = |lo, hi| -> Vec<String> {
+            numeric_ticks(lo, hi, false)
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect()
+        };
+        assert_eq!(labels(8.0, 150.0), ["8", "50", "100", "150"]);
+        assert_eq!(labels(0.0, 1e-4), ["0", "5e-5", "1e-4"]);
+        assert_eq!(labels(16.0, 32.0), ["16", "20", "25", "30", "32"]);
+        let ticks = numeric_ticks(-1.0, 1.0, false);
+        assert!(ticks.iter().any(|(t, l)| l == "0" && (*t - 0.5).abs() < 1e-9));
+        assert!(ticks.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(ticks.iter().all(|(t, _)| (0.0..=1.0).contains(t)));
     }
 
     #[test]

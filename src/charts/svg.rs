@@ -226,6 +226,7 @@ pub fn line_chart_with(
                 let points = line.points.iter().zip(values).map(|(p, v)| (p.0, *v));
                 curves.push((points.collect(), color.stroke_width(2), true));
             }
+            let mut named = false;
             for (points, style, legend) in curves {
                 let mut labelled = !legend;
                 for segment in points.split(|p| !on_axis(p.1)).filter(|s| !s.is_empty()) {
@@ -237,11 +238,23 @@ pub fn line_chart_with(
                         .ok()?;
                     if !labelled {
                         labelled = true;
+                        named = true;
                         series.label(line.label.as_str()).legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                         });
                     }
                 }
+            }
+            // A line with points but none on the axis (every value NaN)
+            // is still named in the legend, beside its NaN markers.
+            if !named && !line.points.is_empty() {
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(u64, f64)>>())
+                    .ok()?
+                    .label(line.label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
             }
             let bad: Vec<u64> = line
                 .points
@@ -580,6 +593,24 @@ mod tests {
             svg.matches("<polyline").count() >= 3,
             "two curves and the marker"
         );
+    }
+
+    #[test]
+    fn a_line_of_nan_only_is_still_named_in_the_legend() {
+        let svg = line_chart(
+            "val/loss",
+            &[
+                line("healthy", &[1.0, 0.8, 0.6]),
+                line("diverged <run>", &[f64::NAN, f64::NAN]),
+                line("no points", &[]),
+            ],
+            &[],
+            (600, 300),
+        )
+        .unwrap();
+        assert!(svg.contains(">\ndiverged &lt;run&gt;\n</text>"), "{svg}");
+        assert!(svg.contains("NaN / Inf"));
+        assert!(!svg.contains(">\nno points\n</text>"), "an empty line has no entry");
     }
 
     #[test]

@@ -137,12 +137,21 @@ fn coord(axis: &Axis, v: Option<&Value>) -> Coord {
     }
 }
 
-/// How a relation reads in words, e.g. `higher lr, higher val/loss` or
-/// `adam best (median 0.31)`; `None` when nothing is reported.
+/// Below this |ρ| a parameter shows no monotone trend worth a word, below
+/// [`CLEAR`] a weak one: Cohen's conventional "small" and "medium" effect
+/// sizes for a correlation.
+pub const NEGLIGIBLE: f64 = 0.1;
+pub const CLEAR: f64 = 0.3;
+
+/// How a relation reads in words, e.g. `higher lr, higher val/loss`,
+/// `weakly: higher lr, lower val/loss`, `no monotone trend` or `adam best
+/// (median 0.31)`; `None` when nothing is reported.
 pub fn reading(rel: &Relation, metric_key: &str) -> Option<String> {
     match &rel.measure {
+        Measure::Spearman { rho } if rho.abs() < NEGLIGIBLE => Some("no monotone trend".into()),
         Measure::Spearman { rho } => Some(format!(
-            "higher {}, {} {metric_key}",
+            "{}higher {}, {} {metric_key}",
+            if rho.abs() < CLEAR { "weakly: " } else { "" },
             rel.param,
             if *rho >= 0.0 { "higher" } else { "lower" }
         )),
@@ -232,12 +241,21 @@ mod tests {
         let t = tune("t", &runs, "last acc", false);
         assert_eq!(t.chart.unwrap().axes.len(), MAX_AXES);
         let p0 = t.relations.iter().find(|r| r.param == "p0").unwrap();
-        assert_eq!(reading(p0, "acc").unwrap(), "higher p0, higher acc");
+        assert_eq!(reading(p0, "acc").unwrap(), "weakly: higher p0, higher acc");
         let opt = t.relations.iter().find(|r| r.param == "opt").unwrap();
         assert!(
             reading(opt, "acc").unwrap().starts_with("sgd best"),
             "odd runs score higher"
         );
+        let rel = |rho| Relation {
+            param: "lr".into(),
+            numeric: true,
+            n: 20,
+            measure: Measure::Spearman { rho },
+        };
+        assert_eq!(reading(&rel(-0.05), "loss").unwrap(), "no monotone trend");
+        assert_eq!(reading(&rel(-0.2), "loss").unwrap(), "weakly: higher lr, lower loss");
+        assert_eq!(reading(&rel(0.6), "loss").unwrap(), "higher lr, higher loss");
         assert!(tune("t", &[], "m", true).chart.is_none());
         let none = tune("t", &[run("x", json!({"lr": 1}), None)], "m", true);
         assert_eq!((none.used, none.missing_metric), (0, 1));

@@ -48,6 +48,8 @@ pub const MAX_RUNS: usize = svg::COLOURS;
 const SIZE: (u32, u32) = super::charts::SIZE;
 /// Open findings listed under a run at most.
 const FINDINGS_SHOWN: usize = 3;
+/// Categories listed under a categorical parameter at most (best first).
+const GROUPS_SHOWN: usize = 6;
 /// Runs in the hyperparameter view's table of best runs.
 const BEST_RUNS: usize = 10;
 
@@ -547,8 +549,10 @@ struct RelationRow {
     strength: Option<f64>,
     figure: String,
     reading: String,
-    /// Categories, best first: `(label, runs, median)`.
+    /// Categories, best first: `(label, runs, median)`, the first
+    /// [`GROUPS_SHOWN`]; how many more.
     groups: Vec<(String, usize, String)>,
+    more_groups: usize,
     n: usize,
     few: bool,
     why: &'static str,
@@ -656,9 +660,14 @@ async fn params_page(
             groups: match &r.measure {
                 Measure::Categories { groups, .. } => groups
                     .iter()
+                    .take(GROUPS_SHOWN)
                     .map(|g| (g.label.clone(), g.n, readout(g.median)))
                     .collect(),
                 _ => Vec::new(),
+            },
+            more_groups: match &r.measure {
+                Measure::Categories { groups, .. } => groups.len().saturating_sub(GROUPS_SHOWN),
+                _ => 0,
             },
             n: r.n,
             few: r.few(),
