@@ -8,7 +8,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use super::layers::spread;
-use super::svg::{accessible, esc, format_tick};
+use super::svg::{accessible, esc, format_tick, frame, legend};
 
 /// TensorBoard's distribution percentiles, in basis points: the minimum,
 /// ±1.5σ, ±1σ, ±0.5σ of a normal distribution, the median and the maximum.
@@ -103,11 +103,7 @@ pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<Stri
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(58)
+        let mut chart = frame(&root, title)
             .build_cartesian_2d(x0..x1, y0..y1)
             .ok()?;
         let tick = (y1 - y0) / 6.0;
@@ -171,14 +167,7 @@ pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<Stri
                 .label("non-finite values")
                 .legend(|(x, y)| TriangleMarker::new((x + 9, y), 4, BAD.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xe3, 0xe6, 0xea))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .ok()?;
+        legend(&mut chart)?;
         root.present().ok()?;
     }
     let desc = format!(

@@ -21,7 +21,7 @@ use crate::charts::svg::{self, Band, Line, Marker, Options};
 use crate::diagnostics::Kind;
 use crate::diagnostics::names::Role;
 use crate::http::{AppError, AppState, PageError, Query, RunId};
-use crate::model::{FindingStatus, Point, SeriesInfo};
+use crate::model::{FindingStatus, Point, Run, SeriesInfo};
 use crate::store::findings::StoredFinding;
 
 /// Line charts' size in pixels.
@@ -519,6 +519,29 @@ pub fn draw(chart: ChartId, data: &[(String, Vec<Point>)], ctx: &PageCtx) -> Opt
     svg::line_chart_with(chart.title(), &lines, &markers, SIZE, &opts)
 }
 
+/// What a run's page and its chart downloads read first: the run, its
+/// findings and the charts' context made from them (onsets, model order).
+pub async fn load_run(
+    state: &AppState,
+    id: uuid::Uuid,
+    view: View,
+) -> Result<(Run, Vec<StoredFinding>, PageCtx), AppError> {
+    let run = state
+        .store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
+    let findings = state.store.findings(id, None).await?;
+    let order: Vec<String> = state
+        .store
+        .model(id)
+        .await?
+        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
+    Ok((run, findings, ctx))
+}
+
 /// `GET /runs/{id}/charts/{chart}.svg|.csv`.
 pub async fn download(
     State(state): State<AppState>,
@@ -533,19 +556,7 @@ pub async fn download(
         return Err(not_found().into());
     }
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
-    let findings = state.store.findings(id, None).await?;
-    let order: Vec<String> = state
-        .store
-        .model(id)
-        .await?
-        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
+    let (_, _, ctx) = load_run(&state, id, view).await?;
     let series = state.store.series(id).await?;
     let data = load(&state, chart, &series, &ctx).await?;
     let short = &id.to_string()[..8];

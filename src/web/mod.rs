@@ -532,20 +532,8 @@ async fn run_page(
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
-    let findings = state.store.findings(id, None).await?;
+    let (run, findings, ctx) = charts::load_run(&state, id, view).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
-    let order: Vec<String> = state
-        .store
-        .model(id)
-        .await?
-        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
     let series = state.store.series(id).await?;
     let pick = views::Pick {
