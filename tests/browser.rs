@@ -739,7 +739,11 @@ async fn compare_overlays_two_runs() {
                 .unwrap();
             click(&c, "form.compare-controls button[type=submit]").await;
             loaded(&c, "key=train%2Floss").await;
-            assert_eq!(overlay_title(&c).await, "train/loss", "{width}px: was {title:?}");
+            assert_eq!(
+                overlay_title(&c).await,
+                "train/loss",
+                "{width}px: was {title:?}"
+            );
             assert!(overlay_colours(&c).await.len() >= 2);
             check_page(&c, &format!("compare page, train/loss, at {width}px")).await;
 

@@ -52,13 +52,16 @@ async fn page(app: &axum::Router, uri: &str) -> Html {
     Html::parse_document(&body)
 }
 
+/// A series to seed: its key, its number of steps from 0, its value at a step.
+type Series<'a> = (&'a str, u64, &'a dyn Fn(u64) -> f64);
+
 /// A run of `project` with `config` and series `key → f(step)` over `steps`.
 async fn seed(
     db: &TestDb,
     project: &str,
     name: &str,
     config: Value,
-    series: &[(&str, u64, &dyn Fn(u64) -> f64)],
+    series: &[Series<'_>],
 ) -> uuid::Uuid {
     let run = db
         .store

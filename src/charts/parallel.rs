@@ -298,7 +298,11 @@ pub fn parallel(p: &Parallel) -> Option<String> {
             }
         };
         // The metric's labels go right of its axis, where no line comes.
-        let (dir, anchor) = if is_metric { (1.0, "start") } else { (-1.0, "end") };
+        let (dir, anchor) = if is_metric {
+            (1.0, "start")
+        } else {
+            (-1.0, "end")
+        };
         for (t, label) in ticks {
             let y = y_of(t);
             let _ = write!(
@@ -394,7 +398,10 @@ mod tests {
         assert!(svg.contains("<desc>lr and opt"));
         assert!(!svg.contains("<script>") && !svg.contains("<svg onload"));
         assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;: 0.2"));
-        assert!(svg.contains(">log scale</text>"), "1e-4..1e-2 spans two decades");
+        assert!(
+            svg.contains(">log scale</text>"),
+            "1e-4..1e-2 spans two decades"
+        );
         // The best run (0.2) is drawn last, on top, in the darkest colour.
         let best = svg.rfind("&lt;script&gt;alert(1)").unwrap();
         assert!(best > svg.find("<title>b: 0.9").unwrap());
@@ -414,7 +421,11 @@ mod tests {
         assert_eq!(labels(0.0, 1e-4), ["0", "5e-5", "1e-4"]);
         assert_eq!(labels(16.0, 32.0), ["16", "20", "25", "30", "32"]);
         let ticks = numeric_ticks(-1.0, 1.0, false);
-        assert!(ticks.iter().any(|(t, l)| l == "0" && (*t - 0.5).abs() < 1e-9));
+        assert!(
+            ticks
+                .iter()
+                .any(|(t, l)| l == "0" && (*t - 0.5).abs() < 1e-9)
+        );
         assert!(ticks.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(ticks.iter().all(|(t, _)| (0.0..=1.0).contains(t)));
     }

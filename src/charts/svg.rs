@@ -630,7 +630,10 @@ mod tests {
         .unwrap();
         assert!(svg.contains(">\ndiverged &lt;run&gt;\n</text>"), "{svg}");
         assert!(svg.contains("NaN / Inf"));
-        assert!(!svg.contains(">\nno points\n</text>"), "an empty line has no entry");
+        assert!(
+            !svg.contains(">\nno points\n</text>"),
+            "an empty line has no entry"
+        );
     }
 
     #[test]

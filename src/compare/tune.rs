@@ -254,8 +254,14 @@ mod tests {
             measure: Measure::Spearman { rho },
         };
         assert_eq!(reading(&rel(-0.05), "loss").unwrap(), "no monotone trend");
-        assert_eq!(reading(&rel(-0.2), "loss").unwrap(), "weakly: higher lr, lower loss");
-        assert_eq!(reading(&rel(0.6), "loss").unwrap(), "higher lr, higher loss");
+        assert_eq!(
+            reading(&rel(-0.2), "loss").unwrap(),
+            "weakly: higher lr, lower loss"
+        );
+        assert_eq!(
+            reading(&rel(0.6), "loss").unwrap(),
+            "higher lr, higher loss"
+        );
         assert!(tune("t", &[], "m", true).chart.is_none());
         let none = tune("t", &[run("x", json!({"lr": 1}), None)], "m", true);
         assert_eq!((none.used, none.missing_metric), (0, 1));
