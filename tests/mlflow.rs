@@ -306,6 +306,22 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
         [0, 1, 2, 3, 4]
     );
 
+    // Experiment tags set by the client are the project's.
+    let tagged: i64 = result["tagged_experiment"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e = db.store.mlflow_experiment(tagged).await.unwrap().unwrap();
+    assert_eq!(e.name, "mlflow-client-tagged");
+    let tags = db.store.mlflow_tags_of_experiment(&e).await.unwrap();
+    assert_eq!(
+        tags.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("dataset", "mnist"), ("stage", "prod"), ("team", "vision")]
+    );
+
     // The Keras-named run is diagnosed as overfitting.
     let keras = trainlens_id(&db, result["keras"].as_str().unwrap()).await;
     common::eager_runner(&db.store, "http://trainlens.test")

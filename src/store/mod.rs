@@ -20,7 +20,9 @@
 //!   their configs, a project's metric summaries from the chunks' stored
 //!   minima and maxima);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
-//!   params, tags, latest metrics, step mappings).
+//!   params, tags, latest metrics, step mappings);
+//! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
+//!   tags, MLflow 3's logged models).
 //!
 //! # Writes
 //! Every write runs in a [`WriteTx`]: on SQLite it holds the process's write
@@ -64,6 +66,7 @@ pub mod chunk;
 pub mod compare;
 pub mod findings;
 pub mod mlflow;
+pub mod mlflow_meta;
 pub mod records;
 pub mod runs;
 pub mod scalars;

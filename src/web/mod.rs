@@ -560,7 +560,7 @@ async fn run_page(
         .chain(&debug.updates)
         .filter(|c| c.svg.is_some())
         .map(|c| c.anchor.as_str())
-        .chain(debug.units.iter().map(|(a, _)| a.as_str()))
+        .chain(debug.units.iter().map(|u| u.anchor.as_str()))
         .collect();
     let view_of = |f: &StoredFinding| {
         let mut v = FindingView::from(f);
