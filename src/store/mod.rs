@@ -16,6 +16,9 @@
 //!   tensors and predictions, and export;
 //! - [`findings`]: diagnosis leases, the run view the detectors read, findings;
 //! - [`webhooks`]: webhooks and the alert outbox;
+//! - [`compare`]: the reads of the compare and tune pages (chosen runs with
+//!   their configs, a project's metric summaries from the chunks' stored
+//!   minima and maxima);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
 //!   params, tags, latest metrics, step mappings);
 //! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
@@ -60,6 +63,7 @@ macro_rules! in_write {
 }
 
 pub mod chunk;
+pub mod compare;
 pub mod findings;
 pub mod mlflow;
 pub mod mlflow_meta;

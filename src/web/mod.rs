@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::charts::sparkline;
 mod charts;
+mod compare;
 mod debug;
 mod views;
 
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
         .route("/static/charts.js", get(script))
         .merge(views::router())
+        .merge(compare::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
