@@ -16,6 +16,8 @@
 //!   tensors and predictions, and export;
 //! - [`findings`]: diagnosis leases, the run view the detectors read, findings;
 //! - [`webhooks`]: webhooks and the alert outbox;
+//! - [`live`]: what the live pages' event streams poll (a run's versions,
+//!   the runs that changed lately);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
 //!   params, tags, latest metrics, step mappings).
 //!
@@ -59,6 +61,7 @@ macro_rules! in_write {
 
 pub mod chunk;
 pub mod findings;
+pub mod live;
 pub mod mlflow;
 pub mod records;
 pub mod runs;

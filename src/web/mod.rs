@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::charts::sparkline;
 mod debug;
+pub mod live;
 mod views;
 
 use crate::charts::svg::{self, Line, Marker};
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(run_page))
         .route("/static/style.css", get(stylesheet))
         .merge(views::router())
+        .merge(live::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
@@ -132,6 +134,8 @@ struct RunsPage {
     healths: &'static [&'static str],
     /// Whether any filter is set (the empty state says so).
     filtered: bool,
+    /// The table's event stream (see [`live`]).
+    live: String,
 }
 
 /// The runs page's query: every field optional (a GET form sends empty
@@ -248,6 +252,7 @@ async fn runs_page(
             })?,
     };
     let project = given(&q.project).map(str::to_string);
+    let live = live::table_events_url(project.as_deref(), crate::store::now());
     let table = state
         .store
         .run_table(&RunTableQuery {
@@ -376,6 +381,7 @@ async fn runs_page(
         projects,
         runs,
         columns,
+        live,
     })
 }
 
@@ -452,6 +458,8 @@ struct RunPage {
     debug: debug::Debugging,
     /// Weight heatmap, feature maps, dataset and model panels.
     views: views::Views,
+    /// The run's event stream while it runs (see [`live`]).
+    live: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -528,6 +536,8 @@ async fn run_page(
     Query(q): Query<RunQuery>,
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
+    // Before the page's reads: what they show is at least this new.
+    let live = live::run_events_url(&state.store, id).await?;
     let run = state
         .store
         .get_run(id)
@@ -597,6 +607,7 @@ async fn run_page(
         charts,
         debug,
         views,
+        live,
         run,
     };
     render(&page)
