@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Run, SeriesInfo};
+use crate::model::{Point, Run, SeriesInfo};
 use crate::record::{Record, Value};
 
 /// The header of the long form.
@@ -54,6 +54,18 @@ pub fn scalar_rows(page: &[Record]) -> String {
             w.write_record([&s.key, &s.step.to_string(), &time, &value_text(s.value)])
                 .expect("writing to memory cannot fail");
         }
+    }
+    finish(w)
+}
+
+/// The long-form rows of one series' points (a chart's download), without
+/// the header: the same columns and value texts as [`scalar_rows`].
+pub fn point_rows(key: &str, points: &[Point]) -> String {
+    let mut w = writer();
+    for p in points {
+        let time = p.time.map(number).unwrap_or_default();
+        w.write_record([key, &p.step.to_string(), &time, &value_text(Value(p.value))])
+            .expect("writing to memory cannot fail");
     }
     finish(w)
 }
@@ -172,6 +184,22 @@ mod tests {
         );
         let back: f64 = "1e-300".parse().unwrap();
         assert_eq!(back, 1e-300);
+        let points = [
+            Point {
+                step: 0,
+                value: 0.1,
+                time: Some(1700000000.25),
+            },
+            Point {
+                step: 1,
+                value: f64::INFINITY,
+                time: None,
+            },
+        ];
+        assert_eq!(
+            point_rows("a,\"b\"", &points),
+            "\"a,\"\"b\"\"\",0,1700000000.25,0.1\n\"a,\"\"b\"\"\",1,,Infinity\n"
+        );
     }
 
     fn run(name: &str, config: &str, tags: &[&str]) -> Run {

@@ -3,10 +3,11 @@
 //! in-process on 127.0.0.1 with the recorded fixture runs imported and
 //! diagnosed. At 1280 and 390 px wide: the runs table lists the runs with
 //! the badges the store says, its sort links and filter form work, a faulty
-//! run's page shows its finding, a run with weight tensors and feature maps
-//! shows the weight heatmap and a decoded image per channel (the step
-//! slider loads another step), nothing overflows the viewport sideways and
-//! no JavaScript error is raised. Screenshots go to
+//! run's page shows its finding and links to the chart that marks it, the
+//! smoothing control redraws the curves, a run with weight tensors and
+//! feature maps shows the weight heatmap and a decoded image per channel
+//! (the step slider loads another step), nothing overflows the viewport
+//! sideways and no JavaScript error is raised. Screenshots go to
 //! `target/screenshots/` for a person to look at.
 //!
 //! Skipped (with a message) when chromedriver is missing — except under CI,
@@ -124,6 +125,24 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
         out.push(e.text().await.unwrap().trim().to_string());
     }
     out
+}
+
+/// The `points` of the loss chart's polylines, read in one script (the
+/// chart may be swapped for a redrawn one meanwhile).
+async fn curve_points(c: &Client) -> Vec<String> {
+    let v = c
+        .execute(
+            "return [...document.querySelectorAll('figure#chart-loss svg polyline')]\
+             .map(p => p.getAttribute('points'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -358,6 +377,68 @@ async fn pages_in_headless_chromium() {
             assert!(texts(&c, "h1").await[0].starts_with("dev-diverge-sgd-lr5"));
             screenshot(&c, &format!("run-{width}")).await;
             check_page(&c, &format!("run page at {width}px")).await;
+
+            // The divergence links to the loss chart, which marks its onset.
+            let link = c
+                .find(Locator::XPath(
+                    "//article[.//span[@class='kind' and text()='divergence']]//a[@class='to-chart']",
+                ))
+                .await
+                .unwrap();
+            assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("#chart-loss"));
+            link.click().await.unwrap();
+            assert!(c.current_url().await.unwrap().as_str().ends_with("#chart-loss"));
+            let top = c
+                .execute(
+                    "const r = document.getElementById('chart-loss').getBoundingClientRect();\
+                     return [r.top, window.innerHeight];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (top, height) = (top[0].as_f64().unwrap(), top[1].as_f64().unwrap());
+            assert!(
+                (-2.0..height / 2.0).contains(&top),
+                "{width}px: the chart scrolled into view (top {top} of {height})"
+            );
+            let labels = texts(&c, "figure#chart-loss svg text").await;
+            assert!(
+                labels.iter().any(|t| t == "divergence"),
+                "{width}px: the onset marked: {labels:?}"
+            );
+            screenshot(&c, &format!("run-chart-{width}")).await;
+
+            // The smoothing control redraws the curves (in place, with JS).
+            let before = curve_points(&c).await;
+            c.find(Locator::Css("form.chart-controls select[name=smooth]"))
+                .await
+                .unwrap()
+                .select_by_value("0.95")
+                .await
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while curve_points(&c).await == before {
+                assert!(
+                    Instant::now() < deadline,
+                    "{width}px: the smoothing control did not change the curve"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let url = c.current_url().await.unwrap();
+            assert!(url.as_str().contains("smooth=0.95"), "{url}");
+            let href = c
+                .find(Locator::Css("figure#chart-loss a[data-ext=csv]"))
+                .await
+                .unwrap()
+                .attr("href")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            assert!(href.contains("smooth=0.95"), "{href}");
+            // Without JavaScript the same view is a reload away.
+            c.goto(url.as_str()).await.unwrap();
+            assert_eq!(curve_points(&c).await.len(), before.len());
+            check_page(&c, &format!("smoothed run page at {width}px")).await;
 
             // A run with weight tensors and feature maps: the heatmap, a
             // cell per channel, every image decoded; the slider loads a step.

@@ -272,8 +272,7 @@ async fn runs_page_escapes_what_users_send() {
         assert_eq!(status, 200);
         let html = body.as_str().unwrap();
         let doc = Html::parse_document(html);
-        let scripts = doc.select(&Selector::parse("script").unwrap()).count();
-        assert_eq!(scripts, 0, "{uri}: no script element");
+        assert_only_our_script(&doc);
         for el in doc.select(&Selector::parse("*").unwrap()) {
             assert!(
                 el.value().attrs().all(|(k, _)| !k.starts_with("on")),
@@ -476,13 +475,7 @@ async fn layer_names_are_escaped_in_the_charts() {
     let html = page.as_str().unwrap();
     assert!(!html.contains("<script>"), "no raw script tag anywhere");
     let doc = Html::parse_document(html);
-    // The only scripts are the page's own, from /static/.
-    assert!(doc.select(&Selector::parse("script").unwrap()).all(|s| {
-        s.value()
-            .attr("src")
-            .is_some_and(|src| src.starts_with("/static/"))
-            && s.inner_html().is_empty()
-    }));
+    assert_only_our_script(&doc);
     let rows = texts(&doc, "section#gradient-flow figure.heatmap svg g > title");
     assert_eq!(rows, ["<script>alert(1)</script>", "fc\"&'"]);
     assert_eq!(current_key(&doc), "weights/<script>alert(1)</script>");
@@ -494,4 +487,337 @@ async fn layer_names_are_escaped_in_the_charts() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+/// The only scripts are the page's own, from /static/, with no inline body.
+fn assert_only_our_script(doc: &Html) {
+    for script in doc.select(&Selector::parse("script").unwrap()) {
+        let src = script.value().attr("src").unwrap_or_default();
+        assert!(
+            ["/static/charts.js", "/static/views.js", "/static/live.js"].contains(&src),
+            "unexpected script {src:?}"
+        );
+        assert!(script.text().collect::<String>().trim().is_empty());
+    }
+}
+
+/// Status, headers and body text of a GET.
+async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let resp = app.clone().oneshot(get(uri)).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// A run with a timed training loss that turns NaN (a divergence), a
+/// validation loss and a learning rate, diagnosed.
+async fn diverging_run(db: &TestDb) -> uuid::Uuid {
+    let run = db
+        .store
+        .create_run(&new_run("charts", "diverging", json!({})))
+        .await
+        .unwrap();
+    let mut b = Batch::default();
+    let timed = |steps: std::ops::Range<u64>, f: &dyn Fn(u64) -> f64| {
+        points(steps, f)
+            .into_iter()
+            .map(|mut p| {
+                p.time = Some(1_700_000_000.5 + p.step as f64 * 2.0);
+                p
+            })
+            .collect::<Vec<_>>()
+    };
+    b.scalars.insert(
+        "train/loss".into(),
+        timed(0..400, &|s| {
+            if s >= 300 {
+                f64::NAN
+            } else {
+                2.0 - s as f64 / 200.0 + if s % 2 == 0 { 0.05 } else { -0.05 }
+            }
+        }),
+    );
+    b.scalars.insert(
+        "val/loss".into(),
+        timed(0..300, &|s| 2.0 - s as f64 / 250.0),
+    );
+    b.scalars.insert("lr".into(), timed(0..400, &|_| 0.1));
+    db.store.ingest(run.id, &b, None).await.unwrap();
+    eager_runner(&db.store, "http://t").tick().await.unwrap();
+    run.id
+}
+
+fn figure(doc: &Html, id: &str) -> Option<String> {
+    doc.select(&Selector::parse(&format!("figure#{id}")).unwrap())
+        .next()
+        .map(|e| e.html())
+}
+
+/// The polylines of the chart `id` (plotters draws each curve as one).
+fn polylines(doc: &Html, id: &str) -> Vec<String> {
+    doc.select(&Selector::parse(&format!("figure#{id} svg polyline")).unwrap())
+        .map(|e| e.value().attr("points").unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn line_charts_follow_the_view_in_the_query() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = diverging_run(&db).await;
+
+    // Default: TensorBoard's 0.6, by step, each chart's own y scale.
+    let doc = page(&app, &format!("/runs/{id}")).await;
+    let selected = |doc: &Html, name: &str| {
+        texts(
+            doc,
+            &format!("form.chart-controls select[name={name}] option[selected]"),
+        )
+    };
+    assert_eq!(selected(&doc, "smooth"), ["0.6"]);
+    assert_eq!(selected(&doc, "y"), ["auto"]);
+    assert_eq!(selected(&doc, "x"), ["step"]);
+    let form = doc
+        .select(&Selector::parse("form.chart-controls").unwrap())
+        .next()
+        .unwrap();
+    assert_eq!(form.value().attr("method"), Some("get"));
+    let loss = figure(&doc, "chart-loss").unwrap();
+    assert!(loss.contains("train/loss") && loss.contains("val/loss") && loss.contains("\nstep\n"));
+    assert!(loss.contains("weight 0.6"), "{loss}");
+    let smoothed = polylines(&doc, "chart-loss");
+    // The learning rate is drawn, never smoothed; no accuracy: what to log.
+    assert!(figure(&doc, "chart-lr").unwrap().contains("Learning rate"));
+    assert!(!figure(&doc, "chart-lr").unwrap().contains("weight 0.6"));
+    assert_eq!(
+        texts(&doc, "figure.chart-empty#chart-accuracy p.empty"),
+        ["No accuracy logged: log train/acc and val/acc to see the accuracy."]
+    );
+    // Hover read-out: titles with step and value, the NaN included.
+    let readouts = texts(&doc, "figure#chart-loss svg g.hover rect title");
+    assert!(readouts.len() > 50, "{}", readouts.len());
+    assert!(
+        readouts
+            .iter()
+            .any(|t| t.contains("train/loss: NaN at step"))
+    );
+    assert!(readouts[0].starts_with("train/loss: ") && readouts[0].contains("smoothed"));
+
+    // Smoothing off: one curve fewer, the raw ones unchanged.
+    let doc = page(&app, &format!("/runs/{id}?smooth=0")).await;
+    assert_eq!(selected(&doc, "smooth"), ["off"]);
+    let raw = polylines(&doc, "chart-loss");
+    assert!(
+        raw.len() < smoothed.len(),
+        "{} vs {}",
+        raw.len(),
+        smoothed.len()
+    );
+    assert!(!figure(&doc, "chart-loss").unwrap().contains("smoothed"));
+    // Heavier smoothing: another curve.
+    let doc = page(&app, &format!("/runs/{id}?smooth=0.95")).await;
+    assert_ne!(polylines(&doc, "chart-loss"), smoothed);
+    // A weight that is not one of the choices is kept in the control.
+    let doc = page(&app, &format!("/runs/{id}?smooth=0.77")).await;
+    assert_eq!(selected(&doc, "smooth"), ["0.77"]);
+
+    // Log y, wall time on x (h:mm:ss since the start), together.
+    let doc = page(&app, &format!("/runs/{id}?y=log&x=time")).await;
+    let loss = figure(&doc, "chart-loss").unwrap();
+    assert!(loss.contains("log-scale") && loss.contains("time since start"));
+    assert!(
+        loss.contains("0:10:00"),
+        "300 steps at 2 s: the onset at 10 min"
+    );
+    assert!(
+        loss.contains("divergence"),
+        "the onset marked on the time axis too"
+    );
+    assert_eq!(selected(&doc, "y"), ["log"]);
+    assert_eq!(selected(&doc, "x"), ["wall time"]);
+    // The downloads and the histogram links keep the view.
+    let href = link(&doc, "figure#chart-loss a[data-ext=svg]");
+    assert_eq!(href, format!("/runs/{id}/charts/loss.svg?y=log&x=time"));
+    let doc = page(&app, &format!("/runs/{id}?y=linear")).await;
+    assert!(!figure(&doc, "chart-loss").unwrap().contains("log-scale"));
+
+    // Bad words are refused, as on the runs page.
+    for bad in ["smooth=1", "smooth=-0.5", "smooth=abc", "y=sqrt", "x=epoch"] {
+        let (status, _) = send(&app, get(&format!("/runs/{id}?{bad}"))).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn findings_link_to_the_chart_that_shows_them() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = diverging_run(&db).await;
+    let doc = page(&app, &format!("/runs/{id}")).await;
+    let kinds = texts(&doc, "article.finding .kind");
+    assert_eq!(kinds[0], "divergence", "{kinds:?}");
+    assert_eq!(link(&doc, "article.finding a.to-chart"), "#chart-loss");
+    let loss = figure(&doc, "chart-loss").unwrap();
+    assert!(
+        loss.contains("divergence"),
+        "the onset is marked on the chart"
+    );
+
+    // Gradient findings point at the per-layer gradient lines.
+    let watched = watched_run(&db, &["conv1", "fc2"]).await;
+    let doc = page(&app, &format!("/runs/{watched}")).await;
+    assert!(
+        figure(&doc, "chart-grad-norm")
+            .unwrap()
+            .contains("Gradient norm per layer")
+    );
+    assert!(
+        figure(&doc, "chart-update-ratio")
+            .unwrap()
+            .contains("healthy")
+    );
+    assert!(figure(&doc, "chart-dead-units").is_some());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn every_line_chart_downloads_as_svg_and_csv() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = diverging_run(&db).await;
+
+    let (status, headers, svg) = fetch(&app, &format!("/runs/{id}/charts/loss.svg")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("loss.svg")
+    );
+    assert!(svg.starts_with("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.contains("<title>Loss</title>") && svg.contains("<desc>"));
+    // The same chart as on the page, for the same view.
+    let doc = page(&app, &format!("/runs/{id}?smooth=0.9&x=time")).await;
+    let (_, _, svg) = fetch(
+        &app,
+        &format!("/runs/{id}/charts/loss.svg?smooth=0.9&x=time"),
+    )
+    .await;
+    assert_eq!(
+        Html::parse_fragment(&svg)
+            .select(&Selector::parse("polyline").unwrap())
+            .map(|e| e.value().attr("points").unwrap_or_default().to_string())
+            .collect::<Vec<_>>(),
+        polylines(&doc, "chart-loss")
+    );
+
+    let (status, headers, csv) = fetch(&app, &format!("/runs/{id}/charts/loss.csv?smooth=0")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("key,step,time,value"));
+    assert_eq!(lines.next(), Some("train/loss,0,1700000000.5,2.05"));
+    assert!(csv.contains("\ntrain/loss,300,1700000600.5,NaN\n"));
+    assert!(csv.contains("\nval/loss,0,1700000000.5,2.0\n"));
+    assert_eq!(
+        csv.lines().count(),
+        1 + 400 + 300,
+        "few enough points: all of them"
+    );
+
+    let (status, _, lr) = fetch(&app, &format!("/runs/{id}/charts/lr.csv")).await;
+    assert_eq!(status, 200);
+    assert!(lr.starts_with("key,step,time,value\nlr,0,"));
+    // No accuracy: nothing to draw says what to log; the CSV is a header.
+    let (status, _, body) = fetch(&app, &format!("/runs/{id}/charts/accuracy.svg")).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("train/acc"), "{body}");
+    let (status, _, body) = fetch(&app, &format!("/runs/{id}/charts/accuracy.csv")).await;
+    assert_eq!((status, body.as_str()), (200, "key,step,time,value\n"));
+    for (uri, want) in [
+        (format!("/runs/{id}/charts/colour.svg"), 404),
+        (format!("/runs/{id}/charts/loss.png"), 404),
+        (format!("/runs/{id}/charts/loss"), 404),
+        (format!("/runs/{id}/charts/dead-units.svg"), 404),
+        (
+            format!("/runs/{}/charts/loss.svg", uuid::Uuid::new_v4()),
+            404,
+        ),
+        (format!("/runs/{id}/charts/loss.svg?smooth=7"), 400),
+        (format!("/runs/{id}/charts/loss.csv?hist=x"), 400),
+    ] {
+        let (status, _, _) = fetch(&app, &uri).await;
+        assert_eq!(status, want, "{uri}");
+    }
+    db.cleanup().await;
+}
+
+/// Layer names reach the per-layer lines, their read-outs and downloads:
+/// escaped in the SVG, as they are in the CSV's own quoting.
+#[tokio::test]
+async fn chart_downloads_escape_layer_names() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let evil = ["<script>alert(1)</script>", "\"><svg onload=alert(1)>"];
+    let id = watched_run(&db, &evil).await;
+    for uri in [
+        format!("/runs/{id}"),
+        format!("/runs/{id}?smooth=0.9&y=log&x=time"),
+        // A histogram key from the URL goes back into the form, escaped.
+        format!("/runs/{id}?hist={}&smooth=0.3", urlencode(evil[1])),
+    ] {
+        let (status, _, html) = fetch(&app, &uri).await;
+        assert_eq!(status, 200);
+        assert!(
+            !html.contains("<script>") && !html.contains("<svg onload"),
+            "{uri}"
+        );
+        let doc = Html::parse_document(&html);
+        assert_only_our_script(&doc);
+        for el in doc.select(&Selector::parse("*").unwrap()) {
+            assert!(
+                el.value().attrs().all(|(k, _)| !k.starts_with("on")),
+                "{uri}"
+            );
+        }
+        let readouts = texts(&doc, "figure#chart-grad-norm svg g.hover title").join("\n");
+        for e in evil {
+            assert!(
+                readouts.contains(&format!("grad_norm/{e}: ")),
+                "{uri}: {e} read out as text"
+            );
+        }
+    }
+    for chart in ["grad-norm", "update-ratio"] {
+        let (status, _, svg) =
+            fetch(&app, &format!("/runs/{id}/charts/{chart}.svg?smooth=0.5")).await;
+        assert_eq!(status, 200, "{chart}");
+        assert!(
+            !svg.contains("<script>") && !svg.contains("<svg onload"),
+            "{chart}"
+        );
+        let doc = Html::parse_fragment(&svg);
+        assert_eq!(doc.select(&Selector::parse("script").unwrap()).count(), 0);
+        for el in doc.select(&Selector::parse("*").unwrap()) {
+            assert!(
+                el.value().attrs().all(|(k, _)| !k.starts_with("on")),
+                "{chart}"
+            );
+        }
+        let text: String = doc.root_element().text().collect();
+        assert!(
+            evil.iter().all(|e| text.contains(e)),
+            "{chart}: shown as text"
+        );
+        let (_, _, csv) = fetch(&app, &format!("/runs/{id}/charts/{chart}.csv")).await;
+        let prefix = chart.replace('-', "_");
+        let quoted = format!("\n\"{prefix}/\"\"><svg onload=alert(1)>\",0,");
+        assert!(csv.contains(&quoted), "CSV quoting: {csv:.300}");
+    }
+    db.cleanup().await;
 }

@@ -9,10 +9,12 @@
 
 use std::fmt::Write;
 
-use super::svg::{esc, format_value};
+use super::svg::{Marker, esc, format_value};
 
 /// Colour of a cell holding NaN or ±Inf.
 pub const NONFINITE: &str = "#e4007c";
+/// Colour of the rule at a finding's onset (the line charts' red).
+const MARKER: &str = "#b01e1e";
 /// Colour of a bin with no point.
 pub const EMPTY: &str = "#f1f2f4";
 
@@ -223,6 +225,12 @@ pub struct Heatmap<'a> {
 
 /// The heatmap's SVG, or `None` without any point.
 pub fn heatmap(h: &Heatmap) -> Option<String> {
+    heatmap_marked(h, &[])
+}
+
+/// [`heatmap`] with vertical rules at `markers` (steps), e.g. where a
+/// finding started, each labelled on a white tab at the top of the plot.
+pub fn heatmap_marked(h: &Heatmap, markers: &[Marker]) -> Option<String> {
     let all = || h.rows.iter().flat_map(|r| r.points.iter());
     let first = all().map(|p| p.0).min()?;
     let last = all().map(|p| p.0).max()?;
@@ -301,6 +309,31 @@ pub fn heatmap(h: &Heatmap) -> Option<String> {
         s,
         "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#c9ced6\"/>"
     );
+    let end = bins.first as f64 + (bins.cols as u64 * bins.width) as f64;
+    for (i, m) in markers
+        .iter()
+        .filter(|m| (bins.first as f64..end).contains(&(m.step as f64)))
+        .enumerate()
+    {
+        let x = left + (m.step - bins.first) as f64 / bins.width as f64 * col_w;
+        // Staggered like the line charts' labels, as far as the rows allow.
+        let y = top + 2.0 + 13.0 * (i % 3) as f64;
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top:.1}\" y2=\"{axis_y:.1}\" stroke=\"#fff\" stroke-width=\"3\" opacity=\"0.7\"/><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top:.1}\" y2=\"{axis_y:.1}\" stroke=\"{MARKER}\" stroke-width=\"1.5\"/>"
+        );
+        if y + 12.0 <= axis_y {
+            let w = m.label.chars().count() as f64 * 6.0 + 6.0;
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"12\" fill=\"#fff\" opacity=\"0.85\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{MARKER}\">{}</text>",
+                x + 2.0,
+                x + 5.0,
+                y + 9.5,
+                esc(&m.label)
+            );
+        }
+    }
     // Step axis: about six ticks at bin starts.
     let ticks = 6.min(bins.cols);
     for t in 0..=ticks {
@@ -414,6 +447,34 @@ mod tests {
         assert_eq!(c[3], Cell::NonFinite, "one NaN marks the whole cell");
         assert_eq!(c[6], Cell::Empty);
         assert_eq!(c[9], Cell::Value(94.5));
+    }
+
+    #[test]
+    fn onsets_are_marked_on_the_step_axis() {
+        let rows = vec![Row {
+            label: "fc1".into(),
+            points: (0..100).map(|s| (s, 0.5)).collect(),
+        }];
+        let h = Heatmap {
+            title: "Dead units",
+            desc: "",
+            legend: "fraction",
+            rows: &rows,
+            scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
+            max_cols: 50,
+            bins: None,
+            width: 800,
+        };
+        let marker = |step: u64, label: &str| Marker {
+            step,
+            label: label.into(),
+        };
+        let plain = heatmap(&h).unwrap();
+        assert!(!plain.contains(MARKER));
+        let svg = heatmap_marked(&h, &[marker(40, "<dead_relu>"), marker(5000, "later")]).unwrap();
+        assert!(svg.contains(MARKER) && svg.contains("&lt;dead_relu&gt;"));
+        assert!(!svg.contains("later"), "outside the steps drawn");
+        assert!(!svg.contains("<dead_relu>"));
     }
 
     #[test]

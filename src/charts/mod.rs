@@ -1,7 +1,8 @@
-//! Pure chart code: downsampling, line charts, layer heatmaps, histogram
-//! distributions, weight heatmaps, feature maps and bar charts, as SVG (and
-//! the PNGs inside them). No I/O.
+//! Pure chart code: downsampling, line charts (smoothing, step or time
+//! axes), layer heatmaps, histogram distributions, weight heatmaps, feature
+//! maps and bar charts, as SVG (and the PNGs inside them). No I/O.
 
+pub mod axis;
 pub mod bars;
 pub mod distributions;
 pub mod downsample;
@@ -9,6 +10,7 @@ pub mod feature_map;
 pub mod heatmap;
 pub mod layers;
 pub mod raster;
+pub mod smooth;
 pub mod sparkline;
 pub mod svg;
 pub mod weights;

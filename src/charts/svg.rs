@@ -3,21 +3,28 @@
 //! Non-finite values are never dropped silently: each one is drawn as a red
 //! triangle at the top edge (NaN and ±Inf have no place on the axis) and the
 //! line breaks there. A curve spanning more than three decades (a diverging
-//! loss) is drawn on a log axis. Text is escaped by the SVG backend.
+//! loss) is drawn on a log axis unless told otherwise. Optional: TensorBoard's
+//! smoothing over the faint raw curve, a wall-time x axis. Each chart has a
+//! `<title>`/`<desc>` and invisible hover columns whose `<title>` reads out
+//! the values. Text is escaped by the SVG backend and by [`esc`].
 
 use plotters::prelude::*;
+
+use super::axis::{self, XAxis};
 
 /// One curve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub label: String,
-    /// Sorted by step.
+    /// `(x, value)` sorted by x: the step, or on a time axis
+    /// ([`Options::x`]) milliseconds since the start.
     pub points: Vec<(u64, f64)>,
 }
 
 /// A vertical rule, e.g. where a finding started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
+    /// The x of the rule: a step, or milliseconds on a time axis.
     pub step: u64,
     pub label: String,
 }
@@ -45,13 +52,19 @@ pub struct Band {
 /// Choices beyond the defaults of [`line_chart`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
-    /// `Some(true)`: a log axis whenever every finite value is positive;
-    /// `None`: log when the values span more than three decades.
+    /// `Some(true)`: a log axis over the positive values (values ≤ 0 are
+    /// marked at the bottom edge); `Some(false)`: linear; `None`: log when
+    /// every finite value is positive and they span more than three decades.
     pub log_y: Option<bool>,
     /// Drawn behind the curves, and kept in view.
     pub band: Option<Band>,
     /// For screen readers (`<desc>`); the title is the `<title>`.
     pub desc: Option<String>,
+    /// TensorBoard's smoothing weight ([`super::smooth::ema`]); above 0 the
+    /// smoothed curve is drawn over the faint raw one.
+    pub smooth: f64,
+    /// What the x values are: steps, or milliseconds since the start.
+    pub x: XAxis,
 }
 
 /// A line chart, or `None` when there is nothing to draw.
@@ -64,7 +77,14 @@ pub fn line_chart(
     line_chart_with(title, lines, markers, size, &Options::default())
 }
 
-/// [`line_chart`] with [`Options`].
+/// Hover read-out cells (columns × lines) per chart at most: each is a line
+/// of a `<title>`, about 50 bytes.
+const HOVER_CELLS: usize = 400;
+/// The narrowest hover column in pixels.
+const HOVER_PX: i32 = 6;
+
+/// [`line_chart`] with [`Options`]. Every point's x is in the unit of
+/// `opts.x` (so are the markers'), lines sorted by x.
 pub fn line_chart_with(
     title: &str,
     lines: &[Line],
@@ -75,15 +95,22 @@ pub fn line_chart_with(
     let all = || lines.iter().flat_map(|l| l.points.iter());
     let (x0, x1) = (all().map(|p| p.0).min()?, all().map(|p| p.0).max()?);
     let finite: Vec<f64> = all().map(|p| p.1).filter(|v| v.is_finite()).collect();
-    let (lo, hi) = finite
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+    let bounds = |vs: &mut dyn Iterator<Item = f64>| {
+        vs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
-        });
-    let positive = !finite.is_empty() && lo > 0.0;
+        })
+    };
+    let (lo, hi) = bounds(&mut finite.iter().copied());
     let log = match opts.log_y {
-        Some(wanted) => wanted && positive,
-        None => positive && hi / lo > 1e3,
+        Some(wanted) => wanted && finite.iter().any(|&v| v > 0.0),
+        None => !finite.is_empty() && lo > 0.0 && hi / lo > 1e3,
+    };
+    // On a log axis only the positive values have a place.
+    let on_axis = move |v: f64| v.is_finite() && (!log || v > 0.0);
+    let (lo, hi) = if log {
+        bounds(&mut finite.iter().copied().filter(|&v| v > 0.0))
+    } else {
+        (lo, hi)
     };
     let t = |v: f64| if log { v.log10() } else { v };
     let (mut y0, mut y1) = if finite.is_empty() {
@@ -99,8 +126,20 @@ pub fn line_chart_with(
     }
     let (y0, y1, pad) = padded(y0, y1);
     let x1 = x1.max(x0 + 1);
+    let smoothed: Vec<Option<Vec<f64>>> = lines
+        .iter()
+        .map(|l| {
+            (opts.smooth > 0.0).then(|| {
+                let values: Vec<f64> = l.points.iter().map(|p| p.1).collect();
+                super::smooth::ema(&values, opts.smooth)
+            })
+        })
+        .collect();
+    let x_ticks = axis::ticks(x0, x1, 6, opts.x);
+    let fine = opts.x == XAxis::Time && x_ticks.windows(2).any(|w| w[1] - w[0] < 1000);
 
     let mut svg = String::new();
+    let hover;
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).ok()?;
@@ -109,7 +148,7 @@ pub fn line_chart_with(
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(58)
-            .build_cartesian_2d(x0..x1, y0..y1)
+            .build_cartesian_2d((x0..x1).with_key_points(x_ticks), y0..y1)
             .ok()?;
         let tick = (y1 - y0) / 6.0;
         let y_fmt = |y: &f64| {
@@ -119,17 +158,22 @@ pub fn line_chart_with(
                 format_tick(*y, tick)
             }
         };
+        let x_fmt = |x: &u64| axis::label(*x, opts.x, fine);
+        let x_name = match opts.x {
+            XAxis::Step => "step",
+            XAxis::Time => "time since start (h:mm:ss)",
+        };
         chart
             .configure_mesh()
             .light_line_style(RGBColor(0xee, 0xf0, 0xf3))
             .bold_line_style(RGBColor(0xe3, 0xe6, 0xea))
-            .x_labels(6)
             .y_labels(6)
             .x_desc(if log {
-                "step (log-scale values)"
+                format!("{x_name} (log-scale values)")
             } else {
-                "step"
+                x_name.to_string()
             })
+            .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
             .label_style(("sans-serif", 11))
             .draw()
@@ -152,25 +196,35 @@ pub fn line_chart_with(
         }
 
         let mut any_bad = false;
-        for (i, line) in lines.iter().enumerate() {
+        let mut any_off = false;
+        for (i, (line, smooth)) in lines.iter().zip(&smoothed).enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let mut labelled = false;
-            for segment in line
-                .points
-                .split(|p| !p.1.is_finite())
-                .filter(|s| !s.is_empty())
-            {
-                let series = chart
-                    .draw_series(LineSeries::new(
-                        segment.iter().map(|&(x, v)| (x, t(v))),
-                        color.stroke_width(2),
-                    ))
-                    .ok()?;
-                if !labelled {
-                    labelled = true;
-                    series.label(line.label.as_str()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+            // The raw curve: faint under a smoothed one.
+            let raw_style = if smooth.is_some() {
+                color.mix(0.3).stroke_width(1)
+            } else {
+                color.stroke_width(2)
+            };
+            let mut curves = vec![(line.points.clone(), raw_style, smooth.is_none())];
+            if let Some(values) = smooth {
+                let points = line.points.iter().zip(values).map(|(p, v)| (p.0, *v));
+                curves.push((points.collect(), color.stroke_width(2), true));
+            }
+            for (points, style, legend) in curves {
+                let mut labelled = !legend;
+                for segment in points.split(|p| !on_axis(p.1)).filter(|s| !s.is_empty()) {
+                    let series = chart
+                        .draw_series(LineSeries::new(
+                            segment.iter().map(|&(x, v)| (x, t(v))),
+                            style,
+                        ))
+                        .ok()?;
+                    if !labelled {
+                        labelled = true;
+                        series.label(line.label.as_str()).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                    }
                 }
             }
             let bad: Vec<u64> = line
@@ -191,6 +245,27 @@ pub fn line_chart_with(
                     series
                         .label("NaN / Inf")
                         .legend(|(x, y)| TriangleMarker::new((x + 9, y), 4, BAD.filled()));
+                }
+            }
+            // Values a log axis cannot show: hollow circles at the bottom.
+            let off: Vec<u64> = line
+                .points
+                .iter()
+                .filter(|p| log && p.1.is_finite() && p.1 <= 0.0)
+                .map(|p| p.0)
+                .collect();
+            if !off.is_empty() {
+                let series = chart
+                    .draw_series(
+                        off.iter()
+                            .map(|&x| Circle::new((x, y0 + pad * 0.5), 3, color.stroke_width(1))),
+                    )
+                    .ok()?;
+                if !any_off {
+                    any_off = true;
+                    series
+                        .label("≤ 0 (off the log axis)")
+                        .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.stroke_width(1)));
                 }
             }
         }
@@ -222,25 +297,150 @@ pub fn line_chart_with(
             .label_font(("sans-serif", 11))
             .draw()
             .ok()?;
+        hover = hover_columns(
+            lines,
+            &smoothed,
+            (x0, x1),
+            chart.plotting_area().get_pixel_range(),
+            opts.x,
+        );
         root.present().ok()?;
     }
-    Some(accessible(
-        svg,
-        title,
-        opts.desc.as_deref().unwrap_or(&describe(lines)),
-    ))
+    if let Some(end) = svg.rfind("</svg>") {
+        svg.insert_str(end, &hover);
+    }
+    let desc = match &opts.desc {
+        Some(d) => d.clone(),
+        None => {
+            let mut d = describe(lines, opts.x);
+            if opts.smooth > 0.0 {
+                d.push_str(&format!(
+                    "; smoothed (exponential moving average, weight {})",
+                    opts.smooth
+                ));
+            }
+            d
+        }
+    };
+    Some(accessible(svg, title, &desc))
+}
+
+/// Invisible columns over the plot, each with a `<title>` that reads out,
+/// for every line, the point nearest the column's middle (or the column's
+/// first NaN/Inf: it is never hidden), its x and its smoothed value — the
+/// hover read-out, without JavaScript.
+fn hover_columns(
+    lines: &[Line],
+    smoothed: &[Option<Vec<f64>>],
+    (x0, x1): (u64, u64),
+    (px, py): (std::ops::Range<i32>, std::ops::Range<i32>),
+    axis: XAxis,
+) -> String {
+    let width = (px.end - px.start).max(1);
+    let budget = (HOVER_CELLS / lines.len().max(1)).max(20) as i32;
+    let cols = (width / HOVER_PX).clamp(1, budget);
+    let x_at = |pixel: i32| {
+        let f = f64::from(pixel - px.start) / f64::from(width);
+        x0 as f64 + f * (x1 - x0) as f64
+    };
+    let mut out = String::from("<g class=\"hover\" fill=\"#000\" fill-opacity=\"0\">");
+    for c in 0..cols {
+        let (a, b) = (
+            px.start + width * c / cols,
+            px.start + width * (c + 1) / cols,
+        );
+        let (xa, xb, mid) = (x_at(a), x_at(b), x_at((a + b) / 2));
+        let last = c + 1 == cols;
+        let mut text = Vec::new();
+        for (line, smooth) in lines.iter().zip(smoothed) {
+            let pts = &line.points;
+            let from = pts.partition_point(|p| (p.0 as f64) < xa);
+            let to = if last {
+                pts.len()
+            } else {
+                pts.partition_point(|p| (p.0 as f64) < xb)
+            };
+            if from >= to {
+                continue;
+            }
+            let i = (from..to)
+                .find(|&i| !pts[i].1.is_finite())
+                .unwrap_or_else(|| {
+                    (from..to)
+                        .min_by(|&i, &j| {
+                            let d = |k: usize| (pts[k].0 as f64 - mid).abs();
+                            d(i).total_cmp(&d(j))
+                        })
+                        .unwrap_or(from)
+                });
+            let mut entry = format!(
+                "{}: {} at {}{}",
+                line.label,
+                readout(pts[i].1),
+                if axis == XAxis::Step { "step " } else { "" },
+                axis::label(pts[i].0, axis, false),
+            );
+            if let Some(s) = smooth.as_ref().and_then(|s| s.get(i))
+                && s.is_finite()
+            {
+                entry.push_str(&format!(", smoothed {}", readout(*s)));
+            }
+            text.push(entry);
+        }
+        if text.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "<rect x=\"{a}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+            py.start,
+            b - a,
+            py.end - py.start,
+            esc(&text.join("\n"))
+        ));
+    }
+    out.push_str("</g>");
+    out
+}
+
+/// A value for the read-out: four significant digits, or the name of a
+/// non-finite value.
+pub fn readout(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{v:.3e}");
+    }
+    let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// "train/loss, val/loss over steps 0–999".
-fn describe(lines: &[Line]) -> String {
+fn describe(lines: &[Line], axis: XAxis) -> String {
     let names: Vec<&str> = lines.iter().map(|l| l.label.as_str()).collect();
     let all = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
-    format!(
-        "{} over steps {}–{}",
-        names.join(", "),
-        all().min().unwrap_or(0),
-        all().max().unwrap_or(0)
-    )
+    let (lo, hi) = (all().min().unwrap_or(0), all().max().unwrap_or(0));
+    match axis {
+        XAxis::Step => format!("{} over steps {lo}–{hi}", names.join(", ")),
+        XAxis::Time => format!(
+            "{} over time {}–{} since the start",
+            names.join(", "),
+            axis::label(lo, axis, false),
+            axis::label(hi, axis, false)
+        ),
+    }
 }
 
 /// Gives plotters' markup a `<title>` and `<desc>` (escaped) as its first
@@ -307,12 +507,19 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// A y range with room around the data: widened to ±1 when flat, then 6 %
-/// more on each side; with that margin (where markers sit).
+/// A y range with room around the data: when flat, widened by half the
+/// value each way (±1 around zero: a constant learning rate of 0.01 stays
+/// readable, not a line at "0" between ±1), then 6 % more on each side;
+/// with that margin (where markers sit).
 pub(crate) fn padded(mut y0: f64, mut y1: f64) -> (f64, f64, f64) {
     if y1 - y0 < 1e-12 {
-        y0 -= 1.0;
-        y1 += 1.0;
+        let w = if y0.abs() > 1e-12 {
+            y0.abs() * 0.5
+        } else {
+            1.0
+        };
+        y0 -= w;
+        y1 += w;
     }
     let pad = (y1 - y0) * 0.06;
     (y0 - pad, y1 + pad, pad)
@@ -387,7 +594,7 @@ mod tests {
                     hi: 1e-2,
                     label: "healthy 1e-4..1e-2".into(),
                 }),
-                desc: None,
+                ..Options::default()
             },
         )
         .unwrap();
@@ -400,6 +607,125 @@ mod tests {
             esc(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn log_axes_with_values_at_or_below_zero_do_not_panic() {
+        let log = Options {
+            log_y: Some(true),
+            ..Options::default()
+        };
+        // Zero and negatives: off the axis, marked at the bottom edge.
+        let svg = line_chart_with(
+            "acc",
+            &[line("val/acc", &[0.0, -0.5, 0.1, 0.5, f64::NAN, 0.9])],
+            &[],
+            (600, 300),
+            &log,
+        )
+        .unwrap();
+        assert!(svg.contains("log-scale") && svg.contains("off the log axis"));
+        assert!(svg.contains("NaN / Inf"));
+        // Nothing positive: a linear axis, no log-scale claim.
+        for values in [&[0.0, -1.0, -2.0][..], &[0.0][..], &[f64::NAN, -1.0][..]] {
+            let svg = line_chart_with("x", &[line("x", values)], &[], (600, 300), &log).unwrap();
+            assert!(!svg.contains("log-scale"), "{values:?}");
+        }
+        // Forced linear over a diverging curve.
+        let svg = line_chart_with(
+            "loss",
+            &[line("train/loss", &[2.0, 50.0, 1e6, 1e30])],
+            &[],
+            (600, 300),
+            &Options {
+                log_y: Some(false),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert!(!svg.contains("log-scale"));
+    }
+
+    #[test]
+    fn smoothing_draws_a_second_curve_and_the_read_out_names_it() {
+        let values: Vec<f64> = (0..40)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 3.0 })
+            .collect();
+        let lines = [line("train/<loss>", &values)];
+        let raw = line_chart_with("loss", &lines, &[], (600, 300), &Options::default()).unwrap();
+        let smoothed = line_chart_with(
+            "loss",
+            &lines,
+            &[],
+            (600, 300),
+            &Options {
+                smooth: 0.6,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let curves = |svg: &str| svg.matches("<polyline").count();
+        assert_eq!(
+            curves(&smoothed),
+            curves(&raw) + 1,
+            "the smoothed curve over the raw one"
+        );
+        assert!(smoothed.contains("weight 0.6"), "the description says so");
+        // Hover columns: invisible rects whose titles read out step and value.
+        let hover = &smoothed[smoothed.find("<g class=\"hover\"").unwrap()..];
+        assert!(hover.contains("fill-opacity=\"0\""));
+        assert!(hover.contains("<title>train/&lt;loss&gt;: 1 at step 0, smoothed 1</title>"));
+        assert!(hover.contains("at step 390"), "the last point has a column");
+        assert!(!raw.contains("smoothed"));
+    }
+
+    #[test]
+    fn the_read_out_shows_non_finite_values_and_times() {
+        let mut values = vec![0.5; 300];
+        values[150] = f64::NAN;
+        let svg = line_chart_with(
+            "loss",
+            &[Line {
+                label: "train/loss".into(),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as u64 * 1000, *v))
+                    .collect(),
+            }],
+            &[Marker {
+                step: 150_000,
+                label: "divergence".into(),
+            }],
+            (600, 300),
+            &Options {
+                x: XAxis::Time,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            svg.contains("train/loss: NaN at 0:02:30"),
+            "never hidden by its column"
+        );
+        assert!(svg.contains("time since start (h:mm:ss)"));
+        assert!(svg.contains("\n0:04:00\n"), "clock ticks");
+        assert!(svg.contains("over time 0:00:00–0:04:59"));
+        assert_eq!(readout(0.000123456), "1.235e-4");
+        assert_eq!(readout(2.0), "2");
+        assert_eq!(readout(0.45231), "0.4523");
+        assert_eq!(readout(1234.56), "1235");
+        assert_eq!(readout(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn a_flat_curve_keeps_its_scale() {
+        let (y0, y1, _) = padded(0.01, 0.01);
+        assert!(y0 > 0.0 && y1 < 0.02, "{y0}..{y1}");
+        let (y0, y1, _) = padded(0.0, 0.0);
+        assert!(y0 < -1.0 && y1 > 1.0);
+        let svg = line_chart("lr", &[line("lr", &[0.01; 5])], &[], (600, 300)).unwrap();
+        assert!(svg.contains("\n0.01\n") && !svg.contains("\n-0.5\n"));
     }
 
     #[test]

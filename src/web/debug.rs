@@ -3,13 +3,15 @@
 //! healthy band, dead and saturated fractions, and histograms over time.
 //! Loads envelope reads (never every point) and hands them to `charts`.
 
+use super::charts::{self, ChartId, ChartView, LINE_LAYERS, PageCtx, pick_layers};
+use crate::charts::axis::by_step;
 use crate::charts::distributions::{self, Hist, RIDGE_ROWS};
 use crate::charts::heatmap::{self, Bins, Heatmap, Row, Scale};
 use crate::charts::layers::{sort_layers, spread};
-use crate::charts::svg::{self, Band, Line, Marker, Options};
+use crate::charts::svg::Marker;
 use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
 use crate::http::{AppError, AppState, PageError};
-use crate::model::SeriesInfo;
+use crate::model::{Point, SeriesInfo};
 use crate::store::StoreError;
 
 /// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
@@ -22,24 +24,20 @@ const HEAT_COLS: usize = 200;
 const LONG_SERIES: i64 = 16_384;
 /// Envelope reads in flight at once for one page.
 const READ_PARALLEL: usize = 4;
-/// Layers drawn as lines (the heatmap shows them all).
-const LINE_LAYERS: usize = 8;
 /// Layers in a heatmap at most (evenly spread beyond).
 const HEAT_LAYERS: usize = 128;
 /// Histogram steps shown at most (TensorBoard keeps 500 too).
 const HIST_STEPS: usize = 500;
-/// The healthy ‖Δw‖/‖w‖ range around the classic 1e-3 rule of thumb.
-const UPDATE_BAND: (f64, f64) = (1e-4, 1e-2);
 const WIDTH: u32 = 900;
 
 /// What the page shows below the metrics.
 #[derive(Default)]
 pub struct Debugging {
     pub grad_heatmap: Option<String>,
-    pub grad_lines: Option<String>,
-    pub updates: Option<String>,
-    /// Dead and saturated fraction heatmaps.
-    pub units: Vec<String>,
+    pub grad_lines: Option<ChartView>,
+    pub updates: Option<ChartView>,
+    /// Dead and saturated fraction heatmaps: `(anchor, svg)`.
+    pub units: Vec<(String, String)>,
     pub hist: Distributions,
 }
 
@@ -62,7 +60,11 @@ pub struct KeyLink {
 }
 
 /// `(layer, key)` of the per-layer series with `role`, input side first.
-fn layer_keys(series: &[SeriesInfo], role: Role, order: &[String]) -> Vec<(String, String)> {
+pub(super) fn layer_keys(
+    series: &[SeriesInfo],
+    role: Role,
+    order: &[String],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = series
         .iter()
         .filter_map(|s| {
@@ -75,16 +77,32 @@ fn layer_keys(series: &[SeriesInfo], role: Role, order: &[String]) -> Vec<(Strin
     out
 }
 
+/// One layer's envelope read.
+pub(super) struct Read {
+    pub layer: String,
+    pub key: String,
+    pub points: Vec<Point>,
+}
+
+impl Read {
+    fn row(&self) -> Row {
+        Row {
+            label: self.layer.clone(),
+            points: by_step(&self.points),
+        }
+    }
+}
+
 /// The envelope reads of `keys` (`(layer, key)`), in order, at most
 /// [`READ_PARALLEL`] at a time: each decodes its chunks, so a page of many
 /// long per-layer series uses both cores rather than one.
-async fn read_rows(
+pub(super) async fn read_rows(
     state: &AppState,
     run: uuid::Uuid,
     keys: &[(String, String)],
     max_points: usize,
-) -> Result<Vec<(Row, String)>, PageError> {
-    let mut rows: Vec<Option<(Row, String)>> = (0..keys.len()).map(|_| None).collect();
+) -> Result<Vec<Read>, PageError> {
+    let mut rows: Vec<Option<Read>> = (0..keys.len()).map(|_| None).collect();
     let mut set = tokio::task::JoinSet::new();
     let mut next = 0;
     loop {
@@ -95,15 +113,10 @@ async fn read_rows(
                 let read = store.downsampled(run, &key, None, None, max_points).await?;
                 Ok::<_, StoreError>((
                     i,
-                    read.map(|s| {
-                        let points = s.points.iter().map(|p| (p.step, p.value)).collect();
-                        (
-                            Row {
-                                label: layer,
-                                points,
-                            },
-                            key,
-                        )
+                    read.map(|s| Read {
+                        layer,
+                        key,
+                        points: s.points,
                     }),
                 ))
             });
@@ -118,33 +131,31 @@ async fn read_rows(
     Ok(rows.into_iter().flatten().collect())
 }
 
-fn lines_of(rows: &[(Row, String)]) -> Vec<Line> {
-    spread(rows.iter().collect(), LINE_LAYERS)
-        .into_iter()
-        .map(|(r, key)| Line {
-            label: key.clone(),
-            points: r.points.clone(),
-        })
-        .collect()
+fn rows_of(reads: &[Read]) -> Vec<Row> {
+    spread(reads.iter().map(Read::row).collect(), HEAT_LAYERS)
 }
 
 fn unit_heatmap(
     title: &str,
     desc: &str,
-    rows: &[(Row, String)],
+    rows: &[Read],
     bins: Option<Bins>,
+    markers: &[Marker],
 ) -> Option<String> {
-    let rows: Vec<Row> = spread(rows.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
-    heatmap::heatmap(&Heatmap {
-        title,
-        desc,
-        legend: "fraction of units (0–1)",
-        rows: &rows,
-        scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
-        max_cols: HEAT_COLS,
-        bins,
-        width: WIDTH,
-    })
+    let rows = rows_of(rows);
+    heatmap::heatmap_marked(
+        &Heatmap {
+            title,
+            desc,
+            legend: "fraction of units (0–1)",
+            rows: &rows,
+            scale: Some(Scale::Linear { lo: 0.0, hi: 1.0 }),
+            max_cols: HEAT_COLS,
+            bins,
+            width: WIDTH,
+        },
+        markers,
+    )
 }
 
 /// Points to read per layer and the heatmap's columns for per-layer series
@@ -152,7 +163,7 @@ fn unit_heatmap(
 /// every step of a long run), columns a whole number of chunks wide, aligned
 /// on chunks, so that the store answers from the chunks' stored envelopes
 /// (one bucket a column) instead of decoding every point of every layer.
-fn layer_bins(series: &[SeriesInfo]) -> (usize, Option<Bins>) {
+pub(super) fn layer_bins(series: &[SeriesInfo]) -> (usize, Option<Bins>) {
     let chunk = crate::store::chunk::CHUNK_STEPS;
     let long = series
         .iter()
@@ -177,96 +188,90 @@ fn layer_bins(series: &[SeriesInfo]) -> (usize, Option<Bins>) {
     )
 }
 
-pub async fn debugging(
-    state: &AppState,
-    run: uuid::Uuid,
-    series: &[SeriesInfo],
-    markers: &[Marker],
-    hist: Option<&str>,
-) -> Result<Debugging, PageError> {
-    let order: Vec<String> = state
-        .store
-        .model(run)
-        .await?
-        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    let mut out = Debugging::default();
-
-    let per_layer: Vec<SeriesInfo> = series
+/// The series of a run that belong to a layer.
+pub(super) fn per_layer(series: &[SeriesInfo]) -> Vec<SeriesInfo> {
+    series
         .iter()
         .filter(|s| classify(&s.key).is_some_and(|m| m.layer.is_some()))
         .cloned()
-        .collect();
-    let (points, bins) = layer_bins(&per_layer);
+        .collect()
+}
+
+pub async fn debugging(
+    state: &AppState,
+    series: &[SeriesInfo],
+    ctx: &PageCtx,
+    hist: Option<&str>,
+) -> Result<Debugging, PageError> {
+    let (run, order) = (ctx.run, &ctx.order);
+    let mut out = Debugging::default();
+
+    let (points, bins) = layer_bins(&per_layer(series));
     let grads = read_rows(
         state,
         run,
-        &layer_keys(series, Role::GradNorm, &order),
+        &layer_keys(series, Role::GradNorm, order),
         points,
     )
     .await?;
     if !grads.is_empty() {
-        let rows: Vec<Row> = spread(grads.iter().map(|r| r.0.clone()).collect(), HEAT_LAYERS);
-        out.grad_heatmap = heatmap::heatmap(&Heatmap {
-            title: "Gradient flow: ‖∇w‖ per layer",
-            desc: &format!(
-                "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
-                rows.len()
-            ),
-            legend: "‖∇w‖ (log scale)",
-            rows: &rows,
-            scale: None,
-            max_cols: HEAT_COLS,
-            bins,
-            width: WIDTH,
-        });
-        out.grad_lines = svg::line_chart_with(
-            "Gradient norm per layer",
-            &lines_of(&grads),
-            markers,
-            (WIDTH, 300),
-            &Options::default(),
+        let rows = rows_of(&grads);
+        out.grad_heatmap = heatmap::heatmap_marked(
+            &Heatmap {
+                title: "Gradient flow: ‖∇w‖ per layer",
+                desc: &format!(
+                    "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
+                    rows.len()
+                ),
+                legend: "‖∇w‖ (log scale)",
+                rows: &rows,
+                scale: None,
+                max_cols: HEAT_COLS,
+                bins,
+                width: WIDTH,
+            },
+            &ctx.markers,
         );
+        // The lines: some of the layers just read (as `charts::load` picks).
+        let keys: Vec<(String, String)> = grads
+            .iter()
+            .map(|r| (r.layer.clone(), r.key.clone()))
+            .collect();
+        let picked = pick_layers(&keys, LINE_LAYERS, &ctx.layers);
+        let lines: Vec<(String, Vec<Point>)> = grads
+            .into_iter()
+            .filter(|r| picked.iter().any(|(_, k)| *k == r.key))
+            .map(|r| (r.key, r.points))
+            .collect();
+        let svg = charts::draw(ChartId::GradNorm, &lines, ctx);
+        out.grad_lines = Some(ChartView::new(ChartId::GradNorm, ctx, svg));
     }
 
     // Only the lines are drawn: read only the layers they show.
-    let update_keys = spread(layer_keys(series, Role::UpdateRatio, &order), LINE_LAYERS);
-    let updates = read_rows(state, run, &update_keys, points).await?;
-    out.updates = svg::line_chart_with(
-        "Update ratio ‖Δw‖/‖w‖ per layer",
-        &lines_of(&updates),
-        markers,
-        (WIDTH, 300),
-        &Options {
-            log_y: Some(true),
-            band: Some(Band {
-                lo: UPDATE_BAND.0,
-                hi: UPDATE_BAND.1,
-                label: "healthy 1e-4 – 1e-2".into(),
-            }),
-            desc: None,
-        },
-    );
+    let updates = charts::load(state, ChartId::UpdateRatio, series, ctx).await?;
+    if let Some(svg) = charts::draw(ChartId::UpdateRatio, &updates, ctx) {
+        out.updates = Some(ChartView::new(ChartId::UpdateRatio, ctx, Some(svg)));
+    }
 
-    for (role, title, desc) in [
+    for (role, chart, desc) in [
         (
             Role::DeadFrac,
-            "Dead units per layer",
+            ChartId::DeadUnits,
             "Heatmap of the share of ReLU units that never fire, per layer (rows, input side on top) over the steps, 0 to 1",
         ),
         (
             Role::SatFrac,
-            "Saturated units per layer",
+            ChartId::SaturatedUnits,
             "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
         ),
     ] {
-        let rows = read_rows(state, run, &layer_keys(series, role, &order), points).await?;
-        if let Some(chart) = unit_heatmap(title, desc, &rows, bins) {
-            out.units.push(chart);
+        let rows = read_rows(state, run, &layer_keys(series, role, order), points).await?;
+        if let Some(svg) = unit_heatmap(chart.title(), desc, &rows, bins, &ctx.markers) {
+            out.units.push((chart.anchor(), svg));
         }
     }
 
-    out.hist = distributions(state, run, &order, hist).await?;
+    out.hist = distributions(state, run, order, hist).await?;
     Ok(out)
 }
 

@@ -11,27 +11,40 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::charts::sparkline;
+mod charts;
 mod debug;
 pub mod live;
 mod views;
 
-use crate::charts::svg::{self, Line, Marker};
 use crate::diagnostics::names::{Role, classify};
 use crate::http::{AppError, AppState, PageError, Query, RunId};
 use crate::model::{FindingStatus, Health, Run, RunSort, RunStatus, RunTableQuery, SeriesInfo};
 use crate::store::findings::StoredFinding;
+use charts::{ChartId, ChartView, PageCtx, View};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/charts/{file}", get(charts::download))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/charts.js", get(script))
         .merge(views::router())
         .merge(live::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
     Ok(Html(t.render().map_err(AppError::from)?).into_response())
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../static/charts.js"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -386,6 +399,9 @@ async fn runs_page(
 }
 
 struct FindingView {
+    /// The anchor and title of the chart with its evidence, when the page
+    /// has it.
+    chart: Option<(String, &'static str)>,
     kind: &'static str,
     severity: &'static str,
     onset: Option<u64>,
@@ -402,6 +418,7 @@ impl From<&StoredFinding> for FindingView {
     fn from(f: &StoredFinding) -> Self {
         let e = &f.finding.evidence;
         FindingView {
+            chart: None,
             kind: f.finding.kind.as_str(),
             severity: f.finding.severity.as_str(),
             onset: f.finding.onset_step,
@@ -452,12 +469,19 @@ struct RunPage {
     diagnosed: Option<String>,
     up_to_date: bool,
     series: Vec<SeriesRow>,
-    /// SVG markup made by `charts::svg` (its text is escaped there).
-    charts: Vec<String>,
+    /// Loss, accuracy and learning rate.
+    charts: Vec<ChartView>,
+    /// The line charts' controls (see [`View::controls`]) and the view's
+    /// query (empty for the default).
+    controls: Vec<(&'static str, &'static str, Vec<charts::Choice>)>,
+    view_q: String,
+    hist: Option<String>,
     /// Gradient flow, updates, units, distributions (SVG escaped in `charts`).
     debug: debug::Debugging,
     /// Weight heatmap, feature maps, dataset and model panels.
     views: views::Views,
+    /// The other views' query parameters, kept by the chart controls.
+    chart_hidden: Vec<(&'static str, String)>,
     /// The run's event stream while it runs (see [`live`]).
     live: Option<String>,
 }
@@ -473,6 +497,10 @@ struct RunQuery {
     tensor_step: Option<String>,
     image: Option<String>,
     image_step: Option<String>,
+    /// The line charts' view (see [`View`]).
+    smooth: Option<String>,
+    y: Option<String>,
+    x: Option<String>,
 }
 
 /// The preferred key of each role among a run's series.
@@ -488,46 +516,19 @@ fn key_for(series: &[SeriesInfo], role: Role) -> Option<&str> {
 /// Points per curve on a page: about one per horizontal pixel.
 const CHART_POINTS: usize = 800;
 
-/// Loss and accuracy charts, with the onsets of the open findings marked
-/// (per-layer charts are in [`debug`]).
+/// Loss, accuracy and learning rate charts, with the onsets of the open
+/// findings marked (per-layer charts are in [`debug`]).
 async fn run_charts(
     state: &AppState,
-    run: uuid::Uuid,
     series: &[SeriesInfo],
-    markers: &[Marker],
-) -> Result<Vec<String>, PageError> {
-    let mut plans: Vec<(&str, Vec<String>)> = Vec::new();
-    for (title, roles) in [
-        ("Loss", [Role::TrainLoss, Role::ValLoss]),
-        ("Accuracy", [Role::TrainAcc, Role::ValAcc]),
-    ] {
-        let keys: Vec<String> = roles
-            .iter()
-            .filter_map(|r| key_for(series, *r))
-            .map(str::to_string)
-            .collect();
-        plans.push((title, keys));
+    ctx: &PageCtx,
+) -> Result<Vec<ChartView>, PageError> {
+    let mut out = Vec::new();
+    for chart in [ChartId::Loss, ChartId::Accuracy, ChartId::Lr] {
+        let data = charts::load(state, chart, series, ctx).await?;
+        out.push(ChartView::new(chart, ctx, charts::draw(chart, &data, ctx)));
     }
-    let mut charts = Vec::new();
-    for (title, keys) in plans {
-        let mut lines = Vec::new();
-        for key in keys {
-            if let Some(s) = state
-                .store
-                .downsampled(run, &key, None, None, CHART_POINTS)
-                .await?
-            {
-                lines.push(Line {
-                    label: key,
-                    points: s.points.iter().map(|p| (p.step, p.value)).collect(),
-                });
-            }
-        }
-        if let Some(chart) = svg::line_chart(title, &lines, markers, (900, 300)) {
-            charts.push(chart);
-        }
-    }
-    Ok(charts)
+    Ok(out)
 }
 
 async fn run_page(
@@ -536,6 +537,7 @@ async fn run_page(
     Query(q): Query<RunQuery>,
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
+    let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
     // Before the page's reads: what they show is at least this new.
     let live = live::run_events_url(&state.store, id).await?;
     let run = state
@@ -545,31 +547,48 @@ async fn run_page(
         .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
     let findings = state.store.findings(id, None).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
+    let order: Vec<String> = state
+        .store
+        .model(id)
+        .await?
+        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
-    let markers: Vec<Marker> = findings
-        .iter()
-        .filter(is_open)
-        .filter(|f| f.finding.severity.is_raised())
-        .filter_map(|f| {
-            Some(Marker {
-                step: f.finding.onset_step?,
-                label: f.finding.kind.as_str().to_string(),
-            })
-        })
-        .collect();
     let series = state.store.series(id).await?;
     let pick = views::Pick {
         hist: q.hist.clone(),
-        tensor: q.tensor,
-        tensor_step: q.tensor_step,
-        image: q.image,
-        image_step: q.image_step,
+        tensor: q.tensor.clone(),
+        tensor_step: q.tensor_step.clone(),
+        image: q.image.clone(),
+        image_step: q.image_step.clone(),
+        smooth: q.smooth.clone(),
+        y: q.y.clone(),
+        x: q.x.clone(),
     };
+    // The chart controls' form keeps the other views' choices.
+    let chart_hidden = pick.hidden(&["hist", "smooth", "y", "x"]);
     let (charts, debug, views) = tokio::try_join!(
-        run_charts(&state, id, &series, &markers),
-        debug::debugging(&state, id, &series, &markers, q.hist.as_deref()),
+        run_charts(&state, &series, &ctx),
+        debug::debugging(&state, &series, &ctx, q.hist.as_deref()),
         views::views(&state, id, &pick, &findings),
     )?;
+    // The charts drawn, by anchor: a finding links to its chart if it is here.
+    let drawn: Vec<&str> = charts
+        .iter()
+        .chain(&debug.grad_lines)
+        .chain(&debug.updates)
+        .filter(|c| c.svg.is_some())
+        .map(|c| c.anchor.as_str())
+        .chain(debug.units.iter().map(|(a, _)| a.as_str()))
+        .collect();
+    let view_of = |f: &StoredFinding| {
+        let mut v = FindingView::from(f);
+        v.chart = charts::chart_for(f.finding.kind)
+            .filter(|c| drawn.contains(&c.anchor().as_str()))
+            .map(|c| (c.anchor(), c.title()));
+        v
+    };
     let page = RunPage {
         created: fmt_time(run.created_at),
         updated: fmt_time(run.updated_at),
@@ -582,18 +601,18 @@ async fn run_page(
             .iter()
             .filter(is_open)
             .filter(|f| f.finding.severity.is_raised())
-            .map(Into::into)
+            .map(view_of)
             .collect(),
         info: findings
             .iter()
             .filter(is_open)
             .filter(|f| !f.finding.severity.is_raised())
-            .map(Into::into)
+            .map(view_of)
             .collect(),
         resolved: findings
             .iter()
             .filter(|f| f.status == FindingStatus::Resolved)
-            .map(Into::into)
+            .map(view_of)
             .collect(),
         notes: diagnosis
             .as_ref()
@@ -607,6 +626,10 @@ async fn run_page(
         charts,
         debug,
         views,
+        chart_hidden,
+        view_q: view.query(),
+        controls: view.controls(),
+        hist: q.hist.filter(|h| !h.is_empty()),
         live,
         run,
     };

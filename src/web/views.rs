@@ -70,6 +70,10 @@ pub struct Pick {
     pub tensor_step: Option<String>,
     pub image: Option<String>,
     pub image_step: Option<String>,
+    /// The line charts' view, kept by the views' forms and links.
+    pub smooth: Option<String>,
+    pub y: Option<String>,
+    pub x: Option<String>,
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -91,19 +95,22 @@ fn step_of(field: &str, v: &Option<String>) -> Result<Option<u64>, AppError> {
 }
 
 impl Pick {
-    fn pairs(&self) -> [(&'static str, Option<&str>); 5] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 8] {
         [
             ("hist", given(&self.hist)),
             ("tensor", given(&self.tensor)),
             ("tensor_step", given(&self.tensor_step)),
             ("image", given(&self.image)),
             ("image_step", given(&self.image_step)),
+            ("smooth", given(&self.smooth)),
+            ("y", given(&self.y)),
+            ("x", given(&self.x)),
         ]
     }
 
     /// The other views' parameters, as hidden fields of a form that sets
     /// `own` (so that picking a step keeps the rest of the page as it was).
-    fn hidden(&self, own: &[&str]) -> Vec<(&'static str, String)> {
+    pub fn hidden(&self, own: &[&str]) -> Vec<(&'static str, String)> {
         self.pairs()
             .into_iter()
             .filter(|(k, _)| !own.contains(k))
@@ -956,18 +963,21 @@ mod tests {
             tensor_step: Some("100".into()),
             image: Some("features/<x>".into()),
             image_step: Some("".into()),
+            smooth: Some("0.9".into()),
+            ..Pick::default()
         };
         // Picking a tensor key drops its step (the new key's latest).
         assert_eq!(
             pick.href("tensor", "weights/a&b", "tensor_step", "weights"),
-            "?hist=weights%2Ffc1&tensor=weights%2Fa%26b&image=features%2F%3Cx%3E#weights"
+            "?hist=weights%2Ffc1&tensor=weights%2Fa%26b&image=features%2F%3Cx%3E&smooth=0.9#weights"
         );
         assert_eq!(
             pick.hidden(&["image", "image_step"]),
             vec![
                 ("hist", "weights/fc1".to_string()),
                 ("tensor", "weights/fc2".to_string()),
-                ("tensor_step", "100".to_string())
+                ("tensor_step", "100".to_string()),
+                ("smooth", "0.9".to_string())
             ]
         );
         assert!(step_of("tensor_step", &Some("x".into())).is_err());
