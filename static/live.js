@@ -31,6 +31,16 @@
     return open;
   }
 
+  // What the reader set in `el`'s checkboxes and radios (a selection of
+  // runs, say), by name and value, to keep it across a refresh.
+  function choices(el) {
+    var set = {};
+    el.querySelectorAll('input[type=checkbox], input[type=radio]').forEach(function (i) {
+      set[i.name + '\u0000' + i.value] = i.checked;
+    });
+    return set;
+  }
+
   function swap(html) {
     var doc = new DOMParser().parseFromString(html, 'text/html');
     var done = [];
@@ -39,9 +49,14 @@
       var fresh = doc.getElementById(id);
       if (!old || !fresh || old.outerHTML === fresh.outerHTML) return;
       var open = openDetails(old);
+      var set = choices(old);
       var node = document.importNode(fresh, true);
       var details = node.querySelectorAll('details');
       open.forEach(function (i) { if (details[i]) details[i].open = true; });
+      node.querySelectorAll('input[type=checkbox], input[type=radio]').forEach(function (i) {
+        var k = i.name + '\u0000' + i.value;
+        if (k in set) i.checked = set[k];
+      });
       old.replaceWith(node);
       done.push(id);
     });

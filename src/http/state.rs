@@ -40,8 +40,8 @@ pub struct Live {
     /// How often an idle stream sends a comment, which keeps proxies from
     /// closing it and finds a client that went away.
     pub keep_alive: Duration,
-    /// Streams open at once in this process; each holds a connection, so
-    /// this stays well under [`ConnLimits::max_connections`].
+    /// Streams open at once in this process; each holds a client
+    /// connection, so this stays well under [`ConnLimits::max_connections`].
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: every stream ends, so that the
     /// graceful shutdown does not wait on them.
@@ -49,6 +49,8 @@ pub struct Live {
 }
 
 impl Live {
+    /// `max_streams` open at once, polling every `poll`; 0 streams turns
+    /// the live pages off (every stream is refused with a 503).
     pub fn new(poll: Duration, keep_alive: Duration, max_streams: usize) -> Live {
         Live {
             poll,
@@ -59,14 +61,17 @@ impl Live {
     }
 }
 
+/// Default of [`Live::poll`].
+pub const LIVE_POLL: Duration = Duration::from_secs(1);
+/// Default of [`Live::streams`]: a quarter of the default connections.
+pub const LIVE_STREAMS: usize = 128;
+/// Default of [`Live::keep_alive`]: under the minute most proxies allow an
+/// idle response.
+pub const LIVE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 impl Default for Live {
-    /// Polls every second; a quarter of the default connections may stream.
     fn default() -> Self {
-        Live::new(
-            Duration::from_secs(1),
-            Duration::from_secs(15),
-            ConnLimits::default().max_connections / 4,
-        )
+        Live::new(LIVE_POLL, LIVE_KEEP_ALIVE, LIVE_STREAMS)
     }
 }
 

@@ -1,7 +1,9 @@
 //! What the live pages' event streams poll (`web/live.rs`): a run's data and
 //! diagnosis versions, and which runs changed lately. Each is one small
 //! indexed read, so that every replica's streams are fed from the database,
-//! never from one process's memory.
+//! never from one process's memory — read through a pool of [`READERS`]
+//! connections of their own, so that open pages never hold a connection
+//! that a request, an ingest or the diagnosis needs.
 
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -45,6 +47,12 @@ struct ChangeRow {
     changed_at: f64,
 }
 
+/// Connections the live pages' polls read through, in each process: a poll
+/// is one indexed read of well under a millisecond, so two serve hundreds of
+/// open pages polling every second; past that a poll waits its turn (a page
+/// is a moment later), never a request.
+pub const READERS: u32 = 2;
+
 /// Most rows [`Store::changed_runs`] answers: more runs changing within the
 /// window than this is churn, and the newest of them tell it as well.
 pub const MAX_CHANGED_RUNS: i64 = 500;
@@ -59,14 +67,21 @@ impl Store {
              (SELECT CAST(COUNT(*) AS BIGINT) FROM findings f \
               WHERE f.run_id = r.id AND f.status = 'open') AS open_findings \
              FROM runs r LEFT JOIN diagnosis_state d ON d.run_id = r.id WHERE r.id = $1";
-        let row: Option<PulseRow> = self.run_row(SQL, run).await?;
+        let row: Option<PulseRow> = sqlx::query_as(SQL)
+            .bind(run.to_string())
+            .fetch_optional(&self.live_pool)
+            .await?;
         row.map(RunPulse::try_from).transpose()
     }
 
     /// Runs (of `project`, or of every project) that changed after `since`
     /// (unix seconds, the `changed_at` the writers set), newest first, at
     /// most [`MAX_CHANGED_RUNS`]: a range read on `runs_by_change`.
-    pub async fn changed_runs(&self, project: Option<&str>, since: f64) -> Result<Vec<(Uuid, f64)>> {
+    pub async fn changed_runs(
+        &self,
+        project: Option<&str>,
+        since: f64,
+    ) -> Result<Vec<(Uuid, f64)>> {
         let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT r.id, r.changed_at FROM runs r JOIN projects p ON p.id = r.project_id \
              WHERE r.changed_at > $1 AND (CAST($2 AS TEXT) IS NULL OR p.name = $2) \
@@ -75,7 +90,7 @@ impl Store {
         .bind(since)
         .bind(project.map(str::to_string))
         .bind(MAX_CHANGED_RUNS)
-        .fetch_all(self.pool())
+        .fetch_all(&self.live_pool)
         .await?;
         rows.into_iter()
             .map(|r| Ok((parse_uuid(&r.id)?, r.changed_at)))

@@ -22,8 +22,10 @@
 //! Streams are bounded: at most [`crate::http::Live::streams`] at once (a
 //! 503 past that, so ordinary requests keep their connections), a
 //! keep-alive comment every [`crate::http::Live::keep_alive`] (a client that
-//! went away is found at the next write), and every stream ends when the
-//! server shuts down ([`crate::http::Live::stop`]).
+//! went away is found at the next write), polls read through the store's
+//! own small pool for them ([`crate::store::live::READERS`] connections, so
+//! open pages never take a connection a request needs), and every stream
+//! ends when the server shuts down ([`crate::http::Live::stop`]).
 //!
 //! The decisions — when a run's stream sends and ends, which runs are news
 //! to a table — are the pure [`RunWatch`] and [`TableWatch`].
@@ -245,9 +247,17 @@ fn last_event_id(headers: &HeaderMap) -> Option<String> {
 
 /// A stream's slot, or 503 when every slot is taken.
 fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {
-    state.live.streams.clone().try_acquire_owned().map_err(|_| {
-        AppError::Unavailable("too many live streams are open; the page works without".into())
-    })
+    state
+        .live
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::Busy {
+            code: "too_many_streams",
+            message: "every live stream of this server is taken; the page works without one \
+                      (reload it for new data)"
+                .into(),
+        })
 }
 
 async fn run_events(
@@ -316,7 +326,10 @@ async fn table_events(
         let project = project.clone();
         async move {
             let now = crate::store::now();
-            let changed = match store.changed_runs(project.as_deref(), watch.from(now)).await {
+            let changed = match store
+                .changed_runs(project.as_deref(), watch.from(now))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => return (watch, Err(e)),
             };
@@ -356,6 +369,7 @@ fn sse(
 struct Poller {
     interval: Duration,
     stop: CancellationToken,
+    /// The stream's slot (see [`crate::http::Live::streams`]).
     permit: OwnedSemaphorePermit,
 }
 
@@ -491,9 +505,15 @@ mod tests {
         // Nobody diagnoses: it ends anyway.
         let mut w = RunWatch::new(None);
         let stuck = pulse(5, 4, RunStatus::Crashed);
-        let steps: Vec<RunStep> = (0..=SETTLE_POLLS).map(|_| w.observe(Some(&stuck))).collect();
+        let steps: Vec<RunStep> = (0..=SETTLE_POLLS)
+            .map(|_| w.observe(Some(&stuck)))
+            .collect();
         assert!(matches!(steps[0], RunStep::Send(..)));
-        assert!(steps[1..steps.len() - 1].iter().all(|s| *s == RunStep::Quiet));
+        assert!(
+            steps[1..steps.len() - 1]
+                .iter()
+                .all(|s| *s == RunStep::Quiet)
+        );
         assert_eq!(steps.last(), Some(&RunStep::End(None)));
         // A run stopped and caught up ends at once, telling nothing new.
         let done = pulse(5, 5, RunStatus::Finished);
