@@ -4,6 +4,12 @@
 // `end` event closes the stream. Without this script the page is the same,
 // just not live. After a refresh, `trainlens:refreshed` is dispatched on
 // `document` (detail: the ids replaced) for scripts that bind to them.
+//
+// A stream is open only while the page is shown: a hidden tab (or a page
+// left for another, kept in the back-forward cache) closes it, and showing
+// the page again fetches it once and opens the stream the fetched page
+// names. So background tabs neither poll the server nor hold one of the
+// few connections a browser opens to a host.
 (function () {
   'use strict';
   var marker = document.getElementById('live');
@@ -12,9 +18,12 @@
   var ids = (marker.getAttribute('data-swap') || '').split(/\s+/).filter(Boolean);
   if (!url || !ids.length) return;
 
-  var source = new EventSource(url);
+  var source = null;
+  var ended = false;
   var busy = false;
   var again = false;
+  // Open the stream once the refresh under way is done.
+  var reopen = false;
 
   // The indicator is the current #live (a refresh may replace or drop it).
   function show(state) {
@@ -22,6 +31,11 @@
     if (!m) return;
     m.hidden = state === 'off';
     m.classList.toggle('paused', state === 'paused');
+  }
+
+  function shown() {
+    return source && source.readyState === EventSource.OPEN ? 'on'
+      : source && source.readyState === EventSource.CONNECTING ? 'paused' : 'off';
   }
 
   // Which <details> of `el` are open, by position, to keep them open.
@@ -43,6 +57,10 @@
 
   function swap(html) {
     var doc = new DOMParser().parseFromString(html, 'text/html');
+    // The stream the fresh page names, for the next time one is opened
+    // (none: the run stopped, nothing more will come).
+    var next = doc.getElementById('live');
+    url = next ? next.getAttribute('data-events') : null;
     var done = [];
     ids.forEach(function (id) {
       var old = document.getElementById(id);
@@ -75,23 +93,46 @@
       .catch(function () { /* the page stays as it is; the next event tries again */ })
       .then(function () {
         busy = false;
+        if (again) { again = false; refresh(); return; }
+        if (reopen) { reopen = false; connect(); }
         // A replaced indicator comes hidden, as the server draws it.
-        show(source.readyState === EventSource.OPEN ? 'on' : source.readyState === EventSource.CLOSED ? 'off' : 'paused');
-        if (again) { again = false; refresh(); }
+        show(shown());
       });
   }
 
-  source.addEventListener('open', function () { show('on'); });
-  source.addEventListener('run', refresh);
-  source.addEventListener('runs', refresh);
-  source.addEventListener('end', function () {
-    source.close();
-    refresh();
+  function connect() {
+    if (source || ended || !url || document.hidden) return;
+    source = new EventSource(url);
+    source.addEventListener('open', function () { show('on'); });
+    source.addEventListener('run', refresh);
+    source.addEventListener('runs', refresh);
+    source.addEventListener('end', function () {
+      ended = true;
+      disconnect();
+      refresh();
+    });
+    // The browser reconnects by itself (sending the last event's id); a
+    // refused stream (503: too many open) stays closed.
+    source.addEventListener('error', function () { show(shown()); });
+  }
+
+  function disconnect() {
+    if (source) source.close();
+    source = null;
     show('off');
+  }
+
+  // Shown again: what changed meanwhile, then the stream of the fresh page.
+  function resume() {
+    if (source || ended) return;
+    reopen = true;
+    refresh();
+  }
+
+  document.addEventListener('visibilitychange', function () {
+    if (document.hidden) disconnect(); else resume();
   });
-  // The browser reconnects by itself (sending the last event's id); a
-  // refused stream (503: too many open) stays closed.
-  source.addEventListener('error', function () {
-    show(source.readyState === EventSource.CLOSED ? 'off' : 'paused');
-  });
+  window.addEventListener('pagehide', disconnect);
+  window.addEventListener('pageshow', function (e) { if (e.persisted) resume(); });
+  connect();
 })();
