@@ -21,6 +21,17 @@ pub struct Line {
     pub points: Vec<(u64, f64)>,
 }
 
+impl Line {
+    /// The x of the points whose value passes `keep`.
+    fn xs_where(&self, keep: impl Fn(f64) -> bool) -> Vec<u64> {
+        self.points
+            .iter()
+            .filter(|p| keep(p.1))
+            .map(|p| p.0)
+            .collect()
+    }
+}
+
 /// A vertical rule, e.g. where a finding started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
@@ -143,11 +154,7 @@ pub fn line_chart_with(
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(58)
+        let mut chart = frame(&root, title)
             .build_cartesian_2d((x0..x1).with_key_points(x_ticks), y0..y1)
             .ok()?;
         let tick = (y1 - y0) / 6.0;
@@ -227,12 +234,7 @@ pub fn line_chart_with(
                     }
                 }
             }
-            let bad: Vec<u64> = line
-                .points
-                .iter()
-                .filter(|p| !p.1.is_finite())
-                .map(|p| p.0)
-                .collect();
+            let bad = line.xs_where(|v| !v.is_finite());
             if !bad.is_empty() {
                 let series = chart
                     .draw_series(
@@ -248,12 +250,7 @@ pub fn line_chart_with(
                 }
             }
             // Values a log axis cannot show: hollow circles at the bottom.
-            let off: Vec<u64> = line
-                .points
-                .iter()
-                .filter(|p| log && p.1.is_finite() && p.1 <= 0.0)
-                .map(|p| p.0)
-                .collect();
+            let off = line.xs_where(|v| log && v.is_finite() && v <= 0.0);
             if !off.is_empty() {
                 let series = chart
                     .draw_series(
@@ -289,14 +286,7 @@ pub fn line_chart_with(
                 )))
                 .ok()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xe3, 0xe6, 0xea))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .ok()?;
+        legend(&mut chart)?;
         hover = hover_columns(
             lines,
             &smoothed,
@@ -523,6 +513,36 @@ pub(crate) fn padded(mut y0: f64, mut y1: f64) -> (f64, f64, f64) {
     }
     let pad = (y1 - y0) * 0.06;
     (y0 - pad, y1 + pad, pad)
+}
+
+/// A line chart's frame: its caption, margin and the axes' label areas.
+pub(crate) fn frame<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(58);
+    builder
+}
+
+/// The series' legend, in the top-right corner on a translucent box.
+pub(crate) fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> Option<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xe3, 0xe6, 0xea))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .ok()
 }
 
 #[cfg(test)]

@@ -936,7 +936,8 @@ async fn log_in(tx: &mut AnyConnection, run: &str, b: &MlBatch, max_keys: usize)
 
 /// A param's value in the run's config: a JSON number when the text is a
 /// finite number (so the detectors read `lr` as 0.1), a boolean for
-/// `True`/`False`/`true`/`false`, the text otherwise.
+/// `True`/`False`/`true`/`false`, null for Python's `None` (autologging
+/// logs every unset argument as `"None"`), the text otherwise.
 pub fn param_json(v: &str) -> serde_json::Value {
     if let Ok(n) = v.trim().parse::<f64>()
         && n.is_finite()
@@ -951,6 +952,7 @@ pub fn param_json(v: &str) -> serde_json::Value {
     match v {
         "True" | "true" => serde_json::Value::Bool(true),
         "False" | "false" => serde_json::Value::Bool(false),
+        "None" => serde_json::Value::Null,
         _ => serde_json::Value::String(v.to_string()),
     }
 }
@@ -1041,6 +1043,8 @@ mod tests {
         assert_eq!(param_json("adam"), serde_json::json!("adam"));
         assert_eq!(param_json("True"), serde_json::json!(true));
         assert_eq!(param_json("nan"), serde_json::json!("nan"));
+        assert_eq!(param_json("None"), serde_json::Value::Null);
+        assert_eq!(param_json("none"), serde_json::json!("none"));
     }
 
     #[test]

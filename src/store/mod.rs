@@ -19,7 +19,9 @@
 //! - [`live`]: what the live pages' event streams poll (a run's versions,
 //!   the runs that changed lately);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
-//!   params, tags, latest metrics, step mappings).
+//!   params, tags, latest metrics, step mappings);
+//! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
+//!   tags, MLflow 3's logged models).
 //!
 //! # Writes
 //! Every write runs in a [`WriteTx`]: on SQLite it holds the process's write
@@ -63,6 +65,7 @@ pub mod chunk;
 pub mod findings;
 pub mod live;
 pub mod mlflow;
+pub mod mlflow_meta;
 pub mod records;
 pub mod runs;
 pub mod scalars;

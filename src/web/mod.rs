@@ -540,20 +540,8 @@ async fn run_page(
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
     // Before the page's reads: what they show is at least this new.
     let live = live::run_events_url(&state.store, id).await?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
-    let findings = state.store.findings(id, None).await?;
+    let (run, findings, ctx) = charts::load_run(&state, id, view).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
-    let order: Vec<String> = state
-        .store
-        .model(id)
-        .await?
-        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
     let series = state.store.series(id).await?;
     let pick = views::Pick {
@@ -580,7 +568,7 @@ async fn run_page(
         .chain(&debug.updates)
         .filter(|c| c.svg.is_some())
         .map(|c| c.anchor.as_str())
-        .chain(debug.units.iter().map(|(a, _)| a.as_str()))
+        .chain(debug.units.iter().map(|u| u.anchor.as_str()))
         .collect();
     let view_of = |f: &StoredFinding| {
         let mut v = FindingView::from(f);

@@ -494,8 +494,12 @@ class Watch:
                 names = [layer.name for layer in self._by_module.get(owner, [])]
                 name = owner if owner else (names[0] if names else "model")
                 x = t.float()
-                out.add(f"act_mean/{name}", x.mean())
-                out.add(f"act_std/{name}", x.std() if x.numel() > 1 else torch.zeros(()))
+                if x.numel() > 1:
+                    std, mean = torch.std_mean(x)  # one pass for both
+                else:
+                    std, mean = torch.zeros(()), x.mean()
+                out.add(f"act_mean/{name}", mean)
+                out.add(f"act_std/{name}", std)
                 if act is not None and x.dim() >= 2:
                     if isinstance(act, _RELU_FAMILY):
                         # A unit (a feature, or a conv channel) is dead when
