@@ -73,6 +73,28 @@ pub fn point_rows(key: &str, points: &[Point]) -> String {
     finish(w)
 }
 
+/// The header of the long form of several runs' points (the compare
+/// page's download): the run's id and name, then the long form's columns.
+pub const RUN_SCALARS_HEADER: &str = "run_id,run_name,key,step,time,value\n";
+
+/// [`point_rows`] of one run's series, with the run's id and name first.
+pub fn run_point_rows(run_id: &str, run_name: &str, key: &str, points: &[Point]) -> String {
+    let mut w = writer();
+    for p in points {
+        let time = p.time.map(number).unwrap_or_default();
+        w.write_record([
+            run_id,
+            run_name,
+            key,
+            &p.step.to_string(),
+            &time,
+            &value_text(Value(p.value)),
+        ])
+        .expect("writing to memory cannot fail");
+    }
+    finish(w)
+}
+
 /// The header of the histograms' long form.
 pub const HISTOGRAM_HEADER: &str = "key,step,lower,upper,count\n";
 

@@ -680,6 +680,11 @@ async fn live_updates(
         c.execute(ROW, vec![]).await.unwrap(),
         json!(["running", "102"])
     );
+    // A run ticked for comparing stays ticked across the refreshes.
+    click(c, "table.runs tbody input[type=checkbox]").await;
+    const TICKED: &str =
+        "return document.querySelector('table.runs tbody input[type=checkbox]').checked;";
+    assert_eq!(c.execute(TICKED, vec![]).await.unwrap(), json!(true));
     post_loss(router, &id, &[103], json!([0.1])).await;
     until_js(
         c,
@@ -704,8 +709,231 @@ async fn live_updates(
         &format!("{width}px: the row's status"),
     )
     .await;
+    assert_eq!(
+        c.execute(TICKED, vec![]).await.unwrap(),
+        json!(true),
+        "{width}px: still ticked"
+    );
     let same = c.execute("return window.__same_page === true;", vec![]);
     assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
     screenshot(c, &format!("live-runs-{width}")).await;
     check_page(c, &format!("live runs page at {width}px")).await;
+}
+
+/// chromedriver and a headless Chromium with the error collector
+/// installed, or `None` (after saying so) when chromedriver is missing
+/// outside CI.
+async fn browser() -> Option<(Driver, Client)> {
+    let driver_path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+    if !driver_path.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromedriver at {} (or set CHROMEDRIVER)",
+            driver_path.display()
+        );
+        eprintln!(
+            "skipping the browser test: no chromedriver at {}",
+            driver_path.display()
+        );
+        return None;
+    }
+    let port = free_port();
+    let driver = Driver(
+        Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(port, 20).await;
+    let mut caps = serde_json::Map::new();
+    let mut chrome = json!({ "args": CHROME_FLAGS });
+    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+    if chromium.is_file() {
+        chrome["binary"] = json!(chromium);
+    }
+    caps.insert("goog:chromeOptions".into(), chrome);
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+    c.issue_cmd(Cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": ERROR_COLLECTOR }),
+    ))
+    .await
+    .expect("install the error collector");
+    Some((driver, c))
+}
+
+/// The distinct stroke colours of the compare overlay's curves.
+async fn overlay_colours(c: &Client) -> Vec<String> {
+    let v = c
+        .execute(
+            "return [...new Set([...document.querySelectorAll('figure#chart-compare svg polyline')]\
+             .map(p => (p.getAttribute('stroke') || '').toLowerCase()).filter(s => s))];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Scrolls the element with `id` to the top of the window.
+async fn scroll_to(c: &Client, id: &str) {
+    c.execute(
+        "document.getElementById(arguments[0]).scrollIntoView();",
+        vec![json!(id)],
+    )
+    .await
+    .unwrap();
+}
+
+/// The compare overlay's `<title>` (not rendered, so not an element's text).
+async fn overlay_title(c: &Client) -> String {
+    let v = c
+        .execute(
+            "const t = document.querySelector('figure#chart-compare svg > title'); return t ? t.textContent : '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Compare overlays two runs: ticked in the runs table, compared with the
+/// form's button (no JavaScript needed), a curve and a legend entry per
+/// run in colours of their own, the health of each, the parameters that
+/// differ; another metric through the page's form; then the project's
+/// hyperparameter view. At 1280 and 390 px, screenshots of both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_overlays_two_runs() {
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let router = db.app();
+    let runner = eager_runner(&db.store, "http://trainlens.test");
+    for path in fixture_files() {
+        let (status, run) = send(
+            &router,
+            post(
+                "/api/v1/import",
+                "application/x-ndjson",
+                std::fs::read(&path).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {run}", path.display());
+        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        runner.diagnose(id).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(listener, db.state(), async {
+        let _ = stopped.await;
+    }));
+    const PICKED: [&str; 2] = ["dev-diverge-sgd-lr5", "dev-healthy-digits-adam"];
+
+    let result = async {
+        for width in [1280u32, 390] {
+            c.set_window_size(width, 1000).await.unwrap();
+            c.goto(&format!("{base}/?project=faults&sort=name&dir=asc"))
+                .await
+                .unwrap();
+            for name in PICKED {
+                c.find(Locator::XPath(&format!(
+                    "//td[@class='name'][a[text()='{name}']]/input[@type='checkbox']"
+                )))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            }
+            click(&c, "form#compare button[type=submit]").await;
+            loaded(&c, "/compare?").await;
+            let url = c.current_url().await.unwrap();
+            assert_eq!(url.as_str().matches("run=").count(), 2, "{url}");
+
+            // The two runs, sorted by name as ticked, with their health.
+            assert_eq!(
+                texts(&c, "table.compared tbody td.name > a").await,
+                PICKED,
+                "{width}px"
+            );
+            let health = texts(&c, "table.compared tbody td.health").await;
+            assert!(
+                health[0].to_uppercase().starts_with("CRITICAL"),
+                "{width}px: the diverging run's badge: {health:?}"
+            );
+            // A curve per run in its own colour, both named in the legend.
+            let colours = overlay_colours(&c).await;
+            assert!(colours.len() >= 2, "{width}px: {colours:?}");
+            let labels = texts(&c, "figure#chart-compare svg text").await;
+            for name in PICKED {
+                assert!(
+                    labels.iter().any(|t| t == name),
+                    "{width}px: {name} in the legend: {labels:?}"
+                );
+            }
+            // The config diff: the learning rates differ, the dataset not.
+            let params = texts(&c, "table.diff tbody td.param").await;
+            assert!(
+                params.contains(&"lr".to_string()) && !params.contains(&"dataset".to_string()),
+                "{width}px: {params:?}"
+            );
+            screenshot(&c, &format!("compare-{width}")).await;
+            check_page(&c, &format!("compare page at {width}px")).await;
+            scroll_to(&c, "params").await;
+            screenshot(&c, &format!("compare-params-{width}")).await;
+
+            // Another metric, with the page's form.
+            let title = overlay_title(&c).await;
+            c.find(Locator::Css("form.compare-controls select[name=key]"))
+                .await
+                .unwrap()
+                .select_by_value("train/loss")
+                .await
+                .unwrap();
+            click(&c, "form.compare-controls button[type=submit]").await;
+            loaded(&c, "key=train%2Floss").await;
+            assert_eq!(
+                overlay_title(&c).await,
+                "train/loss",
+                "{width}px: was {title:?}"
+            );
+            assert!(overlay_colours(&c).await.len() >= 2);
+            check_page(&c, &format!("compare page, train/loss, at {width}px")).await;
+
+            // The project's hyperparameter view, from the compare page.
+            click(&c, "p.crumbs a[href$='/params']").await;
+            loaded(&c, "/projects/faults/params").await;
+            let lines = c
+                .find_all(Locator::Css("figure#chart-parallel svg g.run"))
+                .await
+                .unwrap()
+                .len();
+            assert!(lines >= 10, "{width}px: {lines} runs drawn");
+            let rows = texts(&c, "table.relations tbody td.param").await;
+            assert!(rows.contains(&"lr".to_string()), "{width}px: {rows:?}");
+            screenshot(&c, &format!("params-{width}")).await;
+            check_page(&c, &format!("hyperparameter view at {width}px")).await;
+            scroll_to(&c, "importance").await;
+            screenshot(&c, &format!("params-table-{width}")).await;
+        }
+    }
+    .await;
+    c.close().await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    db.cleanup().await;
+    result
 }

@@ -40,7 +40,9 @@ pub struct Marker {
     pub label: String,
 }
 
-const PALETTE: [RGBColor; 8] = [
+/// Line colours in order; the last four only for charts of more than eight
+/// lines (the compare page's runs).
+const PALETTE: [RGBColor; 12] = [
     RGBColor(0x24, 0x5f, 0xc2),
     RGBColor(0xe0, 0x7b, 0x12),
     RGBColor(0x2e, 0x8b, 0x57),
@@ -49,7 +51,21 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0xc2, 0x4b, 0x8f),
     RGBColor(0x8c, 0x6d, 0x1f),
     RGBColor(0x6a, 0x73, 0x80),
+    RGBColor(0x1f, 0x3a, 0x93),
+    RGBColor(0x8a, 0x9a, 0x1b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x00, 0x6d, 0x5b),
 ];
+
+/// How many lines get a colour of their own.
+pub const COLOURS: usize = PALETTE.len();
+
+/// The colour of the `i`-th line as `#rrggbb` (for a legend beside the
+/// chart).
+pub fn line_colour(i: usize) -> String {
+    let c = PALETTE[i % PALETTE.len()];
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 
 /// A shaded horizontal band, e.g. the healthy range of a ratio.
@@ -217,6 +233,7 @@ pub fn line_chart_with(
                 let points = line.points.iter().zip(values).map(|(p, v)| (p.0, *v));
                 curves.push((points.collect(), color.stroke_width(2), true));
             }
+            let mut named = false;
             for (points, style, legend) in curves {
                 let mut labelled = !legend;
                 for segment in points.split(|p| !on_axis(p.1)).filter(|s| !s.is_empty()) {
@@ -228,11 +245,23 @@ pub fn line_chart_with(
                         .ok()?;
                     if !labelled {
                         labelled = true;
+                        named = true;
                         series.label(line.label.as_str()).legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                         });
                     }
                 }
+            }
+            // A line with points but none on the axis (every value NaN)
+            // is still named in the legend, beside its NaN markers.
+            if !named && !line.points.is_empty() {
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(u64, f64)>>())
+                    .ok()?
+                    .label(line.label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
             }
             let bad = line.xs_where(|v| !v.is_finite());
             if !bad.is_empty() {
@@ -583,6 +612,27 @@ mod tests {
         assert!(
             svg.matches("<polyline").count() >= 3,
             "two curves and the marker"
+        );
+    }
+
+    #[test]
+    fn a_line_of_nan_only_is_still_named_in_the_legend() {
+        let svg = line_chart(
+            "val/loss",
+            &[
+                line("healthy", &[1.0, 0.8, 0.6]),
+                line("diverged <run>", &[f64::NAN, f64::NAN]),
+                line("no points", &[]),
+            ],
+            &[],
+            (600, 300),
+        )
+        .unwrap();
+        assert!(svg.contains(">\ndiverged &lt;run&gt;\n</text>"), "{svg}");
+        assert!(svg.contains("NaN / Inf"));
+        assert!(
+            !svg.contains(">\nno points\n</text>"),
+            "an empty line has no entry"
         );
     }
 

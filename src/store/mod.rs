@@ -18,6 +18,9 @@
 //! - [`webhooks`]: webhooks and the alert outbox;
 //! - [`live`]: what the live pages' event streams poll (a run's versions,
 //!   the runs that changed lately);
+//! - [`compare`]: the reads of the compare and tune pages (chosen runs with
+//!   their configs, a project's metric summaries from the chunks' stored
+//!   minima and maxima);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
 //!   params, tags, latest metrics, step mappings);
 //! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
@@ -62,6 +65,7 @@ macro_rules! in_write {
 }
 
 pub mod chunk;
+pub mod compare;
 pub mod findings;
 pub mod live;
 pub mod mlflow;

@@ -26,6 +26,10 @@ macro_rules! select_runs {
     };
 }
 
+/// The `SELECT` of [`RunRow`] with configs and no `WHERE`, for the reads of
+/// `store/compare.rs`, which add their own.
+pub(crate) const SELECT_RUNS: &str = select_runs!("");
+
 #[derive(FromRow)]
 pub(crate) struct RunRow {
     id: String,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::charts::sparkline;
 mod charts;
+mod compare;
 mod debug;
 pub mod live;
 mod views;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/charts.js", get(script))
         .merge(views::router())
         .merge(live::router())
+        .merge(compare::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
