@@ -6,7 +6,9 @@
 //! run's page shows its finding and links to the chart that marks it, the
 //! smoothing control redraws the curves, a run with weight tensors and
 //! feature maps shows the weight heatmap and a decoded image per channel
-//! (the step slider loads another step), nothing overflows the viewport
+//! (the step slider loads another step), a running run's page shows a
+//! point and a finding posted after it opened and the runs table the run's
+//! new step and status, without a reload; nothing overflows the viewport
 //! sideways and no JavaScript error is raised. Screenshots go to
 //! `target/screenshots/` for a person to look at.
 //!
@@ -440,6 +442,10 @@ async fn pages_in_headless_chromium() {
             assert_eq!(curve_points(&c).await.len(), before.len());
             check_page(&c, &format!("smoothed run page at {width}px")).await;
 
+            // A running run's page and the runs table follow new data
+            // without a reload.
+            live_updates(&c, &base, &router, &runner, width).await;
+
             // A run with weight tensors and feature maps: the heatmap, a
             // cell per channel, every image decoded; the slider loads a step.
             c.goto(&format!("{base}/runs/{views_run}#weights"))
@@ -552,6 +558,166 @@ async fn views_run(router: &axum::Router) -> String {
     .await;
     assert_eq!(status, 200, "{out}");
     id
+}
+
+/// Waits (up to 15 s) until `script` returns `want`.
+async fn until_js(c: &Client, script: &str, want: Value, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = c.execute(script, vec![]).await.unwrap();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {got} (want {want})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Until the page's live marker shows (its event stream is open).
+async fn stream_open(c: &Client, what: &str) {
+    until_js(
+        c,
+        "const m = document.getElementById('live'); return !!m && !m.hidden;",
+        json!(true),
+        what,
+    )
+    .await;
+}
+
+async fn post_loss(router: &axum::Router, run: &str, steps: &[u64], values: Value) {
+    let (status, out) = send(
+        router,
+        post_json(
+            &format!("/api/v1/runs/{run}/scalars"),
+            &json!({"key": "train/loss", "steps": steps, "values": values}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+}
+
+/// A running run's page shows a point and then a finding posted after it
+/// opened, and the runs table the run's new step and status — all without
+/// a reload (a variable set on the page survives).
+async fn live_updates(
+    c: &Client,
+    base: &str,
+    router: &axum::Router,
+    runner: &trainlens::runner::Runner,
+    width: u32,
+) {
+    let project = format!("live-{width}");
+    let (status, run) = send(
+        router,
+        post_json(
+            "/api/v1/runs",
+            &json!({"project": project, "name": format!("live <run> {width}")}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let steps: Vec<u64> = (0..100).collect();
+    let values: Vec<f64> = steps
+        .iter()
+        .map(|s| 2.0 * (-(*s as f64) / 40.0).exp() + 0.1)
+        .collect();
+    post_loss(router, &id, &steps, json!(values)).await;
+    runner.diagnose(id.parse().unwrap()).await.unwrap();
+
+    c.goto(&format!("{base}/runs/{id}")).await.unwrap();
+    loaded(c, &id).await;
+    stream_open(c, &format!("{width}px: the run page's stream")).await;
+    c.execute("window.__same_page = true;", vec![])
+        .await
+        .unwrap();
+    const POINTS: &str = "const r = [...document.querySelectorAll('#series tbody tr')]\
+        .find(r => r.cells[0].textContent.trim() === 'train/loss');\
+        return r ? r.cells[1].textContent.trim() : null;";
+    assert_eq!(c.execute(POINTS, vec![]).await.unwrap(), json!("100"));
+    assert!(texts(c, "article.finding .kind").await.is_empty());
+    let before = curve_points(c).await;
+
+    post_loss(router, &id, &[100], json!([0.1])).await;
+    until_js(
+        c,
+        POINTS,
+        json!("101"),
+        &format!("{width}px: the new point"),
+    )
+    .await;
+    assert_ne!(
+        curve_points(c).await,
+        before,
+        "{width}px: the loss chart redrawn"
+    );
+
+    // A fault, diagnosed by the worker: the finding shows up.
+    post_loss(router, &id, &[101, 102], json!(["NaN", "NaN"])).await;
+    runner.diagnose(id.parse().unwrap()).await.unwrap();
+    until_js(
+        c,
+        "return [...document.querySelectorAll('article.finding .kind')].map(k => k.textContent.trim());",
+        json!(["divergence"]),
+        &format!("{width}px: the new finding"),
+    )
+    .await;
+    let same = c.execute("return window.__same_page === true;", vec![]);
+    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    screenshot(c, &format!("live-run-{width}")).await;
+    check_page(c, &format!("live run page at {width}px")).await;
+
+    // The runs table: the row follows the run's step and status.
+    c.goto(&format!("{base}/?project={project}")).await.unwrap();
+    loaded(c, &project).await;
+    stream_open(c, &format!("{width}px: the runs table's stream")).await;
+    c.execute("window.__same_page = true;", vec![])
+        .await
+        .unwrap();
+    const ROW: &str = "const r = document.querySelector('table.runs tbody tr');\
+        return r ? [r.cells[2].textContent.trim(), r.cells[4].textContent.trim()] : null;";
+    assert_eq!(
+        c.execute(ROW, vec![]).await.unwrap(),
+        json!(["running", "102"])
+    );
+    // A run ticked for comparing stays ticked across the refreshes.
+    click(c, "table.runs tbody input[type=checkbox]").await;
+    const TICKED: &str =
+        "return document.querySelector('table.runs tbody input[type=checkbox]').checked;";
+    assert_eq!(c.execute(TICKED, vec![]).await.unwrap(), json!(true));
+    post_loss(router, &id, &[103], json!([0.1])).await;
+    until_js(
+        c,
+        ROW,
+        json!(["running", "103"]),
+        &format!("{width}px: the row's step"),
+    )
+    .await;
+    let (status, out) = send(
+        router,
+        post_json(
+            &format!("/api/v1/runs/{id}/finish"),
+            &json!({"status": "failed"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    until_js(
+        c,
+        ROW,
+        json!(["failed", "103"]),
+        &format!("{width}px: the row's status"),
+    )
+    .await;
+    assert_eq!(
+        c.execute(TICKED, vec![]).await.unwrap(),
+        json!(true),
+        "{width}px: still ticked"
+    );
+    let same = c.execute("return window.__same_page === true;", vec![]);
+    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    screenshot(c, &format!("live-runs-{width}")).await;
+    check_page(c, &format!("live runs page at {width}px")).await;
 }
 
 /// chromedriver and a headless Chromium with the error collector

@@ -546,7 +546,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "UPDATE runs SET status = COALESCE(CAST($2 AS TEXT), status), \
-                 name = COALESCE(CAST($3 AS TEXT), name), updated_at = $4, \
+                 name = COALESCE(CAST($3 AS TEXT), name), updated_at = $4, changed_at = $4, \
                  data_version = data_version + 1 WHERE id = $1",
             )
             .bind(run.id.to_string())
@@ -671,9 +671,10 @@ async fn write_tags(conn: &mut AnyConnection, run: &str, tags: &[(String, String
         .execute(&mut *conn)
         .await?;
         if k == "mlflow.runName" {
-            sqlx::query("UPDATE runs SET name = $2 WHERE id = $1")
+            sqlx::query("UPDATE runs SET name = $2, changed_at = $3 WHERE id = $1")
                 .bind(run)
                 .bind(v)
+                .bind(now())
                 .execute(&mut *conn)
                 .await?;
         }
@@ -923,7 +924,7 @@ async fn log_in(tx: &mut AnyConnection, run: &str, b: &MlBatch, max_keys: usize)
     if b.metrics.is_empty() {
         // write_batch did not run: the run still changed.
         sqlx::query(
-            "UPDATE runs SET updated_at = $2, data_version = data_version + 1 WHERE id = $1",
+            "UPDATE runs SET updated_at = $2, changed_at = $2, data_version = data_version + 1 WHERE id = $1",
         )
         .bind(run)
         .bind(now())

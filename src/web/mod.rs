@@ -14,6 +14,7 @@ use crate::charts::sparkline;
 mod charts;
 mod compare;
 mod debug;
+pub mod live;
 mod views;
 
 use crate::diagnostics::names::{Role, classify};
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
         .route("/static/charts.js", get(script))
         .merge(views::router())
+        .merge(live::router())
         .merge(compare::router())
 }
 
@@ -147,6 +149,8 @@ struct RunsPage {
     healths: &'static [&'static str],
     /// Whether any filter is set (the empty state says so).
     filtered: bool,
+    /// The table's event stream (see [`live`]).
+    live: String,
 }
 
 /// The runs page's query: every field optional (a GET form sends empty
@@ -263,6 +267,7 @@ async fn runs_page(
             })?,
     };
     let project = given(&q.project).map(str::to_string);
+    let live = live::table_events_url(project.as_deref(), crate::store::now());
     let table = state
         .store
         .run_table(&RunTableQuery {
@@ -391,6 +396,7 @@ async fn runs_page(
         projects,
         runs,
         columns,
+        live,
     })
 }
 
@@ -478,6 +484,8 @@ struct RunPage {
     views: views::Views,
     /// The other views' query parameters, kept by the chart controls.
     chart_hidden: Vec<(&'static str, String)>,
+    /// The run's event stream while it runs (see [`live`]).
+    live: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -532,6 +540,8 @@ async fn run_page(
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
+    // Before the page's reads: what they show is at least this new.
+    let live = live::run_events_url(&state.store, id).await?;
     let (run, findings, ctx) = charts::load_run(&state, id, view).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
@@ -610,6 +620,7 @@ async fn run_page(
         view_q: view.query(),
         controls: view.controls(),
         hist: q.hist.filter(|h| !h.is_empty()),
+        live,
         run,
     };
     render(&page)
