@@ -12,12 +12,15 @@
 //!   series of any run; a cell a run has no value for is empty;
 //! - histograms in long form, one bin per row: `key,step,lower,upper,count`,
 //!   and for a step with NaN or ±Inf values one more row with empty bounds
-//!   holding their count.
+//!   holding their count;
+//! - a weight matrix (`tensor` record), one value per row:
+//!   `key,step,row,col,value`, and a feature map (`image` record with
+//!   values): `key,step,channel,row,col,value`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Point, Run, SeriesInfo};
-use crate::record::{HistogramRecord, Record, Value};
+use crate::record::{HistogramRecord, ImageRecord, Record, TensorRecord, Value};
 
 /// The header of the long form.
 pub const SCALARS_HEADER: &str = "key,step,time,value\n";
@@ -114,6 +117,52 @@ pub fn histogram_rows(hists: &[HistogramRecord]) -> String {
             w.write_record([&h.key, &step, "", "", &h.nonfinite.to_string()])
                 .expect("writing to memory cannot fail");
         }
+    }
+    finish(w)
+}
+
+/// The header of a weight matrix's long form (a `tensor` record drawn as
+/// rows × columns, see [`crate::charts::raster::as_matrix`]).
+pub const TENSOR_HEADER: &str = "key,step,row,col,value\n";
+
+/// The header of a feature map's long form.
+pub const FEATURE_MAP_HEADER: &str = "key,step,channel,row,col,value\n";
+
+/// The rows of a tensor record's values as logged (a sample stays the
+/// sample), one value a row, without the header.
+pub fn tensor_rows(t: &TensorRecord) -> String {
+    let (_, cols) = crate::charts::raster::as_matrix(&t.shape);
+    cell_rows(&t.key, t.step, &t.values, None, cols)
+}
+
+/// The rows of a feature map's values (`[channels, height, width]`), one
+/// value a row, without the header; `None` for a PNG image, or values that
+/// do not fill the shape.
+pub fn feature_map_rows(img: &ImageRecord) -> Option<String> {
+    let values = img.values.as_deref()?;
+    let (_, h, w) = crate::charts::feature_map::dims(img.shape.as_deref()?, values.len())?;
+    Some(cell_rows(&img.key, img.step, values, Some(h * w), w))
+}
+
+/// `key,step,[channel,]row,col,value` of row-major `values`, in planes of
+/// `plane` values when there are channels.
+fn cell_rows(key: &str, step: u64, values: &[Value], plane: Option<usize>, cols: usize) -> String {
+    let mut w = writer();
+    let step = step.to_string();
+    let cols = cols.max(1);
+    for (i, v) in values.iter().enumerate() {
+        let (channel, at) = match plane {
+            Some(n) => (Some((i / n).to_string()), i % n),
+            None => (None, i),
+        };
+        let (row, col) = ((at / cols).to_string(), (at % cols).to_string());
+        let value = value_text(*v);
+        let fields = [key, step.as_str()]
+            .into_iter()
+            .chain(channel.as_deref())
+            .chain([row.as_str(), col.as_str(), value.as_str()]);
+        w.write_record(fields)
+            .expect("writing to memory cannot fail");
     }
     finish(w)
 }
@@ -305,6 +354,42 @@ mod tests {
             format!("{nil},b,finished,1.5,2.5,99,,\"[64,64]\",,,NaN,")
         );
         assert!(lines.next().is_none());
+    }
+
+    #[test]
+    fn tensors_and_feature_maps_are_one_value_a_row() {
+        let t = TensorRecord {
+            step: 7,
+            key: "weights/fc1".into(),
+            shape: vec![2, 1, 2],
+            values: [0.5, f64::NAN, f64::INFINITY, -2.0].map(Value).to_vec(),
+            sample: None,
+            time: None,
+        };
+        assert_eq!(
+            format!("{TENSOR_HEADER}{}", tensor_rows(&t)),
+            "key,step,row,col,value\nweights/fc1,7,0,0,0.5\nweights/fc1,7,0,1,NaN\n\
+             weights/fc1,7,1,0,Infinity\nweights/fc1,7,1,1,-2.0\n"
+        );
+        let img = ImageRecord {
+            step: 3,
+            key: "f,1".into(),
+            png: None,
+            shape: Some(vec![2, 1, 2]),
+            values: Some([1.0, 2.0, f64::NEG_INFINITY, 0.25].map(Value).to_vec()),
+            time: None,
+        };
+        assert_eq!(
+            feature_map_rows(&img).unwrap(),
+            "\"f,1\",3,0,0,0,1.0\n\"f,1\",3,0,0,1,2.0\n\"f,1\",3,1,0,0,-Infinity\n\"f,1\",3,1,0,1,0.25\n"
+        );
+        let png = ImageRecord {
+            png: Some("iVBOR".into()),
+            shape: None,
+            values: None,
+            ..img
+        };
+        assert_eq!(feature_map_rows(&png), None);
     }
 
     #[test]

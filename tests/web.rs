@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestDb, eager_runner, get, new_run, points, send};
+use common::{TestDb, download, eager_runner, fetch, get, new_run, points, send};
 use scraper::{Html, Selector};
 use serde_json::json;
 use trainlens::model::Batch;
@@ -501,34 +501,6 @@ fn assert_only_our_script(doc: &Html) {
     }
 }
 
-/// Status, headers and body text of a GET.
-async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let resp = app.clone().oneshot(get(uri)).await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-/// The SVG at `uri`, checked to be a download named `...-{name}`.
-async fn download(app: &axum::Router, uri: &str, name: &str) -> String {
-    let (status, headers, svg) = fetch(app, uri).await;
-    assert_eq!(status, 200, "{uri}");
-    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
-    let disposition = headers["content-disposition"].to_str().unwrap();
-    assert!(
-        disposition.starts_with("attachment; filename=\""),
-        "{disposition}"
-    );
-    assert!(
-        disposition.ends_with(&format!("-{name}\"")),
-        "{disposition}"
-    );
-    svg
-}
-
 /// A fresh database with [`diverging_run`], and its app.
 async fn diverging() -> (TestDb, axum::Router, uuid::Uuid) {
     let db = TestDb::sqlite().await;
@@ -760,7 +732,7 @@ async fn every_line_chart_downloads_as_svg_and_csv() {
             404,
         ),
         (format!("/runs/{id}/charts/loss.svg?smooth=7"), 400),
-        (format!("/runs/{id}/charts/loss.csv?image=x"), 400),
+        (format!("/runs/{id}/charts/loss.csv?colour=x"), 400),
     ] {
         let (status, _, _) = fetch(&app, &uri).await;
         assert_eq!(status, want, "{uri}");

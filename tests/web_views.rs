@@ -2,13 +2,16 @@
 //! fed through the HTTP API as record-format lines and read back as parsed
 //! HTML: the chosen step is the one drawn, a feature map has a cell per
 //! channel, a PNG image is served as one, every key and layer name is
-//! escaped, and each view without data says what to log.
+//! escaped, each view without data says what to log, and each chart shown
+//! downloads from the links beside it (SVG, CSV, PNG).
 
 mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{TestDb, eager_runner, get, post, post_json, send};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::{TestDb, download, download_bytes, eager_runner, fetch, get, post, post_json, send};
 use http_body_util::BodyExt;
 use scraper::{Html, Selector};
 use serde_json::{Value, json};
@@ -217,6 +220,91 @@ on_both_backends! {
         // A step that is not a number.
         let (s, _) = page(&app, &format!("/runs/{id}?tensor_step=last")).await;
         assert_eq!(s, 400);
+    }
+
+    async fn the_views_download_what_they_show(db: &TestDb) {
+        let app = db.app();
+        let id = new_run(&app, "downloads").await;
+        post_records(&app, &id, &[
+            json!({"type":"tensor","step":100,"key":"weights/fc1","shape":[2,3],"values":[0.5,-0.25,"NaN",1,"Infinity",2]}),
+            json!({"type":"tensor","step":200,"key":"weights/fc1","shape":[2,3],"values":[1,2,3,4,5,6]}),
+            json!({"type":"image","step":50,"key":"features/conv1","shape":[2,2,2],"values":[0.1,0,0.7,0.3,"NaN",0.5,0.2,"-Infinity"]}),
+            json!({"type":"image","step":60,"key":"inputs/sample","png":PNG_1X1}),
+        ]).await;
+
+        // The weight heatmap: a read-out a value, its downloads beside it.
+        let (_, html) = page(&app, &format!("/runs/{id}?tensor_step=100")).await;
+        let doc = Html::parse_document(&html);
+        assert_eq!(
+            texts(&doc, "#weights figure.weights svg g.hover title"),
+            ["row 0, col 0: 0.5", "row 0, col 1: -0.25", "row 0, col 2: 1 NaN", "row 1, col 0: 1", "row 1, col 1: 1 +Inf", "row 1, col 2: 2"]
+        );
+        let links = attrs(&doc, "#weights figure.weights figcaption.downloads a[download]", "href");
+        let q = "tensor=weights%2Ffc1&tensor_step=100";
+        assert_eq!(links, [format!("/runs/{id}/charts/weights.svg?{q}"), format!("/runs/{id}/charts/weights.csv?{q}")]);
+        let svg = download(&app, &links[0], "weights-fc1-100.svg").await;
+        assert!(html.contains(&svg), "the SVG on the page");
+        assert!(svg.contains("<title>row 1, col 1: 1 +Inf</title>"));
+        assert_eq!(
+            download(&app, &links[1], "weights-fc1-100.csv").await,
+            "key,step,row,col,value\nweights/fc1,100,0,0,0.5\nweights/fc1,100,0,1,-0.25\nweights/fc1,100,0,2,NaN\n\
+             weights/fc1,100,1,0,1.0\nweights/fc1,100,1,1,Infinity\nweights/fc1,100,1,2,2.0\n"
+        );
+        // Without a step: the latest.
+        let csv = download(&app, &format!("/runs/{id}/charts/weights.csv?tensor=weights%2Ffc1"), "weights-fc1-200.csv").await;
+        assert_eq!(csv.lines().last(), Some("weights/fc1,200,1,2,6.0"));
+
+        // A feature map: a PNG under each channel (the one drawn), its values as CSV.
+        let (_, html) = page(&app, &format!("/runs/{id}?image=features%2Fconv1")).await;
+        let doc = Html::parse_document(&html);
+        let q = "image=features%2Fconv1&image_step=50";
+        let pngs = attrs(&doc, "#feature-maps figure.fmap figcaption a[download]", "href");
+        assert_eq!(pngs, (0..2).map(|c| format!("/runs/{id}/charts/feature-map.png?{q}&channel={c}")).collect::<Vec<_>>());
+        let srcs = attrs(&doc, "#feature-maps figure.fmap img", "src");
+        for (c, href) in pngs.iter().enumerate() {
+            let png = download_bytes(&app, href, &format!("features-conv1-50-ch{c}.png")).await;
+            assert_eq!(srcs[c], format!("data:image/png;base64,{}", STANDARD.encode(&png)), "channel {c}");
+        }
+        let links = attrs(&doc, "#feature-maps figcaption.downloads a[download]", "href");
+        assert_eq!(links, [format!("/runs/{id}/charts/feature-map.csv?{q}")]);
+        assert_eq!(
+            download(&app, &links[0], "features-conv1-50.csv").await,
+            "key,step,channel,row,col,value\nfeatures/conv1,50,0,0,0,0.1\nfeatures/conv1,50,0,0,1,0.0\n\
+             features/conv1,50,0,1,0,0.7\nfeatures/conv1,50,0,1,1,0.3\nfeatures/conv1,50,1,0,0,NaN\n\
+             features/conv1,50,1,0,1,0.5\nfeatures/conv1,50,1,1,0,0.2\nfeatures/conv1,50,1,1,1,-Infinity\n"
+        );
+
+        // A logged picture downloads as it was logged.
+        let (_, html) = page(&app, &format!("/runs/{id}?image=inputs%2Fsample")).await;
+        let doc = Html::parse_document(&html);
+        let links = attrs(&doc, "#feature-maps figcaption.downloads a[download]", "href");
+        assert_eq!(links, [format!("/runs/{id}/charts/feature-map.png?image=inputs%2Fsample&image_step=60")]);
+        assert_eq!(attrs(&doc, "#feature-maps figure.fmap figcaption a[download]", "href"), links);
+        let png = download_bytes(&app, &links[0], "inputs-sample-60.png").await;
+        assert_eq!(png, STANDARD.decode(PNG_1X1).unwrap());
+
+        // A missing or malformed parameter is a 400 naming it, one that
+        // matches nothing a 404 naming it.
+        let other = uuid::Uuid::new_v4();
+        for (uri, want, says) in [
+            ("weights.csv".to_string(), 400, "tensor (a tensor key) is required"),
+            ("weights.svg?tensor=weights%2Fnope".into(), 404, "this run logged no such key"),
+            ("weights.csv?tensor=weights%2Ffc1&tensor_step=150".into(), 404, "tensor_step 150: "),
+            ("weights.csv?tensor=weights%2Ffc1&tensor_step=last".into(), 400, "is not a step"),
+            ("weights.png?tensor=weights%2Ffc1".into(), 404, "no chart"),
+            ("feature-map.csv".into(), 400, "image (an image key) is required"),
+            ("feature-map.png?image=features%2Fconv1&channel=2".into(), 404, "channel 2: "),
+            ("feature-map.png?image=features%2Fconv1&channel=x".into(), 400, "is not a channel"),
+            ("feature-map.csv?image=inputs%2Fsample".into(), 404, "is a picture (PNG), not values"),
+            ("feature-map.svg?image=features%2Fconv1".into(), 404, "no chart"),
+            ("feature-map.csv?image=features%2Fconv1&image_step=0".into(), 404, "image_step 0: "),
+        ] {
+            let (status, _, body) = fetch(&app, &format!("/runs/{id}/charts/{uri}")).await;
+            assert_eq!(status, want, "{uri}: {body}");
+            assert!(body.contains(says), "{uri}: {body}");
+        }
+        let (status, _, _) = fetch(&app, &format!("/runs/{other}/charts/weights.csv?tensor=weights%2Ffc1")).await;
+        assert_eq!(status, 404, "no such run");
     }
 }
 

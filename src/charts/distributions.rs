@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use plotters::prelude::*;
 
+use super::heatmap::{HOVER_OPEN, hover_rect};
 use super::layers::spread;
 use super::svg::{accessible, esc, format_tick, frame, legend, readout};
 use crate::diagnostics::fmt_step;
@@ -95,7 +96,7 @@ fn bands_hover(
     steps.sort_unstable();
     steps.dedup();
     let every = steps.len().div_ceil(HOVER_COLUMNS).max(1);
-    let mut out = String::from(r##"<g class="hover" fill="#000" fill-opacity="0">"##);
+    let mut out = String::from(HOVER_OPEN);
     for (c, group) in steps.chunks(every).enumerate() {
         let (first, last) = (group[0], group[group.len() - 1]);
         // From halfway to the previous column to halfway to the next.
@@ -126,13 +127,16 @@ fn bands_hover(
             }
             lines.push(text);
         }
-        out.push_str(&format!(
-            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"{}\"><title>{}</title></rect>",
-            py.start,
-            (b - a).max(1.0),
-            py.end - py.start,
-            esc(&lines.join("\n"))
-        ));
+        hover_rect(
+            &mut out,
+            (
+                a,
+                f64::from(py.start),
+                (b - a).max(1.0),
+                f64::from(py.end - py.start),
+            ),
+            &lines.join("\n"),
+        );
     }
     out.push_str("</g>");
     out

@@ -62,18 +62,45 @@ impl Channel {
     }
 }
 
-/// The first [`MAX_CHANNELS`] channels of a `[channels, height, width]`
-/// feature map (a 2-d `[height, width]` is one channel), or `None` when the
-/// values do not fill the shape.
-pub fn channels(shape: &[u64], values: &[f64]) -> Option<Vec<Channel>> {
+/// Channels, height and width of a `[channels, height, width]` feature map
+/// (a 2-d `[height, width]` is one channel), or `None` when `len` values do
+/// not fill the shape.
+pub fn dims(shape: &[u64], len: usize) -> Option<(usize, usize, usize)> {
     let (c, h, w) = match shape {
         [h, w] => (1, *h as usize, *w as usize),
         [c, h, w] => (*c as usize, *h as usize, *w as usize),
         _ => return None,
     };
-    if c == 0 || h == 0 || w == 0 || values.len() != c * h * w {
-        return None;
-    }
+    (c > 0 && h > 0 && w > 0 && len == c * h * w).then_some((c, h, w))
+}
+
+/// The first [`MAX_CHANNELS`] channels of a feature map (see [`dims`]), or
+/// `None` when the values do not fill the shape.
+pub fn channels(shape: &[u64], values: &[f64]) -> Option<Vec<Channel>> {
+    let (_, h, w) = dims(shape, values.len())?;
+    let palette = palette();
+    Some(
+        values
+            .chunks(h * w)
+            .take(MAX_CHANNELS)
+            .enumerate()
+            .map(|(index, ch)| draw(index, ch, (h, w), &palette))
+            .collect(),
+    )
+}
+
+/// Channel `index` of a feature map, drawn as on the page, or `None` when
+/// there is no such channel or the values do not fill the shape.
+pub fn channel(shape: &[u64], values: &[f64], index: usize) -> Option<Channel> {
+    let (c, h, w) = dims(shape, values.len())?;
+    (index < c).then(|| {
+        let ch = &values[index * h * w..(index + 1) * h * w];
+        draw(index, ch, (h, w), &palette())
+    })
+}
+
+/// The grey levels, then the non-finite marker.
+fn palette() -> Vec<[u8; 3]> {
     let mut palette: Vec<[u8; 3]> = (0..GREYS)
         .map(|i| {
             let g = (i * 255 / (GREYS - 1)) as u8;
@@ -81,41 +108,37 @@ pub fn channels(shape: &[u64], values: &[f64]) -> Option<Vec<Channel>> {
         })
         .collect();
     palette.push(raster::rgb(NONFINITE));
-    Some(
-        values
-            .chunks(h * w)
-            .take(MAX_CHANNELS)
-            .enumerate()
-            .map(|(index, ch)| {
-                let grid = raster::block_means(ch, h, w, MAX_SIDE, MAX_SIDE);
-                let cells: Vec<f64> = grid
-                    .cells
-                    .iter()
-                    .map(|c| match c {
-                        Cell::Value(v) => *v,
-                        _ => f64::NAN,
-                    })
-                    .collect();
-                let pixels: Vec<u8> = normalise(&cells)
-                    .into_iter()
-                    .map(|t| match t {
-                        Some(t) => (t * (GREYS - 1) as f64).round() as u8,
-                        None => GREYS as u8,
-                    })
-                    .collect();
-                let (n, p, m) = raster::nonfinite_counts(ch);
-                Channel {
-                    index,
-                    png: raster::indexed_png(grid.cols, grid.rows, &palette, &pixels),
-                    width: grid.cols,
-                    height: grid.rows,
-                    range: raster::finite_range(ch.iter().copied()),
-                    nonfinite: n + p + m,
-                    block: grid.block,
-                }
-            })
-            .collect(),
-    )
+    palette
+}
+
+/// Channel `index` (its `h × w` values) as a picture.
+fn draw(index: usize, ch: &[f64], (h, w): (usize, usize), palette: &[[u8; 3]]) -> Channel {
+    let grid = raster::block_means(ch, h, w, MAX_SIDE, MAX_SIDE);
+    let cells: Vec<f64> = grid
+        .cells
+        .iter()
+        .map(|c| match c {
+            Cell::Value(v) => *v,
+            _ => f64::NAN,
+        })
+        .collect();
+    let pixels: Vec<u8> = normalise(&cells)
+        .into_iter()
+        .map(|t| match t {
+            Some(t) => (t * (GREYS - 1) as f64).round() as u8,
+            None => GREYS as u8,
+        })
+        .collect();
+    let (n, p, m) = raster::nonfinite_counts(ch);
+    Channel {
+        index,
+        png: raster::indexed_png(grid.cols, grid.rows, palette, &pixels),
+        width: grid.cols,
+        height: grid.rows,
+        range: raster::finite_range(ch.iter().copied()),
+        nonfinite: n + p + m,
+        block: grid.block,
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +191,10 @@ mod tests {
         assert_eq!(channels(&[100, 2, 2], &many).unwrap().len(), MAX_CHANNELS);
         assert_eq!(channels(&[3, 4], &[0.0; 12]).unwrap().len(), 1);
         assert!(channels(&[2, 2, 2], &[0.0; 7]).is_none());
+        // One channel alone is the page's.
+        assert_eq!(channel(&[2, 2, 2], &v, 1).as_ref(), Some(&ch[1]));
+        assert!(channel(&[2, 2, 2], &v, 2).is_none());
+        assert_eq!(channel(&[100, 2, 2], &many, 99).unwrap().index, 99);
+        assert_eq!(dims(&[3, 4], 12), Some((1, 3, 4)));
     }
 }

@@ -412,8 +412,21 @@ fn fill_of(c: Cell, scale: &Scale) -> String {
 
 /// Hover read-outs at most (the line charts' columns are as many): a row's
 /// columns are grouped into blocks so that a deep model's heatmap stays
-/// light.
-const HOVER_BLOCKS: usize = 600;
+/// light. The weight heatmap keeps to it too.
+pub const HOVER_BLOCKS: usize = 600;
+
+/// Opens the layer of hover read-outs: invisible rects drawn over the cells.
+pub const HOVER_OPEN: &str = r##"<g class="hover" fill="#000" fill-opacity="0">"##;
+
+/// One hover read-out: an invisible rect at `x, y, width, height` whose
+/// `<title>` is `text` (escaped here).
+pub fn hover_rect(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), text: &str) {
+    let _ = write!(
+        s,
+        r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}"><title>{}</title></rect>"#,
+        esc(text)
+    );
+}
 
 /// Invisible blocks over the cells, each with a `<title>` that reads out
 /// its layer, its steps and the range of its cells' values (or that a cell
@@ -427,7 +440,7 @@ fn hover_blocks(
 ) {
     let per_row = (HOVER_BLOCKS / rows.len().max(1)).clamp(1, bins.cols.max(1));
     let span = bins.cols.div_ceil(per_row);
-    s.push_str(r##"<g class="hover" fill="#000" fill-opacity="0">"##);
+    s.push_str(HOVER_OPEN);
     for (i, (row, cells)) in rows.iter().zip(grid).enumerate() {
         for start in (0..cells.len()).step_by(span.max(1)) {
             let block = &cells[start..(start + span).min(cells.len())];
@@ -458,14 +471,15 @@ fn hover_blocks(
             if bad {
                 text.push_str(if lo <= hi { ", and NaN/Inf" } else { "NaN/Inf" });
             }
-            let _ = write!(
+            hover_rect(
                 s,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}</title></rect>"#,
-                left + start as f64 * col_w,
-                top + i as f64 * row_h,
-                block.len() as f64 * col_w,
-                row_h,
-                esc(&text)
+                (
+                    left + start as f64 * col_w,
+                    top + i as f64 * row_h,
+                    block.len() as f64 * col_w,
+                    row_h,
+                ),
+                &text,
             );
         }
     }

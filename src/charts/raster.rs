@@ -128,6 +128,17 @@ pub fn nonfinite_counts(values: &[f64]) -> (usize, usize, usize) {
     })
 }
 
+/// The non-finite counts in words, `"1 NaN, 2 +Inf"`; `None` when there
+/// is none.
+pub fn nonfinite_text((nan, pos, neg): (usize, usize, usize)) -> Option<String> {
+    let parts: Vec<String> = [(nan, "NaN"), (pos, "+Inf"), (neg, "−Inf")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n} {name}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// An 8-bit indexed PNG of `width × height` pixels, row-major palette
 /// indices into `palette`.
 pub fn indexed_png(width: usize, height: usize, palette: &[[u8; 3]], pixels: &[u8]) -> Vec<u8> {
@@ -208,6 +219,11 @@ mod tests {
     fn counts_and_png() {
         let v = [1.0, f64::NAN, f64::INFINITY, f64::NAN, f64::NEG_INFINITY];
         assert_eq!(nonfinite_counts(&v), (2, 1, 1));
+        assert_eq!(
+            nonfinite_text(nonfinite_counts(&v)).as_deref(),
+            Some("2 NaN, 1 +Inf, 1 −Inf")
+        );
+        assert_eq!(nonfinite_text((0, 0, 0)), None);
         assert_eq!(finite_range(v), Some((1.0, 1.0)));
         assert_eq!(finite_range([f64::NAN]), None);
         let png = indexed_png(2, 1, &[[0, 0, 0], [255, 255, 255]], &[0, 1]);

@@ -10,9 +10,9 @@
 
 use std::fmt::Write;
 
-use super::heatmap::{Cell, EMPTY, NONFINITE};
+use super::heatmap::{Cell, EMPTY, HOVER_BLOCKS, HOVER_OPEN, NONFINITE, hover_rect};
 use super::raster::{self, Grid};
-use super::svg::{esc, format_value};
+use super::svg::{esc, format_value, readout};
 
 /// Cells drawn a side at most.
 pub const MAX_CELLS: usize = 256;
@@ -170,6 +170,18 @@ pub fn weight_heatmap(
         s_out,
         "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#c9ced6\"/>"
     );
+    hover(
+        &mut s_out,
+        values,
+        (rows, cols),
+        &grid,
+        (
+            left,
+            top,
+            plot_w / grid.cols as f64,
+            plot_h / grid.rows as f64,
+        ),
+    );
     // Row and column indices of the source matrix at the corners.
     let _ = write!(
         s_out,
@@ -241,6 +253,82 @@ pub fn weight_heatmap(
     })
 }
 
+/// Drawn cells a side of a hover block: the fewest that keep a `rows ×
+/// cols` grid of cells to at most [`HOVER_BLOCKS`] blocks.
+fn hover_side(rows: usize, cols: usize) -> usize {
+    (1..)
+        .find(|k| rows.div_ceil(*k) * cols.div_ceil(*k) <= HOVER_BLOCKS)
+        .expect("a block as big as the grid fits")
+}
+
+/// `"row 3"` or `"rows 0–3"` (`[from, to)` of the matrix).
+fn index_text(one: &str, (from, to): (usize, usize)) -> String {
+    if to - from == 1 {
+        format!("{one} {from}")
+    } else {
+        format!("{one}s {from}–{}", to - 1)
+    }
+}
+
+/// Invisible squares of cells over the heatmap, at most [`HOVER_BLOCKS`],
+/// each with a `<title>` that reads out the rows and columns of the matrix
+/// it covers, the range of their values (not of the cell means) and their
+/// NaN and Inf counts — the hover read-out, without JavaScript. One pass
+/// over the values.
+fn hover(
+    s: &mut String,
+    values: &[f64],
+    (rows, cols): (usize, usize),
+    grid: &Grid,
+    (left, top, cell_w, cell_h): (f64, f64, f64, f64),
+) {
+    let k = hover_side(grid.rows, grid.cols);
+    // Values a block spans, down and across.
+    let (down, across) = (k * grid.block.0, k * grid.block.1);
+    s.push_str(HOVER_OPEN);
+    for r0 in (0..rows).step_by(down) {
+        let r1 = (r0 + down).min(rows);
+        for c0 in (0..cols).step_by(across) {
+            let c1 = (c0 + across).min(cols);
+            let part = || (r0..r1).map(move |r| &values[r * cols + c0..r * cols + c1]);
+            let mut text = format!(
+                "{}, {}: ",
+                index_text("row", (r0, r1)),
+                index_text("col", (c0, c1))
+            );
+            let range = raster::finite_range(part().flatten().copied());
+            if let Some((lo, hi)) = range {
+                text.push_str(&readout(lo));
+                if hi > lo {
+                    text.push_str(" – ");
+                    text.push_str(&readout(hi));
+                }
+            }
+            let bad = part()
+                .map(raster::nonfinite_counts)
+                .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+            if let Some(bad) = raster::nonfinite_text(bad) {
+                text.push_str(if range.is_some() { ", " } else { "" });
+                text.push_str(&bad);
+            }
+            // The drawn cells the block covers.
+            let (cr, cc) = (r0 / grid.block.0, c0 / grid.block.1);
+            let (nr, nc) = ((grid.rows - cr).min(k), (grid.cols - cc).min(k));
+            hover_rect(
+                s,
+                (
+                    left + cc as f64 * cell_w,
+                    top + cr as f64 * cell_h,
+                    nc as f64 * cell_w,
+                    nr as f64 * cell_h,
+                ),
+                &text,
+            );
+        }
+    }
+    s.push_str("</g>");
+}
+
 /// `"{lead} R × C values"` when a cell is the mean of a block of R × C
 /// values; nothing when cells are single values.
 fn block_note((r, c): (usize, usize), lead: &str) -> String {
@@ -286,6 +374,11 @@ mod tests {
         assert!(h.svg.contains("NaN / Inf: 1"));
         assert!(h.svg.contains("href=\"data:image/png;base64,"));
         assert!(!h.svg.contains("<fc1>"));
+        // A read-out a value: its row, column and value; the NaN counted.
+        let hover = h.svg.split(HOVER_OPEN).nth(1).unwrap();
+        assert_eq!(hover.matches("<title>").count(), 6);
+        assert!(hover.contains("<title>row 0, col 0: 0.5</title>"));
+        assert!(hover.contains("<title>row 1, col 2: 1 NaN</title>"));
 
         // 1000 × 600 → at most 256 a side.
         let big: Vec<f64> = (0..600_000).map(|i| (i % 7) as f64 - 3.0).collect();
@@ -294,6 +387,29 @@ mod tests {
         assert_eq!(h.block, (4, 3));
         assert!(h.svg.len() < 200_000, "{} bytes", h.svg.len());
         assert!(h.svg.contains("mean of 4 × 3 values"));
+        // Read-outs of 10 × 10 cells, the range of the values they stand for.
+        let hover = h.svg.split(HOVER_OPEN).nth(1).unwrap();
+        assert_eq!(hover.matches("<title>").count(), 25 * 20);
+        assert!(hover.contains("<title>rows 0–39, cols 0–29: -3 – 3</title>"));
+        assert!(hover.contains("<title>rows 960–999, cols 570–599: -3 – 3</title>"));
+        let mut v = big.clone();
+        v[999 * 600 + 599] = f64::INFINITY;
+        v[0] = f64::NEG_INFINITY;
+        let h = weight_heatmap("w", &[1000, 600], &v, 900).unwrap();
+        assert!(
+            h.svg
+                .contains("<title>rows 960–999, cols 570–599: -3 – 3, 1 +Inf</title>")
+        );
+        assert!(
+            h.svg
+                .contains("<title>rows 0–39, cols 0–29: -3 – 3, 1 −Inf</title>")
+        );
+        // A vector: one row, a block of columns each.
+        let row: Vec<f64> = (0..1000).map(f64::from).collect();
+        let h = weight_heatmap("b", &[1000], &row, 900).unwrap();
+        assert!(h.svg.contains("<title>row 0, cols 0–3: 0 – 3</title>"));
+        assert!(hover_side(256, 256) == 11 && hover_side(1, 256) == 1);
+        assert_eq!(hover_side(256, 3), 2);
         // Conv weights: a row per output channel.
         let conv = vec![0.1; 8 * 3 * 3 * 3];
         assert_eq!(

@@ -9,10 +9,10 @@
 //! a point a pixel, as for the page.
 
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::debug::{self, read_rows};
+use super::views;
 use super::{CHART_POINTS, key_for};
 use crate::charts::axis::{self, XAxis};
 use crate::charts::layers::spread;
@@ -543,9 +543,10 @@ pub async fn load_run(
 }
 
 /// `GET /runs/{id}/charts/{chart}.svg|.csv`: a line chart (with the page's
-/// view), a heatmap (`grad-flow`, `dead-units`, `saturated-units`) or a
+/// view), a heatmap (`grad-flow`, `dead-units`, `saturated-units`), a
 /// histogram key's distribution (`distribution`, `histograms`, with
-/// `?hist=KEY`).
+/// `?hist=KEY`), or the views' `weights` and `feature-map` (`.png` too; see
+/// [`views::download`]).
 pub async fn download(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
@@ -554,14 +555,20 @@ pub async fn download(
     let RunId(id) = RunId::parse(&id)?;
     let not_found = || AppError::NotFound(format!("no chart {file:?}"));
     let (slug, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
-    if ext != "svg" && ext != "csv" {
-        return Err(not_found().into());
-    }
+    super::file_type(ext).ok_or_else(not_found)?;
     let csv = ext == "csv";
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
     let (_, _, ctx) = load_run(&state, id, view).await?;
     let short = &id.to_string()[..8];
-    let disposition = format!("attachment; filename=\"{short}-{slug}.{ext}\"");
+    if let Some(which) = views::Download::by_slug(slug) {
+        let (name, body) = views::download(&state, id, which, ext, &q)
+            .await?
+            .ok_or_else(not_found)?;
+        return Ok(super::attachment(&format!("{short}-{name}.{ext}"), body));
+    }
+    if ext == "png" {
+        return Err(not_found().into());
+    }
     let nothing = |empty: &str| {
         AppError::NotFound(format!(
             "nothing to draw: {}",
@@ -624,22 +631,11 @@ pub async fn download(
     } else {
         return Err(not_found().into());
     };
-    let content_type = if csv {
-        "text/csv; charset=utf-8"
-    } else {
-        "image/svg+xml; charset=utf-8"
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(super::attachment(&format!("{short}-{slug}.{ext}"), body))
 }
 
-/// A download's query: the page's view.
+/// A download's query: the page's view, or the key (and step) of the
+/// chart's data, named as on the page.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChartQuery {
@@ -648,6 +644,13 @@ pub struct ChartQuery {
     x: Option<String>,
     /// The histogram key of a distribution's download.
     hist: Option<String>,
+    /// The weight heatmap's tensor key and step (see [`views::download`]).
+    pub tensor: Option<String>,
+    pub tensor_step: Option<String>,
+    /// A feature map's image key and step, and the channel of its PNG.
+    pub image: Option<String>,
+    pub image_step: Option<String>,
+    pub channel: Option<String>,
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -486,20 +485,7 @@ async fn chart_svg(
             format!("nothing to draw: no run picked logged {key:?}")
         })
     })?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "image/svg+xml; charset=utf-8".to_string(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"compare.svg\"".to_string(),
-            ),
-        ],
-        svg,
-    )
-        .into_response())
+    Ok(super::attachment("compare.svg", svg))
 }
 
 async fn chart_csv(
@@ -520,17 +506,7 @@ async fn chart_csv(
             ));
         }
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"compare.csv\"".to_string(),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(super::attachment("compare.csv", body))
 }
 
 /// The hyperparameter view's query.

@@ -39,6 +39,38 @@ fn render(t: &impl Template) -> Result<Response, PageError> {
     Ok(Html(t.render().map_err(AppError::from)?).into_response())
 }
 
+/// The content type of a download by its extension: a chart's SVG, a CSV
+/// of what it draws, a picture's PNG.
+pub(crate) fn file_type(ext: &str) -> Option<&'static str> {
+    match ext {
+        "svg" => Some("image/svg+xml; charset=utf-8"),
+        "csv" => Some("text/csv; charset=utf-8"),
+        "png" => Some("image/png"),
+        _ => None,
+    }
+}
+
+/// A download of `body`, saved as `filename` (ASCII letters, digits and
+/// `-_.`: nothing to quote) and typed by its extension.
+pub(crate) fn attachment(filename: &str, body: impl IntoResponse) -> Response {
+    let ext = filename.rsplit_once('.').map_or("", |(_, e)| e);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                file_type(ext).unwrap_or("application/octet-stream"),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 async fn script() -> impl IntoResponse {
     (
         [

@@ -19,9 +19,10 @@ use serde::Deserialize;
 use crate::charts::bars::{self, BarSeries};
 use crate::charts::feature_map;
 use crate::charts::layers::{sort_layers, spread};
-use crate::charts::raster::png_data_url;
+use crate::charts::raster::{self, png_data_url};
 use crate::charts::svg::format_value;
 use crate::charts::weights;
+use crate::csv_export;
 use crate::diagnostics::data::SHIFT_SMD;
 use crate::diagnostics::{RunView, fmt_step};
 use crate::http::{AppError, AppState, PageError, Query, RunId};
@@ -80,18 +81,23 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn step_of(field: &str, v: &Option<String>) -> Result<Option<u64>, AppError> {
+/// A whole number ≥ 0 (`what`: "a step") of the query's `field`, if given.
+fn whole_of(field: &str, v: &Option<String>, what: &str) -> Result<Option<u64>, AppError> {
     given(v)
         .map(|s| {
             s.parse::<u64>().map_err(|_| {
                 AppError::bad_request(
                     "invalid_query",
                     field.to_string(),
-                    format!("{field} {s:?} is not a step (a whole number ≥ 0)"),
+                    format!("{field} {s:?} is not {what} (a whole number ≥ 0)"),
                 )
             })
         })
         .transpose()
+}
+
+fn step_of(field: &str, v: &Option<String>) -> Result<Option<u64>, AppError> {
+    whole_of(field, v, "a step")
 }
 
 impl Pick {
@@ -184,6 +190,32 @@ pub struct StepView {
     pub cells: Vec<MapCell>,
     /// Channels not drawn.
     pub more: usize,
+    /// The downloads of what is shown, `(label, href)`, and what they hold.
+    pub downloads: Vec<(&'static str, String)>,
+    pub downloads_note: &'static str,
+}
+
+/// Where the downloads of one record of a view are: the download route
+/// with the record's key and step as the page names them (see
+/// [`download`]).
+pub struct Files {
+    run: uuid::Uuid,
+    query: String,
+}
+
+impl Files {
+    pub fn new(run: uuid::Uuid, key: (&str, &str), step: (&str, u64)) -> Files {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair(key.0, key.1)
+            .append_pair(step.0, &step.1.to_string())
+            .finish();
+        Files { run, query }
+    }
+
+    /// `/runs/{run}/charts/{file}?{key and step}`.
+    pub fn href(&self, file: &str) -> String {
+        format!("/runs/{}/charts/{file}?{}", self.run, self.query)
+    }
 }
 
 /// One channel of a feature map, or a logged PNG.
@@ -200,6 +232,8 @@ pub struct MapCell {
     pub constant: bool,
     /// A logged picture, drawn at its size rather than scaled up.
     pub picture: bool,
+    /// The cell's PNG as a download.
+    pub download: String,
 }
 
 /// The step shown: the latest at or before the one asked for (the first
@@ -315,25 +349,27 @@ fn shape_text(shape: &[u64]) -> String {
         .join(" × ")
 }
 
-fn nonfinite_text((nan, pos, neg): (usize, usize, usize)) -> Option<String> {
-    let parts: Vec<String> = [(nan, "NaN"), (pos, "+Inf"), (neg, "−Inf")]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, name)| format!("{n} {name}"))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// The weight heatmap of a tensor record and the facts beside it.
-pub fn weight_view(view: &mut StepView, t: &TensorRecord) {
+/// The weight heatmap of a tensor record, `None` when its values do not
+/// fill its shape.
+fn weight_chart(t: &TensorRecord) -> Option<weights::WeightHeatmap> {
     let values: Vec<f64> = t.values.iter().map(|v| v.0).collect();
     let title = format!("{} at step {}", t.key, t.step);
-    let Some(h) = weights::weight_heatmap(&title, &t.shape, &values, WIDTH) else {
-        view.note = Some(format!(
-            "The record's {} values do not fill its shape {}.",
-            values.len(),
-            shape_text(&t.shape)
-        ));
+    weights::weight_heatmap(&title, &t.shape, &values, WIDTH)
+}
+
+/// The note of a record whose values do not fill its shape.
+fn unfilled(values: usize, shape: &[u64]) -> String {
+    format!(
+        "The record's {values} values do not fill its shape {}.",
+        shape_text(shape)
+    )
+}
+
+/// The weight heatmap of a tensor record, the facts beside it and its
+/// downloads in `files`.
+pub fn weight_view(view: &mut StepView, t: &TensorRecord, files: &Files) {
+    let Some(h) = weight_chart(t) else {
+        view.note = Some(unfilled(t.values.len(), &t.shape));
         return;
     };
     view.facts.push(("shape", shape_text(&t.shape)));
@@ -376,15 +412,24 @@ pub fn weight_view(view: &mut StepView, t: &TensorRecord) {
             ),
         ));
     }
-    view.bad = nonfinite_text(h.nonfinite).map(|t| format!("{t} among the values (magenta cells)"));
+    view.bad = raster::nonfinite_text(h.nonfinite)
+        .map(|t| format!("{t} among the values (magenta cells)"));
     view.chart = Some(h.svg);
+    view.downloads = vec![
+        ("SVG", files.href("weights.svg")),
+        ("CSV", files.href("weights.csv")),
+    ];
+    view.downloads_note = "the values as logged, one a row";
 }
 
 /// The cells of an image record: a channel each, or the logged PNG through
-/// `png_href`.
-pub fn feature_view(view: &mut StepView, img: &ImageRecord, png_href: &str) {
+/// `png_href`; their downloads in `files`.
+pub fn feature_view(view: &mut StepView, img: &ImageRecord, png_href: &str, files: &Files) {
+    let png = files.href("feature-map.png");
     if img.png.is_some() {
         view.facts.push(("image", "PNG as logged".into()));
+        view.downloads = vec![("PNG", png.clone())];
+        view.downloads_note = "the picture as logged";
         view.cells.push(MapCell {
             label: format!("step {}", img.step),
             src: png_href.to_string(),
@@ -395,6 +440,7 @@ pub fn feature_view(view: &mut StepView, img: &ImageRecord, png_href: &str) {
             nonfinite: 0,
             constant: false,
             picture: true,
+            download: png,
         });
         return;
     }
@@ -403,11 +449,7 @@ pub fn feature_view(view: &mut StepView, img: &ImageRecord, png_href: &str) {
     };
     let values: Vec<f64> = values.iter().map(|v| v.0).collect();
     let Some(channels) = feature_map::channels(shape, &values) else {
-        view.note = Some(format!(
-            "The record's {} values do not fill its shape {}.",
-            values.len(),
-            shape_text(shape)
-        ));
+        view.note = Some(unfilled(values.len(), shape));
         return;
     };
     let total = if shape.len() == 3 {
@@ -449,8 +491,11 @@ pub fn feature_view(view: &mut StepView, img: &ImageRecord, png_href: &str) {
             nonfinite: c.nonfinite,
             constant: c.constant(),
             picture: false,
+            download: format!("{png}&channel={}", c.index),
         })
         .collect();
+    view.downloads = vec![("CSV", files.href("feature-map.csv"))];
+    view.downloads_note = "every channel's values, one a row; a channel's PNG under it";
 }
 
 /// The dataset panel.
@@ -822,10 +867,23 @@ async fn chosen_record(
     let Some(step) = view.set_steps(&steps, asked) else {
         return Ok(None);
     };
-    let rec = store
-        .step_records(run, kind, &key, Some(step), Some(step), 1)
+    Ok(record_at(store, run, kind, &key, step)
+        .await?
+        .map(|r| (step, r)))
+}
+
+/// The record of `key` at `step`, if there is one.
+async fn record_at(
+    store: &crate::store::Store,
+    run: uuid::Uuid,
+    kind: StepKind,
+    key: &str,
+    step: u64,
+) -> Result<Option<Record>, PageError> {
+    let recs = store
+        .step_records(run, kind, key, Some(step), Some(step), 1)
         .await?;
-    Ok(rec.into_iter().next().map(|r| (step, r)))
+    Ok(recs.into_iter().next())
 }
 
 pub async fn views(
@@ -856,10 +914,11 @@ pub async fn views(
         pick,
         ("tensor", "tensor_step", "weights"),
     );
-    if let Some((_, Record::Tensor(t))) =
+    if let Some((step, Record::Tensor(t))) =
         chosen_record(store, run, StepKind::Tensor, &mut weights, tensor_step).await?
     {
-        weight_view(&mut weights, &t);
+        let files = Files::new(run, ("tensor", &t.key), ("tensor_step", step));
+        weight_view(&mut weights, &t, &files);
     }
 
     let mut features = step_view(
@@ -880,7 +939,8 @@ pub async fn views(
                 .append_pair("step", &step.to_string())
                 .finish()
         );
-        feature_view(&mut features, &img, &href);
+        let files = Files::new(run, ("image", &img.key), ("image_step", step));
+        feature_view(&mut features, &img, &href, &files);
     }
 
     Ok(Views {
@@ -904,25 +964,18 @@ async fn image_png(
     Path(id): Path<String>,
     Query(q): Query<ImageQuery>,
 ) -> Result<Response, PageError> {
-    use base64::Engine;
     let RunId(id) = RunId::parse(&id)?;
     let step = step_of("step", &Some(q.step))?.ok_or_else(|| {
         AppError::bad_request("invalid_query", "step".to_string(), "step is required")
     })?;
-    let recs = state
-        .store
-        .step_records(id, StepKind::Image, &q.key, Some(step), Some(step), 1)
-        .await?;
-    let png = recs
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Image(ImageRecord { png: Some(p), .. }) => Some(p),
-            _ => None,
-        })
-        .ok_or_else(|| AppError::NotFound(format!("no PNG image {:?} at step {step}", q.key)))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(png)
-        .map_err(|e| AppError::Internal(format!("stored PNG is not base64: {e}")))?;
+    let png = match record_at(&state.store, id, StepKind::Image, &q.key, step).await? {
+        Some(Record::Image(ImageRecord { png: Some(p), .. })) => p,
+        _ => {
+            let missing = format!("no PNG image {:?} at step {step}", q.key);
+            return Err(AppError::NotFound(missing).into());
+        }
+    };
+    let bytes = logged_png(&png)?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),
@@ -933,6 +986,161 @@ async fn image_png(
         bytes,
     )
         .into_response())
+}
+
+/// The bytes of a logged PNG (base64 in the record).
+fn logged_png(png: &str) -> Result<Vec<u8>, AppError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(png)
+        .map_err(|e| AppError::Internal(format!("stored PNG is not base64: {e}")))
+}
+
+/// The views' downloads through `/runs/{id}/charts/{file}`, by the file's
+/// stem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Download {
+    Weights,
+    FeatureMap,
+}
+
+impl Download {
+    pub fn by_slug(slug: &str) -> Option<Download> {
+        match slug {
+            "weights" => Some(Download::Weights),
+            "feature-map" => Some(Download::FeatureMap),
+            _ => None,
+        }
+    }
+}
+
+/// `key` as a part of a file name: ASCII letters, digits, `-` and `_`.
+fn file_part(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The record of `key` (given as `key_param`) at `step` (the latest when
+/// not given), or a 404 naming the parameter that matched nothing.
+async fn exact_record(
+    store: &crate::store::Store,
+    run: uuid::Uuid,
+    kind: StepKind,
+    (key_param, key): (&str, &str),
+    (step_param, step): (&str, Option<u64>),
+) -> Result<(u64, Record), PageError> {
+    let steps = store.step_record_steps(run, kind, key).await?;
+    let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
+        let msg = format!("{key_param} {key:?}: this run logged no such key");
+        return Err(AppError::NotFound(msg).into());
+    };
+    let step = step.unwrap_or(last);
+    let missing = || {
+        AppError::NotFound(format!(
+            "{step_param} {step}: {key:?} was not logged at this step ({} step(s) logged, {first}–{last})",
+            steps.len()
+        ))
+    };
+    if steps.binary_search(&step).is_err() {
+        return Err(missing().into());
+    }
+    let rec = record_at(store, run, kind, key, step).await?;
+    Ok((step, rec.ok_or_else(missing)?))
+}
+
+/// A view's download: `weights.svg` (the heatmap as on the page) and
+/// `weights.csv` (`key,step,row,col,value`, the values as logged) with
+/// `?tensor=KEY&tensor_step=STEP`; `feature-map.png` (a channel as drawn on
+/// the page, `&channel=C`, 0 by default; a logged picture as it was logged)
+/// and `feature-map.csv` (`key,step,channel,row,col,value`) with
+/// `?image=KEY&image_step=STEP`. The step is the latest when not given.
+/// `(file name without the extension, body)`; `None` for an extension the
+/// view has not. A missing or malformed parameter is a 400 naming it, one
+/// that matches nothing a 404 naming it.
+pub async fn download(
+    state: &AppState,
+    run: uuid::Uuid,
+    which: Download,
+    ext: &str,
+    q: &super::charts::ChartQuery,
+) -> Result<Option<(String, Vec<u8>)>, PageError> {
+    let (kind, (key_param, key), (step_param, step), what) = match which {
+        Download::Weights => (
+            StepKind::Tensor,
+            ("tensor", &q.tensor),
+            ("tensor_step", &q.tensor_step),
+            "a tensor key",
+        ),
+        Download::FeatureMap => (
+            StepKind::Image,
+            ("image", &q.image),
+            ("image_step", &q.image_step),
+            "an image key",
+        ),
+    };
+    let key = given(key).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_query",
+            key_param.to_string(),
+            format!("{key_param} ({what}) is required"),
+        )
+    })?;
+    let step = step_of(step_param, step)?;
+    let channel = whole_of("channel", &q.channel, "a channel")?.unwrap_or(0);
+    let (step, record) = exact_record(
+        &state.store,
+        run,
+        kind,
+        (key_param, key),
+        (step_param, step),
+    )
+    .await?;
+    let mut name = format!("{}-{step}", file_part(key));
+    let body = match (record, ext) {
+        (Record::Tensor(t), "svg") => weight_chart(&t)
+            .ok_or_else(|| AppError::NotFound(unfilled(t.values.len(), &t.shape)))?
+            .svg
+            .into_bytes(),
+        (Record::Tensor(t), "csv") => format!(
+            "{}{}",
+            csv_export::TENSOR_HEADER,
+            csv_export::tensor_rows(&t)
+        )
+        .into_bytes(),
+        (Record::Image(img), "csv") => {
+            let rows = csv_export::feature_map_rows(&img).ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "{key_param} {key:?} at step {step} is a picture (PNG), not values: download feature-map.png"
+                ))
+            })?;
+            format!("{}{rows}", csv_export::FEATURE_MAP_HEADER).into_bytes()
+        }
+        (Record::Image(ImageRecord { png: Some(png), .. }), "png") => logged_png(&png)?,
+        (Record::Image(img), "png") => {
+            let (shape, values) = (
+                img.shape.unwrap_or_default(),
+                img.values.unwrap_or_default(),
+            );
+            let values: Vec<f64> = values.iter().map(|v| v.0).collect();
+            let c = feature_map::channel(&shape, &values, channel as usize).ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "channel {channel}: {key:?} at step {step} has {} channel(s)",
+                    shape.first().copied().unwrap_or(0)
+                ))
+            })?;
+            name.push_str(&format!("-ch{channel}"));
+            c.png
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((name, body)))
 }
 
 #[cfg(test)]
@@ -1040,7 +1248,22 @@ mod tests {
             time: None,
         };
         let mut v = StepView::default();
-        weight_view(&mut v, &t);
+        let nil = uuid::Uuid::nil();
+        let files = Files::new(nil, ("tensor", "weights/fc1"), ("tensor_step", 20));
+        weight_view(&mut v, &t, &files);
+        assert_eq!(
+            v.downloads,
+            [
+                (
+                    "SVG",
+                    format!("/runs/{nil}/charts/weights.svg?tensor=weights%2Ffc1&tensor_step=20")
+                ),
+                (
+                    "CSV",
+                    format!("/runs/{nil}/charts/weights.csv?tensor=weights%2Ffc1&tensor_step=20")
+                )
+            ]
+        );
         assert!(
             v.chart
                 .as_deref()
@@ -1080,8 +1303,18 @@ mod tests {
             time: None,
         };
         let mut v = StepView::default();
-        feature_view(&mut v, &img, "/png");
+        let files = Files::new(nil, ("image", "features/conv1"), ("image_step", 10));
+        feature_view(&mut v, &img, "/png", &files);
         assert_eq!(v.cells.len(), 3, "a cell per channel");
+        let q = "image=features%2Fconv1&image_step=10";
+        assert_eq!(
+            v.cells[2].download,
+            format!("/runs/{nil}/charts/feature-map.png?{q}&channel=2")
+        );
+        assert_eq!(
+            v.downloads,
+            [("CSV", format!("/runs/{nil}/charts/feature-map.csv?{q}"))]
+        );
         assert!(v.cells[0].src.starts_with("data:image/png;base64,"));
         assert_eq!(v.cells[0].range, "0 … 3");
         assert!(v.cells[1].constant);
@@ -1095,9 +1328,13 @@ mod tests {
             ..img
         };
         let mut v = StepView::default();
-        feature_view(&mut v, &png, "/runs/x/image.png?key=k&step=10");
+        feature_view(&mut v, &png, "/runs/x/image.png?key=k&step=10", &files);
         assert_eq!(v.cells.len(), 1);
         assert!(v.cells[0].picture && v.cells[0].src.starts_with("/runs/x/image.png"));
+        let logged = format!("/runs/{nil}/charts/feature-map.png?{q}");
+        assert_eq!(v.cells[0].download, logged);
+        assert_eq!(v.downloads, [("PNG", logged)]);
+        assert_eq!(file_part("weights/<fc 1>"), "weights--fc-1-");
     }
 
     fn split(

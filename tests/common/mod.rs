@@ -124,6 +124,50 @@ pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::
     (status, body)
 }
 
+/// Status, headers and body of a GET.
+pub async fn fetch_bytes(app: &Router, uri: &str) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    let resp = app.clone().oneshot(get(uri)).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+/// Status, headers and body text of a GET.
+pub async fn fetch(app: &Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
+    let (status, headers, bytes) = fetch_bytes(app, uri).await;
+    (status, headers, String::from_utf8(bytes).unwrap())
+}
+
+/// The file at `uri`, checked to be a download named `...-{name}` of the
+/// type its extension says.
+pub async fn download_bytes(app: &Router, uri: &str, name: &str) -> Vec<u8> {
+    let (status, headers, body) = fetch_bytes(app, uri).await;
+    assert_eq!(status, 200, "{uri}: {}", String::from_utf8_lossy(&body));
+    let content_type = match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("svg") => "image/svg+xml; charset=utf-8",
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("png") => "image/png",
+        other => panic!("no download type for {other:?}"),
+    };
+    assert_eq!(headers["content-type"], content_type, "{uri}");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\""),
+        "{disposition}"
+    );
+    assert!(
+        disposition.ends_with(&format!("-{name}\"")),
+        "{disposition}"
+    );
+    body
+}
+
+/// [`download_bytes`] of a text file.
+pub async fn download(app: &Router, uri: &str, name: &str) -> String {
+    String::from_utf8(download_bytes(app, uri, name).await).unwrap()
+}
+
 pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
