@@ -48,6 +48,21 @@ def _grads_style(records: List[Dict[str, Any]]) -> Any:
     return None
 
 
+def _grad_growth(records: List[Dict[str, Any]]) -> float:
+    """The largest peak/first ratio of a logged gradient-norm series."""
+    series: Dict[str, List[float]] = {}
+    for r in records:
+        if r.get("type") == "scalar" and (r["key"] == "grad_norm" or r["key"].startswith("grad_norm/")) \
+                and isinstance(r["value"], (int, float)):
+            series.setdefault(r["key"], []).append(float(r["value"]))
+    best = 0.0
+    for v in series.values():
+        first = next((x for x in v if x > 0), None)
+        if first:
+            best = max(best, max(v) / first)
+    return best
+
+
 def emit(tr, job: Dict[str, Any], out_dir: str, labels: Dict[str, Any], meta: Dict[str, Any]) -> None:
     for habit in runtrace.HABITS:
         records = runtrace.write(tr, habit, job["seed"])
@@ -56,7 +71,8 @@ def emit(tr, job: Dict[str, Any], out_dir: str, labels: Dict[str, Any], meta: Di
             records[0] = {**records[0], "name": name}
         runtrace.dump(records, os.path.join(out_dir, f"{name}.jsonl"))
         grads = _grads_style(records)
-        exp, allow = recipes.label(job["fault"], job["arch"], habit, grads, tr.facts)
+        exp, allow = recipes.label(job["fault"], job["arch"], habit, grads, tr.facts,
+                                   _grad_growth(records))
         labels[name] = {"expect": sorted(exp), "allow": sorted(allow)}
         meta[name] = {"arch": job["arch"], "habit": habit, "grads": grads, "fault": job["fault"],
                       "trainer": job["trainer"], "seed": job["seed"],
@@ -96,6 +112,22 @@ def generate(out: str, split: str, torch_runs: bool, workers: int, only: str = "
     return len(labels)
 
 
+def relabel(out: str, split: str) -> None:
+    """Recomputes ``labels.json`` from ``meta.json`` and the recordings (after
+    a change of ``recipes.label``), without training again."""
+    d = os.path.join(out, split)
+    meta = json.load(open(os.path.join(d, "meta.json")))
+    labels = {}
+    for name, m in sorted(meta.items()):
+        with open(os.path.join(d, f"{name}.jsonl")) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        exp, allow = recipes.label(m["fault"], m["arch"], m["habit"], m["grads"], m["facts"],
+                                   _grad_growth(records))
+        labels[name] = {"expect": sorted(exp), "allow": sorted(allow)}
+    with open(os.path.join(d, "labels.json"), "w") as f:
+        json.dump(labels, f, indent=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out")
@@ -103,10 +135,16 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="", help="only the trainings whose name contains this")
+    ap.add_argument("--relabel", action="store_true",
+                    help="recompute labels.json of the runs in OUT (no training)")
     a = ap.parse_args()
     if os.path.abspath(a.out).startswith(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))):
         ap.error("write the runs outside the repository (e.g. /tmp/diagbench)")
     splits = ["tune", "heldout"] if a.split == "all" else [a.split]
+    if a.relabel:
+        for s in splits:
+            relabel(a.out, s)
+        return
     for s in splits:
         generate(a.out, s, not a.no_torch, max(2, a.jobs), a.only)
 

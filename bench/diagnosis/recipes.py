@@ -13,7 +13,8 @@ fault, on what the habit logs (a dead-ReLU verdict needs per-layer gradients
 or activation statistics) and on a few *outcome facts* of the training that
 the trainers measure on their internal state — whatever is logged — because
 one injection gives different symptoms across seeds (research §5): the loss
-became non-finite or ended ≥ 4× above the chance level; every weight gradient was exactly 0 for ≥ 90% of the late
+became non-finite or ended ≥ 4× above the chance level (expected
+only where the chance level is logged: the full habit); every weight gradient was exactly 0 for ≥ 90% of the late
 half (a dead network); the loss peaked ≥ 1000× above the chance level; the
 gradient norm grew ≥ 100× over its first value; the model ends poor
 (normalised training accuracy < 0.6) or unfinished (< 0.9); the
@@ -165,11 +166,13 @@ def _norm_acc(f: Dict[str, Any]) -> Optional[float]:
     return (a - c) / (1 - c)
 
 
-def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, Any]
-          ) -> Tuple[Set[str], Set[str]]:
+def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, Any],
+          logged_growth: Optional[float] = None) -> Tuple[Set[str], Set[str]]:
     """(expect, allow) for one recording. ``grads``: what gradient signal
     the recording has — ``layers`` (per parameter or per layer), ``global``
-    or ``None``."""
+    or ``None``; ``logged_growth``: the largest growth (peak over first
+    value) of a gradient series the recording logged — gradients that grew
+    between two logged checks and fell back are not in the recording."""
     exp: Set[str] = set()
     allow: Set[str] = set()
     per_layer = habit == "full" or grads == "layers"
@@ -183,15 +186,29 @@ def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, 
     poor = na is not None and na < 0.6
     unfinished = na is not None and na < 0.9
     gap = (f.get("train_acc_final") or 0) - (f.get("val_acc_final") or 0)
-    grew = (f.get("grad_peak") or 0) >= 100 * max(f.get("grad_first") or 0, 1e-12)
+    grew = (logged_growth or 0) >= 100
+    # The validation loss ended ≥ 50% above its minimum (floored at 10% of
+    # the chance level, below which a change is a few samples' worth).
+    vmin, vfin = f.get("val_loss_min"), f.get("val_loss_final")
+    val_rose = bool(vmin is not None and vfin is not None
+                    and vfin - vmin >= 0.5 * max(vmin, 0.1 * chance))
 
     # Outcome facts, whatever the fault.
     # The loss ended ≥ 4× above the chance level: it went the wrong way and
     # stayed there.
     stuck_high = (f.get("loss_late") or 0) >= 4 * chance
-    if nan or blew_up or stuck_high:
+    if nan or blew_up:
         exp.add("divergence")
         allow |= UNSTABLE
+    elif stuck_high:
+        # Only the full habit logs what the chance level is (the model's
+        # head, the class counts); without it, 4× above chance is not
+        # visible in the recording.
+        if full:
+            exp.add("divergence")
+        allow |= UNSTABLE
+    if val_rose:
+        allow.add("overfitting")
     if dead:
         allow |= {"dead_relu", "divergence", "exploding_gradients", "oscillating_loss"}
         if per_layer:

@@ -16,7 +16,10 @@
 //! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on a *training* series
 //! (training accuracy or loss), with at least 6 evaluations → `warning`. The
 //! validation series alone give `info`: an overfit model's decision boundary
-//! can wobble away from the training data while training itself is stable. Healthy curves are monotone up to noise
+//! can wobble away from the training data while training itself is stable
+//! — unless the training accuracy is saturated (≥ 99%): then validation loss
+//! reversing at more than 3 and ≥ 1 in 3 evaluations counts as the training side, since the
+//! training curves can no longer show any swing. Healthy curves are monotone up to noise
 //! below ζ, and overfitting's rising validation loss is monotone too, so
 //! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
 //! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
@@ -33,6 +36,8 @@ use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 const MIN_EVALS: usize = 6;
 const MIN_REVERSALS: usize = 3;
+/// Training accuracy from which the training curves are saturated.
+const SATURATED_ACC: f64 = 0.99;
 
 struct Score {
     key: String,
@@ -160,7 +165,21 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     // The training process is what oscillates: swings of validation metrics
     // alone (an unstable decision boundary away from the training data, a
     // small validation set) are reported as info.
-    let train_side = hits.iter().any(|s| s.what.starts_with("training"));
+    // With the training accuracy saturated (≥ 99%), the training curves
+    // cannot show swings any more; validation loss reversing at a large
+    // share (more than 3, and ≥ 1 in 3) of the evaluations is then the training's own
+    // instability seen where it still shows.
+    let saturated = ctx
+        .train_acc
+        .and_then(|a| ctx.epoch_tail(a.series, 3))
+        .is_some_and(|a| a >= SATURATED_ACC);
+    let train_side = hits.iter().any(|s| s.what.starts_with("training"))
+        || saturated
+            && hits.iter().any(|s| {
+                s.what == "validation loss"
+                    && s.reversals > MIN_REVERSALS
+                    && s.reversals * 3 >= s.evals.saturating_sub(1)
+            });
     let onset = hits.iter().filter_map(|s| s.onset).min();
     let mut metrics = BTreeMap::new();
     for s in &scores {
@@ -187,6 +206,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     fixes.push("Use a decaying LR schedule (step decay or cosine) or Adam with default settings; add gradient clipping.".into());
     out.push(Finding {
         kind: Kind::OscillatingLoss,
+        caused_by: None,
         severity: if restarts >= 2 || !train_side { Severity::Info } else { Severity::Warning },
         onset_step: onset,
         title: format!(
