@@ -63,6 +63,10 @@ def _grad_growth(records: List[Dict[str, Any]]) -> float:
     return best
 
 
+def _has_acc(records: List[Dict[str, Any]]) -> bool:
+    return any(r.get("type") == "scalar" and "acc" in r["key"] for r in records)
+
+
 def emit(tr, job: Dict[str, Any], out_dir: str, labels: Dict[str, Any], meta: Dict[str, Any]) -> None:
     for habit in runtrace.HABITS:
         records = runtrace.write(tr, habit, job["seed"])
@@ -72,7 +76,7 @@ def emit(tr, job: Dict[str, Any], out_dir: str, labels: Dict[str, Any], meta: Di
         runtrace.dump(records, os.path.join(out_dir, f"{name}.jsonl"))
         grads = _grads_style(records)
         exp, allow = recipes.label(job["fault"], job["arch"], habit, grads, tr.facts,
-                                   _grad_growth(records))
+                                   _grad_growth(records), _has_acc(records))
         labels[name] = {"expect": sorted(exp), "allow": sorted(allow)}
         meta[name] = {"arch": job["arch"], "habit": habit, "grads": grads, "fault": job["fault"],
                       "trainer": job["trainer"], "seed": job["seed"],
@@ -122,7 +126,7 @@ def relabel(out: str, split: str) -> None:
         with open(os.path.join(d, f"{name}.jsonl")) as f:
             records = [json.loads(line) for line in f if line.strip()]
         exp, allow = recipes.label(m["fault"], m["arch"], m["habit"], m["grads"], m["facts"],
-                                   _grad_growth(records))
+                                   _grad_growth(records), _has_acc(records))
         labels[name] = {"expect": sorted(exp), "allow": sorted(allow)}
     with open(os.path.join(d, "labels.json"), "w") as f:
         json.dump(labels, f, indent=1)

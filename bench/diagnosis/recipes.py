@@ -167,12 +167,14 @@ def _norm_acc(f: Dict[str, Any]) -> Optional[float]:
 
 
 def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, Any],
-          logged_growth: Optional[float] = None) -> Tuple[Set[str], Set[str]]:
+          logged_growth: Optional[float] = None, logged_acc: bool = True
+          ) -> Tuple[Set[str], Set[str]]:
     """(expect, allow) for one recording. ``grads``: what gradient signal
     the recording has — ``layers`` (per parameter or per layer), ``global``
     or ``None``; ``logged_growth``: the largest growth (peak over first
     value) of a gradient series the recording logged — gradients that grew
-    between two logged checks and fell back are not in the recording."""
+    between two logged checks and fell back are not in the recording;
+    ``logged_acc``: whether the recording has accuracies."""
     exp: Set[str] = set()
     allow: Set[str] = set()
     per_layer = habit == "full" or grads == "layers"
@@ -196,7 +198,10 @@ def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, 
     # Outcome facts, whatever the fault.
     # The loss ended ≥ 4× above the chance level: it went the wrong way and
     # stayed there.
-    stuck_high = (f.get("loss_late") or 0) >= 4 * chance
+    # ... and the validation loss (eval mode) is confidently wrong too: with
+    # heavy dropout the train-mode loss alone can sit that high.
+    stuck_high = (f.get("loss_late") or 0) >= 4 * chance and \
+        (f.get("val_loss_final") is None or f["val_loss_final"] >= 2 * chance)
     if nan or blew_up:
         exp.add("divergence")
         allow |= UNSTABLE
@@ -253,7 +258,9 @@ def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, 
             exp.add("vanishing_gradients")
     elif fault == "heavy_dropout":
         allow |= STALL
-        if poor:
+        # "Poor" needs an accuracy or the chance level (full habit) to be
+        # visible: a loss of 5 alone could be a regression's.
+        if poor and (logged_acc or full):
             exp.add("underfitting")
     elif fault == "lr_tiny":
         allow |= STALL
@@ -277,7 +284,9 @@ def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, 
     elif fault == "overfit_tiny":
         allow |= {"overfitting"}
         vmin, vfin = f.get("val_loss_min"), f.get("val_loss_final")
-        if gap >= 0.1 or (vmin and vfin and vfin >= 1.3 * vmin):
+        # The gap is only visible with accuracies; without them, the
+        # validation loss must have risen.
+        if (gap >= 0.1 and logged_acc) or val_rose:
             exp.add("overfitting")
     elif fault in ("val_scale", "val_shift"):
         allow |= {"overfitting", "distribution_shift"}

@@ -201,7 +201,10 @@ pub(crate) fn looks_like_embedding(name: &str) -> bool {
     n.split('.').any(|c| {
         c.starts_with("emb")
             || c.contains("embedding")
-            || matches!(c, "wte" | "wpe" | "pos" | "pos_emb" | "position" | "positional")
+            || matches!(
+                c,
+                "wte" | "wpe" | "pos" | "pos_emb" | "position" | "positional"
+            )
     })
 }
 
@@ -288,7 +291,10 @@ impl<'a> Ctx<'a> {
         // A series named by parameter (`0.weight`, `rnn.weight_ih_l0`) belongs
         // to the model record's layer of its owning module: it takes that
         // layer's place in the order and its activation and trainable flag.
-        fn owner_in<'k, V>(by_name: &std::collections::HashMap<&str, V>, k: &'k str) -> Option<&'k str> {
+        fn owner_in<'k, V>(
+            by_name: &std::collections::HashMap<&str, V>,
+            k: &'k str,
+        ) -> Option<&'k str> {
             if by_name.contains_key(k) {
                 return Some(k);
             }
@@ -595,13 +601,23 @@ impl<'a> Ctx<'a> {
     /// diverges): the target is the top of that range, [`ADAPTIVE_LR_MAX`].
     pub fn lower_lr_fix(&self, why: &str) -> String {
         match self.peak_lr() {
-            Some(lr) if self.optimizer_family() == Some(OptFamily::Adaptive) && lr / 10.0 > ADAPTIVE_LR_MAX => format!(
-                "Lower the learning rate to the ordinary range of {}: {} → {}{why} (÷10 would still be far too high){}.",
-                self.optimizer_name().unwrap_or_else(|| "an adaptive optimizer".into()),
-                fmt_num(lr),
-                fmt_num(ADAPTIVE_LR_MAX),
-                if self.in_warmup_from_start() { "" } else { ", with a linear warm-up over the first few hundred steps" }
-            ),
+            Some(lr)
+                if self.optimizer_family() == Some(OptFamily::Adaptive)
+                    && lr / 10.0 > ADAPTIVE_LR_MAX =>
+            {
+                format!(
+                    "Lower the learning rate to the ordinary range of {}: {} → {}{why} (÷10 would still be far too high){}.",
+                    self.optimizer_name()
+                        .unwrap_or_else(|| "an adaptive optimizer".into()),
+                    fmt_num(lr),
+                    fmt_num(ADAPTIVE_LR_MAX),
+                    if self.in_warmup_from_start() {
+                        ""
+                    } else {
+                        ", with a linear warm-up over the first few hundred steps"
+                    }
+                )
+            }
             Some(lr) => format!(
                 "Lower the learning rate ÷10: {} → {}{why}.",
                 fmt_num(lr),
@@ -620,18 +636,32 @@ impl<'a> Ctx<'a> {
             .and_then(|m| m.optimizer.as_ref())
             .and_then(|o| o.name.clone())
             .or_else(|| {
-                ["optimizer", "opt", "optim"]
-                    .iter()
-                    .find_map(|k| self.view.config.get(k).and_then(|v| v.as_str()).map(String::from))
+                ["optimizer", "opt", "optim"].iter().find_map(|k| {
+                    self.view
+                        .config
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .map(String::from)
+                })
             })
             .map(|n| n.to_ascii_lowercase())
     }
 
     pub fn optimizer_family(&self) -> Option<OptFamily> {
         let n = self.optimizer_name()?;
-        if ["adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lamb", "lion", "adafactor"]
-            .iter()
-            .any(|a| n.contains(a))
+        if [
+            "adam",
+            "rmsprop",
+            "adagrad",
+            "adadelta",
+            "adamax",
+            "nadam",
+            "lamb",
+            "lion",
+            "adafactor",
+        ]
+        .iter()
+        .any(|a| n.contains(a))
         {
             Some(OptFamily::Adaptive)
         } else if n.contains("sgd") || n.contains("momentum") {
@@ -645,20 +675,56 @@ impl<'a> Ctx<'a> {
     /// more: a warm-up was configured.
     pub fn in_warmup_from_start(&self) -> bool {
         let Some(lr) = self.lr else { return false };
-        let v: Vec<f64> = lr.series.values.iter().copied().filter(|x| x.is_finite()).collect();
+        let v: Vec<f64> = lr
+            .series
+            .values
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
         let (Some(first), Some(peak)) = (v.first(), v.iter().copied().reduce(f64::max)) else {
             return false;
         };
         peak >= 2.0 * first && v.iter().all(|x| x >= first)
     }
 
+    /// The last step at or before `step` where the logged LR was raised
+    /// above anything used before: ×3 or more over the previous value *and*
+    /// over the peak so far (a warm-up ramps by smaller steps; a warm
+    /// restart returns to the old peak). Returns (step, LR before, LR after).
+    /// A blow-up that follows such a raise began with it.
+    pub fn lr_raised_before(&self, step: u64) -> Option<(u64, f64, f64)> {
+        let lr = self.lr?;
+        let (steps, values) = (&lr.series.steps, &lr.series.values);
+        let mut peak = f64::NEG_INFINITY;
+        let mut prev = f64::NAN;
+        let mut found = None;
+        for (s, v) in steps.iter().zip(values) {
+            if *s > step {
+                break;
+            }
+            if !(v.is_finite() && *v > 0.0) {
+                continue;
+            }
+            if prev.is_finite() && *v >= 3.0 * prev && *v >= 3.0 * peak {
+                found = Some((*s, prev, *v));
+            }
+            peak = peak.max(*v);
+            prev = *v;
+        }
+        found
+    }
+
     /// The training loss jumped far above where it started at some point:
-    /// a median of 3 consecutive points ≥ 4× the start (or the chance level,
-    /// if higher), or a single point 100× — orders of magnitude, which no
-    /// noisy batch reaches. After such a spike, a larger learning rate is
-    /// never the fix.
+    /// a point ≥ 4× the start (or the chance level, if higher). A batch of a
+    /// learning model scores at most a few × the mean loss; 4× above where
+    /// the untrained model started means the updates threw the weights away,
+    /// however briefly. After such a spike, a larger learning rate is never
+    /// the fix (and a stall is not slowness).
     pub fn loss_spiked(&self) -> bool {
-        let Some(l) = self.train_loss else { return false };
+        let Some(l) = self.train_loss else {
+            return false;
+        };
         let v = &l.series.values;
         let Some(start) = head_median(v, edge_len(v.len()).min(3)) else {
             return false;
@@ -667,12 +733,7 @@ impl<'a> Ctx<'a> {
         if !(base > 0.0) {
             return false;
         }
-        v.iter().any(|x| x.is_finite() && *x >= 100.0 * base)
-            || v.windows(3).any(|w| {
-                let mut w = [w[0], w[1], w[2]];
-                w.sort_by(f64::total_cmp);
-                w[1].is_finite() && w[1] >= 4.0 * base
-            })
+        v.iter().any(|x| x.is_finite() && *x >= 4.0 * base)
     }
 
     /// Whether the model is short of fitting its training data: the
@@ -786,12 +847,22 @@ impl<'a> Ctx<'a> {
                 .is_some_and(|l| l.series.values.iter().any(|v| !v.is_finite()))
     }
 
-    /// Whether training made the loss worse (or non-finite) overall.
+    /// Whether training made the loss worse (or non-finite) overall: the
+    /// recent loss is above the start window's, or 1.5× above the very first
+    /// loss — the step-0 baseline, computed before any update, which a
+    /// blow-up within the first steps cannot inflate the way it inflates
+    /// the start window.
     pub fn loss_worsened(&self) -> bool {
         if self.loss_nonfinite() {
             return true;
         }
-        matches!((self.loss_start(), self.loss_recent()), (Some(a), Some(b)) if b > a)
+        let first = self
+            .train_loss
+            .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+        match (self.loss_start(), self.loss_recent()) {
+            (Some(a), Some(b)) => b > a || first.is_some_and(|f| f > 0.0 && b > 1.5 * f),
+            _ => false,
+        }
     }
 
     /// Median of the last `k` epoch-level values of a series.

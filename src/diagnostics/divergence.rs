@@ -71,9 +71,10 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
         // NaN in the inputs' own statistics (a summary that did not skip
         // NaN cells): the data is broken whatever the optimiser does.
         let nan_stats = ctx.view.datasets.iter().any(|d| {
-            [&d.feature_mean, &d.feature_std]
-                .iter()
-                .any(|v| v.as_ref().is_some_and(|v| v.iter().any(|x| !x.0.is_finite())))
+            [&d.feature_mean, &d.feature_std].iter().any(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.iter().any(|x| !x.0.is_finite()))
+            })
         });
         let title = if i == 0 {
             format!(
@@ -211,7 +212,16 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
         .then(|| super::stats::median(&values[n - 2 * w..n - w]))
         .flatten();
     let not_falling = previous.is_none_or(|p| recent >= 0.8 * p);
-    let stuck_high = ctx.chance_loss().is_some() && (recent >= 0.9 * start || not_falling);
+    // ... and confidently wrong on validation too, when it is logged: a
+    // validation loss (eval mode) near the chance level says the weights are
+    // merely useless, the training loss being inflated by train-mode noise
+    // (heavy dropout), not that the optimisation diverged.
+    let val_high = match (ctx.chance_loss(), ctx.val_loss) {
+        (Some(c), Some(v)) => ctx.epoch_tail(v.series, 3).is_none_or(|x| x >= 2.0 * c),
+        _ => true,
+    };
+    let stuck_high =
+        ctx.chance_loss().is_some() && val_high && (recent >= 0.9 * start || not_falling);
     if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && (rising || stuck_high)) {
         spike(ctx, key, steps, values, reference, out);
         return;
@@ -284,7 +294,9 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
     // were thrown away, which no noisy batch does.
     let recent_loss = tail_median(values, recent_len(values.len(), 5)).unwrap_or(f64::NAN);
     let unlearned = recent_loss >= 0.9 * chance;
-    let single = unlearned.then(|| values.iter().position(|v| v.is_finite() && *v >= threshold)).flatten();
+    let single = unlearned
+        .then(|| values.iter().position(|v| v.is_finite() && *v >= threshold))
+        .flatten();
     let Some(i) = single.or_else(|| {
         (1..values.len().saturating_sub(1)).find(|&i| {
             let mut w = [values[i - 1], values[i], values[i + 1]];
@@ -297,7 +309,9 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
     let i = if single.is_some() {
         i
     } else {
-        (i - 1..=i + 1).find(|&j| values[j] >= threshold).unwrap_or(i)
+        (i - 1..=i + 1)
+            .find(|&j| values[j] >= threshold)
+            .unwrap_or(i)
     };
     let peak = values
         .iter()
@@ -412,7 +426,9 @@ mod tests {
         )]);
         // Without a chance level the start (1.2) is the yardstick.
         assert_eq!(
-            diagnose(&v).get(Kind::Divergence).and_then(|f| f.onset_step),
+            diagnose(&v)
+                .get(Kind::Divergence)
+                .and_then(|f| f.onset_step),
             Some(5)
         );
         v.datasets.push(crate::record::DatasetRecord {

@@ -207,6 +207,8 @@ struct OverfitSignals {
     /// Training accuracy normalised between chance (0) and perfect (1);
     /// `None` without accuracies or a chance level.
     train_norm_acc: Option<f64>,
+    /// 1 − training loss now / its first value (the step-0 baseline).
+    train_loss_fit: Option<f64>,
     /// The validation loss came back down from its peak since the best (now
     /// below best + 70% of the way to that peak): a bump, not a rise.
     loss_receding: bool,
@@ -327,11 +329,21 @@ fn overfit_signals(ctx: &Ctx) -> Option<OverfitSignals> {
         .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
         .map(|(i, p)| (i, *p));
     // Relative to the best, floored at 10% of the loss scale (the chance
-    // level, else the first validation loss): below it the model is nearly
+    // level, else the first training loss): below it the model is nearly
     // perfect on validation, and on a small validation set a near-zero loss
     // doubling from 0.02 to 0.04 is one sample, not a rise.
+    // Without a chance level, the step-0 training loss (before any update)
+    // stands in for it.
+    let first_train = ctx.train_loss.and_then(|l| {
+        l.series
+            .values
+            .iter()
+            .copied()
+            .find(|v| v.is_finite() && *v > 0.0)
+    });
     let scale = ctx
         .chance_loss()
+        .or(first_train)
         .or_else(|| vl.first().map(|p| p.1))
         .unwrap_or(0.0);
     let loss_above_best = match (best_loss, tail3(&vl)) {
@@ -382,6 +394,10 @@ fn overfit_signals(ctx: &Ctx) -> Option<OverfitSignals> {
     Some(OverfitSignals {
         evals: vl.len().max(va.len()),
         loss_above_best,
+        train_loss_fit: match (first_train, tail3(&tl)) {
+            (Some(f), Some(now)) => Some(1.0 - now / f),
+            _ => None,
+        },
         train_norm_acc: match (acc, ctx.chance_acc()) {
             (Some(a), Some(c)) if c < 1.0 => Some((a.train - c) / (1.0 - c)),
             _ => None,
@@ -434,7 +450,13 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
         // A model must fit its training data before it can overfit it:
         // a gap at a training accuracy less than half-way from chance to
         // perfect is instability or a model that cannot learn.
-        if s.train_norm_acc.is_some_and(|a| a < MIN_FIT_FOR_OVERFIT) {
+        // Without a chance level, the training loss's fall from its step-0
+        // value tells.
+        let fitted = s
+            .train_norm_acc
+            .or(s.train_loss_fit)
+            .is_none_or(|a| a >= MIN_FIT_FOR_OVERFIT);
+        if !fitted {
             return None;
         }
         let th = if train > HIGH_TRAIN_ACC {
@@ -464,13 +486,16 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
             return None;
         }
     } else {
-        // No accuracies: the validation loss is the only evidence.
+        // No accuracies: the validation loss is the only evidence, and the
+        // training loss must show a fit — at most half its step-0 value
+        // (a model that has not fitted its training data cannot overfit it).
         s.loss_evals_since_best?;
         let train_falling = match (s.train_loss_at_best, s.train_loss_now) {
             (Some(then), Some(now)) => now < then,
             _ => true,
         };
-        if loss_rising && s.loss_above_best >= GL_LOSS_NO_ACC && train_falling {
+        let fitted = s.train_loss_fit.is_none_or(|p| p >= MIN_FIT_FOR_OVERFIT);
+        if loss_rising && s.loss_above_best >= GL_LOSS_NO_ACC && train_falling && fitted {
             OverfitRule::RisingLoss
         } else {
             return None;
@@ -745,7 +770,9 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
                 out.note("underfitting not judged: a language model's loss has a floor set by the text's own entropy, so its distance from perfect says nothing about capacity");
             }
             if let Some(k) = v.explained_by {
-                out.note(format!("slow convergence not raised: explained by {k} (fix that first)"));
+                out.note(format!(
+                    "slow convergence not raised: explained by {k} (fix that first)"
+                ));
             }
             if v.unstable_note {
                 out.note("slow convergence not raised: the loss spiked or the gradients exploded earlier, so the stall is not slowness and a larger learning rate would not help");
@@ -1433,6 +1460,7 @@ mod overfit_tests {
             evals: 10,
             loss_above_best: 0.3,
             train_norm_acc: None,
+            train_loss_fit: None,
             loss_receding: false,
             val_acc_at_chance: false,
             error_above_best: 0.2,

@@ -322,6 +322,7 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
     oscillation::detect(&ctx, &mut out);
     mismatch::detect(&ctx, &mut out);
     missing_signal_notes(&ctx, &mut out);
+    lr_raise_onsets(&ctx, &mut out);
     link_causes(&mut out);
     guard_fixes(&ctx, &mut out);
     out.findings.sort_by(|a, b| {
@@ -414,28 +415,85 @@ fn link_causes(out: &mut Diagnosis) {
     }
 }
 
+/// An instability (divergence, exploding gradients, oscillation) that
+/// follows a raise of the learning rate above anything used before (see
+/// `Ctx::lr_raised_before`) began with that raise: its onset moves to the
+/// raise's step, its cause names it, and its first fix is to keep the LR
+/// where it was.
+fn lr_raise_onsets(ctx: &Ctx, out: &mut Diagnosis) {
+    for f in &mut out.findings {
+        if !matches!(
+            f.kind,
+            Kind::Divergence | Kind::ExplodingGradients | Kind::OscillatingLoss
+        ) || !f.severity.is_raised()
+        {
+            continue;
+        }
+        let Some(onset) = f.onset_step else { continue };
+        let Some((step, before, after)) = ctx.lr_raised_before(onset) else {
+            continue;
+        };
+        f.onset_step = Some(step);
+        f.cause = format!(
+            "The learning rate was raised ×{} at step {} ({} → {}), and the run broke down after it. {}",
+            stats::fmt_num(after / before),
+            fmt_step(step),
+            stats::fmt_num(before),
+            stats::fmt_num(after),
+            f.cause
+        );
+        f.fixes.insert(
+            0,
+            format!(
+                "Keep the learning rate at {} (the value that trained well) instead of raising it to {} at step {}.",
+                stats::fmt_num(before),
+                stats::fmt_num(after),
+                fmt_step(step)
+            ),
+        );
+    }
+}
+
 /// A fix that raises the learning rate.
 pub(crate) fn raises_lr(fix: &str) -> bool {
     let f = fix.to_ascii_lowercase();
-    ["increase the learning rate", "higher learning rate", "raise the learning rate", "larger learning rate"]
-        .iter()
-        .any(|p| f.contains(p))
+    [
+        "increase the learning rate",
+        "higher learning rate",
+        "raise the learning rate",
+        "larger learning rate",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
 }
 
 /// A fix that adds regularisation.
 pub(crate) fn adds_regularisation(fix: &str) -> bool {
     let f = fix.to_ascii_lowercase();
-    ["add regularisation", "regularise more", "increase weight decay", "add dropout", "more dropout"]
-        .iter()
-        .any(|p| f.contains(p))
+    [
+        "add regularisation",
+        "regularise more",
+        "increase weight decay",
+        "add dropout",
+        "more dropout",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
 }
 
 /// A fix that adds capacity.
 pub(crate) fn adds_capacity(fix: &str) -> bool {
     let f = fix.to_ascii_lowercase();
-    ["increase capacity", "wider", "more layers", "add layers", "larger model", "bigger model"]
-        .iter()
-        .any(|p| f.contains(p))
+    [
+        "increase capacity",
+        "wider",
+        "more layers",
+        "add layers",
+        "larger model",
+        "bigger model",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
 }
 
 /// Whether the run's history forbids a larger learning rate: the loss spiked

@@ -24,7 +24,8 @@
 //! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
 //! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
 //! Accuracies are not scored when every epoch's training loss stays within
-//! 10% of the chance-level loss: such a model outputs about the class prior
+//! 10% of the chance-level loss, or every epoch's training accuracy within a
+//! tenth of the way from chance to perfect: such a model outputs about the class prior
 //! and its accuracy jumps between class shares on argmax flips, without any
 //! overshooting (e.g. a saturated sigmoid convnet stuck at chance).
 
@@ -87,7 +88,24 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                     .all(|p| p.1.is_finite() && (p.1 / c - 1.0).abs() <= 0.1)
         })
     });
-    if at_chance {
+    // Or its accuracy never left the chance level (within a tenth of the way
+    // to perfect) at any evaluation while its loss is not below the chance
+    // level: the same argmax flips, when the loss is inflated by train-mode
+    // noise such as heavy dropout.
+    let loss_not_below_chance = match (ctx.chance_loss(), ctx.loss_recent()) {
+        (Some(c), Some(r)) => r >= 0.9 * c,
+        _ => false,
+    };
+    let acc_at_chance = loss_not_below_chance
+        && ctx.chance_acc().is_some_and(|c| {
+            ctx.train_acc.is_some_and(|n| {
+                let e = ctx.epoch_level(n.series);
+                e.len() >= MIN_EVALS
+                    && e.iter()
+                        .all(|p| p.1.is_finite() && p.1 <= c + 0.1 * (1.0 - c))
+            })
+        });
+    if at_chance || acc_at_chance {
         out.note("accuracy swings not judged as oscillation: the training loss stayed at the chance level, so the accuracy only reflects argmax flips of a model that has not learned");
     } else {
         score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);

@@ -267,7 +267,10 @@ fn frozen_on_purpose_or_not(ctx: &Ctx, out: &mut Diagnosis, other_unchanged: boo
         .train_acc
         .and_then(|a| ctx.epoch_tail(a.series, 3))
         .map(|a| format!("training accuracy {}", fmt_pct(a)))
-        .or_else(|| ctx.loss_recent().map(|l| format!("training loss {}", fmt_num(l))))
+        .or_else(|| {
+            ctx.loss_recent()
+                .map(|l| format!("training loss {}", fmt_num(l)))
+        })
         .unwrap_or_default();
     let series: Vec<String> = ctx
         .layers
@@ -326,12 +329,24 @@ fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
         .iter()
         .filter(|l| l.is_weight() && l.trainable != Some(false))
         .filter_map(|l| l.get(Role::GradNorm))
-        .map(|g| (g.key, g.series.steps.as_slice(), g.series.values.as_slice(), g.key))
+        .map(|g| {
+            (
+                g.key,
+                g.series.steps.as_slice(),
+                g.series.values.as_slice(),
+                g.key,
+            )
+        })
         .collect();
     let series: Vec<(&str, &[u64], &[f64], &str)> = if weights.len() >= 2 {
         weights
     } else if let Some(g) = ctx.global_grad {
-        vec![(g.key, g.series.steps.as_slice(), g.series.values.as_slice(), g.key)]
+        vec![(
+            g.key,
+            g.series.steps.as_slice(),
+            g.series.values.as_slice(),
+            g.key,
+        )]
     } else {
         return;
     };
@@ -382,7 +397,11 @@ fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
         format!(
             "The gradients were non-zero at first and are exactly 0 on every layer since step {}{}: an update pushed the units' pre-activations below zero for every input, and a unit that never fires gets no gradient and cannot recover.",
             onset.map(fmt_step).unwrap_or_else(|| "?".into()),
-            if spiked { ", after the loss spiked" } else { "" }
+            if spiked {
+                ", after the loss spiked"
+            } else {
+                ""
+            }
         )
     } else {
         "Every layer's gradient is exactly 0 from the first check on: the units never fire, from initialisation (negative biases or a bad weight scale); a unit that never fires gets no gradient.".into()
@@ -393,8 +412,14 @@ fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
         "Add BatchNorm before the activation.".into(),
     ];
     if alive_at_start {
-        fixes.insert(0, ctx.lower_lr_fix(" so updates do not knock the units out"));
-        fixes.insert(1, "Add gradient clipping (clip_grad_norm_ 1.0) and a short LR warm-up.".into());
+        fixes.insert(
+            0,
+            ctx.lower_lr_fix(" so updates do not knock the units out"),
+        );
+        fixes.insert(
+            1,
+            "Add gradient clipping (clip_grad_norm_ 1.0) and a short LR warm-up.".into(),
+        );
     }
     out.push(Finding {
         kind: Kind::DeadRelu,
@@ -403,7 +428,9 @@ fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
         onset_step: onset,
         title: format!(
             "Every weight gradient is exactly 0{}: the network is dead",
-            onset.map(|s| format!(" since step {}", fmt_step(s))).unwrap_or_default()
+            onset
+                .map(|s| format!(" since step {}", fmt_step(s)))
+                .unwrap_or_default()
         ),
         evidence: Evidence {
             series: series.iter().map(|(k, _, _, _)| k.to_string()).collect(),
@@ -412,7 +439,11 @@ fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
             summary: format!(
                 "{} gradient series are exactly 0 at every check of the recent half{}.",
                 series.len(),
-                if alive_at_start { ", after being non-zero at the start" } else { "" }
+                if alive_at_start {
+                    ", after being non-zero at the start"
+                } else {
+                    ""
+                }
             ),
         },
         cause,
@@ -734,8 +765,10 @@ mod tests {
                 }),
             ));
             series.push(("lr".into(), curve(300, 1, |_| 1.5)));
-            let refs: Vec<(&str, Vec<(u64, f64)>)> =
-                series.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let refs: Vec<(&str, Vec<(u64, f64)>)> = series
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
             diagnose(&view(&refs))
         };
         let d = run(0.0);
