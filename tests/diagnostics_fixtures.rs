@@ -587,7 +587,10 @@ fn score_directory() {
     let mut findings = BTreeMap::new();
     for (name, records) in runs_in(&dir) {
         let d = diagnose(&RunView::from_records(records));
-        findings.insert(name.clone(), serde_json::to_value(&d).expect("serialisable"));
+        findings.insert(
+            name.clone(),
+            serde_json::to_value(&d).expect("serialisable"),
+        );
         let got = raised(&d);
         let (missing, false_alarms) = match labels.get(&name) {
             Some(l) => check(l, &got),

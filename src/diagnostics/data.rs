@@ -500,6 +500,50 @@ mod tests {
     }
 
     #[test]
+    fn one_dominant_class_is_imbalance_not_a_shift() {
+        // 10 classes: class 0 has 300 training samples, the others 8 each
+        // (its standardisation is mostly class 0's); validation is balanced
+        // and its features sit away from the majority class's. The label
+        // distribution is the finding; the feature "shift" is its artefact.
+        let mut counts = vec![300u64];
+        counts.extend([8; 9]);
+        let f = 16;
+        let train = ds("train", 372, &counts, &vec![0.0; f], &vec![1.0; f]);
+        let val = ds("val", 450, &[45; 10], &vec![0.9; f], &vec![1.6; f]);
+        let d = diagnose(&with(vec![train, val]));
+        let imb = d.get(Kind::ClassImbalance).expect("imbalance");
+        assert!(imb.severity.is_raised());
+        assert!(imb.title.contains("class 0"), "{}", imb.title);
+        assert!(
+            d.get(Kind::DistributionShift)
+                .is_none_or(|s| !s.severity.is_raised()),
+            "{:#?}",
+            d.findings
+        );
+    }
+
+    #[test]
+    fn a_spread_several_times_the_training_one_is_a_massive_shift() {
+        // Same means, every validation feature 4× as spread: most validation
+        // samples lie where the training data has none, even without a
+        // performance gap yet.
+        let f = 12;
+        let train = ds("train", 600, &[], &vec![0.5; f], &vec![1.0; f]);
+        let val = ds("val", 200, &[], &vec![0.5; f], &vec![4.0; f]);
+        let d = diagnose(&with(vec![train.clone(), val]));
+        let s = d.get(Kind::DistributionShift).expect("shift");
+        assert!(s.severity.is_raised(), "{s:#?}");
+        assert!(s.evidence.metrics["median_std_ratio"] >= 3.9);
+        // A spread 1.3× is not: noise of the split, not a shift.
+        let mild = ds("val", 200, &[], &vec![0.5; f], &vec![1.3; f]);
+        assert!(
+            diagnose(&with(vec![train, mild]))
+                .get(Kind::DistributionShift)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_shift_explained_by_imbalance_is_info() {
         let mut counts = vec![134u64];
         counts.extend([5; 9]);

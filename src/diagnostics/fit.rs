@@ -1222,7 +1222,7 @@ fn median_update_ratio(ctx: &Ctx) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
-    use super::super::{Kind, RunView, Series, diagnose};
+    use super::super::{DatasetRecord, Kind, RunView, Series, diagnose};
 
     fn epochs(v: &mut RunView, key: &str, n: usize, spe: usize, f: impl Fn(usize) -> f64) {
         v.scalars.insert(
@@ -1250,6 +1250,135 @@ mod tests {
         epochs(&mut v, "val/acc", n, spe, val_acc);
         epochs(&mut v, "val/loss", n, spe, val_loss);
         v
+    }
+
+    #[test]
+    fn confidently_wrong_validation_is_overfitting_though_its_accuracy_holds() {
+        // 10 classes. Training accuracy perfect from epoch 6; validation
+        // accuracy flat at 95%; validation loss at its best (0.15) at epoch 6,
+        // then climbing steadily to 0.45: the few validation mistakes get
+        // ever more confident.
+        let rising = |e: usize| 0.15 + 0.02 * (e.saturating_sub(6)) as f64;
+        let mk = |val_loss: &dyn Fn(usize) -> f64| {
+            let mut v = run(
+                20,
+                |e| (0.6 + 0.08 * e as f64).min(1.0),
+                |e| (0.55 + 0.08 * e as f64).min(0.95),
+                |e| if e < 6 { 2.0 - 0.3 * e as f64 } else { val_loss(e) },
+                |t| 0.02 + 2.28 * (-t * 8.0).exp(),
+            );
+            v.datasets.push(DatasetRecord {
+                split: "train".into(),
+                class_counts: Some((0..10).map(|c| (c.to_string(), serde_json::json!(100))).collect()),
+                ..Default::default()
+            });
+            diagnose(&v)
+        };
+        let d = mk(&rising);
+        let f = d.get(Kind::Overfitting).expect("overfitting");
+        assert!(f.severity.is_raised());
+        assert_eq!(f.onset_step, Some(120), "the best validation epoch");
+        // A drift of 0.15 → 0.17 is within a few samples' worth of a loss
+        // whose chance level is 2.3: not a rise.
+        let drift = |e: usize| 0.15 + 0.0015 * (e.saturating_sub(6)) as f64;
+        assert!(mk(&drift).get(Kind::Overfitting).is_none());
+        // A rise that went back down is a bump.
+        let bump = |e: usize| if (8..12).contains(&e) { 0.4 } else { 0.15 };
+        assert!(mk(&bump).get(Kind::Overfitting).is_none());
+    }
+
+    #[test]
+    fn validation_at_chance_while_training_fits_names_the_labels() {
+        // Shuffled training labels: training accuracy climbs by memorising,
+        // validation accuracy stays at the chance level (25%, 4 classes).
+        let mut v = run(
+            30,
+            |e| (0.25 + 0.03 * e as f64).min(1.0),
+            |e| 0.25 + 0.01 * noise(e),
+            |e| 1.39 + 0.05 * e as f64,
+            |t| 0.05 + 1.34 * (1.0 - t),
+        );
+        v.datasets.push(four_balanced_classes());
+        let f = diagnose(&v)
+            .get(Kind::Overfitting)
+            .cloned()
+            .expect("overfitting");
+        assert!(f.cause.contains("labels"), "{}", f.cause);
+        assert!(f.fixes[0].contains("labels"), "{:?}", f.fixes);
+    }
+
+    #[test]
+    fn a_plateau_under_an_annealed_lr_is_not_underfitting() {
+        // A language model: an embedding of 16 tokens in, 16 classes out.
+        // Cosine schedule from 3e-3 to ~0; the loss flattens at the text's
+        // entropy, far from perfect accuracy.
+        let lm = |annealed: bool, language_model: bool| {
+            let n = 12;
+            let spe = 40;
+            let mut v = run(
+                n,
+                |e| (0.2 + 0.05 * e as f64).min(0.5),
+                |e| (0.2 + 0.05 * e as f64).min(0.5),
+                |e| (2.7 - 0.2 * e as f64).max(1.6),
+                |t| 1.6 + 1.1 * (-t * 10.0).exp(),
+            );
+            let total = (n * spe) as f64;
+            v.scalars.insert(
+                "lr".into(),
+                Series::from_points((0..n * spe).map(|i| {
+                    let t = i as f64 / total;
+                    let lr = if annealed {
+                        3e-3 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                    } else {
+                        3e-3
+                    };
+                    (i as u64, lr)
+                })),
+            );
+            let (first, first_in) = if language_model {
+                ("embed", "Embedding")
+            } else {
+                ("fc1", "Linear")
+            };
+            v.model = Some(crate::record::ModelRecord {
+                layers: vec![
+                    crate::record::Layer {
+                        name: first.into(),
+                        kind: Some(first_in.into()),
+                        inputs: Some(16),
+                        outputs: Some(32),
+                        ..Default::default()
+                    },
+                    crate::record::Layer {
+                        name: "head".into(),
+                        kind: Some("Linear".into()),
+                        inputs: Some(32),
+                        outputs: Some(16),
+                        ..Default::default()
+                    },
+                ],
+                loss: Some("cross_entropy".into()),
+                ..Default::default()
+            });
+            diagnose(&v)
+        };
+        // The plain classifier on a constant LR that plateaus far from
+        // chance-normalised perfection underfits ...
+        let d = lm(false, false);
+        let f = d.get(Kind::Underfitting).expect("underfitting");
+        // ... and its LR fix quotes the LR it trained with.
+        assert!(f.fixes.iter().any(|x| x.contains("0.003 → 0.009")), "{:?}", f.fixes);
+        // The same plateau under an annealed LR, or of a language model, is
+        // not judged (and says why).
+        for (annealed, language_model) in [(true, false), (false, true), (true, true)] {
+            let d = lm(annealed, language_model);
+            assert!(d.get(Kind::Underfitting).is_none(), "{:#?}", d.findings);
+            assert!(
+                d.notes.iter().any(|n| n.starts_with("underfitting not judged")),
+                "{:?}",
+                d.notes
+            );
+        }
     }
 
     #[test]

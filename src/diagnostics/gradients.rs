@@ -915,6 +915,163 @@ mod tests {
     }
 
     #[test]
+    fn an_initialisation_that_blows_the_loss_up_is_exploding_and_causes_the_rest() {
+        // A convnet for 10 classes whose first loss is 300 — over 100× the
+        // chance level ln 10 — with gradients of ~200 at step 0 that are
+        // exactly 0 from the next check on (the units died).
+        let mut v = view(&[
+            (
+                "train/loss",
+                curve(300, 1, |i| if i < 3 { 300.0 } else { 2.303 + 0.01 * noise(i) }),
+            ),
+            ("grad_norm/features.0", curve(30, 10, |i| if i == 0 { 30.0 } else { 0.0 })),
+            ("grad_norm/features.2", curve(30, 10, |i| if i == 0 { 90.0 } else { 0.0 })),
+            ("grad_norm/features.6", curve(30, 10, |i| if i == 0 { 200.0 } else { 0.0 })),
+        ]);
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some((0..10).map(|c| (c.to_string(), serde_json::json!(100))).collect()),
+            ..Default::default()
+        });
+        let d = diagnose(&v);
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert_eq!(f.onset_step, Some(0));
+        assert!(f.cause.contains("initial weights"), "{}", f.cause);
+        assert!(f.fixes[0].contains("initialisation"), "{:?}", f.fixes);
+        // Its consequences name it.
+        let dead = d.get(Kind::DeadRelu).expect("dead network");
+        assert_eq!(dead.caused_by, Some(Kind::ExplodingGradients));
+        // A first loss at the chance level with the same gradients is not an
+        // initialisation blow-up (a large first gradient alone is common).
+        let mut calm = v.clone();
+        calm.scalars.insert(
+            "train/loss".into(),
+            super::super::Series::from_points(curve(300, 1, |i| 2.3 - i as f64 / 200.0)),
+        );
+        assert!(diagnose(&calm).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn one_gradient_three_orders_above_the_rest_then_chance_is_exploding() {
+        // An LSTM (4 classes, chance ln 4): the recurrent weight's gradient
+        // sits around 0.2, jumps to 400 at step 150, and the model then falls
+        // back to chance. With SGD at lr 1.
+        let run = |after: fn(usize) -> f64| {
+            let mut v = view(&[
+                (
+                    "train/loss",
+                    curve(400, 1, move |i| {
+                        if i < 150 {
+                            1.386 - i as f64 / 400.0
+                        } else {
+                            after(i)
+                        }
+                    }),
+                ),
+                (
+                    "grad_norm/rnn.weight_hh_l0",
+                    curve(80, 5, |i| {
+                        if i == 30 {
+                            400.0
+                        } else {
+                            0.2 * (1.0 + 0.3 * noise(i))
+                        }
+                    }),
+                ),
+                ("grad_norm/fc.weight", curve(80, 5, |i| 0.5 * (1.0 + 0.3 * noise(i)))),
+                ("lr", curve(400, 1, |_| 1.0)),
+            ]);
+            v.datasets.push(four_balanced_classes());
+            diagnose(&v)
+        };
+        let d = run(|i| 1.386 + 0.01 * noise(i));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert_eq!(f.onset_step, Some(150));
+        assert!(f.fixes[0].contains("clip"), "{:?}", f.fixes);
+        assert!(
+            d.findings
+                .iter()
+                .flat_map(|f| &f.fixes)
+                .all(|x| !super::super::raises_lr(x)),
+            "{:#?}",
+            d.findings
+        );
+        // The same jump in a model that keeps learning is one odd batch.
+        assert!(
+            run(|i| 1.0 - i as f64 / 1000.0)
+                .get(Kind::ExplodingGradients)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn gradients_summed_over_steps_name_the_missing_zero_grad() {
+        // Without zero_grad() the gradient is the running sum: its norm keeps
+        // (almost) every check's value and grows ×50 while the loss stalls.
+        let v = view(&[
+            (
+                "train/loss",
+                curve(300, 1, |i| 2.3 + 0.05 * noise(i) + i as f64 / 300.0),
+            ),
+            (
+                "grad_norm/0",
+                curve(30, 10, |i| 1.0 + 1.7 * i as f64 + 0.01 * noise(i)),
+            ),
+            ("grad_norm/2", curve(30, 10, |i| 1.2 * (1.0 + 0.3 * noise(i)))),
+        ]);
+        let f = diagnose(&v)
+            .get(Kind::ExplodingGradients)
+            .cloned()
+            .expect("exploding");
+        assert!(f.cause.contains("zero_grad"), "{}", f.cause);
+        assert!(f.fixes[0].contains("zero_grad"), "{:?}", f.fixes);
+        assert_eq!(f.onset_step, Some(0));
+    }
+
+    #[test]
+    fn per_parameter_names_compare_weights_only() {
+        // `p.grad.norm()` for every parameter: biases and LayerNorm scales
+        // have tiny gradients of their own; they are not the input side of a
+        // vanishing gradient, nor is the embedding table (sparse rows).
+        let mut series = vec![(
+            "train/loss",
+            curve(300, 1, |i| 2.3 * (-(i as f64) / 150.0).exp() + 0.1),
+        )];
+        for (name, g) in [
+            ("grad_norm/embed.weight", 1e-7),
+            ("grad_norm/encoder.layers.0.linear1.weight", 0.3),
+            ("grad_norm/encoder.layers.0.linear1.bias", 1e-6),
+            ("grad_norm/encoder.layers.0.norm1.weight", 1e-6),
+            ("grad_norm/encoder.layers.1.linear1.weight", 0.4),
+            ("grad_norm/head.weight", 0.8),
+            ("grad_norm/head.bias", 0.1),
+        ] {
+            series.push((name, curve(60, 5, move |i| g * (1.0 + 0.2 * noise(i)))));
+        }
+        let d = diagnose(&view(&series));
+        assert!(d.get(Kind::VanishingGradients).is_none(), "{:#?}", d.findings);
+        // A real vanishing gradient in the weights of a GELU model: the fix
+        // does not ask to replace sigmoid/tanh layers it does not have.
+        let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
+        for (name, g) in [
+            ("grad_norm/encoder.layers.0.linear1.weight", 1e-6),
+            ("grad_norm/encoder.layers.1.linear1.weight", 1e-3),
+            ("grad_norm/head.weight", 0.8),
+        ] {
+            series.push((name, curve(60, 5, move |i| g * (1.0 + 0.2 * noise(i)))));
+        }
+        let f = diagnose(&view(&series))
+            .get(Kind::VanishingGradients)
+            .cloned()
+            .expect("vanishing");
+        assert_eq!(
+            f.evidence.layer.as_deref(),
+            Some("encoder.layers.0.linear1.weight")
+        );
+        assert!(f.fixes.iter().all(|x| !x.contains("sigmoid")), "{:?}", f.fixes);
+    }
+
+    #[test]
     fn growing_gradients_with_improving_loss_are_fine() {
         // A frozen trunk's gradient grows ×600 while the head learns.
         let v = view(&[
