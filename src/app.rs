@@ -113,6 +113,11 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let limits = state.conn;
+    // Event streams never end by themselves: this ends them when the
+    // server stops, so that the graceful shutdown does not wait on them.
+    let mut state = state;
+    let streams_stop = state.live.stop.child_token();
+    state.live.stop = streams_stop.clone();
     let app = router(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -162,6 +167,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    streams_stop.cancel();
     graceful.shutdown().await;
     Ok(())
 }

@@ -9,12 +9,15 @@
 //!   updated_at, end_step, tags` (`;`-separated), then `config.<key>` for
 //!   every config entry of any run (nested objects flattened with dots,
 //!   other values as JSON), then `<key>` for the last value of every scalar
-//!   series of any run; a cell a run has no value for is empty.
+//!   series of any run; a cell a run has no value for is empty;
+//! - histograms in long form, one bin per row: `key,step,lower,upper,count`,
+//!   and for a step with NaN or ±Inf values one more row with empty bounds
+//!   holding their count.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Point, Run, SeriesInfo};
-use crate::record::{Record, Value};
+use crate::record::{HistogramRecord, Record, Value};
 
 /// The header of the long form.
 pub const SCALARS_HEADER: &str = "key,step,time,value\n";
@@ -66,6 +69,51 @@ pub fn point_rows(key: &str, points: &[Point]) -> String {
         let time = p.time.map(number).unwrap_or_default();
         w.write_record([key, &p.step.to_string(), &time, &value_text(Value(p.value))])
             .expect("writing to memory cannot fail");
+    }
+    finish(w)
+}
+
+/// The header of the long form of several runs' points (the compare
+/// page's download): the run's id and name, then the long form's columns.
+pub const RUN_SCALARS_HEADER: &str = "run_id,run_name,key,step,time,value\n";
+
+/// [`point_rows`] of one run's series, with the run's id and name first.
+pub fn run_point_rows(run_id: &str, run_name: &str, key: &str, points: &[Point]) -> String {
+    let mut w = writer();
+    for p in points {
+        let time = p.time.map(number).unwrap_or_default();
+        w.write_record([
+            run_id,
+            run_name,
+            key,
+            &p.step.to_string(),
+            &time,
+            &value_text(Value(p.value)),
+        ])
+        .expect("writing to memory cannot fail");
+    }
+    finish(w)
+}
+
+/// The header of the histograms' long form.
+pub const HISTOGRAM_HEADER: &str = "key,step,lower,upper,count\n";
+
+/// The long-form rows of `hists` (a distribution chart's download), without
+/// the header.
+pub fn histogram_rows(hists: &[HistogramRecord]) -> String {
+    let mut w = writer();
+    for h in hists {
+        let step = h.step.to_string();
+        for (i, count) in h.counts.iter().enumerate() {
+            let (lo, hi) = (h.edges.get(i), h.edges.get(i + 1));
+            let bound = |e: Option<&f64>| e.map(|v| value_text(Value(*v))).unwrap_or_default();
+            w.write_record([&h.key, &step, &bound(lo), &bound(hi), &count.to_string()])
+                .expect("writing to memory cannot fail");
+        }
+        if h.nonfinite > 0 {
+            w.write_record([&h.key, &step, "", "", &h.nonfinite.to_string()])
+                .expect("writing to memory cannot fail");
+        }
     }
     finish(w)
 }
@@ -257,5 +305,21 @@ mod tests {
             format!("{nil},b,finished,1.5,2.5,99,,\"[64,64]\",,,NaN,")
         );
         assert!(lines.next().is_none());
+    }
+
+    #[test]
+    fn histograms_are_one_bin_a_row_and_their_nonfinite_count_a_row_without_bounds() {
+        let h = |step, nonfinite| HistogramRecord {
+            step,
+            key: "w,1".into(),
+            edges: vec![-1.0, 0.0, 0.5],
+            counts: vec![3, 4],
+            nonfinite,
+        };
+        assert_eq!(
+            format!("{HISTOGRAM_HEADER}{}", histogram_rows(&[h(0, 0), h(10, 2)])),
+            "key,step,lower,upper,count\n\"w,1\",0,-1.0,0.0,3\n\"w,1\",0,0.0,0.5,4\n\
+             \"w,1\",10,-1.0,0.0,3\n\"w,1\",10,0.0,0.5,4\n\"w,1\",10,,,2\n"
+        );
     }
 }

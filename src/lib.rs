@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod charts;
 pub mod cli;
+pub mod compare;
 pub mod csv_export;
 pub mod diagnostics;
 pub mod http;

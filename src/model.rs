@@ -132,6 +132,12 @@ pub struct Point {
     pub time: Option<f64>,
 }
 
+impl Point {
+    pub fn new(step: u64, value: f64, time: Option<f64>) -> Point {
+        Point { step, value, time }
+    }
+}
+
 impl PartialEq for Point {
     /// Bitwise on floats, so that NaN equals NaN.
     fn eq(&self, other: &Self) -> bool {

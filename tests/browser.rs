@@ -6,7 +6,9 @@
 //! run's page shows its finding and links to the chart that marks it, the
 //! smoothing control redraws the curves, a run with weight tensors and
 //! feature maps shows the weight heatmap and a decoded image per channel
-//! (the step slider loads another step), nothing overflows the viewport
+//! (the step slider loads another step), a running run's page shows a
+//! point and a finding posted after it opened and the runs table the run's
+//! new step and status, without a reload; nothing overflows the viewport
 //! sideways and no JavaScript error is raised. Screenshots go to
 //! `target/screenshots/` for a person to look at.
 //!
@@ -440,6 +442,10 @@ async fn pages_in_headless_chromium() {
             assert_eq!(curve_points(&c).await.len(), before.len());
             check_page(&c, &format!("smoothed run page at {width}px")).await;
 
+            // A running run's page and the runs table follow new data
+            // without a reload.
+            live_updates(&c, &base, &router, &runner, width).await;
+
             // A run with weight tensors and feature maps: the heatmap, a
             // cell per channel, every image decoded; the slider loads a step.
             c.goto(&format!("{base}/runs/{views_run}#weights"))
@@ -552,4 +558,382 @@ async fn views_run(router: &axum::Router) -> String {
     .await;
     assert_eq!(status, 200, "{out}");
     id
+}
+
+/// Waits (up to 15 s) until `script` returns `want`.
+async fn until_js(c: &Client, script: &str, want: Value, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = c.execute(script, vec![]).await.unwrap();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {got} (want {want})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Until the page's live marker shows (its event stream is open).
+async fn stream_open(c: &Client, what: &str) {
+    until_js(
+        c,
+        "const m = document.getElementById('live'); return !!m && !m.hidden;",
+        json!(true),
+        what,
+    )
+    .await;
+}
+
+async fn post_loss(router: &axum::Router, run: &str, steps: &[u64], values: Value) {
+    let (status, out) = send(
+        router,
+        post_json(
+            &format!("/api/v1/runs/{run}/scalars"),
+            &json!({"key": "train/loss", "steps": steps, "values": values}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+}
+
+/// A running run's page shows a point and then a finding posted after it
+/// opened, and the runs table the run's new step and status — all without
+/// a reload (a variable set on the page survives).
+async fn live_updates(
+    c: &Client,
+    base: &str,
+    router: &axum::Router,
+    runner: &trainlens::runner::Runner,
+    width: u32,
+) {
+    let project = format!("live-{width}");
+    let (status, run) = send(
+        router,
+        post_json(
+            "/api/v1/runs",
+            &json!({"project": project, "name": format!("live <run> {width}")}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let steps: Vec<u64> = (0..100).collect();
+    let values: Vec<f64> = steps
+        .iter()
+        .map(|s| 2.0 * (-(*s as f64) / 40.0).exp() + 0.1)
+        .collect();
+    post_loss(router, &id, &steps, json!(values)).await;
+    runner.diagnose(id.parse().unwrap()).await.unwrap();
+
+    c.goto(&format!("{base}/runs/{id}")).await.unwrap();
+    loaded(c, &id).await;
+    stream_open(c, &format!("{width}px: the run page's stream")).await;
+    c.execute("window.__same_page = true;", vec![])
+        .await
+        .unwrap();
+    const POINTS: &str = "const r = [...document.querySelectorAll('#series tbody tr')]\
+        .find(r => r.cells[0].textContent.trim() === 'train/loss');\
+        return r ? r.cells[1].textContent.trim() : null;";
+    assert_eq!(c.execute(POINTS, vec![]).await.unwrap(), json!("100"));
+    assert!(texts(c, "article.finding .kind").await.is_empty());
+    let before = curve_points(c).await;
+
+    post_loss(router, &id, &[100], json!([0.1])).await;
+    until_js(
+        c,
+        POINTS,
+        json!("101"),
+        &format!("{width}px: the new point"),
+    )
+    .await;
+    assert_ne!(
+        curve_points(c).await,
+        before,
+        "{width}px: the loss chart redrawn"
+    );
+
+    // A fault, diagnosed by the worker: the finding shows up.
+    post_loss(router, &id, &[101, 102], json!(["NaN", "NaN"])).await;
+    runner.diagnose(id.parse().unwrap()).await.unwrap();
+    until_js(
+        c,
+        "return [...document.querySelectorAll('article.finding .kind')].map(k => k.textContent.trim());",
+        json!(["divergence"]),
+        &format!("{width}px: the new finding"),
+    )
+    .await;
+    let same = c.execute("return window.__same_page === true;", vec![]);
+    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    screenshot(c, &format!("live-run-{width}")).await;
+    check_page(c, &format!("live run page at {width}px")).await;
+
+    // The runs table: the row follows the run's step and status.
+    c.goto(&format!("{base}/?project={project}")).await.unwrap();
+    loaded(c, &project).await;
+    stream_open(c, &format!("{width}px: the runs table's stream")).await;
+    c.execute("window.__same_page = true;", vec![])
+        .await
+        .unwrap();
+    const ROW: &str = "const r = document.querySelector('table.runs tbody tr');\
+        return r ? [r.cells[2].textContent.trim(), r.cells[4].textContent.trim()] : null;";
+    assert_eq!(
+        c.execute(ROW, vec![]).await.unwrap(),
+        json!(["running", "102"])
+    );
+    // A run ticked for comparing stays ticked across the refreshes.
+    click(c, "table.runs tbody input[type=checkbox]").await;
+    const TICKED: &str =
+        "return document.querySelector('table.runs tbody input[type=checkbox]').checked;";
+    assert_eq!(c.execute(TICKED, vec![]).await.unwrap(), json!(true));
+    post_loss(router, &id, &[103], json!([0.1])).await;
+    until_js(
+        c,
+        ROW,
+        json!(["running", "103"]),
+        &format!("{width}px: the row's step"),
+    )
+    .await;
+    let (status, out) = send(
+        router,
+        post_json(
+            &format!("/api/v1/runs/{id}/finish"),
+            &json!({"status": "failed"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    until_js(
+        c,
+        ROW,
+        json!(["failed", "103"]),
+        &format!("{width}px: the row's status"),
+    )
+    .await;
+    assert_eq!(
+        c.execute(TICKED, vec![]).await.unwrap(),
+        json!(true),
+        "{width}px: still ticked"
+    );
+    let same = c.execute("return window.__same_page === true;", vec![]);
+    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    screenshot(c, &format!("live-runs-{width}")).await;
+    check_page(c, &format!("live runs page at {width}px")).await;
+}
+
+/// chromedriver and a headless Chromium with the error collector
+/// installed, or `None` (after saying so) when chromedriver is missing
+/// outside CI.
+async fn browser() -> Option<(Driver, Client)> {
+    let driver_path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+    if !driver_path.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromedriver at {} (or set CHROMEDRIVER)",
+            driver_path.display()
+        );
+        eprintln!(
+            "skipping the browser test: no chromedriver at {}",
+            driver_path.display()
+        );
+        return None;
+    }
+    let port = free_port();
+    let driver = Driver(
+        Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(port, 20).await;
+    let mut caps = serde_json::Map::new();
+    let mut chrome = json!({ "args": CHROME_FLAGS });
+    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+    if chromium.is_file() {
+        chrome["binary"] = json!(chromium);
+    }
+    caps.insert("goog:chromeOptions".into(), chrome);
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+    c.issue_cmd(Cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": ERROR_COLLECTOR }),
+    ))
+    .await
+    .expect("install the error collector");
+    Some((driver, c))
+}
+
+/// The distinct stroke colours of the compare overlay's curves.
+async fn overlay_colours(c: &Client) -> Vec<String> {
+    let v = c
+        .execute(
+            "return [...new Set([...document.querySelectorAll('figure#chart-compare svg polyline')]\
+             .map(p => (p.getAttribute('stroke') || '').toLowerCase()).filter(s => s))];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Scrolls the element with `id` to the top of the window.
+async fn scroll_to(c: &Client, id: &str) {
+    c.execute(
+        "document.getElementById(arguments[0]).scrollIntoView();",
+        vec![json!(id)],
+    )
+    .await
+    .unwrap();
+}
+
+/// The compare overlay's `<title>` (not rendered, so not an element's text).
+async fn overlay_title(c: &Client) -> String {
+    let v = c
+        .execute(
+            "const t = document.querySelector('figure#chart-compare svg > title'); return t ? t.textContent : '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Compare overlays two runs: ticked in the runs table, compared with the
+/// form's button (no JavaScript needed), a curve and a legend entry per
+/// run in colours of their own, the health of each, the parameters that
+/// differ; another metric through the page's form; then the project's
+/// hyperparameter view. At 1280 and 390 px, screenshots of both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_overlays_two_runs() {
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let router = db.app();
+    let runner = eager_runner(&db.store, "http://trainlens.test");
+    for path in fixture_files() {
+        let (status, run) = send(
+            &router,
+            post(
+                "/api/v1/import",
+                "application/x-ndjson",
+                std::fs::read(&path).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {run}", path.display());
+        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        runner.diagnose(id).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(listener, db.state(), async {
+        let _ = stopped.await;
+    }));
+    const PICKED: [&str; 2] = ["dev-diverge-sgd-lr5", "dev-healthy-digits-adam"];
+
+    let result = async {
+        for width in [1280u32, 390] {
+            c.set_window_size(width, 1000).await.unwrap();
+            c.goto(&format!("{base}/?project=faults&sort=name&dir=asc"))
+                .await
+                .unwrap();
+            for name in PICKED {
+                c.find(Locator::XPath(&format!(
+                    "//td[@class='name'][a[text()='{name}']]/input[@type='checkbox']"
+                )))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            }
+            click(&c, "form#compare button[type=submit]").await;
+            loaded(&c, "/compare?").await;
+            let url = c.current_url().await.unwrap();
+            assert_eq!(url.as_str().matches("run=").count(), 2, "{url}");
+
+            // The two runs, sorted by name as ticked, with their health.
+            assert_eq!(
+                texts(&c, "table.compared tbody td.name > a").await,
+                PICKED,
+                "{width}px"
+            );
+            let health = texts(&c, "table.compared tbody td.health").await;
+            assert!(
+                health[0].to_uppercase().starts_with("CRITICAL"),
+                "{width}px: the diverging run's badge: {health:?}"
+            );
+            // A curve per run in its own colour, both named in the legend.
+            let colours = overlay_colours(&c).await;
+            assert!(colours.len() >= 2, "{width}px: {colours:?}");
+            let labels = texts(&c, "figure#chart-compare svg text").await;
+            for name in PICKED {
+                assert!(
+                    labels.iter().any(|t| t == name),
+                    "{width}px: {name} in the legend: {labels:?}"
+                );
+            }
+            // The config diff: the learning rates differ, the dataset not.
+            let params = texts(&c, "table.diff tbody td.param").await;
+            assert!(
+                params.contains(&"lr".to_string()) && !params.contains(&"dataset".to_string()),
+                "{width}px: {params:?}"
+            );
+            screenshot(&c, &format!("compare-{width}")).await;
+            check_page(&c, &format!("compare page at {width}px")).await;
+            scroll_to(&c, "params").await;
+            screenshot(&c, &format!("compare-params-{width}")).await;
+
+            // Another metric, with the page's form.
+            let title = overlay_title(&c).await;
+            c.find(Locator::Css("form.compare-controls select[name=key]"))
+                .await
+                .unwrap()
+                .select_by_value("train/loss")
+                .await
+                .unwrap();
+            click(&c, "form.compare-controls button[type=submit]").await;
+            loaded(&c, "key=train%2Floss").await;
+            assert_eq!(
+                overlay_title(&c).await,
+                "train/loss",
+                "{width}px: was {title:?}"
+            );
+            assert!(overlay_colours(&c).await.len() >= 2);
+            check_page(&c, &format!("compare page, train/loss, at {width}px")).await;
+
+            // The project's hyperparameter view, from the compare page.
+            click(&c, "p.crumbs a[href$='/params']").await;
+            loaded(&c, "/projects/faults/params").await;
+            let lines = c
+                .find_all(Locator::Css("figure#chart-parallel svg g.run"))
+                .await
+                .unwrap()
+                .len();
+            assert!(lines >= 10, "{width}px: {lines} runs drawn");
+            let rows = texts(&c, "table.relations tbody td.param").await;
+            assert!(rows.contains(&"lr".to_string()), "{width}px: {rows:?}");
+            screenshot(&c, &format!("params-{width}")).await;
+            check_page(&c, &format!("hyperparameter view at {width}px")).await;
+            scroll_to(&c, "importance").await;
+            screenshot(&c, &format!("params-table-{width}")).await;
+        }
+    }
+    .await;
+    c.close().await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    db.cleanup().await;
+    result
 }

@@ -286,12 +286,7 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
         out.status.success(),
         "the MLflow client script failed:\n{report}"
     );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{report}"));
+    let result = common::result_line(&stdout, &report);
     eprintln!("the MLflow client script passed: {result}");
 
     let app = db.app();
@@ -304,6 +299,22 @@ async fn the_mlflow_client_logs_searches_and_gets_its_run_diagnosed() {
     assert_eq!(
         trainlens_steps(&app, parent, "stepless").await,
         [0, 1, 2, 3, 4]
+    );
+
+    // Experiment tags set by the client are the project's.
+    let tagged: i64 = result["tagged_experiment"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e = db.store.mlflow_experiment(tagged).await.unwrap().unwrap();
+    assert_eq!(e.name, "mlflow-client-tagged");
+    let tags = db.store.mlflow_tags_of_experiment(&e).await.unwrap();
+    assert_eq!(
+        tags.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("dataset", "mnist"), ("stage", "prod"), ("team", "vision")]
     );
 
     // The Keras-named run is diagnosed as overfitting.

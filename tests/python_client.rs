@@ -33,19 +33,7 @@ async fn the_python_client_talks_to_a_live_server() {
     }
     let db = TestDb::sqlite().await;
     // With the runner: the demo's tests wait for each run's diagnosis.
-    let server = LiveServer::spawn(|listener, base, shutdown| {
-        let mut runner = trainlens::runner::RunnerConfig::new(base);
-        runner.quiet = std::time::Duration::from_millis(200);
-        runner.max_wait = std::time::Duration::from_millis(500);
-        trainlens::app::serve_with_background(
-            listener,
-            db.state(),
-            runner,
-            trainlens::alerts::sender::SenderConfig::default(),
-            shutdown,
-        )
-    })
-    .await;
+    let server = LiveServer::with_eager_runner(db.state()).await;
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python");
     // pytest when it is there (CI's virtualenv has it), else unittest: both

@@ -250,6 +250,77 @@ on_both_backends! {
         assert_eq!(s.get_run(live.id).await.unwrap().unwrap().status, RunStatus::Running, "new data revives it");
     }
 
+    async fn every_write_a_page_shows_is_news_to_the_live_polls(db: &TestDb) {
+        use trainlens::store::mlflow::{MlBatch, MlMetric, MlNewRun, MlRunUpdate, NewMetric};
+        let s = &db.store;
+        let t0 = trainlens::store::now();
+        let run = s.create_run(&new_run("p", "r")).await.unwrap();
+        let other = s.create_run(&new_run("elsewhere", "o")).await.unwrap();
+        let in_p: Vec<_> = s.changed_runs(Some("p"), t0 - 1.0).await.unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(in_p, [run.id], "a new run is news to its project's table only");
+        assert_eq!(s.changed_runs(None, t0 - 1.0).await.unwrap().len(), 2);
+        let mut last = Seen::of(s, run.id).await;
+
+        s.ingest(run.id, &scalars("train/loss", points(0..3, |x| x as f64)), None).await.unwrap();
+        last = last.news(s, "points").await;
+        let hist = Batch { histograms: vec![HistogramRecord { key: "weights/fc".into(), step: 1, edges: vec![0.0, 1.0], counts: vec![3], nonfinite: 0 }], ..Batch::default() };
+        s.ingest(run.id, &hist, None).await.unwrap();
+        last = last.news(s, "a histogram").await;
+        s.ingest(run.id, &scalars("train/loss", points(3..4, |x| x as f64)), Some("k1")).await.unwrap();
+        last = last.news(s, "a keyed batch").await;
+        // Its retry writes nothing: no news.
+        s.ingest(run.id, &scalars("train/loss", points(3..4, |x| x as f64)), Some("k1")).await.unwrap();
+        assert_eq!(Seen::of(s, run.id).await, last, "a replayed batch is no news");
+
+        // The diagnosis worker's findings.
+        common::eager_runner(&db.store, "http://t").diagnose(run.id).await.unwrap();
+        last = last.news(s, "a diagnosis").await;
+        assert_eq!(last.pulse.diagnosed_version, last.pulse.data_version);
+
+        // Status: crashed by silence, revived by a heartbeat, finished.
+        assert_eq!(s.mark_crashed(0.0).await.unwrap(), 2);
+        last = last.news(s, "crashed").await;
+        assert_eq!(last.pulse.status, RunStatus::Crashed);
+        s.heartbeat(run.id).await.unwrap();
+        last = last.news(s, "revived").await;
+        assert_eq!(last.pulse.status, RunStatus::Running);
+        s.heartbeat(run.id).await.unwrap();
+        assert_eq!(Seen::of(s, run.id).await, last, "a heartbeat of a running run is no news");
+        s.finish_run(run.id, RunStatus::Finished, Some(3)).await.unwrap();
+        last = last.news(s, "finished").await;
+        assert_eq!(last.pulse.status, RunStatus::Finished);
+        assert!(s.changed_runs(Some("elsewhere"), last.at).await.unwrap().is_empty(), "the other run did not change since");
+        let _ = other;
+
+        // An import into a run with the same run_key (a TensorBoard import
+        // does this for each directory it follows).
+        let keyed = NewRun { run_key: Some("tb/run1".into()), ..new_run("p", "tb") };
+        let first = s.import_run(&keyed, &scalars("loss", points(0..2, |x| x as f64))).await.unwrap();
+        let mut tb = Seen::of(s, first.run.id).await;
+        let again = s.import_run(&keyed, &scalars("loss", points(2..4, |x| x as f64))).await.unwrap();
+        assert!(!again.created);
+        tb = tb.news(s, "an import into the same run").await;
+        let _ = tb;
+
+        // MLflow: create, metrics, params, tags (the name), status.
+        let (exp, _) = s.mlflow_create_experiment("p").await.unwrap();
+        let t1 = trainlens::store::now();
+        let ml = s.mlflow_create_run(&MlNewRun { experiment: exp, name: "ml".into(), start_time: 1, user_id: "u".into(), tags: vec![] }).await.unwrap();
+        assert!(s.changed_runs(Some("p"), t1).await.unwrap().iter().any(|(id, _)| *id == ml.id), "a run created through MLflow");
+        let mut m = Seen::of(s, ml.id).await;
+        let metric = NewMetric { key: "loss".into(), metric: MlMetric { value: 0.5, timestamp: 1_700_000_000_000, step: 0 } };
+        s.mlflow_log(ml.id, &MlBatch { metrics: vec![metric], ..MlBatch::default() }).await.unwrap();
+        m = m.news(s, "an MLflow metric").await;
+        s.mlflow_log(ml.id, &MlBatch { params: vec![("lr".into(), "0.1".into())], ..MlBatch::default() }).await.unwrap();
+        m = m.news(s, "an MLflow param (the config)").await;
+        s.mlflow_log(ml.id, &MlBatch { tags: vec![("mlflow.runName".into(), "renamed".into())], ..MlBatch::default() }).await.unwrap();
+        m = m.news(s, "an MLflow name").await;
+        assert_eq!(s.get_run(ml.id).await.unwrap().unwrap().name, "renamed");
+        s.mlflow_update_run(&ml, &MlRunUpdate { status: Some("FAILED".into()), end_time: Some(2), name: None }).await.unwrap();
+        m = m.news(s, "an MLflow status").await;
+        assert_eq!(m.pulse.status, RunStatus::Failed);
+    }
+
     async fn old_idempotency_keys_are_forgotten(db: &TestDb) {
         let s = &db.store;
         let run = s.create_run(&new_run("p", "r")).await.unwrap();
@@ -359,4 +430,38 @@ fn normalise(mut r: ingest::Recording) -> ingest::Recording {
         .sort_by(|a, b| (&a.key, a.step).cmp(&(&b.key, b.step)));
     r.batch.datasets.sort_by(|a, b| a.split.cmp(&b.split));
     r
+}
+
+/// What the live pages' streams poll of one run: its pulse (a run page's)
+/// and its `changed_at` (the runs table's).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    run: uuid::Uuid,
+    pulse: trainlens::store::live::RunPulse,
+    at: f64,
+}
+
+impl Seen {
+    /// Read, then a short wait, so that the next write's clock is later.
+    async fn of(s: &Store, run: uuid::Uuid) -> Seen {
+        let pulse = s.run_pulse(run).await.unwrap().expect("the run exists");
+        let at = s
+            .changed_runs(None, 0.0)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(id, _)| *id == run)
+            .expect("every run has changed once")
+            .1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        Seen { run, pulse, at }
+    }
+
+    /// After a write: both moved.
+    async fn news(self, s: &Store, what: &str) -> Seen {
+        let now = Seen::of(s, self.run).await;
+        assert_ne!(now.pulse, self.pulse, "{what}: a run page's stream sees it");
+        assert!(now.at > self.at, "{what}: the runs table's stream sees it");
+        now
+    }
 }

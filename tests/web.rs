@@ -272,8 +272,7 @@ async fn runs_page_escapes_what_users_send() {
         assert_eq!(status, 200);
         let html = body.as_str().unwrap();
         let doc = Html::parse_document(html);
-        let scripts = doc.select(&Selector::parse("script").unwrap()).count();
-        assert_eq!(scripts, 0, "{uri}: no script element");
+        assert_only_our_script(&doc);
         for el in doc.select(&Selector::parse("*").unwrap()) {
             assert!(
                 el.value().attrs().all(|(k, _)| !k.starts_with("on")),
@@ -490,13 +489,12 @@ async fn layer_names_are_escaped_in_the_charts() {
     assert_eq!(status, 200);
 }
 
-/// The page's only script is the charts' own, from a file, with no inline code.
 /// The only scripts are the page's own, from /static/, with no inline body.
 fn assert_only_our_script(doc: &Html) {
     for script in doc.select(&Selector::parse("script").unwrap()) {
         let src = script.value().attr("src").unwrap_or_default();
         assert!(
-            ["/static/charts.js", "/static/views.js"].contains(&src),
+            ["/static/charts.js", "/static/views.js", "/static/live.js"].contains(&src),
             "unexpected script {src:?}"
         );
         assert!(script.text().collect::<String>().trim().is_empty());
@@ -512,6 +510,31 @@ async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, St
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The SVG at `uri`, checked to be a download named `...-{name}`.
+async fn download(app: &axum::Router, uri: &str, name: &str) -> String {
+    let (status, headers, svg) = fetch(app, uri).await;
+    assert_eq!(status, 200, "{uri}");
+    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\""),
+        "{disposition}"
+    );
+    assert!(
+        disposition.ends_with(&format!("-{name}\"")),
+        "{disposition}"
+    );
+    svg
+}
+
+/// A fresh database with [`diverging_run`], and its app.
+async fn diverging() -> (TestDb, axum::Router, uuid::Uuid) {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = diverging_run(&db).await;
+    (db, app, id)
 }
 
 /// A run with a timed training loss that turns NaN (a divergence), a
@@ -567,9 +590,7 @@ fn polylines(doc: &Html, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn line_charts_follow_the_view_in_the_query() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
 
     // Default: TensorBoard's 0.6, by step, each chart's own y scale.
     let doc = page(&app, &format!("/runs/{id}")).await;
@@ -656,9 +677,7 @@ async fn line_charts_follow_the_view_in_the_query() {
 
 #[tokio::test]
 async fn findings_link_to_the_chart_that_shows_them() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
     let doc = page(&app, &format!("/runs/{id}")).await;
     let kinds = texts(&doc, "article.finding .kind");
     assert_eq!(kinds[0], "divergence", "{kinds:?}");
@@ -688,19 +707,9 @@ async fn findings_link_to_the_chart_that_shows_them() {
 
 #[tokio::test]
 async fn every_line_chart_downloads_as_svg_and_csv() {
-    let db = TestDb::sqlite().await;
-    let app = db.app();
-    let id = diverging_run(&db).await;
+    let (db, app, id) = diverging().await;
 
-    let (status, headers, svg) = fetch(&app, &format!("/runs/{id}/charts/loss.svg")).await;
-    assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "image/svg+xml; charset=utf-8");
-    assert!(
-        headers["content-disposition"]
-            .to_str()
-            .unwrap()
-            .contains("loss.svg")
-    );
+    let svg = download(&app, &format!("/runs/{id}/charts/loss.svg"), "loss.svg").await;
     assert!(svg.starts_with("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(svg.contains("<title>Loss</title>") && svg.contains("<desc>"));
     // The same chart as on the page, for the same view.
@@ -751,11 +760,151 @@ async fn every_line_chart_downloads_as_svg_and_csv() {
             404,
         ),
         (format!("/runs/{id}/charts/loss.svg?smooth=7"), 400),
-        (format!("/runs/{id}/charts/loss.csv?hist=x"), 400),
+        (format!("/runs/{id}/charts/loss.csv?image=x"), 400),
     ] {
         let (status, _, _) = fetch(&app, &uri).await;
         assert_eq!(status, want, "{uri}");
     }
+    db.cleanup().await;
+}
+
+/// The heatmaps and the distributions have downloads too, linked from the
+/// page, and hover read-outs of their cells and steps.
+#[tokio::test]
+async fn heatmaps_and_distributions_download_and_read_out() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let id = watched_run(&db, &["conv1", "head"]).await;
+    let doc = page(&app, &format!("/runs/{id}")).await;
+    let links = |sel: &str| -> Vec<String> {
+        doc.select(&Selector::parse(sel).unwrap())
+            .filter_map(|a| a.value().attr("href").map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        links("figure#chart-grad-flow figcaption a"),
+        [
+            format!("/runs/{id}/charts/grad-flow.svg"),
+            format!("/runs/{id}/charts/grad-flow.csv")
+        ]
+    );
+    assert_eq!(links("figure#chart-dead-units figcaption a").len(), 2);
+    assert_eq!(
+        links("figure.bands figcaption a"),
+        [
+            format!("/runs/{id}/charts/distribution.svg?hist=weights%2Fconv1"),
+            format!("/runs/{id}/charts/distribution.csv?hist=weights%2Fconv1")
+        ]
+    );
+    assert_eq!(
+        links("figure.ridge figcaption a"),
+        [format!(
+            "/runs/{id}/charts/histograms.svg?hist=weights%2Fconv1"
+        )]
+    );
+    // Hover read-outs: a heatmap cell names its layer, steps and value; the
+    // NaN cell says so; a distribution step reads out its percentiles.
+    let heat = texts(&doc, "figure#chart-grad-flow svg g.hover title");
+    assert!(
+        heat.iter()
+            .any(|t| t.starts_with("conv1, steps 150–") && t.ends_with("NaN/Inf")),
+        "{heat:?}"
+    );
+    assert!(
+        heat.iter()
+            .any(|t| t.starts_with("head, steps 0–") && t.contains(": 0.1")),
+        "{heat:?}"
+    );
+    let dist = texts(&doc, "figure.bands svg g.hover title");
+    assert_eq!(dist.len(), 6, "one a histogram step");
+    assert!(
+        dist.iter()
+            .any(|t| t.starts_with("step 200: median ") && t.ends_with(", 1 NaN/Inf")),
+        "{dist:?}"
+    );
+
+    // Every link answers with what it says, the same SVG as on the page.
+    let svg = download(
+        &app,
+        &format!("/runs/{id}/charts/grad-flow.svg"),
+        "grad-flow.svg",
+    )
+    .await;
+    let parsed = |svg: &str| svgs(&Html::parse_fragment(svg), "svg")[0].clone();
+    assert_eq!(parsed(&svg), svgs(&doc, "figure#chart-grad-flow svg")[0]);
+    let (status, headers, csv) = fetch(&app, &format!("/runs/{id}/charts/grad-flow.csv")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        csv.starts_with("key,step,time,value\ngrad_norm/conv1,0,"),
+        "{csv}"
+    );
+    assert!(csv.contains("\ngrad_norm/conv1,150,") && csv.contains(",NaN\n"));
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.starts_with("grad_norm/head,"))
+            .count(),
+        30
+    );
+    let (status, _, csv) = fetch(&app, &format!("/runs/{id}/charts/dead-units.csv")).await;
+    assert_eq!(status, 200);
+    assert!(
+        csv.lines().skip(1).all(|l| l.starts_with("dead_frac/")),
+        "{csv}"
+    );
+    let (status, _, svg) = fetch(
+        &app,
+        &format!("/runs/{id}/charts/distribution.svg?hist=weights%2Fconv1"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(parsed(&svg), svgs(&doc, "figure.bands svg")[0]);
+    let (status, _, svg) = fetch(
+        &app,
+        &format!("/runs/{id}/charts/histograms.svg?hist=grads%2Fhead"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(svg.contains("<title>grads/head: histograms</title>"));
+    let (status, headers, csv) = fetch(
+        &app,
+        &format!("/runs/{id}/charts/distribution.csv?hist=weights%2Fconv1"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("key,step,lower,upper,count"));
+    assert_eq!(lines.next(), Some("weights/conv1,0,-1.0,-0.5,1"));
+    assert!(
+        csv.contains("\nweights/conv1,200,,,1\n"),
+        "the NaN count: {csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 6 * 4 + 1);
+
+    // No such chart, key or run; a distribution needs its key.
+    for (uri, want) in [
+        (format!("/runs/{id}/charts/saturated-units.svg"), 404),
+        (format!("/runs/{id}/charts/saturated-units.csv"), 200),
+        (
+            format!("/runs/{id}/charts/distribution.svg?hist=weights%2Fnope"),
+            404,
+        ),
+        (format!("/runs/{id}/charts/distribution.svg"), 400),
+        (format!("/runs/{id}/charts/histograms.csv?hist="), 400),
+        (
+            format!("/runs/{}/charts/grad-flow.svg", uuid::Uuid::new_v4()),
+            404,
+        ),
+    ] {
+        let (status, _, body) = fetch(&app, &uri).await;
+        assert_eq!(status, want, "{uri}: {body}");
+    }
+    let (_, _, body) = fetch(&app, &format!("/runs/{id}/charts/distribution.svg")).await;
+    assert!(
+        body.contains("hist (a histogram key) is required"),
+        "{body}"
+    );
     db.cleanup().await;
 }
 

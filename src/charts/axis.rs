@@ -2,6 +2,7 @@
 //! run. Points go onto the axis as `u64`: the step itself, or milliseconds
 //! since `t0` (so one chart type draws both).
 
+use crate::diagnostics::fmt_step;
 use crate::model::Point;
 
 /// What the x axis counts.
@@ -119,7 +120,7 @@ fn nice(want: u64, mantissas: &[u64]) -> u64 {
 /// as `h:mm:ss` (with tenths below a second's precision when `fine`).
 pub fn label(x: u64, axis: XAxis, fine: bool) -> String {
     match axis {
-        XAxis::Step => group(x),
+        XAxis::Step => fmt_step(x),
         XAxis::Time => {
             let s = x / 1000;
             let clock = format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
@@ -132,34 +133,17 @@ pub fn label(x: u64, axis: XAxis, fine: bool) -> String {
     }
 }
 
-/// `12345` → `12,345`.
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(step: u64, value: f64, time: Option<f64>) -> Point {
-        Point { step, value, time }
-    }
-
     #[test]
     fn points_on_a_time_axis_keep_every_value() {
         let pts = [
-            p(0, 1.0, None),
-            p(1, 2.0, Some(100.5)),
-            p(2, f64::NAN, None),
-            p(3, 4.0, Some(102.0)),
+            Point::new(0, 1.0, None),
+            Point::new(1, 2.0, Some(100.5)),
+            Point::new(2, f64::NAN, None),
+            Point::new(3, 4.0, Some(102.0)),
         ];
         let t = by_time(&pts, 100.0).unwrap();
         assert_eq!(t.len(), 4);
@@ -168,17 +152,27 @@ mod tests {
         assert_eq!(t[2].0, 500);
         assert!(t[2].1.is_nan(), "the NaN stays, at the previous time");
         assert_eq!(t[3], (2000, 4.0));
-        assert!(by_time(&[p(0, 1.0, None)], 0.0).is_none());
+        assert!(by_time(&[Point::new(0, 1.0, None)], 0.0).is_none());
         // A clock that went back: sorted by time, nothing lost.
-        let back = by_time(&[p(0, 1.0, Some(10.0)), p(1, 2.0, Some(9.0))], 9.0).unwrap();
+        let back = by_time(
+            &[
+                Point::new(0, 1.0, Some(10.0)),
+                Point::new(1, 2.0, Some(9.0)),
+            ],
+            9.0,
+        )
+        .unwrap();
         assert_eq!(back, [(0, 2.0), (1000, 1.0)]);
         assert_eq!(by_step(&pts[..2]), [(0, 1.0), (1, 2.0)]);
     }
 
     #[test]
     fn origins_and_onsets_in_time() {
-        let a = [p(0, 1.0, Some(50.0)), p(10, 1.0, Some(60.0))];
-        let b = [p(5, 1.0, None), p(20, 1.0, Some(70.0))];
+        let a = [
+            Point::new(0, 1.0, Some(50.0)),
+            Point::new(10, 1.0, Some(60.0)),
+        ];
+        let b = [Point::new(5, 1.0, None), Point::new(20, 1.0, Some(70.0))];
         assert_eq!(
             time_origin(100.0, &[&a, &b]),
             50.0,

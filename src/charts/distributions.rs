@@ -8,7 +8,8 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use super::layers::spread;
-use super::svg::{accessible, esc, format_tick};
+use super::svg::{accessible, esc, format_tick, frame, legend, readout};
+use crate::diagnostics::fmt_step;
 
 /// TensorBoard's distribution percentiles, in basis points: the minimum,
 /// ±1.5σ, ±1σ, ±0.5σ of a normal distribution, the median and the maximum.
@@ -74,6 +75,69 @@ pub fn nonfinite_caption(hists: &[Hist]) -> Option<String> {
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 const BAND: RGBColor = RGBColor(0xe0, 0x7b, 0x12);
 
+/// Hover read-outs of the bands chart at most: one a step, or one for
+/// several neighbouring steps.
+const HOVER_COLUMNS: usize = 400;
+
+/// Invisible columns over the bands, one a histogram step (the steps of a
+/// column's span when there are more than [`HOVER_COLUMNS`]), each with a
+/// `<title>` that reads out the step's median, its ±1σ and min–max ranges
+/// and its non-finite count — the hover read-out, without JavaScript.
+fn bands_hover(
+    rows: &[(u64, [f64; 9])],
+    hists: &[Hist],
+    (x0, x1): (u64, u64),
+    (px, py): (std::ops::Range<i32>, std::ops::Range<i32>),
+) -> String {
+    let width = f64::from((px.end - px.start).max(1));
+    let pixel = |x: f64| f64::from(px.start) + (x - x0 as f64) / (x1 - x0).max(1) as f64 * width;
+    let mut steps: Vec<u64> = hists.iter().map(|h| h.step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let every = steps.len().div_ceil(HOVER_COLUMNS).max(1);
+    let mut out = String::from(r##"<g class="hover" fill="#000" fill-opacity="0">"##);
+    for (c, group) in steps.chunks(every).enumerate() {
+        let (first, last) = (group[0], group[group.len() - 1]);
+        // From halfway to the previous column to halfway to the next.
+        let prev = (c > 0).then(|| steps[c * every - 1]);
+        let next = steps.get((c + 1) * every).copied();
+        let a = prev.map_or(f64::from(px.start), |p| pixel((p + first) as f64 / 2.0));
+        let b = next.map_or(f64::from(px.end), |n| pixel((last + n) as f64 / 2.0));
+        let mut lines = Vec::new();
+        for &step in group {
+            let mut text = format!("step {}", fmt_step(step));
+            if let Some((_, p)) = rows.iter().find(|r| r.0 == step) {
+                text.push_str(&format!(
+                    ": median {}, 16–84 % {} – {}, min–max {} – {}",
+                    readout(p[4]),
+                    readout(p[2]),
+                    readout(p[6]),
+                    readout(p[0]),
+                    readout(p[8])
+                ));
+            }
+            let bad: u64 = hists
+                .iter()
+                .filter(|h| h.step == step)
+                .map(|h| h.nonfinite)
+                .sum();
+            if bad > 0 {
+                text.push_str(&format!(", {bad} NaN/Inf"));
+            }
+            lines.push(text);
+        }
+        out.push_str(&format!(
+            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"{}\"><title>{}</title></rect>",
+            py.start,
+            (b - a).max(1.0),
+            py.end - py.start,
+            esc(&lines.join("\n"))
+        ));
+    }
+    out.push_str("</g>");
+    out
+}
+
 /// The percentile bands of `hists` (sorted by step) over the steps, or
 /// `None` when every histogram is empty.
 pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<String> {
@@ -100,14 +164,11 @@ pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<Stri
     let (y0, y1, pad) = super::svg::padded(y0, y1);
 
     let mut svg = String::new();
+    let hover;
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(58)
+        let mut chart = frame(&root, title)
             .build_cartesian_2d(x0..x1, y0..y1)
             .ok()?;
         let tick = (y1 - y0) / 6.0;
@@ -171,15 +232,17 @@ pub fn bands_chart(title: &str, hists: &[Hist], size: (u32, u32)) -> Option<Stri
                 .label("non-finite values")
                 .legend(|(x, y)| TriangleMarker::new((x + 9, y), 4, BAD.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xe3, 0xe6, 0xea))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .ok()?;
+        legend(&mut chart)?;
+        hover = bands_hover(
+            &rows,
+            hists,
+            (x0, x1),
+            chart.plotting_area().get_pixel_range(),
+        );
         root.present().ok()?;
+    }
+    if let Some(end) = svg.rfind("</svg>") {
+        svg.insert_str(end, &hover);
     }
     let desc = format!(
         "Percentile bands (min, 7, 16, 31, 50, 69, 84, 93 %, max) of {} histograms over steps {x0}–{x1}{}",
@@ -354,14 +417,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn bands_ridges_and_nonfinite_marks() {
-        let owned = hists(&[
-            (0, vec![0, 2, 8, 2, 0], 0),
-            (100, vec![1, 3, 6, 3, 1], 0),
-            (200, vec![0, 1, 4, 1, 0], 7),
-        ]);
-        let hs: Vec<Hist> = owned
+    fn borrowed(owned: &[(u64, Vec<f64>, Vec<u64>, u64)]) -> Vec<Hist<'_>> {
+        owned
             .iter()
             .map(|(s, e, c, n)| Hist {
                 step: *s,
@@ -369,7 +426,17 @@ mod tests {
                 counts: c,
                 nonfinite: *n,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn bands_ridges_and_nonfinite_marks() {
+        let owned = hists(&[
+            (0, vec![0, 2, 8, 2, 0], 0),
+            (100, vec![1, 3, 6, 3, 1], 0),
+            (200, vec![0, 1, 4, 1, 0], 7),
+        ]);
+        let hs = borrowed(&owned);
         assert_eq!(
             nonfinite_caption(&hs).unwrap(),
             "7 non-finite values (NaN/Inf) at 1 step, first at step 200"
@@ -380,6 +447,27 @@ mod tests {
         assert!(svg.contains("±1σ (16–84%)") && svg.contains("median"));
         assert!(svg.contains("non-finite values"));
         assert!(svg.matches("<polygon").count() >= 4, "four nested bands");
+        // Hover: one read-out a step, the median and ranges, the NaN count.
+        let hover = svg.split(r#"<g class="hover""#).nth(1).unwrap();
+        assert_eq!(hover.matches("<title>").count(), 3);
+        assert!(hover.contains(
+            "<title>step 0: median -0.25, 16–84 % -0.3048 – -0.1952, min–max -0.4 – -0.1</title>"
+        ));
+        assert!(
+            hover.contains("<title>step 200: median -0.25, ")
+                && hover.contains(", 7 NaN/Inf</title>")
+        );
+        // Many steps: at most HOVER_COLUMNS read-outs, every step named.
+        let many = hists(
+            &(0..1000)
+                .map(|i| (i * 10, vec![1, 2, 1], 0))
+                .collect::<Vec<_>>(),
+        );
+        let hs_many = borrowed(&many);
+        let svg = bands_chart("w", &hs_many, (800, 300)).unwrap();
+        let hover = svg.split(r#"<g class="hover""#).nth(1).unwrap();
+        assert!(hover.matches("<title>").count() <= HOVER_COLUMNS);
+        assert!(hover.contains("step 9,990: median"));
         let ridge = ridgeline("weights/<fc1>", &hs, RIDGE_ROWS, 800).unwrap();
         assert!(ridge.contains("<title>weights/&lt;fc1&gt;</title>"));
         assert_eq!(ridge.matches("<path").count(), 3);

@@ -9,7 +9,8 @@
 
 use std::fmt::Write;
 
-use super::svg::{Marker, esc, format_value};
+use super::svg::{Marker, esc, format_value, readout};
+use crate::diagnostics::fmt_step;
 
 /// Colour of a cell holding NaN or ±Inf.
 pub const NONFINITE: &str = "#e4007c";
@@ -309,6 +310,7 @@ pub fn heatmap_marked(h: &Heatmap, markers: &[Marker]) -> Option<String> {
         s,
         "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#c9ced6\"/>"
     );
+    hover_blocks(&mut s, h.rows, &grid, &bins, (left, top, col_w, row_h));
     let end = bins.first as f64 + (bins.cols as u64 * bins.width) as f64;
     for (i, m) in markers
         .iter()
@@ -406,6 +408,68 @@ fn fill_of(c: Cell, scale: &Scale) -> String {
         Cell::NonFinite => NONFINITE.to_string(),
         Cell::Value(v) => scale.color(v),
     }
+}
+
+/// Hover read-outs at most (the line charts' columns are as many): a row's
+/// columns are grouped into blocks so that a deep model's heatmap stays
+/// light.
+const HOVER_BLOCKS: usize = 600;
+
+/// Invisible blocks over the cells, each with a `<title>` that reads out
+/// its layer, its steps and the range of its cells' values (or that a cell
+/// holds NaN or Inf) — the hover read-out, without JavaScript.
+fn hover_blocks(
+    s: &mut String,
+    rows: &[Row],
+    grid: &[Vec<Cell>],
+    bins: &Bins,
+    (left, top, col_w, row_h): (f64, f64, f64, f64),
+) {
+    let per_row = (HOVER_BLOCKS / rows.len().max(1)).clamp(1, bins.cols.max(1));
+    let span = bins.cols.div_ceil(per_row);
+    s.push_str(r##"<g class="hover" fill="#000" fill-opacity="0">"##);
+    for (i, (row, cells)) in rows.iter().zip(grid).enumerate() {
+        for start in (0..cells.len()).step_by(span.max(1)) {
+            let block = &cells[start..(start + span).min(cells.len())];
+            let (mut lo, mut hi, mut bad) = (f64::INFINITY, f64::NEG_INFINITY, false);
+            for c in block {
+                match c {
+                    Cell::Value(v) => {
+                        lo = lo.min(*v);
+                        hi = hi.max(*v);
+                    }
+                    Cell::NonFinite => bad = true,
+                    Cell::Empty => {}
+                }
+            }
+            if !bad && lo > hi {
+                continue;
+            }
+            let from = bins.first + start as u64 * bins.width;
+            let to = from + block.len() as u64 * bins.width - 1;
+            let mut text = format!("{}, steps {}–{}: ", row.label, fmt_step(from), fmt_step(to));
+            if lo <= hi {
+                text.push_str(&readout(lo));
+                if hi > lo {
+                    text.push_str(" – ");
+                    text.push_str(&readout(hi));
+                }
+            }
+            if bad {
+                text.push_str(if lo <= hi { ", and NaN/Inf" } else { "NaN/Inf" });
+            }
+            let _ = write!(
+                s,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}</title></rect>"#,
+                left + start as f64 * col_w,
+                top + i as f64 * row_h,
+                block.len() as f64 * col_w,
+                row_h,
+                esc(&text)
+            );
+        }
+    }
+    s.push_str("</g>");
 }
 
 #[cfg(test)]
@@ -539,5 +603,51 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    #[test]
+    fn hover_reads_out_layer_steps_and_values_in_bounded_blocks() {
+        let row = |label: &str, f: &dyn Fn(u64) -> f64| Row {
+            label: label.into(),
+            points: (0..100).map(|i| (i * 10, f(i))).collect(),
+        };
+        let rows = vec![
+            row("fc<1>", &|i| if i == 50 { f64::NAN } else { 0.5 }),
+            row("fc2", &|i| 1.0 + i as f64),
+        ];
+        let draw = |rows: &[Row]| {
+            heatmap(&Heatmap {
+                title: "g",
+                desc: "",
+                legend: "",
+                rows,
+                scale: None,
+                max_cols: 100,
+                bins: None,
+                width: 900,
+            })
+            .unwrap()
+        };
+        let svg = draw(&rows);
+        let hover = svg.split(r#"<g class="hover""#).nth(1).unwrap();
+        let hover = hover.split("</g>").next().unwrap();
+        // Few rows: one block a column, each naming its layer (escaped).
+        assert_eq!(hover.matches("<title>").count(), 200);
+        assert!(hover.contains("<title>fc&lt;1&gt;, steps 500–509: NaN/Inf</title>"));
+        assert!(hover.contains("<title>fc&lt;1&gt;, steps 0–9: 0.5</title>"));
+        assert!(hover.contains("<title>fc2, steps 990–999: 100</title>"));
+        // A deep model: blocks of several columns with the range of values.
+        let deep: Vec<Row> = (0..64)
+            .map(|l| row(&format!("l{l}"), &|i| 1.0 + i as f64))
+            .collect();
+        let svg = draw(&deep);
+        let titles = svg
+            .split(r#"<g class="hover""#)
+            .nth(1)
+            .unwrap()
+            .matches("<title>")
+            .count();
+        assert!(titles <= HOVER_BLOCKS + 64, "{titles}");
+        assert!(svg.contains("<title>l0, steps 0–119: 1 – 12</title>"));
     }
 }

@@ -1,6 +1,7 @@
 //! Pure chart code: downsampling, line charts (smoothing, step or time
 //! axes), layer heatmaps, histogram distributions, weight heatmaps, feature
-//! maps and bar charts, as SVG (and the PNGs inside them). No I/O.
+//! maps, bar charts and parallel coordinates, as SVG (and the PNGs inside
+//! them). No I/O.
 
 pub mod axis;
 pub mod bars;
@@ -9,6 +10,7 @@ pub mod downsample;
 pub mod feature_map;
 pub mod heatmap;
 pub mod layers;
+pub mod parallel;
 pub mod raster;
 pub mod smooth;
 pub mod sparkline;

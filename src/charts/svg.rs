@@ -21,6 +21,17 @@ pub struct Line {
     pub points: Vec<(u64, f64)>,
 }
 
+impl Line {
+    /// The x of the points whose value passes `keep`.
+    fn xs_where(&self, keep: impl Fn(f64) -> bool) -> Vec<u64> {
+        self.points
+            .iter()
+            .filter(|p| keep(p.1))
+            .map(|p| p.0)
+            .collect()
+    }
+}
+
 /// A vertical rule, e.g. where a finding started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
@@ -29,7 +40,9 @@ pub struct Marker {
     pub label: String,
 }
 
-const PALETTE: [RGBColor; 8] = [
+/// Line colours in order; the last four only for charts of more than eight
+/// lines (the compare page's runs).
+const PALETTE: [RGBColor; 12] = [
     RGBColor(0x24, 0x5f, 0xc2),
     RGBColor(0xe0, 0x7b, 0x12),
     RGBColor(0x2e, 0x8b, 0x57),
@@ -38,7 +51,21 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0xc2, 0x4b, 0x8f),
     RGBColor(0x8c, 0x6d, 0x1f),
     RGBColor(0x6a, 0x73, 0x80),
+    RGBColor(0x1f, 0x3a, 0x93),
+    RGBColor(0x8a, 0x9a, 0x1b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x00, 0x6d, 0x5b),
 ];
+
+/// How many lines get a colour of their own.
+pub const COLOURS: usize = PALETTE.len();
+
+/// The colour of the `i`-th line as `#rrggbb` (for a legend beside the
+/// chart).
+pub fn line_colour(i: usize) -> String {
+    let c = PALETTE[i % PALETTE.len()];
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 
 /// A shaded horizontal band, e.g. the healthy range of a ratio.
@@ -143,11 +170,7 @@ pub fn line_chart_with(
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(58)
+        let mut chart = frame(&root, title)
             .build_cartesian_2d((x0..x1).with_key_points(x_ticks), y0..y1)
             .ok()?;
         let tick = (y1 - y0) / 6.0;
@@ -210,6 +233,7 @@ pub fn line_chart_with(
                 let points = line.points.iter().zip(values).map(|(p, v)| (p.0, *v));
                 curves.push((points.collect(), color.stroke_width(2), true));
             }
+            let mut named = false;
             for (points, style, legend) in curves {
                 let mut labelled = !legend;
                 for segment in points.split(|p| !on_axis(p.1)).filter(|s| !s.is_empty()) {
@@ -221,18 +245,25 @@ pub fn line_chart_with(
                         .ok()?;
                     if !labelled {
                         labelled = true;
+                        named = true;
                         series.label(line.label.as_str()).legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                         });
                     }
                 }
             }
-            let bad: Vec<u64> = line
-                .points
-                .iter()
-                .filter(|p| !p.1.is_finite())
-                .map(|p| p.0)
-                .collect();
+            // A line with points but none on the axis (every value NaN)
+            // is still named in the legend, beside its NaN markers.
+            if !named && !line.points.is_empty() {
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(u64, f64)>>())
+                    .ok()?
+                    .label(line.label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+            }
+            let bad = line.xs_where(|v| !v.is_finite());
             if !bad.is_empty() {
                 let series = chart
                     .draw_series(
@@ -248,12 +279,7 @@ pub fn line_chart_with(
                 }
             }
             // Values a log axis cannot show: hollow circles at the bottom.
-            let off: Vec<u64> = line
-                .points
-                .iter()
-                .filter(|p| log && p.1.is_finite() && p.1 <= 0.0)
-                .map(|p| p.0)
-                .collect();
+            let off = line.xs_where(|v| log && v.is_finite() && v <= 0.0);
             if !off.is_empty() {
                 let series = chart
                     .draw_series(
@@ -289,14 +315,7 @@ pub fn line_chart_with(
                 )))
                 .ok()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xe3, 0xe6, 0xea))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .ok()?;
+        legend(&mut chart)?;
         hover = hover_columns(
             lines,
             &smoothed,
@@ -525,6 +544,36 @@ pub(crate) fn padded(mut y0: f64, mut y1: f64) -> (f64, f64, f64) {
     (y0 - pad, y1 + pad, pad)
 }
 
+/// A line chart's frame: its caption, margin and the axes' label areas.
+pub(crate) fn frame<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(58);
+    builder
+}
+
+/// The series' legend, in the top-right corner on a translucent box.
+pub(crate) fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> Option<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xe3, 0xe6, 0xea))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +612,27 @@ mod tests {
         assert!(
             svg.matches("<polyline").count() >= 3,
             "two curves and the marker"
+        );
+    }
+
+    #[test]
+    fn a_line_of_nan_only_is_still_named_in_the_legend() {
+        let svg = line_chart(
+            "val/loss",
+            &[
+                line("healthy", &[1.0, 0.8, 0.6]),
+                line("diverged <run>", &[f64::NAN, f64::NAN]),
+                line("no points", &[]),
+            ],
+            &[],
+            (600, 300),
+        )
+        .unwrap();
+        assert!(svg.contains(">\ndiverged &lt;run&gt;\n</text>"), "{svg}");
+        assert!(svg.contains("NaN / Inf"));
+        assert!(
+            !svg.contains(">\nno points\n</text>"),
+            "an empty line has no entry"
         );
     }
 

@@ -10,6 +10,8 @@ use clap::Args;
 use crate::alerts::sender::SenderConfig;
 use crate::app::{self, DEFAULT_MAX_BODY_BYTES};
 use crate::http::AppState;
+use crate::http::Live;
+use crate::http::state::LIVE_KEEP_ALIVE;
 use crate::runner::RunnerConfig;
 
 #[derive(Debug, Args, Clone)]
@@ -32,6 +34,17 @@ pub struct ServeArgs {
     /// heartbeat (0: never). New data or a heartbeat makes it running again.
     #[arg(long, env = "TRAINLENS_CRASH_AFTER", default_value_t = 900)]
     pub crash_after: u64,
+    /// How often a live page's event stream asks the database whether its
+    /// run (or the runs table) changed, in milliseconds: the longest a page
+    /// waits for new data, and one small read per open page each time.
+    #[arg(long, env = "TRAINLENS_LIVE_POLL_MS", default_value_t = crate::http::state::LIVE_POLL.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub live_poll_ms: u64,
+    /// Live pages' event streams open at once in this process (0: live
+    /// updates off); past that a page gets a 503 for its stream and stays
+    /// as it was drawn.
+    #[arg(long, env = "TRAINLENS_LIVE_STREAMS", default_value_t = crate::http::state::LIVE_STREAMS)]
+    pub live_streams: usize,
 }
 
 pub async fn serve(global: &super::Global, args: ServeArgs) -> anyhow::Result<()> {
@@ -55,7 +68,12 @@ pub async fn serve(global: &super::Global, args: ServeArgs) -> anyhow::Result<()
     let state = AppState::new(store.clone(), &public_url, args.max_body_bytes)
         .with_admin_token(args.admin_token.as_deref())
         .with_database_name(&crate::store::describe_database_url(&global.database_url))
-        .with_limits(global.limits.clone());
+        .with_limits(global.limits.clone())
+        .with_live(Live::new(
+            std::time::Duration::from_millis(args.live_poll_ms),
+            LIVE_KEEP_ALIVE,
+            args.live_streams,
+        ));
     let mut runner = RunnerConfig::new(&public_url);
     runner.crash_after =
         (args.crash_after > 0).then(|| std::time::Duration::from_secs(args.crash_after));

@@ -596,33 +596,19 @@ mod tests {
                 .is_some()
         );
         // Natural mild imbalance and small random subsets are fine.
-        assert!(
-            diagnose(&with(vec![ds("train", 426, &[159, 267], &z, &o)]))
-                .get(Kind::ClassImbalance)
-                .is_none()
-        );
-        assert!(
-            diagnose(&with(vec![ds(
-                "train",
-                120,
-                &[4, 10, 15, 16, 13, 10, 15, 14, 9, 14],
-                &z,
-                &o
-            )]))
-            .get(Kind::ClassImbalance)
-            .is_none()
-        );
-        assert!(
-            diagnose(&with(vec![ds(
-                "train",
-                50,
-                &[1, 5, 8, 6, 5, 4, 7, 5, 4, 5],
-                &z,
-                &o
-            )]))
-            .get(Kind::ClassImbalance)
-            .is_none()
-        );
+        let fine: [(u64, &[u64]); 3] = [
+            (426, &[159, 267]),
+            (120, &[4, 10, 15, 16, 13, 10, 15, 14, 9, 14]),
+            (50, &[1, 5, 8, 6, 5, 4, 7, 5, 4, 5]),
+        ];
+        for (n, counts) in fine {
+            assert!(
+                diagnose(&with(vec![ds("train", n, counts, &z, &o)]))
+                    .get(Kind::ClassImbalance)
+                    .is_none(),
+                "{counts:?}"
+            );
+        }
     }
 
     #[test]

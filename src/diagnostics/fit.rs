@@ -1264,12 +1264,22 @@ mod tests {
                 20,
                 |e| (0.6 + 0.08 * e as f64).min(1.0),
                 |e| (0.55 + 0.08 * e as f64).min(0.95),
-                |e| if e < 6 { 2.0 - 0.3 * e as f64 } else { val_loss(e) },
+                |e| {
+                    if e < 6 {
+                        2.0 - 0.3 * e as f64
+                    } else {
+                        val_loss(e)
+                    }
+                },
                 |t| 0.02 + 2.28 * (-t * 8.0).exp(),
             );
             v.datasets.push(DatasetRecord {
                 split: "train".into(),
-                class_counts: Some((0..10).map(|c| (c.to_string(), serde_json::json!(100))).collect()),
+                class_counts: Some(
+                    (0..10)
+                        .map(|c| (c.to_string(), serde_json::json!(100)))
+                        .collect(),
+                ),
                 ..Default::default()
             });
             diagnose(&v)
@@ -1367,14 +1377,20 @@ mod tests {
         let d = lm(false, false);
         let f = d.get(Kind::Underfitting).expect("underfitting");
         // ... and its LR fix quotes the LR it trained with.
-        assert!(f.fixes.iter().any(|x| x.contains("0.003 → 0.009")), "{:?}", f.fixes);
+        assert!(
+            f.fixes.iter().any(|x| x.contains("0.003 → 0.009")),
+            "{:?}",
+            f.fixes
+        );
         // The same plateau under an annealed LR, or of a language model, is
         // not judged (and says why).
         for (annealed, language_model) in [(true, false), (false, true), (true, true)] {
             let d = lm(annealed, language_model);
             assert!(d.get(Kind::Underfitting).is_none(), "{:#?}", d.findings);
             assert!(
-                d.notes.iter().any(|n| n.starts_with("underfitting not judged")),
+                d.notes
+                    .iter()
+                    .any(|n| n.starts_with("underfitting not judged")),
                 "{:?}",
                 d.notes
             );

@@ -922,15 +922,34 @@ mod tests {
         let mut v = view(&[
             (
                 "train/loss",
-                curve(300, 1, |i| if i < 3 { 300.0 } else { 2.303 + 0.01 * noise(i) }),
+                curve(300, 1, |i| {
+                    if i < 3 {
+                        300.0
+                    } else {
+                        2.303 + 0.01 * noise(i)
+                    }
+                }),
             ),
-            ("grad_norm/features.0", curve(30, 10, |i| if i == 0 { 30.0 } else { 0.0 })),
-            ("grad_norm/features.2", curve(30, 10, |i| if i == 0 { 90.0 } else { 0.0 })),
-            ("grad_norm/features.6", curve(30, 10, |i| if i == 0 { 200.0 } else { 0.0 })),
+            (
+                "grad_norm/features.0",
+                curve(30, 10, |i| if i == 0 { 30.0 } else { 0.0 }),
+            ),
+            (
+                "grad_norm/features.2",
+                curve(30, 10, |i| if i == 0 { 90.0 } else { 0.0 }),
+            ),
+            (
+                "grad_norm/features.6",
+                curve(30, 10, |i| if i == 0 { 200.0 } else { 0.0 }),
+            ),
         ]);
         v.datasets.push(crate::record::DatasetRecord {
             split: "train".into(),
-            class_counts: Some((0..10).map(|c| (c.to_string(), serde_json::json!(100))).collect()),
+            class_counts: Some(
+                (0..10)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
             ..Default::default()
         });
         let d = diagnose(&v);
@@ -978,7 +997,10 @@ mod tests {
                         }
                     }),
                 ),
-                ("grad_norm/fc.weight", curve(80, 5, |i| 0.5 * (1.0 + 0.3 * noise(i)))),
+                (
+                    "grad_norm/fc.weight",
+                    curve(80, 5, |i| 0.5 * (1.0 + 0.3 * noise(i))),
+                ),
                 ("lr", curve(400, 1, |_| 1.0)),
             ]);
             v.datasets.push(four_balanced_classes());
@@ -1017,7 +1039,10 @@ mod tests {
                 "grad_norm/0",
                 curve(30, 10, |i| 1.0 + 1.7 * i as f64 + 0.01 * noise(i)),
             ),
-            ("grad_norm/2", curve(30, 10, |i| 1.2 * (1.0 + 0.3 * noise(i)))),
+            (
+                "grad_norm/2",
+                curve(30, 10, |i| 1.2 * (1.0 + 0.3 * noise(i))),
+            ),
         ]);
         let f = diagnose(&v)
             .get(Kind::ExplodingGradients)
@@ -1049,7 +1074,11 @@ mod tests {
             series.push((name, curve(60, 5, move |i| g * (1.0 + 0.2 * noise(i)))));
         }
         let d = diagnose(&view(&series));
-        assert!(d.get(Kind::VanishingGradients).is_none(), "{:#?}", d.findings);
+        assert!(
+            d.get(Kind::VanishingGradients).is_none(),
+            "{:#?}",
+            d.findings
+        );
         // A real vanishing gradient in the weights of a GELU model: the fix
         // does not ask to replace sigmoid/tanh layers it does not have.
         let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
@@ -1068,7 +1097,11 @@ mod tests {
             f.evidence.layer.as_deref(),
             Some("encoder.layers.0.linear1.weight")
         );
-        assert!(f.fixes.iter().all(|x| !x.contains("sigmoid")), "{:?}", f.fixes);
+        assert!(
+            f.fixes.iter().all(|x| !x.contains("sigmoid")),
+            "{:?}",
+            f.fixes
+        );
     }
 
     #[test]

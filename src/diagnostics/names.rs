@@ -309,6 +309,49 @@ mod tests {
         assert_eq!(role("validation_accuracy"), Some(Role::ValAcc));
     }
 
+    /// Every key the MLflow integrations wrote in tests/mlflow_autolog.rs
+    /// (transformers 5.25, lightning 2.6, keras 3.15 with mlflow 3.18),
+    /// with the role the detectors read it as.
+    #[test]
+    fn keys_the_mlflow_autologgers_write() {
+        use Role::*;
+        let hf = [
+            ("loss", Some(TrainLoss)),
+            ("train_loss", Some(TrainLoss)), // the end-of-training summary
+            ("eval_loss", Some(ValLoss)),
+            ("learning_rate", Some(Lr)),
+            ("grad_norm", Some(GradNorm)),
+            ("epoch", Some(Epoch)),
+            ("eval_runtime", None),
+            ("eval_samples_per_second", None),
+            ("total_flos", None),
+            ("train_steps_per_second", None),
+        ];
+        let lightning = [
+            ("train_loss_step", Some(TrainLoss)),
+            ("train_loss_epoch", Some(TrainLoss)),
+            ("val_loss", Some(ValLoss)),
+            ("epoch", Some(Epoch)),
+            ("lr-Adam", Some(Lr)), // LearningRateMonitor
+        ];
+        let keras = [
+            ("loss", Some(TrainLoss)),
+            ("accuracy", Some(TrainAcc)),
+            ("val_loss", Some(ValLoss)),
+            ("val_accuracy", Some(ValAcc)),
+            // MlflowCallback.on_test_end, logged without a step
+            ("validation_loss", Some(ValLoss)),
+            ("validation_accuracy", Some(ValAcc)),
+        ];
+        for (key, want) in hf.iter().chain(&lightning).chain(&keras) {
+            assert_eq!(role(key), *want, "{key}");
+        }
+        // Per step beats per epoch; `val_loss` beats the stepless copy.
+        let rank = |k| classify(k).unwrap().rank;
+        assert!(rank("train_loss_step") < rank("train_loss_epoch"));
+        assert!(rank("val_loss") < rank("validation_loss"));
+    }
+
     #[test]
     fn unrelated_keys_are_ignored() {
         for key in [

@@ -36,7 +36,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::{Ctx, Layer};
+use super::context::{Ctx, Layer, Named};
 use super::names::Role;
 use super::stats::{fmt_num, fmt_pct, fmt_step, median};
 use super::{Diagnosis, Evidence, Finding, Hist, Kind, Severity};
@@ -111,6 +111,27 @@ fn hits_evidence(
 }
 
 /// A hit when `values` stay at or above `threshold` through the end of the run.
+/// An error once most of a layer's units are lost, a warning before.
+fn unit_severity(share: f64) -> Severity {
+    if share >= UNIT_SHARE_SEVERE {
+        Severity::Error
+    } else {
+        Severity::Warning
+    }
+}
+
+/// A layer whose logged share (`dead_frac`, `sat_frac`) stays at or above
+/// [`UNIT_SHARE`].
+fn logged_hit<'a>(layer: &'a Layer<'a>, share: Named<'a>) -> Option<Hit<'a>> {
+    persistent_hit(
+        layer,
+        &share.series.steps,
+        &share.series.values,
+        UNIT_SHARE,
+        share.key,
+    )
+}
+
 fn persistent_hit<'a>(
     layer: &'a Layer<'a>,
     steps: &[u64],
@@ -147,13 +168,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
     let mut hits: Vec<Hit> = Vec::new();
     for l in ctx.layers.iter().filter(|l| !l.is_output) {
         if let Some(d) = l.get(Role::DeadFrac) {
-            hits.extend(persistent_hit(
-                l,
-                &d.series.steps,
-                &d.series.values,
-                UNIT_SHARE,
-                d.key,
-            ));
+            hits.extend(logged_hit(l, d));
         } else if is_relu(l)
             && let (Some(m), Some(s)) = (l.get(Role::ActMean), l.get(Role::ActStd))
         {
@@ -208,11 +223,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
     out.push(Finding {
         kind: Kind::DeadRelu,
         caused_by: None,
-        severity: if worst.share >= UNIT_SHARE_SEVERE {
-            Severity::Error
-        } else {
-            Severity::Warning
-        },
+        severity: unit_severity(worst.share),
         onset_step: onset,
         title: format!(
             "{} of the ReLU units in {} never activate{}",
@@ -481,13 +492,7 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
     let mut hits: Vec<Hit> = Vec::new();
     for l in ctx.layers.iter().filter(|l| !l.is_output) {
         if let Some(s) = l.get(Role::SatFrac) {
-            hits.extend(persistent_hit(
-                l,
-                &s.series.steps,
-                &s.series.values,
-                UNIT_SHARE,
-                s.key,
-            ));
+            hits.extend(logged_hit(l, s));
         } else if is_saturating(l) {
             let key = format!("activations/{}", l.name);
             let Some(hs) = ctx.view.histograms.get(&key) else {
@@ -545,11 +550,7 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
     out.push(Finding {
         kind: Kind::SaturatedActivations,
         caused_by: None,
-        severity: if worst.share >= UNIT_SHARE_SEVERE {
-            Severity::Error
-        } else {
-            Severity::Warning
-        },
+        severity: unit_severity(worst.share),
         onset_step: onset,
         title: format!(
             "{} of the {act} outputs in {} are saturated",

@@ -56,6 +56,10 @@ pub enum AppError {
     /// 503: the database cannot be reached or is busy.
     #[error("the database is unavailable")]
     Unavailable(String),
+    /// 503: this process has no room for the request now (a bounded
+    /// resource, such as the live pages' streams, is all taken).
+    #[error("{message}")]
+    Busy { code: &'static str, message: String },
     /// A page template failed to render.
     #[error("template failed: {0}")]
     Template(#[from] askama::Error),
@@ -91,7 +95,7 @@ impl AppError {
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Template(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +151,7 @@ impl AppError {
                     None,
                 )
             }
+            AppError::Busy { code, message } => (code, message, None, None),
             AppError::Template(e) => {
                 tracing::error!(error = %e, "template failed");
                 ("internal", "internal error".into(), None, None)

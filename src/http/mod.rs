@@ -10,4 +10,4 @@ pub mod state;
 
 pub use error::{AppError, PageError};
 pub use extract::{Admin, AdminToken, Body, BodyLimit, JsonBody, Query, RunId};
-pub use state::{AppState, ConnLimits};
+pub use state::{AppState, ConnLimits, Live};

@@ -28,6 +28,51 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The service's own metrics (`/metrics`).
     pub metrics: Arc<super::metrics::Metrics>,
+    /// The live pages' event streams (`web/live.rs`).
+    pub live: Live,
+}
+
+/// How the live pages' event streams run.
+#[derive(Clone)]
+pub struct Live {
+    /// How often a stream polls the database.
+    pub poll: Duration,
+    /// How often an idle stream sends a comment, which keeps proxies from
+    /// closing it and finds a client that went away.
+    pub keep_alive: Duration,
+    /// Streams open at once in this process; each holds a client
+    /// connection, so this stays well under [`ConnLimits::max_connections`].
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server shuts down: every stream ends, so that the
+    /// graceful shutdown does not wait on them.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl Live {
+    /// `max_streams` open at once, polling every `poll`; 0 streams turns
+    /// the live pages off (every stream is refused with a 503).
+    pub fn new(poll: Duration, keep_alive: Duration, max_streams: usize) -> Live {
+        Live {
+            poll,
+            keep_alive,
+            streams: Arc::new(tokio::sync::Semaphore::new(max_streams)),
+            stop: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+}
+
+/// Default of [`Live::poll`].
+pub const LIVE_POLL: Duration = Duration::from_secs(1);
+/// Default of [`Live::streams`]: a quarter of the default connections.
+pub const LIVE_STREAMS: usize = 128;
+/// Default of [`Live::keep_alive`]: under the minute most proxies allow an
+/// idle response.
+pub const LIVE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new(LIVE_POLL, LIVE_KEEP_ALIVE, LIVE_STREAMS)
+    }
 }
 
 /// Bounds on client connections.
@@ -66,7 +111,14 @@ impl AppState {
             conn: ConnLimits::default(),
             limits: Arc::new(Limits::default()),
             metrics: Arc::new(super::metrics::Metrics::new()),
+            live: Live::default(),
         }
+    }
+
+    /// How the live pages' event streams run (see [`Live`]).
+    pub fn with_live(mut self, live: Live) -> Self {
+        self.live = live;
+        self
     }
 
     /// The size limits on what clients send (the store enforces

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod meta;
 pub mod validate;
 pub mod wire;
 
@@ -75,6 +76,8 @@ pub fn router() -> Router<AppState> {
         ("metrics/get-history-bulk-interval", any(get_history_bulk)),
         ("artifacts/list", any(no_artifacts)),
     ];
+    let routes: Vec<(&str, MethodRouter<AppState>)> =
+        routes.into_iter().chain(meta::routes()).collect();
     let mut r = Router::new();
     for prefix in PREFIXES {
         for (path, handler) in &routes {
@@ -154,11 +157,17 @@ async fn active_run(
 #[derive(Deserialize)]
 struct CreateExperiment {
     name: Option<String>,
+    #[serde(default, deserialize_with = "list")]
+    tags: Vec<KeyValue>,
 }
 
 async fn create_experiment(Req(state, req): Req<CreateExperiment>) -> Answer {
     let name = validate::experiment_name(req.name)?;
-    let (e, created) = state.store.mlflow_create_experiment(&name).await?;
+    let tags = validate::experiment_tags(&req.tags, "tags")?;
+    let (e, created) = state
+        .store
+        .mlflow_create_experiment_with_tags(&name, &tags)
+        .await?;
     if !created {
         return Err(MlflowError::already_exists(format!(
             "Experiment '{name}' already exists."
@@ -179,7 +188,7 @@ async fn get_experiment(Req(state, req): Req<GetExperiment>) -> Answer {
         MlflowError::invalid("Missing value for required parameter 'experiment_id'.")
     })?;
     let e = experiment(&state, &id).await?;
-    Ok(Json(json!({ "experiment": experiment_json(&e) })))
+    experiment_answer(&state, &e).await
 }
 
 async fn get_experiment_by_name(Req(state, req): Req<GetExperiment>) -> Answer {
@@ -196,7 +205,13 @@ async fn get_experiment_by_name(Req(state, req): Req<GetExperiment>) -> Answer {
         .ok_or_else(|| {
             MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
         })?;
-    Ok(Json(json!({ "experiment": experiment_json(&e) })))
+    experiment_answer(&state, &e).await
+}
+
+/// The answer naming an experiment with its tags.
+async fn experiment_answer(state: &AppState, e: &crate::store::mlflow::Experiment) -> Answer {
+    let tags = state.store.mlflow_tags_of_experiment(e).await?;
+    Ok(Json(json!({ "experiment": experiment_json(e, &tags) })))
 }
 
 #[derive(Deserialize)]
@@ -212,13 +227,16 @@ async fn search_experiments(Req(state, req): Req<SearchExperiments>) -> Answer {
     let max = validate::max_results(req.max_results, 1000, 50_000)?;
     let offset = parse_page_token(req.page_token.as_deref())?;
     state.store.mlflow_experiment(0).await?;
+    let tags = state.store.mlflow_experiment_tags().await?;
+    let none = std::collections::BTreeMap::new();
     let all: Vec<Value> = state
         .store
         .mlflow_experiments()
         .await?
         .iter()
-        .filter(|e| clauses.iter().all(|c| c.matches(&ExperimentFields(e))))
-        .map(experiment_json)
+        .map(|e| ExperimentFields(e, tags.get(&e.id).unwrap_or(&none)))
+        .filter(|f| clauses.iter().all(|c| c.matches(f)))
+        .map(|f| experiment_json(f.0, f.1))
         .collect();
     let page: Vec<Value> = all.iter().skip(offset).take(max).cloned().collect();
     Ok(paged("experiments", page, offset, max, all.len()))
@@ -234,18 +252,26 @@ fn paged(field: &str, page: Vec<Value>, offset: usize, max: usize, total: usize)
     Json(out)
 }
 
-struct ExperimentFields<'a>(&'a crate::store::mlflow::Experiment);
+/// An experiment and its tags, as the search filter sees them:
+/// attributes `name`, `experiment_id`, `creation_time`,
+/// `last_update_time`, and `tags.<key>`.
+struct ExperimentFields<'a>(
+    &'a crate::store::mlflow::Experiment,
+    &'a std::collections::BTreeMap<String, String>,
+);
 
 impl filter::Fields for ExperimentFields<'_> {
-    fn text(&self, _: filter::Entity, key: &str) -> Option<String> {
-        match key {
-            "name" => Some(self.0.name.clone()),
-            "experiment_id" => Some(self.0.id.to_string()),
+    fn text(&self, entity: filter::Entity, key: &str) -> Option<String> {
+        match (entity, key) {
+            (filter::Entity::Tag, _) => self.1.get(key).cloned(),
+            (filter::Entity::Attribute, "name") => Some(self.0.name.clone()),
+            (filter::Entity::Attribute, "experiment_id") => Some(self.0.id.to_string()),
             _ => None,
         }
     }
-    fn number(&self, _: filter::Entity, key: &str) -> Option<f64> {
-        matches!(key, "creation_time" | "last_update_time").then_some(self.0.created_ms as f64)
+    fn number(&self, entity: filter::Entity, key: &str) -> Option<f64> {
+        (entity == filter::Entity::Attribute && matches!(key, "creation_time" | "last_update_time"))
+            .then_some(self.0.created_ms as f64)
     }
 }
 

@@ -14,6 +14,7 @@ pub const MAX_ENTITY_KEY_LENGTH: usize = 250;
 pub const MAX_PARAM_VAL_LENGTH: usize = 6000;
 pub const MAX_TAG_VAL_LENGTH: usize = 8000;
 pub const MAX_EXPERIMENT_NAME_LENGTH: usize = 500;
+pub const MAX_EXPERIMENT_TAG_VAL_LENGTH: usize = 20_000;
 
 fn limit(entity: &str, limit: usize, length: usize) -> Result<(), MlflowError> {
     if length > limit {
@@ -125,12 +126,31 @@ pub fn params(ps: &[KeyValue], prefix: &str) -> Result<Vec<(String, String)>, Ml
 }
 
 pub fn tags(ts: &[KeyValue], prefix: &str) -> Result<Vec<(String, String)>, MlflowError> {
+    tags_up_to(ts, prefix, MAX_TAG_VAL_LENGTH)
+}
+
+/// Experiment tags: values up to 20 000 characters, as MLflow.
+pub fn experiment_tags(
+    ts: &[KeyValue],
+    prefix: &str,
+) -> Result<Vec<(String, String)>, MlflowError> {
+    if ts.len() > MAX_PARAMS_TAGS_PER_BATCH {
+        limit("tags", MAX_PARAMS_TAGS_PER_BATCH, ts.len())?;
+    }
+    tags_up_to(ts, prefix, MAX_EXPERIMENT_TAG_VAL_LENGTH)
+}
+
+fn tags_up_to(
+    ts: &[KeyValue],
+    prefix: &str,
+    max_value: usize,
+) -> Result<Vec<(String, String)>, MlflowError> {
     ts.iter()
         .enumerate()
         .map(|(i, t)| {
             let k = key("Tag", &t.key, &path(prefix, i, "key"))?;
             let v = t.value.clone().unwrap_or_default();
-            length("Tag value", MAX_TAG_VAL_LENGTH, &v)?;
+            length("Tag value", max_value, &v)?;
             Ok((k, v))
         })
         .collect()
@@ -204,6 +224,21 @@ mod tests {
         );
         assert!(params(&[kv(&"k".repeat(250), "1")], "").is_ok());
         assert!(tags(&[kv("t", &"v".repeat(8001))], "").is_err());
+        assert!(experiment_tags(&[kv("t", &"v".repeat(20_000))], "").is_ok());
+        let e = experiment_tags(&[kv("t", &"v".repeat(20_001))], "tags").unwrap_err();
+        assert_eq!(
+            e.message,
+            "'Tag value' exceeds the maximum length of 20000 characters"
+        );
+        let e = experiment_tags(
+            &[KeyValue {
+                key: None,
+                value: None,
+            }],
+            "tags",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("'tags[0].key'"), "{}", e.message);
         let e = params(&[kv("a", "1"), kv("a", "2")], "").unwrap_err();
         assert!(
             e.message.contains("Duplicate parameter keys"),

@@ -141,7 +141,14 @@ pub fn metric_json(key: &str, m: &MlMetric) -> Value {
     json!({ "key": key, "value": double_json(m.value), "timestamp": m.timestamp, "step": m.step })
 }
 
-pub fn experiment_json(e: &Experiment) -> Value {
+/// `[{"key": k, "value": v}, …]`.
+pub fn key_values_json(kvs: &std::collections::BTreeMap<String, String>) -> Value {
+    kvs.iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect()
+}
+
+pub fn experiment_json(e: &Experiment, tags: &std::collections::BTreeMap<String, String>) -> Value {
     json!({
         "experiment_id": e.id.to_string(),
         "name": e.name,
@@ -149,7 +156,7 @@ pub fn experiment_json(e: &Experiment) -> Value {
         "lifecycle_stage": "active",
         "creation_time": e.created_ms,
         "last_update_time": e.created_ms,
-        "tags": [],
+        "tags": key_values_json(tags),
     })
 }
 

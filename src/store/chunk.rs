@@ -257,19 +257,15 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn p(step: u64, value: f64, time: Option<f64>) -> Point {
-        Point { step, value, time }
-    }
-
     #[test]
     fn round_trip_keeps_every_bit() {
         let points = vec![
-            p(0, 2.302_585_092_994_1, Some(1_700_000_000.05)),
-            p(1, f64::NAN, Some(1_700_000_000.1)),
-            p(5, f64::INFINITY, None),
-            p(6, f64::NEG_INFINITY, Some(1_699_999_999.0)),
-            p(4095, -0.0, Some(1_700_000_001.0)),
-            p(u64::MAX >> 1, 1e-300, None),
+            Point::new(0, 2.302_585_092_994_1, Some(1_700_000_000.05)),
+            Point::new(1, f64::NAN, Some(1_700_000_000.1)),
+            Point::new(5, f64::INFINITY, None),
+            Point::new(6, f64::NEG_INFINITY, Some(1_699_999_999.0)),
+            Point::new(4095, -0.0, Some(1_700_000_001.0)),
+            Point::new(u64::MAX >> 1, 1e-300, None),
         ];
         let back = decode(&encode(&points)).unwrap();
         assert_eq!(back, points);
@@ -278,7 +274,9 @@ mod tests {
 
     #[test]
     fn without_times_every_time_is_none() {
-        let points: Vec<_> = (0..100).map(|i| p(i * 5, i as f64 * 0.5, None)).collect();
+        let points: Vec<_> = (0..100)
+            .map(|i| Point::new(i * 5, i as f64 * 0.5, None))
+            .collect();
         assert_eq!(decode(&encode(&points)).unwrap(), points);
         assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
     }
@@ -293,7 +291,7 @@ mod tests {
                 x ^= x << 17;
                 let noise = (x % 1000) as f64 / 1000.0;
                 let v = (2.0 * (-(i as f64) / 1000.0).exp() + 0.1 * noise) as f32;
-                p(i, f64::from(v), Some(1_700_000_000.0 + i as f64 * 0.013))
+                Point::new(i, f64::from(v), Some(1_700_000_000.0 + i as f64 * 0.013))
             })
             .collect();
         let blob = encode(&points);
@@ -303,7 +301,7 @@ mod tests {
 
     #[test]
     fn corrupt_blobs_are_errors_not_panics() {
-        let blob = encode(&[p(1, 1.0, None), p(2, 2.0, None)]);
+        let blob = encode(&[Point::new(1, 1.0, None), Point::new(2, 2.0, None)]);
         assert!(matches!(decode(&[]), Err(ChunkError::Corrupt)));
         assert!(matches!(decode(&[9, 1, 2]), Err(ChunkError::Version(9))));
         assert!(decode(&blob[..blob.len() - 3]).is_err());
@@ -316,12 +314,16 @@ mod tests {
 
     #[test]
     fn merge_replaces_equal_steps_and_keeps_order() {
-        let old = [p(1, 1.0, None), p(3, 3.0, None), p(5, 5.0, None)];
+        let old = [
+            Point::new(1, 1.0, None),
+            Point::new(3, 3.0, None),
+            Point::new(5, 5.0, None),
+        ];
         let new = [
-            p(0, 0.0, None),
-            p(3, 30.0, None),
-            p(3, 31.0, None),
-            p(6, 6.0, None),
+            Point::new(0, 0.0, None),
+            Point::new(3, 30.0, None),
+            Point::new(3, 31.0, None),
+            Point::new(6, 6.0, None),
         ];
         let steps: Vec<_> = merge(&old, &new)
             .iter()
@@ -333,10 +335,10 @@ mod tests {
     #[test]
     fn stats_ignore_nonfinite_values() {
         let s = stats(&[
-            p(2, f64::NAN, None),
-            p(3, -1.0, None),
-            p(9, 4.0, None),
-            p(10, f64::INFINITY, None),
+            Point::new(2, f64::NAN, None),
+            Point::new(3, -1.0, None),
+            Point::new(9, 4.0, None),
+            Point::new(10, f64::INFINITY, None),
         ]);
         assert_eq!(
             s,

@@ -392,5 +392,12 @@ async fn save_in(conn: &mut AnyConnection, d: &DiagnosisToSave<'_>) -> Result<Sa
             saved.resolved.push(*kind);
         }
     }
+    // The runs table's live stream finds runs by this (see `live.rs`); last,
+    // so that on PostgreSQL the run row is locked only until commit.
+    sqlx::query("UPDATE runs SET changed_at = $2 WHERE id = $1")
+        .bind(&run_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     Ok(saved)
 }

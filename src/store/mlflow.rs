@@ -546,7 +546,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "UPDATE runs SET status = COALESCE(CAST($2 AS TEXT), status), \
-                 name = COALESCE(CAST($3 AS TEXT), name), updated_at = $4, \
+                 name = COALESCE(CAST($3 AS TEXT), name), updated_at = $4, changed_at = $4, \
                  data_version = data_version + 1 WHERE id = $1",
             )
             .bind(run.id.to_string())
@@ -671,9 +671,10 @@ async fn write_tags(conn: &mut AnyConnection, run: &str, tags: &[(String, String
         .execute(&mut *conn)
         .await?;
         if k == "mlflow.runName" {
-            sqlx::query("UPDATE runs SET name = $2 WHERE id = $1")
+            sqlx::query("UPDATE runs SET name = $2, changed_at = $3 WHERE id = $1")
                 .bind(run)
                 .bind(v)
+                .bind(now())
                 .execute(&mut *conn)
                 .await?;
         }
@@ -923,7 +924,7 @@ async fn log_in(tx: &mut AnyConnection, run: &str, b: &MlBatch, max_keys: usize)
     if b.metrics.is_empty() {
         // write_batch did not run: the run still changed.
         sqlx::query(
-            "UPDATE runs SET updated_at = $2, data_version = data_version + 1 WHERE id = $1",
+            "UPDATE runs SET updated_at = $2, changed_at = $2, data_version = data_version + 1 WHERE id = $1",
         )
         .bind(run)
         .bind(now())
@@ -935,7 +936,8 @@ async fn log_in(tx: &mut AnyConnection, run: &str, b: &MlBatch, max_keys: usize)
 
 /// A param's value in the run's config: a JSON number when the text is a
 /// finite number (so the detectors read `lr` as 0.1), a boolean for
-/// `True`/`False`/`true`/`false`, the text otherwise.
+/// `True`/`False`/`true`/`false`, null for Python's `None` (autologging
+/// logs every unset argument as `"None"`), the text otherwise.
 pub fn param_json(v: &str) -> serde_json::Value {
     if let Ok(n) = v.trim().parse::<f64>()
         && n.is_finite()
@@ -950,6 +952,7 @@ pub fn param_json(v: &str) -> serde_json::Value {
     match v {
         "True" | "true" => serde_json::Value::Bool(true),
         "False" | "false" => serde_json::Value::Bool(false),
+        "None" => serde_json::Value::Null,
         _ => serde_json::Value::String(v.to_string()),
     }
 }
@@ -1040,6 +1043,8 @@ mod tests {
         assert_eq!(param_json("adam"), serde_json::json!("adam"));
         assert_eq!(param_json("True"), serde_json::json!(true));
         assert_eq!(param_json("nan"), serde_json::json!("nan"));
+        assert_eq!(param_json("None"), serde_json::Value::Null);
+        assert_eq!(param_json("none"), serde_json::json!("none"));
     }
 
     #[test]

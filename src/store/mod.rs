@@ -16,8 +16,15 @@
 //!   tensors and predictions, and export;
 //! - [`findings`]: diagnosis leases, the run view the detectors read, findings;
 //! - [`webhooks`]: webhooks and the alert outbox;
+//! - [`live`]: what the live pages' event streams poll (a run's versions,
+//!   the runs that changed lately);
+//! - [`compare`]: the reads of the compare and tune pages (chosen runs with
+//!   their configs, a project's metric summaries from the chunks' stored
+//!   minima and maxima);
 //! - [`mlflow`]: what the MLflow tracking API keeps beside a run (status,
-//!   params, tags, latest metrics, step mappings).
+//!   params, tags, latest metrics, step mappings);
+//! - [`mlflow_meta`]: what it keeps about experiments and models (experiment
+//!   tags, MLflow 3's logged models).
 //!
 //! # Writes
 //! Every write runs in a [`WriteTx`]: on SQLite it holds the process's write
@@ -58,8 +65,11 @@ macro_rules! in_write {
 }
 
 pub mod chunk;
+pub mod compare;
 pub mod findings;
+pub mod live;
 pub mod mlflow;
+pub mod mlflow_meta;
 pub mod records;
 pub mod runs;
 pub mod scalars;
@@ -182,6 +192,10 @@ impl Default for StoreOptions {
 
 pub struct Store {
     pool: AnyPool,
+    /// The live pages' polls (`live.rs`) read through this small pool of
+    /// their own: however many pages are open, they never take a
+    /// connection from requests, ingest or the diagnosis.
+    live_pool: AnyPool,
     backend: Backend,
     /// Serialises this process's SQLite write transactions (SQLite has one
     /// writer anyway; this turns contention into queueing).
@@ -265,6 +279,38 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The options of a pool of at most `max` connections: every connection
+/// of either pool set up the same way.
+fn pool_options(backend: Backend, max: u32, opts: &StoreOptions) -> AnyPoolOptions {
+    let max_pages = opts.sqlite_max_page_count;
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(opts.acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL: readers never block the writer. NORMAL sync in WAL
+                    // mode survives a process crash; see README.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    if let Some(pages) = max_pages {
+                        let pragma = format!("PRAGMA max_page_count = {pages}");
+                        sqlx::query(sqlx::AssertSqlSafe(pragma))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -279,42 +325,19 @@ impl Store {
         let (backend, url) = parse_database_url(url)?;
         let options = AnyConnectOptions::from_str(&url).map_err(classify)?;
         let max = if backend == Backend::Sqlite { 8 } else { 16 };
-        let max_pages = opts.sqlite_max_page_count;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(opts.acquire_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL: readers never block the writer. NORMAL sync in WAL
-                        // mode survives a process crash; see README.
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
-                            "PRAGMA foreign_keys = ON",
-                            "PRAGMA busy_timeout = 10000",
-                        ] {
-                            conn.execute(pragma).await?;
-                        }
-                        if let Some(pages) = max_pages {
-                            let pragma = format!("PRAGMA max_page_count = {pages}");
-                            sqlx::query(sqlx::AssertSqlSafe(pragma))
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(backend, max, opts)
+            .connect_with(options.clone())
             .await
             .map_err(classify)?;
+        // Connects when a live page first polls.
+        let live_pool = pool_options(backend, live::READERS, opts).connect_lazy_with(options);
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Store {
             pool,
+            live_pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
             max_keys_per_run: opts.max_keys_per_run,
@@ -389,6 +412,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.live_pool.close().await;
         self.pool.close().await;
     }
 

@@ -611,7 +611,7 @@ pub(crate) async fn write_batch(
         None => (None, None),
     };
     sqlx::query(
-        "UPDATE runs SET updated_at = $2, data_version = data_version + 1, \
+        "UPDATE runs SET updated_at = $2, changed_at = $2, data_version = data_version + 1, \
          status = COALESCE(CAST($3 AS TEXT), CASE WHEN status = 'crashed' THEN 'running' ELSE status END), \
          end_step = COALESCE($4, end_step) WHERE id = $1",
     )

@@ -26,6 +26,10 @@ macro_rules! select_runs {
     };
 }
 
+/// The `SELECT` of [`RunRow`] with configs and no `WHERE`, for the reads of
+/// `store/compare.rs`, which add their own.
+pub(crate) const SELECT_RUNS: &str = select_runs!("");
+
 #[derive(FromRow)]
 pub(crate) struct RunRow {
     id: String,
@@ -423,6 +427,7 @@ impl Store {
             .write_one(
                 sqlx::query(
                     "UPDATE runs SET heartbeat_at = $2, \
+                     changed_at = CASE WHEN status = 'crashed' THEN $2 ELSE changed_at END, \
                      status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END WHERE id = $1",
                 )
                 .bind(run.to_string())
@@ -442,10 +447,11 @@ impl Store {
         let now = now();
         self.write_one(
             sqlx::query(
-                "UPDATE runs SET status = 'crashed', data_version = data_version + 1 \
+                "UPDATE runs SET status = 'crashed', data_version = data_version + 1, changed_at = $2 \
                  WHERE status = 'running' AND updated_at < $1 AND COALESCE(heartbeat_at, 0) < $1",
             )
-            .bind(now - stale_after),
+            .bind(now - stale_after)
+            .bind(now),
         )
         .await
     }
@@ -492,8 +498,8 @@ pub(crate) async fn insert_run(tx: &mut WriteTx<'_>, new: &NewRun) -> Result<(Uu
     }
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO runs (id, project_id, name, config, tags, run_key, created_at, updated_at, heartbeat_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+        "INSERT INTO runs (id, project_id, name, config, tags, run_key, created_at, updated_at, heartbeat_at, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $7)",
     )
     .bind(id.to_string())
     .bind(project_id)

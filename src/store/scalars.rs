@@ -514,7 +514,7 @@ pub(crate) fn step_range(from: Option<u64>, to: Option<u64>) -> (u64, u64) {
     (from.unwrap_or(0).min(max), to.unwrap_or(max).min(max))
 }
 
-fn f64_from_blob(b: &[u8]) -> Result<f64> {
+pub(crate) fn f64_from_blob(b: &[u8]) -> Result<f64> {
     let bytes: [u8; 8] = b
         .try_into()
         .map_err(|_| StoreError::Corrupt("last_value is not 8 bytes".into()))?;

@@ -21,7 +21,7 @@ use crate::charts::svg::{self, Band, Line, Marker, Options};
 use crate::diagnostics::Kind;
 use crate::diagnostics::names::Role;
 use crate::http::{AppError, AppState, PageError, Query, RunId};
-use crate::model::{FindingStatus, Point, SeriesInfo};
+use crate::model::{FindingStatus, Point, Run, SeriesInfo};
 use crate::store::findings::StoredFinding;
 
 /// Line charts' size in pixels.
@@ -519,20 +519,13 @@ pub fn draw(chart: ChartId, data: &[(String, Vec<Point>)], ctx: &PageCtx) -> Opt
     svg::line_chart_with(chart.title(), &lines, &markers, SIZE, &opts)
 }
 
-/// `GET /runs/{id}/charts/{chart}.svg|.csv`.
-pub async fn download(
-    State(state): State<AppState>,
-    Path((id, file)): Path<(String, String)>,
-    Query(q): Query<ChartQuery>,
-) -> Result<Response, PageError> {
-    let RunId(id) = RunId::parse(&id)?;
-    let not_found = || AppError::NotFound(format!("no chart {file:?}"));
-    let (slug, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
-    let chart = ChartId::line(slug).ok_or_else(not_found)?;
-    if ext != "svg" && ext != "csv" {
-        return Err(not_found().into());
-    }
-    let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
+/// What a run's page and its chart downloads read first: the run, its
+/// findings and the charts' context made from them (onsets, model order).
+pub async fn load_run(
+    state: &AppState,
+    id: uuid::Uuid,
+    view: View,
+) -> Result<(Run, Vec<StoredFinding>, PageCtx), AppError> {
     let run = state
         .store
         .get_run(id)
@@ -546,44 +539,102 @@ pub async fn download(
         .map(|m| m.layers.into_iter().map(|l| l.name).collect())
         .unwrap_or_default();
     let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
-    let series = state.store.series(id).await?;
-    let data = load(&state, chart, &series, &ctx).await?;
-    let short = &id.to_string()[..8];
-    let disposition = format!("attachment; filename=\"{short}-{}.{ext}\"", chart.slug());
-    if ext == "csv" {
-        let mut body = crate::csv_export::SCALARS_HEADER.to_string();
-        for (key, points) in &data {
-            body.push_str(&crate::csv_export::point_rows(key, points));
-        }
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, disposition),
-            ],
-            body,
-        )
-            .into_response());
+    Ok((run, findings, ctx))
+}
+
+/// `GET /runs/{id}/charts/{chart}.svg|.csv`: a line chart (with the page's
+/// view), a heatmap (`grad-flow`, `dead-units`, `saturated-units`) or a
+/// histogram key's distribution (`distribution`, `histograms`, with
+/// `?hist=KEY`).
+pub async fn download(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    Query(q): Query<ChartQuery>,
+) -> Result<Response, PageError> {
+    let RunId(id) = RunId::parse(&id)?;
+    let not_found = || AppError::NotFound(format!("no chart {file:?}"));
+    let (slug, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
+    if ext != "svg" && ext != "csv" {
+        return Err(not_found().into());
     }
-    let svg = draw(chart, &data, &ctx).ok_or_else(|| {
+    let csv = ext == "csv";
+    let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
+    let (_, _, ctx) = load_run(&state, id, view).await?;
+    let short = &id.to_string()[..8];
+    let disposition = format!("attachment; filename=\"{short}-{slug}.{ext}\"");
+    let nothing = |empty: &str| {
         AppError::NotFound(format!(
             "nothing to draw: {}",
-            chart
-                .empty()
+            empty
                 .replace("<code>", "`")
                 .replace("</code>", "`")
                 .replace("&lt;", "<")
                 .replace("&gt;", ">")
         ))
-    })?;
+    };
+    let body = if let Some(chart) = ChartId::line(slug) {
+        let series = state.store.series(id).await?;
+        let data = load(&state, chart, &series, &ctx).await?;
+        if csv {
+            let mut body = crate::csv_export::SCALARS_HEADER.to_string();
+            for (key, points) in &data {
+                body.push_str(&crate::csv_export::point_rows(key, points));
+            }
+            body
+        } else {
+            draw(chart, &data, &ctx).ok_or_else(|| nothing(chart.empty()))?
+        }
+    } else if let Some(which) = debug::Heat::by_slug(slug) {
+        let series = state.store.series(id).await?;
+        let heat = debug::heat(&state, &series, &ctx, which).await?;
+        if csv {
+            let mut body = crate::csv_export::SCALARS_HEADER.to_string();
+            for r in &heat.reads {
+                body.push_str(&crate::csv_export::point_rows(&r.key, &r.points));
+            }
+            body
+        } else {
+            heat.svg.ok_or_else(|| nothing(which.empty()))?
+        }
+    } else if let Some(which) = debug::Dist::by_slug(slug) {
+        let key = q.hist.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                "hist".to_string(),
+                "hist (a histogram key) is required",
+            )
+        })?;
+        let dist = debug::distribution(&state, id, key).await?;
+        if dist.records.is_empty() {
+            return Err(AppError::NotFound(format!("no histograms {key:?}")).into());
+        }
+        if csv {
+            format!(
+                "{}{}",
+                crate::csv_export::HISTOGRAM_HEADER,
+                crate::csv_export::histogram_rows(&dist.records)
+            )
+        } else {
+            match which {
+                debug::Dist::Bands => dist.bands,
+                debug::Dist::Ridge => dist.ridge,
+            }
+            .ok_or_else(|| nothing("every histogram of this key is empty"))?
+        }
+    } else {
+        return Err(not_found().into());
+    };
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "image/svg+xml; charset=utf-8"
+    };
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                "image/svg+xml; charset=utf-8".to_string(),
-            ),
+            (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        svg,
+        body,
     )
         .into_response())
 }
@@ -595,6 +646,8 @@ pub struct ChartQuery {
     smooth: Option<String>,
     y: Option<String>,
     x: Option<String>,
+    /// The histogram key of a distribution's download.
+    hist: Option<String>,
 }
 
 #[cfg(test)]

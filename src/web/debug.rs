@@ -12,6 +12,7 @@ use crate::charts::svg::Marker;
 use crate::diagnostics::names::{HISTOGRAM_PREFIXES, Role, classify, histogram_layer};
 use crate::http::{AppError, AppState, PageError};
 use crate::model::{Point, SeriesInfo};
+use crate::record::HistogramRecord;
 use crate::store::StoreError;
 
 /// Heatmap columns at most: with the labels, 3–4 px a column on a 900 px
@@ -33,12 +34,113 @@ const WIDTH: u32 = 900;
 /// What the page shows below the metrics.
 #[derive(Default)]
 pub struct Debugging {
-    pub grad_heatmap: Option<String>,
+    pub grad_heatmap: Option<HeatView>,
     pub grad_lines: Option<ChartView>,
     pub updates: Option<ChartView>,
-    /// Dead and saturated fraction heatmaps: `(anchor, svg)`.
-    pub units: Vec<(String, String)>,
+    /// Dead and saturated fraction heatmaps.
+    pub units: Vec<HeatView>,
     pub hist: Distributions,
+}
+
+/// A heatmap on the page, with its downloads.
+pub struct HeatView {
+    pub anchor: String,
+    pub svg: String,
+    pub svg_href: String,
+    pub csv_href: String,
+}
+
+/// The run page's heatmaps, by their downloads' names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heat {
+    GradFlow,
+    DeadUnits,
+    SaturatedUnits,
+}
+
+impl Heat {
+    pub fn slug(self) -> &'static str {
+        match self {
+            Heat::GradFlow => "grad-flow",
+            Heat::DeadUnits => ChartId::DeadUnits.slug(),
+            Heat::SaturatedUnits => ChartId::SaturatedUnits.slug(),
+        }
+    }
+
+    pub fn by_slug(slug: &str) -> Option<Heat> {
+        [Heat::GradFlow, Heat::DeadUnits, Heat::SaturatedUnits]
+            .into_iter()
+            .find(|h| h.slug() == slug)
+    }
+
+    fn role(self) -> Role {
+        match self {
+            Heat::GradFlow => Role::GradNorm,
+            Heat::DeadUnits => Role::DeadFrac,
+            Heat::SaturatedUnits => Role::SatFrac,
+        }
+    }
+
+    /// The empty state (static HTML).
+    pub fn empty(self) -> &'static str {
+        match self {
+            Heat::GradFlow => ChartId::GradNorm.empty(),
+            Heat::DeadUnits => ChartId::DeadUnits.empty(),
+            Heat::SaturatedUnits => ChartId::SaturatedUnits.empty(),
+        }
+    }
+
+    fn view(self, ctx: &PageCtx, svg: String) -> HeatView {
+        let src = format!("/runs/{}/charts/{}", ctx.run, self.slug());
+        HeatView {
+            anchor: match self {
+                Heat::GradFlow => "chart-grad-flow".into(),
+                Heat::DeadUnits => ChartId::DeadUnits.anchor(),
+                Heat::SaturatedUnits => ChartId::SaturatedUnits.anchor(),
+            },
+            svg,
+            svg_href: format!("{src}.svg"),
+            csv_href: format!("{src}.csv"),
+        }
+    }
+}
+
+/// A heatmap and the envelope reads it is drawn from (its CSV).
+pub struct HeatChart {
+    pub svg: Option<String>,
+    pub reads: Vec<Read>,
+}
+
+/// The distribution charts, by their downloads' names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dist {
+    /// Percentile bands over the steps.
+    Bands,
+    /// A few steps' histograms stacked.
+    Ridge,
+}
+
+impl Dist {
+    pub fn slug(self) -> &'static str {
+        match self {
+            Dist::Bands => "distribution",
+            Dist::Ridge => "histograms",
+        }
+    }
+
+    pub fn by_slug(slug: &str) -> Option<Dist> {
+        [Dist::Bands, Dist::Ridge]
+            .into_iter()
+            .find(|d| d.slug() == slug)
+    }
+}
+
+/// One histogram key's charts and the records they are drawn from.
+pub struct DistChart {
+    pub records: Vec<HistogramRecord>,
+    pub bands: Option<String>,
+    pub ridge: Option<String>,
+    pub nonfinite: Option<String>,
 }
 
 /// The histogram key picker and the selected key's charts.
@@ -50,6 +152,9 @@ pub struct Distributions {
     pub bands: Option<String>,
     pub ridge: Option<String>,
     pub nonfinite: Option<String>,
+    /// The downloads of the current key's charts: bands SVG, histograms SVG,
+    /// CSV.
+    pub downloads: Option<(String, String, String)>,
 }
 
 /// One link of the histogram key picker.
@@ -197,6 +302,55 @@ pub(super) fn per_layer(series: &[SeriesInfo]) -> Vec<SeriesInfo> {
         .collect()
 }
 
+/// `which` heatmap of a run with `series`.
+pub async fn heat(
+    state: &AppState,
+    series: &[SeriesInfo],
+    ctx: &PageCtx,
+    which: Heat,
+) -> Result<HeatChart, PageError> {
+    let (points, bins) = layer_bins(&per_layer(series));
+    let keys = layer_keys(series, which.role(), &ctx.order);
+    let reads = read_rows(state, ctx.run, &keys, points).await?;
+    let svg = match which {
+        Heat::GradFlow if !reads.is_empty() => {
+            let rows = rows_of(&reads);
+            heatmap::heatmap_marked(
+                &Heatmap {
+                    title: "Gradient flow: ‖∇w‖ per layer",
+                    desc: &format!(
+                        "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
+                        rows.len()
+                    ),
+                    legend: "‖∇w‖ (log scale)",
+                    rows: &rows,
+                    scale: None,
+                    max_cols: HEAT_COLS,
+                    bins,
+                    width: WIDTH,
+                },
+                &ctx.markers,
+            )
+        }
+        Heat::GradFlow => None,
+        units => {
+            let (chart, desc) = if units == Heat::DeadUnits {
+                (
+                    ChartId::DeadUnits,
+                    "Heatmap of the share of ReLU units that never fire, per layer (rows, input side on top) over the steps, 0 to 1",
+                )
+            } else {
+                (
+                    ChartId::SaturatedUnits,
+                    "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
+                )
+            };
+            unit_heatmap(chart.title(), desc, &reads, bins, &ctx.markers)
+        }
+    };
+    Ok(HeatChart { svg, reads })
+}
+
 pub async fn debugging(
     state: &AppState,
     series: &[SeriesInfo],
@@ -206,39 +360,18 @@ pub async fn debugging(
     let (run, order) = (ctx.run, &ctx.order);
     let mut out = Debugging::default();
 
-    let (points, bins) = layer_bins(&per_layer(series));
-    let grads = read_rows(
-        state,
-        run,
-        &layer_keys(series, Role::GradNorm, order),
-        points,
-    )
-    .await?;
-    if !grads.is_empty() {
-        let rows = rows_of(&grads);
-        out.grad_heatmap = heatmap::heatmap_marked(
-            &Heatmap {
-                title: "Gradient flow: ‖∇w‖ per layer",
-                desc: &format!(
-                    "Heatmap of the gradient norm of {} layers (rows, input side on top) over the steps (columns), log colour scale; NaN and Inf cells in magenta",
-                    rows.len()
-                ),
-                legend: "‖∇w‖ (log scale)",
-                rows: &rows,
-                scale: None,
-                max_cols: HEAT_COLS,
-                bins,
-                width: WIDTH,
-            },
-            &ctx.markers,
-        );
+    let grads = heat(state, series, ctx, Heat::GradFlow).await?;
+    if !grads.reads.is_empty() {
+        out.grad_heatmap = grads.svg.map(|svg| Heat::GradFlow.view(ctx, svg));
         // The lines: some of the layers just read (as `charts::load` picks).
         let keys: Vec<(String, String)> = grads
+            .reads
             .iter()
             .map(|r| (r.layer.clone(), r.key.clone()))
             .collect();
         let picked = pick_layers(&keys, LINE_LAYERS, &ctx.layers);
         let lines: Vec<(String, Vec<Point>)> = grads
+            .reads
             .into_iter()
             .filter(|r| picked.iter().any(|(_, k)| *k == r.key))
             .map(|r| (r.key, r.points))
@@ -253,26 +386,43 @@ pub async fn debugging(
         out.updates = Some(ChartView::new(ChartId::UpdateRatio, ctx, Some(svg)));
     }
 
-    for (role, chart, desc) in [
-        (
-            Role::DeadFrac,
-            ChartId::DeadUnits,
-            "Heatmap of the share of ReLU units that never fire, per layer (rows, input side on top) over the steps, 0 to 1",
-        ),
-        (
-            Role::SatFrac,
-            ChartId::SaturatedUnits,
-            "Heatmap of the share of saturated sigmoid or tanh outputs, per layer (rows, input side on top) over the steps, 0 to 1",
-        ),
-    ] {
-        let rows = read_rows(state, run, &layer_keys(series, role, order), points).await?;
-        if let Some(svg) = unit_heatmap(chart.title(), desc, &rows, bins, &ctx.markers) {
-            out.units.push((chart.anchor(), svg));
+    for which in [Heat::DeadUnits, Heat::SaturatedUnits] {
+        if let Some(svg) = heat(state, series, ctx, which).await?.svg {
+            out.units.push(which.view(ctx, svg));
         }
     }
 
     out.hist = distributions(state, run, order, hist).await?;
     Ok(out)
+}
+
+/// The charts of histogram `key` of `run`: at most [`HIST_STEPS`] steps,
+/// evenly spread.
+pub async fn distribution(
+    state: &AppState,
+    run: uuid::Uuid,
+    key: &str,
+) -> Result<DistChart, PageError> {
+    let records = state.store.histograms(run, Some(key)).await?;
+    let records = spread(records, HIST_STEPS);
+    let hists: Vec<Hist> = records
+        .iter()
+        .map(|h| Hist {
+            step: h.step,
+            edges: &h.edges,
+            counts: &h.counts,
+            nonfinite: h.nonfinite,
+        })
+        .collect();
+    let bands = distributions::bands_chart(&format!("{key}: distribution"), &hists, (WIDTH, 320));
+    let ridge = distributions::ridgeline(&format!("{key}: histograms"), &hists, RIDGE_ROWS, WIDTH);
+    let nonfinite = distributions::nonfinite_caption(&hists);
+    Ok(DistChart {
+        records,
+        bands,
+        ridge,
+        nonfinite,
+    })
 }
 
 async fn distributions(
@@ -321,20 +471,21 @@ async fn distributions(
     let Some(key) = current else {
         return Ok(out);
     };
-    let records = state.store.histograms(run, Some(&key)).await?;
-    let records = spread(records, HIST_STEPS);
-    let hists: Vec<Hist> = records
-        .iter()
-        .map(|h| Hist {
-            step: h.step,
-            edges: &h.edges,
-            counts: &h.counts,
-            nonfinite: h.nonfinite,
-        })
-        .collect();
-    out.bands = distributions::bands_chart(&format!("{key}: distribution"), &hists, (WIDTH, 320));
-    out.ridge = distributions::ridgeline(&format!("{key}: histograms"), &hists, RIDGE_ROWS, WIDTH);
-    out.nonfinite = distributions::nonfinite_caption(&hists);
+    let dist = distribution(state, run, &key).await?;
+    out.bands = dist.bands;
+    out.ridge = dist.ridge;
+    out.nonfinite = dist.nonfinite;
+    let q = |slug: &str, ext: &str| {
+        format!(
+            "/runs/{run}/charts/{slug}.{ext}?hist={}",
+            form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        )
+    };
+    out.downloads = Some((
+        q(Dist::Bands.slug(), "svg"),
+        q(Dist::Ridge.slug(), "svg"),
+        q(Dist::Bands.slug(), "csv"),
+    ));
     out.current = Some(key);
     Ok(out)
 }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::charts::sparkline;
 mod charts;
+mod compare;
 mod debug;
+pub mod live;
 mod views;
 
 use crate::diagnostics::names::{Role, classify};
@@ -29,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
         .route("/static/charts.js", get(script))
         .merge(views::router())
+        .merge(live::router())
+        .merge(compare::router())
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
@@ -145,6 +149,8 @@ struct RunsPage {
     healths: &'static [&'static str],
     /// Whether any filter is set (the empty state says so).
     filtered: bool,
+    /// The table's event stream (see [`live`]).
+    live: String,
 }
 
 /// The runs page's query: every field optional (a GET form sends empty
@@ -261,6 +267,7 @@ async fn runs_page(
             })?,
     };
     let project = given(&q.project).map(str::to_string);
+    let live = live::table_events_url(project.as_deref(), crate::store::now());
     let table = state
         .store
         .run_table(&RunTableQuery {
@@ -389,6 +396,7 @@ async fn runs_page(
         projects,
         runs,
         columns,
+        live,
     })
 }
 
@@ -479,6 +487,8 @@ struct RunPage {
     views: views::Views,
     /// The other views' query parameters, kept by the chart controls.
     chart_hidden: Vec<(&'static str, String)>,
+    /// The run's event stream while it runs (see [`live`]).
+    live: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -533,20 +543,10 @@ async fn run_page(
 ) -> Result<Response, PageError> {
     let RunId(id) = RunId::parse(&id)?;
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no run {id}")))?;
-    let findings = state.store.findings(id, None).await?;
+    // Before the page's reads: what they show is at least this new.
+    let live = live::run_events_url(&state.store, id).await?;
+    let (run, findings, ctx) = charts::load_run(&state, id, view).await?;
     let diagnosis = state.store.diagnosis_state(id).await?;
-    let order: Vec<String> = state
-        .store
-        .model(id)
-        .await?
-        .map(|m| m.layers.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    let ctx = PageCtx::new(id, run.created_at, &findings, view, order);
     let is_open = |f: &&StoredFinding| f.status == FindingStatus::Open;
     let series = state.store.series(id).await?;
     let pick = views::Pick {
@@ -573,7 +573,7 @@ async fn run_page(
         .chain(&debug.updates)
         .filter(|c| c.svg.is_some())
         .map(|c| c.anchor.as_str())
-        .chain(debug.units.iter().map(|(a, _)| a.as_str()))
+        .chain(debug.units.iter().map(|u| u.anchor.as_str()))
         .collect();
     let view_of = |f: &StoredFinding| {
         let mut v = FindingView::from(f);
@@ -623,6 +623,7 @@ async fn run_page(
         view_q: view.query(),
         controls: view.controls(),
         hist: q.hist.filter(|h| !h.is_empty()),
+        live,
         run,
     };
     render(&page)

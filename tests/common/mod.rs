@@ -349,6 +349,26 @@ impl LiveServer {
         Self::spawn(|listener, _, shutdown| app::serve(listener, state, shutdown)).await
     }
 
+    /// The API of `state` with its background tasks, the runner eager
+    /// (diagnosing 200 ms after a run goes quiet, at most 500 ms after its
+    /// data), as the client tests that wait for a diagnosis need.
+    pub async fn with_eager_runner(state: AppState) -> LiveServer {
+        Self::spawn(|listener, base, shutdown| {
+            let mut runner = trainlens::runner::RunnerConfig::new(base);
+            runner.quiet = std::time::Duration::from_millis(200);
+            runner.max_wait = std::time::Duration::from_millis(500);
+            runner.poll = std::time::Duration::from_millis(100);
+            app::serve_with_background(
+                listener,
+                state,
+                runner,
+                trainlens::alerts::sender::SenderConfig::default(),
+                shutdown,
+            )
+        })
+        .await
+    }
+
     /// Binds a free port and spawns `serve(listener, base URL, shutdown)`.
     pub async fn spawn<F>(
         serve: impl FnOnce(tokio::net::TcpListener, &str, Shutdown) -> F,
@@ -402,4 +422,14 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The JSON of the last `RESULT {json}` line a test script printed.
+pub fn result_line(stdout: &str, report: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{report}"))
 }

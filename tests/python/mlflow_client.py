@@ -35,6 +35,26 @@ assert mlflow.set_experiment("mlflow-client-test").experiment_id == exp.experime
 assert client.get_experiment_by_name("no-such-experiment") is None
 assert any(e.name == "mlflow-client-test" for e in client.search_experiments())
 
+# Experiment tags: on create, set one by one, set many, read back, search.
+tagged_id = client.create_experiment("mlflow-client-tagged", tags={"team": "vision", "owner": "ci"})
+client.set_experiment_tag(tagged_id, "stage", "dev")
+mlflow.set_experiment("mlflow-client-tagged")
+mlflow.set_experiment_tags({"stage": "prod", "dataset": "mnist"})
+tagged = client.get_experiment(tagged_id)
+assert tagged.tags == {"team": "vision", "owner": "ci", "stage": "prod", "dataset": "mnist"}, tagged.tags
+assert client.get_experiment_by_name("mlflow-client-tagged").tags["stage"] == "prod"
+found = client.search_experiments(filter_string="tags.stage = 'prod'")
+assert [e.name for e in found] == ["mlflow-client-tagged"], [e.name for e in found]
+client.delete_experiment_tag(tagged_id, "owner")
+assert "owner" not in client.get_experiment(tagged_id).tags
+try:
+    client.set_experiment_tag(tagged_id, "k" * 251, "v")
+    raise AssertionError("a key of 251 characters must be refused")
+except MlflowException as e:
+    assert e.error_code == "INVALID_PARAMETER_VALUE", e.error_code
+result["tagged_experiment"] = tagged_id
+mlflow.set_experiment("mlflow-client-test")
+
 with mlflow.start_run(run_name="parent") as parent:
     pid = parent.info.run_id
     mlflow.log_param("lr", 0.1)
