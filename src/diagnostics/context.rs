@@ -730,7 +730,7 @@ impl<'a> Ctx<'a> {
             return false;
         };
         let base = self.chance_loss().map_or(start, |c| c.max(start));
-        if !(base > 0.0) {
+        if base.is_nan() || base <= 0.0 {
             return false;
         }
         v.iter().any(|x| x.is_finite() && *x >= 4.0 * base)

@@ -285,7 +285,7 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
     // Without a chance level the start is the reference: a loss that starts
     // large (a regression on unscaled targets) is then its own yardstick.
     let chance = ctx.chance_loss().unwrap_or(reference);
-    if !(chance > 0.0) {
+    if chance.is_nan() || chance <= 0.0 {
         return;
     }
     let threshold = SPIKE_FACTOR * chance.min(reference);
