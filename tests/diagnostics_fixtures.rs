@@ -574,7 +574,8 @@ fn bench_large_run() {
 /// Diagnoses every run in `$DIAG_DIR` (default: the dev fixtures) against its
 /// `labels.json` without asserting, prints the table and writes
 /// `predictions.json` for score.py next to the runs' labels (to
-/// `$PREDICTIONS_OUT`, default the test's temporary directory).
+/// `$PREDICTIONS_OUT`, default the test's temporary directory), and every
+/// run's diagnosis (findings and notes) as JSON to `$FINDINGS_OUT` if set.
 ///
 /// `DIAG_DIR=/path/to/runs cargo test --test diagnostics_fixtures -- --ignored score_directory --nocapture`
 #[test]
@@ -583,8 +584,13 @@ fn score_directory() {
     let dir = std::env::var("DIAG_DIR").unwrap_or_else(|_| fixtures());
     let labels = labels_in(&dir);
     let mut predictions = BTreeMap::new();
+    let mut findings = BTreeMap::new();
     for (name, records) in runs_in(&dir) {
         let d = diagnose(&RunView::from_records(records));
+        findings.insert(
+            name.clone(),
+            serde_json::to_value(&d).expect("serialisable"),
+        );
         let got = raised(&d);
         let (missing, false_alarms) = match labels.get(&name) {
             Some(l) => check(l, &got),
@@ -605,6 +611,15 @@ fn score_directory() {
         predictions.insert(name, got.into_iter().collect::<Vec<_>>());
     }
     write_predictions(&predictions, "predictions-dir.json");
+    // Every finding (with its onset, cause and fixes), for benchmarks that
+    // check more than the raised kinds (bench/diagnosis).
+    if let Some(out) = std::env::var_os("FINDINGS_OUT") {
+        std::fs::write(
+            &out,
+            serde_json::to_string(&findings).expect("serialisable"),
+        )
+        .expect("write findings");
+    }
 }
 
 /// Prints every finding and note of every run in `$DIAG_DIR` (default: the

@@ -222,6 +222,7 @@ pub fn payload(format: Format, alert: &Alert) -> String {
                 "onset_step": f.onset_step,
                 "title": f.title,
                 "cause": f.cause,
+                "caused_by": f.caused_by.map(|k| k.as_str()),
                 "fixes": f.fixes,
                 "evidence": f.evidence,
             },
@@ -242,6 +243,9 @@ pub fn payload(format: Format, alert: &Alert) -> String {
                 onset,
                 esc(&f.title),
             );
+            if let Some(c) = f.caused_by {
+                text.push_str(&format!("\nCaused by: {}", c.as_str()));
+            }
             if let Some(fix) = f.fixes.first() {
                 text.push_str(&format!("\nTry: {}", esc(fix)));
             }
@@ -269,7 +273,7 @@ pub fn payload(format: Format, alert: &Alert) -> String {
                 "embeds": [{
                     "title": truncate(&f.title, 256),
                     "url": alert.run_url,
-                    "description": truncate(&format!("From {onset}. {}", f.cause), 4096),
+                    "description": truncate(&format!("From {onset}. {}{}", f.cause, f.caused_by.map(|k| format!(" Caused by: {}.", k.as_str())).unwrap_or_default()), 4096),
                     "color": color,
                     "fields": f.fixes.iter().take(3).map(|fix| json!({"name": "Try", "value": truncate(fix, 1024)})).collect::<Vec<_>>(),
                     "footer": { "text": format!("trainlens alert {}", alert.delivery_id) },
@@ -296,6 +300,7 @@ mod tests {
     fn finding() -> Finding {
         Finding {
             kind: Kind::Divergence,
+            caused_by: None,
             severity: Severity::Critical,
             onset_step: Some(1240),
             title: "Training loss became NaN at step 1,240 <b>".into(),
@@ -346,6 +351,23 @@ mod tests {
     }
 
     #[test]
+    fn every_format_names_the_cause_finding() {
+        let mut f = finding();
+        let json: serde_json::Value =
+            serde_json::from_str(&payload(Format::Json, &alert(&f))).unwrap();
+        assert!(json["finding"]["caused_by"].is_null());
+        f.kind = Kind::DeadRelu;
+        f.caused_by = Some(Kind::Divergence);
+        let json: serde_json::Value =
+            serde_json::from_str(&payload(Format::Json, &alert(&f))).unwrap();
+        assert_eq!(json["finding"]["caused_by"], "divergence");
+        for format in [Format::Slack, Format::Discord] {
+            let body = payload(format, &alert(&f));
+            assert!(body.contains("Caused by: divergence"), "{format:?}: {body}");
+        }
+    }
+
+    #[test]
     fn signature_is_hmac_sha256() {
         // RFC 4231 test case 2.
         assert_eq!(
@@ -365,6 +387,7 @@ mod tests {
     fn found(kind: Kind, severity: Severity) -> Finding {
         Finding {
             kind,
+            caused_by: None,
             severity,
             ..finding()
         }

@@ -16,6 +16,19 @@ pub(crate) struct Named<'a> {
     pub series: &'a Series,
 }
 
+/// What a per-layer series measures: a weight matrix (or kernel), a bias,
+/// or a normalisation layer's scale/shift. Scripts that log
+/// `p.grad.norm()` for every parameter give one "layer" per parameter
+/// (`0.weight`, `0.bias`, `encoder.layers.0.norm1.weight`); only weights
+/// carry the signal the gradient rules compare across layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Param {
+    #[default]
+    Weight,
+    Bias,
+    Norm,
+}
+
 /// The per-layer signals of one layer.
 #[derive(Debug, Default)]
 pub(crate) struct Layer<'a> {
@@ -23,7 +36,51 @@ pub(crate) struct Layer<'a> {
     pub activation: Option<String>,
     pub trainable: Option<bool>,
     pub is_output: bool,
+    pub param: Param,
     pub signals: BTreeMap<Role, Named<'a>>,
+}
+
+impl Layer<'_> {
+    pub fn is_weight(&self) -> bool {
+        self.param == Param::Weight
+    }
+}
+
+/// The parameter kind of a series' layer name: the last dotted component
+/// names the parameter (`bias`, `bias_ih_l0`, `in_proj_bias` → bias); a
+/// component naming a normalisation module (`norm1`, `ln_f`, `bn2`,
+/// `layer_norm`, `batchnorm`) makes it a normalisation parameter.
+/// `module_type` is the model record's type of the owning module.
+fn param_kind(name: &str, module_type: Option<&str>) -> Param {
+    let lower = name.to_ascii_lowercase();
+    let last = lower.rsplit('.').next().unwrap_or("");
+    if last.contains("bias") {
+        return Param::Bias;
+    }
+    if module_type.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t.contains("norm")
+    }) {
+        return Param::Norm;
+    }
+    let is_norm = |c: &str| {
+        c.contains("norm")
+            || c.starts_with("ln")
+            || (c.starts_with("bn") && c[2..].chars().all(|x| x.is_ascii_digit() || x == '_'))
+    };
+    if lower.split('.').any(is_norm) {
+        return Param::Norm;
+    }
+    Param::Weight
+}
+
+/// The module that owns a per-parameter series' layer name: `0.weight` →
+/// `0`, `rnn.weight_hh_l0` → `rnn`, `encoder.layers.0.self_attn.in_proj_weight`
+/// → `encoder.layers.0.self_attn`. `None` when the name has no dot.
+fn owner_module(name: &str) -> Option<&str> {
+    let (module, param) = name.rsplit_once('.')?;
+    let p = param.to_ascii_lowercase();
+    (p.contains("weight") || p.contains("bias") || p == "kernel").then_some(module)
 }
 
 impl<'a> Layer<'a> {
@@ -126,10 +183,42 @@ fn looks_like_output(name: &str) -> bool {
         "logits",
         "fc_out",
         "final",
+        // ResNet's and many scripts' single last layer, a language model's
+        // output projection (PyTorch's word-language-model example: `decoder`).
+        "fc",
+        "lm_head",
+        "decoder",
     ]
     .iter()
     .any(|k| n == *k || n.starts_with(&format!("{k}.")) || n.ends_with(&format!(".{k}")))
 }
+
+/// Names of embedding tables and learned position tables: their gradient
+/// touches only the rows of the tokens in the batch, so its norm is not
+/// comparable with a dense layer's.
+pub(crate) fn looks_like_embedding(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.split('.').any(|c| {
+        c.starts_with("emb")
+            || c.contains("embedding")
+            || matches!(
+                c,
+                "wte" | "wpe" | "pos" | "pos_emb" | "position" | "positional"
+            )
+    })
+}
+
+/// An optimizer's family: adaptive ones (Adam, RMSprop, ...) normalise the
+/// gradient, so their sensible learning rates are ~100× smaller than SGD's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OptFamily {
+    Sgd,
+    Adaptive,
+}
+
+/// The largest learning rate that is ordinary for an adaptive optimizer
+/// (Adam's default 1e-3; transformers train at 1e-4–1e-3 with warm-up).
+pub(crate) const ADAPTIVE_LR_MAX: f64 = 1e-3;
 
 /// Natural order: `fc2` before `fc10`.
 fn natural_key(name: &str) -> (String, u64, String) {
@@ -199,34 +288,77 @@ impl<'a> Ctx<'a> {
         for l in model_layers {
             by_name.entry(l.name.as_str()).or_insert(l);
         }
-        let mut names: Vec<String> = model_layers.iter().map(|l| l.name.clone()).collect();
-        let mut extra: Vec<String> = layer_signals
-            .keys()
-            .filter(|k| !by_name.contains_key(k.as_str()))
-            .cloned()
-            .collect();
+        // A series named by parameter (`0.weight`, `rnn.weight_ih_l0`) belongs
+        // to the model record's layer of its owning module: it takes that
+        // layer's place in the order and its activation and trainable flag.
+        fn owner_in<'k, V>(
+            by_name: &std::collections::HashMap<&str, V>,
+            k: &'k str,
+        ) -> Option<&'k str> {
+            if by_name.contains_key(k) {
+                return Some(k);
+            }
+            owner_module(k).filter(|m| by_name.contains_key(m))
+        }
+        let mut grouped: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut extra: Vec<String> = Vec::new();
+        for k in layer_signals.keys() {
+            match owner_in(&by_name, k) {
+                Some(m) if m != k.as_str() => grouped.entry(m).or_default().push(k.clone()),
+                Some(_) => {}
+                None => extra.push(k.clone()),
+            }
+        }
+        let mut names: Vec<String> = Vec::new();
+        for l in model_layers {
+            if names.last() == Some(&l.name) {
+                continue;
+            }
+            names.push(l.name.clone());
+            if let Some(mut params) = grouped.remove(l.name.as_str()) {
+                params.sort_by_key(|n| natural_key(n));
+                names.extend(params);
+            }
+        }
         extra.sort_by_key(|n| (looks_like_output(n), natural_key(n)));
         names.extend(extra);
-        let output_name = if model_layers.is_empty() {
-            names
+        let output_module = if model_layers.is_empty() {
+            // Without a model record: the last output-looking name (or the
+            // last one), by its owning module when named by parameter.
+            let weights: Vec<&String> = names
+                .iter()
+                .filter(|n| param_kind(n, None) == Param::Weight)
+                .collect();
+            weights
                 .iter()
                 .rev()
-                .find(|n| looks_like_output(n))
-                .or(names.last())
-                .cloned()
+                .find(|n| looks_like_output(owner_module(n).unwrap_or(n)) || looks_like_output(n))
+                .or(weights.last())
+                .map(|n| owner_module(n).unwrap_or(n).to_string())
         } else {
             model_layers.last().map(|l| l.name.clone())
         };
         let layers = names
             .into_iter()
             .map(|name| {
-                let info = by_name.get(name.as_str()).copied();
+                let module = if by_name.contains_key(name.as_str()) {
+                    Some(name.as_str())
+                } else {
+                    owner_in(&by_name, &name).or_else(|| owner_module(&name))
+                };
+                let info = module.and_then(|m| by_name.get(m)).copied();
+                let param = param_kind(&name, info.and_then(|l| l.kind.as_deref()));
+                let is_output = param == Param::Weight
+                    && output_module
+                        .as_deref()
+                        .is_some_and(|o| o == name || module == Some(o));
                 Layer {
                     activation: info
                         .and_then(|l| l.activation.clone())
                         .map(|a| a.to_ascii_lowercase()),
                     trainable: info.and_then(|l| l.trainable),
-                    is_output: output_name.as_deref() == Some(name.as_str()),
+                    is_output,
+                    param,
                     signals: layer_signals.remove(&name).unwrap_or_default(),
                     name,
                 }
@@ -463,9 +595,29 @@ impl<'a> Ctx<'a> {
             .or_else(|| self.current_lr())
     }
 
-    /// "Lower the learning rate ÷10 (5 → 0.5)" with the actual values when known.
+    /// "Lower the learning rate ÷10 (5 → 0.5)" with the actual values when
+    /// known. For an adaptive optimizer (Adam & co.) whose peak LR is above
+    /// its ordinary range, ÷10 is not enough (Adam at 1 → 0.1 still
+    /// diverges): the target is the top of that range, [`ADAPTIVE_LR_MAX`].
     pub fn lower_lr_fix(&self, why: &str) -> String {
         match self.peak_lr() {
+            Some(lr)
+                if self.optimizer_family() == Some(OptFamily::Adaptive)
+                    && lr / 10.0 > ADAPTIVE_LR_MAX =>
+            {
+                format!(
+                    "Lower the learning rate to the ordinary range of {}: {} → {}{why} (÷10 would still be far too high){}.",
+                    self.optimizer_name()
+                        .unwrap_or_else(|| "an adaptive optimizer".into()),
+                    fmt_num(lr),
+                    fmt_num(ADAPTIVE_LR_MAX),
+                    if self.in_warmup_from_start() {
+                        ""
+                    } else {
+                        ", with a linear warm-up over the first few hundred steps"
+                    }
+                )
+            }
             Some(lr) => format!(
                 "Lower the learning rate ÷10: {} → {}{why}.",
                 fmt_num(lr),
@@ -473,6 +625,154 @@ impl<'a> Ctx<'a> {
             ),
             None => format!("Lower the learning rate ÷10{why}."),
         }
+    }
+
+    /// The optimizer's name (model record, else the config's `optimizer` /
+    /// `opt`), lower case.
+    pub fn optimizer_name(&self) -> Option<String> {
+        self.view
+            .model
+            .as_ref()
+            .and_then(|m| m.optimizer.as_ref())
+            .and_then(|o| o.name.clone())
+            .or_else(|| {
+                ["optimizer", "opt", "optim"].iter().find_map(|k| {
+                    self.view
+                        .config
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .map(String::from)
+                })
+            })
+            .map(|n| n.to_ascii_lowercase())
+    }
+
+    pub fn optimizer_family(&self) -> Option<OptFamily> {
+        let n = self.optimizer_name()?;
+        if [
+            "adam",
+            "rmsprop",
+            "adagrad",
+            "adadelta",
+            "adamax",
+            "nadam",
+            "lamb",
+            "lion",
+            "adafactor",
+        ]
+        .iter()
+        .any(|a| n.contains(a))
+        {
+            Some(OptFamily::Adaptive)
+        } else if n.contains("sgd") || n.contains("momentum") {
+            Some(OptFamily::Sgd)
+        } else {
+            None
+        }
+    }
+
+    /// The logged LR starts at the lowest value it ever has and rises ×2 or
+    /// more: a warm-up was configured.
+    pub fn in_warmup_from_start(&self) -> bool {
+        let Some(lr) = self.lr else { return false };
+        let v: Vec<f64> = lr
+            .series
+            .values
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        let (Some(first), Some(peak)) = (v.first(), v.iter().copied().reduce(f64::max)) else {
+            return false;
+        };
+        peak >= 2.0 * first && v.iter().all(|x| x >= first)
+    }
+
+    /// The last step at or before `step` where the logged LR was raised
+    /// above anything used before: ×3 or more over the previous value *and*
+    /// over the peak so far (a warm-up ramps by smaller steps; a warm
+    /// restart returns to the old peak). Returns (step, LR before, LR after).
+    /// A blow-up that follows such a raise began with it.
+    pub fn lr_raised_before(&self, step: u64) -> Option<(u64, f64, f64)> {
+        let lr = self.lr?;
+        let (steps, values) = (&lr.series.steps, &lr.series.values);
+        let mut peak = f64::NEG_INFINITY;
+        let mut prev = f64::NAN;
+        let mut found = None;
+        for (s, v) in steps.iter().zip(values) {
+            if *s > step {
+                break;
+            }
+            if !(v.is_finite() && *v > 0.0) {
+                continue;
+            }
+            if prev.is_finite() && *v >= 3.0 * prev && *v >= 3.0 * peak {
+                found = Some((*s, prev, *v));
+            }
+            peak = peak.max(*v);
+            prev = *v;
+        }
+        found
+    }
+
+    /// The training loss jumped far above where it started at some point:
+    /// a point ≥ 4× the start (or the chance level, if higher). A batch of a
+    /// learning model scores at most a few × the mean loss; 4× above where
+    /// the untrained model started means the updates threw the weights away,
+    /// however briefly. After such a spike, a larger learning rate is never
+    /// the fix (and a stall is not slowness).
+    pub fn loss_spiked(&self) -> bool {
+        let Some(l) = self.train_loss else {
+            return false;
+        };
+        let v = &l.series.values;
+        let Some(start) = head_median(v, edge_len(v.len()).min(3)) else {
+            return false;
+        };
+        let base = self.chance_loss().map_or(start, |c| c.max(start));
+        if base.is_nan() || base <= 0.0 {
+            return false;
+        }
+        v.iter().any(|x| x.is_finite() && *x >= 4.0 * base)
+    }
+
+    /// Whether the model is short of fitting its training data: the
+    /// training accuracy (median of the last 3 evaluations) is less than 90%
+    /// of the way from chance to perfect, or, without accuracy, the recent
+    /// loss is > 20% of the chance level. `None` when neither is known (and
+    /// for language models, whose accuracy has an irreducible ceiling).
+    pub fn unfinished(&self) -> Option<bool> {
+        if self.is_language_model() {
+            return None;
+        }
+        if let Some(a) = self.train_acc.and_then(|a| self.epoch_tail(a.series, 3)) {
+            let norm = match self.chance_acc() {
+                Some(c) if c < 1.0 => (a - c) / (1.0 - c),
+                _ => a,
+            };
+            return Some(norm < 0.9);
+        }
+        let c = self.chance_loss().filter(|c| *c > 0.0)?;
+        Some(self.loss_recent()? / c > 0.2)
+    }
+
+    /// A language model: the model record starts with an embedding table of
+    /// as many rows as the output layer has classes (next-token prediction).
+    /// Its accuracy and loss have an irreducible floor set by the text's
+    /// entropy, so "far from perfect" says nothing about capacity.
+    pub fn is_language_model(&self) -> bool {
+        let Some(m) = self.view.model.as_ref() else {
+            return false;
+        };
+        let (Some(first), Some(last)) = (m.layers.first(), m.layers.last()) else {
+            return false;
+        };
+        let embedding = first
+            .kind
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("embedding"))
+            || looks_like_embedding(&first.name);
+        embedding && first.inputs.is_some() && first.inputs == last.outputs
     }
 
     /// True while the LR is still ramping up (warm-up): the latest LR is the
@@ -547,12 +847,22 @@ impl<'a> Ctx<'a> {
                 .is_some_and(|l| l.series.values.iter().any(|v| !v.is_finite()))
     }
 
-    /// Whether training made the loss worse (or non-finite) overall.
+    /// Whether training made the loss worse (or non-finite) overall: the
+    /// recent loss is above the start window's, or 1.5× above the very first
+    /// loss — the step-0 baseline, computed before any update, which a
+    /// blow-up within the first steps cannot inflate the way it inflates
+    /// the start window.
     pub fn loss_worsened(&self) -> bool {
         if self.loss_nonfinite() {
             return true;
         }
-        matches!((self.loss_start(), self.loss_recent()), (Some(a), Some(b)) if b > a)
+        let first = self
+            .train_loss
+            .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+        match (self.loss_start(), self.loss_recent()) {
+            (Some(a), Some(b)) => b > a || first.is_some_and(|f| f > 0.0 && b > 1.5 * f),
+            _ => false,
+        }
     }
 
     /// Median of the last `k` epoch-level values of a series.

@@ -77,6 +77,7 @@ fn missing(ctx: &Ctx, out: &mut Diagnosis) {
         .join("; ");
     out.push(Finding {
         kind: Kind::MissingValues,
+        caused_by: None,
         severity: if nan_loss { Severity::Error } else { Severity::Warning },
         onset_step: ctx.train_loss.and_then(|l| l.series.steps.first().copied()),
         title: format!("{total} missing (NaN) values in the {} data", per_split.iter().map(|x| x.0).collect::<Vec<_>>().join(" and ")),
@@ -189,6 +190,7 @@ fn imbalance(ctx: &Ctx, out: &mut Diagnosis) -> bool {
     };
     out.push(Finding {
         kind: Kind::ClassImbalance,
+        caused_by: None,
         severity: Severity::Warning,
         onset_step: None,
         title: format!(
@@ -269,6 +271,8 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
     let mut eligible = 0usize;
     let mut shifted: Vec<(usize, f64)> = Vec::new();
     let mut smds = Vec::new();
+    // |log| of the validation/training std ratio per feature.
+    let mut log_ratios = Vec::new();
     if mt.len() == mv.len() && st.len() == mt.len() && sv.len() == mt.len() {
         for j in 0..mt.len() {
             let (a, s, b, r) = (mt[j], st[j], mv[j], sv[j]);
@@ -285,6 +289,9 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
             } else {
                 f64::NEG_INFINITY
             };
+            if log_ratio.is_finite() {
+                log_ratios.push(log_ratio.abs());
+            }
             let scale_shift = log_ratio.abs() >= 2f64.ln()
                 && log_ratio.abs() >= Z_MIN * (0.5 / n_v + 0.5 / n_t).sqrt();
             if mean_shift || scale_shift {
@@ -348,7 +355,11 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
         return;
     }
     let gap = performance_gap(ctx);
-    let massive = feature_shift && median_smd >= 1.0;
+    // Massive: the typical feature moved by a training std or more, or its
+    // spread changed ×2 or more either way — either puts most validation
+    // samples where the training data has few.
+    let median_scale = median(&log_ratios).map_or(1.0, f64::exp);
+    let massive = feature_shift && (median_smd >= 1.0 || median_scale >= 2.0);
     let unseen_classes = label.as_ref().is_some_and(|l| !l.1.is_empty());
     // An imbalanced training split's feature statistics are mostly its
     // majority class's: a balanced validation split differs from them with
@@ -368,6 +379,7 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
     if feature_shift {
         metrics.insert("shifted_feature_share".into(), share);
         metrics.insert("median_abs_smd".into(), median_smd);
+        metrics.insert("median_std_ratio".into(), median_scale);
         let top: Vec<String> = {
             let mut s = shifted.clone();
             s.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
@@ -388,9 +400,10 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
             top.join(", ")
         ));
         title = format!(
-            "Validation data is shifted: {} of {eligible} features differ from training (median |Δmean| {} σ)",
+            "Validation data is shifted: {} of {eligible} features differ from training (median |Δmean| {} σ, spread ×{})",
             shifted.len(),
-            fmt_num(median_smd)
+            fmt_num(median_smd),
+            fmt_num(median_scale)
         );
     }
     if refit {
@@ -435,6 +448,7 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
     }
     out.push(Finding {
         kind: Kind::DistributionShift,
+        caused_by: None,
         severity,
         onset_step: None,
         title,
@@ -483,6 +497,50 @@ mod tests {
         let mut v = healthy(10, 20);
         v.datasets = datasets;
         v
+    }
+
+    #[test]
+    fn one_dominant_class_is_imbalance_not_a_shift() {
+        // 10 classes: class 0 has 300 training samples, the others 8 each
+        // (its standardisation is mostly class 0's); validation is balanced
+        // and its features sit away from the majority class's. The label
+        // distribution is the finding; the feature "shift" is its artefact.
+        let mut counts = vec![300u64];
+        counts.extend([8; 9]);
+        let f = 16;
+        let train = ds("train", 372, &counts, &vec![0.0; f], &vec![1.0; f]);
+        let val = ds("val", 450, &[45; 10], &vec![0.9; f], &vec![1.6; f]);
+        let d = diagnose(&with(vec![train, val]));
+        let imb = d.get(Kind::ClassImbalance).expect("imbalance");
+        assert!(imb.severity.is_raised());
+        assert!(imb.title.contains("class 0"), "{}", imb.title);
+        assert!(
+            d.get(Kind::DistributionShift)
+                .is_none_or(|s| !s.severity.is_raised()),
+            "{:#?}",
+            d.findings
+        );
+    }
+
+    #[test]
+    fn a_spread_several_times_the_training_one_is_a_massive_shift() {
+        // Same means, every validation feature 4× as spread: most validation
+        // samples lie where the training data has none, even without a
+        // performance gap yet.
+        let f = 12;
+        let train = ds("train", 600, &[], &vec![0.5; f], &vec![1.0; f]);
+        let val = ds("val", 200, &[], &vec![0.5; f], &vec![4.0; f]);
+        let d = diagnose(&with(vec![train.clone(), val]));
+        let s = d.get(Kind::DistributionShift).expect("shift");
+        assert!(s.severity.is_raised(), "{s:#?}");
+        assert!(s.evidence.metrics["median_std_ratio"] >= 3.9);
+        // A spread 1.3× is not: noise of the split, not a shift.
+        let mild = ds("val", 200, &[], &vec![0.5; f], &vec![1.3; f]);
+        assert!(
+            diagnose(&with(vec![train, mild]))
+                .get(Kind::DistributionShift)
+                .is_none()
+        );
     }
 
     #[test]

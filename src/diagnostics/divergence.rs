@@ -14,12 +14,16 @@
 //!    the loss at the start. The run diverged when the recent median of the
 //!    loss is ≥ 4× that reference *and* ≥ 4× the best level reached — the loss
 //!    is going up, not slowly coming down from a bad initialisation (with a
-//!    known chance level, a loss stuck ≥ 4× above it and not coming down
-//!    counts too: coarse per-epoch logging may hide the climb). Medians
+//!    known chance level, a loss stuck ≥ 4× above it — at ≥ 90% of its start,
+//!    or no longer falling (≥ 80% of the window before) — counts too: the
+//!    model is confidently wrong, and coarse per-epoch logging or a bad start
+//!    may hide the climb). Medians
 //!    over the last 10% of points make a single mini-batch spike irrelevant,
 //!    and a warm-up bump that comes back down never reaches the recent window.
-//! 4. **Transient blow-up**: the loss (median of 3 consecutive points) reached
-//!    ≥ 1000× the chance level, even if it came back down → `error`. Healthy
+//! 4. **Transient blow-up**: the loss (median of 3 consecutive points, or a
+//!    single point when the model learned nothing afterwards) reached
+//!    ≥ 1000× the chance level (the start without one), even if it came
+//!    back down → `error`. Healthy
 //!    warm-up bumps and LR-restart spikes are a few × the loss, not 1000×;
 //!    a loss that large means the weights were thrown far away (dead ReLUs,
 //!    saturated units follow).
@@ -64,6 +68,14 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
         }
         let what = super::stats::fmt_num(bad);
         let missing = ctx.missing_cells();
+        // NaN in the inputs' own statistics (a summary that did not skip
+        // NaN cells): the data is broken whatever the optimiser does.
+        let nan_stats = ctx.view.datasets.iter().any(|d| {
+            [&d.feature_mean, &d.feature_std].iter().any(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.iter().any(|x| !x.0.is_finite()))
+            })
+        });
         let title = if i == 0 {
             format!(
                 "Training loss is {what} from the first logged step ({})",
@@ -77,6 +89,8 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             format!(
                 "The training data contains {missing} missing (NaN) input values; one NaN input makes the forward pass, the loss and every gradient NaN."
             )
+        } else if nan_stats {
+            "The training inputs' feature statistics are NaN: the data contains NaN/Inf values, and one NaN input makes the forward pass, the loss and every gradient NaN.".to_string()
         } else if i == 0 {
             "The loss was never finite, so the optimiser is not to blame: NaN/Inf in the inputs or labels, or an invalid loss computation (log or division of values ≤ 0, probabilities outside [0, 1]).".to_string()
         } else if grew {
@@ -89,11 +103,11 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             "The loss became non-finite abruptly: an overflow in the forward or backward pass (too high a learning rate, exploding gradients, log/exp of extreme values).".to_string()
         };
         let mut fixes = Vec::new();
-        if missing > 0 || i == 0 {
+        if missing > 0 || i == 0 || nan_stats {
             fixes.push("Check the inputs and labels for NaN/Inf (impute or drop missing values, e.g. SimpleImputer fit on the training split).".to_string());
             fixes.push("Compute the loss from logits (CrossEntropyLoss / from_logits=True) and guard log/div/sqrt against values ≤ 0.".to_string());
         }
-        if !(missing > 0 || i == 0) {
+        if !(missing > 0 || i == 0 || nan_stats) {
             fixes.push(ctx.lower_lr_fix(""));
             fixes.push(
                 "Add gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))."
@@ -107,6 +121,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
         }
         out.push(Finding {
             kind: Kind::Divergence,
+            caused_by: None,
             severity: Severity::Critical,
             onset_step: Some(steps[i]),
             title,
@@ -142,6 +157,7 @@ fn nonfinite_val(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut 
     };
     out.push(Finding {
         kind: Kind::Divergence,
+        caused_by: None,
         severity: Severity::Error,
         onset_step: Some(steps[i]),
         title: format!("Validation loss became {} at step {}", fmt_num(values[i]), fmt_step(steps[i])),
@@ -188,7 +204,24 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
     // stuck far above it and not coming down (with coarse per-epoch logging
     // the blow-up may already be inside the first point).
     let rising = recent >= BLOWUP_FACTOR * best;
-    let stuck_high = ctx.chance_loss().is_some() && recent >= 0.9 * start;
+    // With a chance level: a loss ≥ 4× the loss of predicting the class
+    // prior that is no longer coming down is confidently wrong, wherever it
+    // started (coarse per-epoch logging may hide the climb, a bad start may
+    // have hidden it).
+    let previous = (n >= 2 * w)
+        .then(|| super::stats::median(&values[n - 2 * w..n - w]))
+        .flatten();
+    let not_falling = previous.is_none_or(|p| recent >= 0.8 * p);
+    // ... and confidently wrong on validation too, when it is logged: a
+    // validation loss (eval mode) near the chance level says the weights are
+    // merely useless, the training loss being inflated by train-mode noise
+    // (heavy dropout), not that the optimisation diverged.
+    let val_high = match (ctx.chance_loss(), ctx.val_loss) {
+        (Some(c), Some(v)) => ctx.epoch_tail(v.series, 3).is_none_or(|x| x >= 2.0 * c),
+        _ => true,
+    };
+    let stuck_high =
+        ctx.chance_loss().is_some() && val_high && (recent >= 0.9 * start || not_falling);
     if !(reference > 0.0 && recent >= BLOWUP_FACTOR * reference && (rising || stuck_high)) {
         spike(ctx, key, steps, values, reference, out);
         return;
@@ -205,6 +238,7 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
         .and_then(|i| steps.get(i).copied());
     out.push(Finding {
         kind: Kind::Divergence,
+        caused_by: None,
         severity: Severity::Error,
         onset_step: onset,
         title: format!(
@@ -241,24 +275,44 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
 }
 
 /// Rule 4: a blow-up that came back down. Median of 3 consecutive losses
-/// ≥ 1000× the chance level: the weights were thrown far out (AT's
-/// `max(loss) ≥ 1e3`, made relative). Only with a known chance level, so a
-/// regression loss on unscaled targets (large at the start) cannot trigger it.
+/// ≥ 1000× the chance level (or the start, whichever is lower; the start
+/// alone without a chance level, so a regression loss on unscaled targets,
+/// large at the start, is its own yardstick): the weights were thrown far
+/// out (AT's `max(loss) ≥ 1e3`, made relative). A single point that high
+/// counts when the model learned nothing afterwards (recent loss ≥ 0.9× the
+/// reference).
 fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, out: &mut Diagnosis) {
-    let Some(chance) = ctx.chance_loss() else {
+    // Without a chance level the start is the reference: a loss that starts
+    // large (a regression on unscaled targets) is then its own yardstick.
+    let chance = ctx.chance_loss().unwrap_or(reference);
+    if chance.is_nan() || chance <= 0.0 {
         return;
-    };
+    }
     let threshold = SPIKE_FACTOR * chance.min(reference);
-    let Some(i) = (1..values.len().saturating_sub(1)).find(|&i| {
-        let mut w = [values[i - 1], values[i], values[i + 1]];
-        w.sort_by(f64::total_cmp);
-        w[1] >= threshold
+    // A single point that high counts when the model learned nothing after
+    // it (the recent loss is back at the chance level or above): the weights
+    // were thrown away, which no noisy batch does.
+    let recent_loss = tail_median(values, recent_len(values.len(), 5)).unwrap_or(f64::NAN);
+    let unlearned = recent_loss >= 0.9 * chance;
+    let single = unlearned
+        .then(|| values.iter().position(|v| v.is_finite() && *v >= threshold))
+        .flatten();
+    let Some(i) = single.or_else(|| {
+        (1..values.len().saturating_sub(1)).find(|&i| {
+            let mut w = [values[i - 1], values[i], values[i + 1]];
+            w.sort_by(f64::total_cmp);
+            w[1] >= threshold
+        })
     }) else {
         return;
     };
-    let i = (i - 1..=i + 1)
-        .find(|&j| values[j] >= threshold)
-        .unwrap_or(i);
+    let i = if single.is_some() {
+        i
+    } else {
+        (i - 1..=i + 1)
+            .find(|&j| values[j] >= threshold)
+            .unwrap_or(i)
+    };
     let peak = values
         .iter()
         .copied()
@@ -267,6 +321,7 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
     let recent = tail_median(values, recent_len(values.len(), 5)).unwrap_or(f64::NAN);
     out.push(Finding {
         kind: Kind::Divergence,
+        caused_by: None,
         severity: Severity::Error,
         onset_step: Some(steps[i]),
         title: format!("Training loss blew up to {} at step {}", fmt_num(peak), fmt_step(steps[i])),
@@ -369,9 +424,12 @@ mod tests {
                 }
             }),
         )]);
-        assert!(
-            diagnose(&v).get(Kind::Divergence).is_none(),
-            "no chance level known"
+        // Without a chance level the start (1.2) is the yardstick.
+        assert_eq!(
+            diagnose(&v)
+                .get(Kind::Divergence)
+                .and_then(|f| f.onset_step),
+            Some(5)
         );
         v.datasets.push(crate::record::DatasetRecord {
             split: "train".into(),

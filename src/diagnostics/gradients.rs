@@ -62,6 +62,16 @@ const VANISH_RATIO: f64 = 1e-3;
 
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     exploding(ctx, out);
+    // After a divergence, tiny gradients are units the blow-up saturated or
+    // killed — a consequence, not an architecture that cannot pass them.
+    if out
+        .get(Kind::Divergence)
+        .is_some_and(|f| f.severity.is_raised())
+        || ctx.loss_spiked()
+    {
+        out.note("vanishing gradients not judged: the loss diverged or spiked, so small gradients are a consequence of the blow-up");
+        return;
+    }
     vanishing(ctx, out);
     if out.get(Kind::VanishingGradients).is_none() {
         fading_signal(ctx, out);
@@ -141,6 +151,7 @@ fn fading_signal(ctx: &Ctx, out: &mut Diagnosis) {
         .unwrap_or_else(|| "activation".into());
     out.push(Finding {
         kind: Kind::VanishingGradients,
+        caused_by: None,
         severity: if starved { Severity::Error } else { Severity::Warning },
         onset_step: first.get(Role::ActStd).and_then(|n| n.series.steps.get(n.series.len() / 2).copied()),
         title: format!("The signal fades through the layers: activation std {} at {} → {} at {}, so every gradient is tiny", fmt_num(s0), first.name, fmt_num(sd), deep.name),
@@ -176,6 +187,15 @@ enum Rule {
     Growth,
     /// Rule 3: gradient norm ≥ 10× the weight norm while the loss stalls.
     Ratio(f64),
+    /// Rule 4: the gradients were huge at the first check and the loss
+    /// orders of magnitude above the chance level: the initialisation.
+    Init,
+    /// Rule 5: one check ≥ 1000× the checks before it, after which the
+    /// model is back at the chance level.
+    Spike,
+    /// Rule 6: the norm grows at almost every check from the first on while
+    /// the loss does not improve: gradients accumulate across steps.
+    Accumulating,
 }
 
 struct Explosion<'a> {
@@ -197,7 +217,32 @@ struct LossState {
     stalled: bool,
     /// The training data summary reports missing (NaN) cells.
     nan_inputs: bool,
+    /// A divergence finding was raised: the loss went the wrong way.
+    diverged: bool,
+    /// Its onset.
+    diverged_at: Option<u64>,
+    /// The first training loss was ≥ [`INIT_LOSS_FACTOR`]× the chance level.
+    init_blowup: bool,
+    /// The recent loss is at (or above) the chance level, or the start when
+    /// the chance level is unknown: the model has learned nothing.
+    unlearned: bool,
 }
+
+/// Growth over the start that counts as exploding when the loss diverged
+/// (an order of magnitude while the loss goes the wrong way).
+const EXPLODE_GROWTH_DIVERGED: f64 = 10.0;
+/// First loss over the chance level from which the initialisation blew the
+/// outputs up: orders of magnitude, far beyond any init scheme's spread.
+const INIT_LOSS_FACTOR: f64 = 100.0;
+/// Gradient at the first check over its recent level for rule 4.
+const INIT_GRAD_FACTOR: f64 = 100.0;
+/// One check over the checks before it for rule 5: three orders of magnitude.
+const SPIKE_FACTOR: f64 = 1000.0;
+/// Share of checks that keep ≥ 95% of the previous one, and growth, of rule 6.
+const ACCUMULATE_SHARE: f64 = 0.9;
+const ACCUMULATE_GROWTH: f64 = 10.0;
+/// Checks rule 6 needs to call a growth steady.
+const ACCUMULATE_MIN_CHECKS: usize = 10;
 
 fn explosion<'a>(
     layer: Option<&Layer<'a>>,
@@ -239,26 +284,120 @@ fn explosion<'a>(
     if !updated || n < 3 {
         return None;
     }
-    // Rule 2: sustained growth (median of 3 checks) while the loss gets worse.
-    if loss.worse && start > 0.0 {
-        let mut peak = 0.0f64;
-        let mut onset = None;
-        for i in 1..n - 1 {
-            let m = median3(values[i - 1], values[i], values[i + 1]);
-            if m >= EXPLODE_GROWTH * start {
-                onset.get_or_insert(steps[i]);
-            }
-            peak = peak.max(m);
-        }
-        if let Some(onset) = onset {
+    // Rule 6: steady growth from the first check (before rule 2, which it
+    // explains): a gradient that is summed over steps instead of reset.
+    if (loss.stalled || loss.worse) && n >= ACCUMULATE_MIN_CHECKS {
+        let v: Vec<f64> = values
+            .iter()
+            .copied()
+            .take_while(|x| x.is_finite())
+            .collect();
+        let first = v.first().copied().unwrap_or(0.0);
+        // A sum of gradients changes slowly and mostly upwards: it almost
+        // never falls back by more than 5% from one check to the next, where
+        // a fresh batch's gradient norm moves by tens of % either way.
+        let holds = v.windows(2).filter(|w| w[1] >= 0.95 * w[0]).count();
+        let pairs = v.len().saturating_sub(1);
+        let peak = v.iter().copied().fold(0.0, f64::max);
+        if pairs + 1 >= ACCUMULATE_MIN_CHECKS
+            && first > 0.0
+            && holds as f64 >= ACCUMULATE_SHARE * pairs as f64
+            && peak >= ACCUMULATE_GROWTH * first
+        {
             return Some(Explosion {
                 layer: name,
                 key: g.key,
-                onset,
-                before: start,
+                onset: steps[first_finite],
+                before: first,
+                peak,
+                rule: Rule::Accumulating,
+            });
+        }
+    }
+    // Rule 2: sustained growth (median of 3 checks) over the first check
+    // while the loss gets worse: ×100, or ×10 when the loss diverged.
+    let first = values[first_finite];
+    let mut base = if first > 0.0 { first.min(start) } else { start };
+    let growth = if loss.diverged {
+        // Gradients grow while a model learns, too: the ×10 is counted from
+        // their level before the loss diverged.
+        if let Some(at) = loss.diverged_at {
+            let before: Vec<f64> = steps
+                .iter()
+                .zip(values)
+                .take_while(|(s, _)| **s < at)
+                .map(|(_, v)| *v)
+                .collect();
+            if let Some(m) = median(&before).filter(|m| *m > 0.0) {
+                base = base.max(m);
+            }
+        }
+        EXPLODE_GROWTH_DIVERGED
+    } else {
+        EXPLODE_GROWTH
+    };
+    if loss.worse && base > 0.0 {
+        let mut peak = 0.0f64;
+        let mut crossed = None;
+        for i in 1..n - 1 {
+            let m = median3(values[i - 1], values[i], values[i + 1]);
+            if m >= growth * base {
+                crossed.get_or_insert(i);
+            }
+            peak = peak.max(m);
+        }
+        if let Some(i) = crossed {
+            // Onset: where the rise began — the first of the checks up to the
+            // crossing that all stay ≥ 3× the start.
+            let mut j = i;
+            while j > first_finite && values[j - 1].is_finite() && values[j - 1] >= 3.0 * base {
+                j -= 1;
+            }
+            if values[j] < 3.0 * base {
+                j = i;
+            }
+            return Some(Explosion {
+                layer: name,
+                key: g.key,
+                onset: steps[j],
+                before: base,
                 peak,
                 rule: Rule::Growth,
             });
+        }
+    }
+    // Rule 4: huge at the first check, far smaller (or 0: the blow-up killed
+    // the units) later, with a first loss orders of magnitude above chance.
+    if loss.init_blowup && first > 0.0 && n >= 4 {
+        let later = median(&values[n / 2..]).unwrap_or(f64::NAN);
+        if later.is_finite() && first >= INIT_GRAD_FACTOR * later {
+            return Some(Explosion {
+                layer: name,
+                key: g.key,
+                onset: steps[first_finite],
+                before: later,
+                peak: first,
+                rule: Rule::Init,
+            });
+        }
+    }
+    // Rule 5: one check three orders of magnitude above every earlier one's
+    // median, and the model back at chance afterwards: one update threw the
+    // weights away (a noisy batch does not do that, nor leave the model
+    // unlearned).
+    if loss.unlearned {
+        for i in first_finite + 1..n {
+            let before = median(&values[first_finite..i]).unwrap_or(f64::NAN);
+            if before > 0.0 && values[i].is_finite() && values[i] >= SPIKE_FACTOR * before {
+                return Some(Explosion {
+                    layer: name,
+                    key: g.key,
+                    onset: steps[i],
+                    before,
+                    peak: values[i],
+                    rule: Rule::Spike,
+                });
+            }
         }
     }
     // Rule 3: ‖g‖ ≥ 10‖w‖ at 3 consecutive checks while the loss stalls.
@@ -332,6 +471,10 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         _ => f64::NAN,
     };
     let worse = ctx.loss_worsened();
+    let chance = ctx.chance_loss().filter(|c| *c > 0.0);
+    let first_loss = ctx
+        .train_loss
+        .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
     let loss = LossState {
         worse,
         stalled: worse || progress.is_nan() || progress < 0.1,
@@ -340,6 +483,18 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             .dataset("train")
             .and_then(|d| d.missing)
             .is_some_and(|m| m > 0),
+        diverged: out
+            .get(Kind::Divergence)
+            .is_some_and(|f| f.severity.is_raised()),
+        diverged_at: out
+            .get(Kind::Divergence)
+            .filter(|f| f.severity.is_raised())
+            .and_then(|f| f.onset_step),
+        init_blowup: matches!((chance, first_loss), (Some(c), Some(f)) if f >= INIT_LOSS_FACTOR * c),
+        unlearned: match (ctx.loss_recent(), chance.or(ctx.loss_start())) {
+            (Some(r), Some(base)) => base > 0.0 && r >= 0.9 * base,
+            _ => false,
+        },
     };
     let mut found: Vec<Explosion> = ctx
         .layers
@@ -397,6 +552,48 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
                 found.len()
             ),
         ),
+        Rule::Init => (
+            format!(
+                "Gradients of {where_} were {}× their later level at the first step",
+                fmt_ratio(first.before / first.peak)
+            ),
+            format!(
+                "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× the chance level; {} layer(s) affected{affected}.",
+                fmt_num(first.peak),
+                fmt_step(first.onset),
+                fmt_num(first.before),
+                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN)),
+                found.len()
+            ),
+        ),
+        Rule::Spike => (
+            format!(
+                "Gradient norm of {where_} jumped {}× at step {}",
+                fmt_ratio(first.before / first.peak),
+                fmt_step(first.onset)
+            ),
+            format!(
+                "The gradient norm of {where_} jumped from a median of {} to {} at step {}, and the model then fell back to the chance level; {} layer(s) affected{affected}.",
+                fmt_num(first.before),
+                fmt_num(first.peak),
+                fmt_step(first.onset),
+                found.len()
+            ),
+        ),
+        Rule::Accumulating => (
+            format!(
+                "Gradient norm of {where_} grows at almost every step: ×{:.0} since step {}",
+                first.peak / first.before,
+                fmt_step(first.onset)
+            ),
+            format!(
+                "The gradient norm of {where_} rose from {} to {}, holding ≥ 95% of its previous value at ≥ {} of the checks, while the loss did not improve; {} layer(s) affected{affected}.",
+                fmt_num(first.before),
+                fmt_num(first.peak),
+                super::stats::fmt_pct(ACCUMULATE_SHARE),
+                found.len()
+            ),
+        ),
         Rule::Ratio(r) => (
             format!(
                 "Gradient norm of {where_} is {:.0}× its weight norm from step {}",
@@ -420,33 +617,70 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         .iter()
         .filter(|l| l.get(Role::GradNorm).is_some())
         .count();
-    let cause = if deep >= 6 {
-        format!(
-            "Gradients are multiplied layer by layer through {deep} layers; with too large initial weights or learning rate they grow geometrically until they overflow."
-        )
-    } else {
-        "Too large a learning rate or initial weights: each update overshoots, weights and gradients grow until they overflow.".into()
+    let clip = "Add gradient clipping: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) (Keras: clipnorm=1.0).".to_string();
+    let init_fix =
+        "Use He (ReLU) or Glorot (tanh/sigmoid) initialisation at the default scale.".to_string();
+    let norm_fix =
+        "Add BatchNorm/LayerNorm between layers, or residual connections in deep stacks."
+            .to_string();
+    let (cause, fixes) = match first.rule {
+        Rule::Accumulating => (
+            "The gradient grows at almost every step from the first one on while the loss does not improve — the signature of gradients summed over steps instead of reset: optimizer.zero_grad() is missing (or comes after backward()), so every step applies the sum of all past gradients.".to_string(),
+            vec![
+                "Call optimizer.zero_grad() (or model.zero_grad(set_to_none=True)) before every loss.backward(); with gradient accumulation, right after each optimizer.step().".to_string(),
+                clip,
+            ],
+        ),
+        Rule::Init => (
+            format!(
+                "The initial weights are far too large: at the first step, before any update, the loss was {}× the chance level and the gradients orders of magnitude above their later level; the first updates threw the weights away (units die or saturate afterwards).",
+                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN))
+            ),
+            vec![init_fix, clip, norm_fix],
+        ),
+        Rule::Spike => (
+            format!(
+                "One update met a gradient three orders of magnitude above the usual ones{} and threw the weights away: the model fell back to the chance level and has not recovered. Without clipping, a learning rate this high lets one bad batch do that.",
+                ctx.peak_lr().map(|lr| format!(" (LR {})", fmt_num(lr))).unwrap_or_default()
+            ),
+            vec![clip, ctx.lower_lr_fix(""), init_fix],
+        ),
+        _ if deep >= 6 => (
+            format!(
+                "Gradients are multiplied layer by layer through {deep} layers; with too large initial weights or learning rate they grow geometrically until they overflow."
+            ),
+            vec![clip, ctx.lower_lr_fix(""), init_fix, norm_fix],
+        ),
+        _ => (
+            "Too large a learning rate or initial weights: each update overshoots, weights and gradients grow until they overflow.".into(),
+            vec![clip, ctx.lower_lr_fix(""), init_fix, norm_fix],
+        ),
     };
     out.push(Finding {
         kind: Kind::ExplodingGradients,
+        caused_by: None,
         severity: Severity::Error,
         onset_step: Some(first.onset),
         title,
-        evidence: Evidence { series: found.iter().map(|e| e.key.to_string()).collect(), layer: first.layer.clone(), metrics, summary },
+        evidence: Evidence {
+            series: found.iter().map(|e| e.key.to_string()).collect(),
+            layer: first.layer.clone(),
+            metrics,
+            summary,
+        },
         cause,
-        fixes: vec![
-            "Add gradient clipping: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) (Keras: clipnorm=1.0).".into(),
-            ctx.lower_lr_fix(""),
-            "Use He (ReLU) or Glorot (tanh/sigmoid) initialisation at the default scale.".into(),
-            "Add BatchNorm/LayerNorm between layers, or residual connections in deep stacks.".into(),
-        ],
+        fixes,
     });
 }
 
 fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
+    // Weight matrices only: a bias's or a normalisation layer's gradient is
+    // not back-propagated through the layer's weights, and an embedding's
+    // touches only the rows of the batch's tokens.
     let with_grads: Vec<(&Layer, Named)> = ctx
         .layers
         .iter()
+        .filter(|l| l.is_weight() && !super::context::looks_like_embedding(&l.name))
         .filter_map(|l| l.get(Role::GradNorm).map(|g| (l, g)))
         .collect();
     if with_grads.len() < 2 {
@@ -526,6 +760,7 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
     }
     out.push(Finding {
         kind: Kind::VanishingGradients,
+        caused_by: None,
         severity: match (stalled, starved) {
             (true, true) => Severity::Error,
             (true, false) | (false, true) => Severity::Warning,
@@ -548,11 +783,20 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
             ),
         },
         cause,
-        fixes: vec![
-            "Use ReLU-family activations (ReLU, LeakyReLU, GELU, SELU) in hidden layers instead of sigmoid/tanh.".into(),
-            "Add BatchNorm/LayerNorm, or residual connections; or use fewer layers.".into(),
-            "Use He initialisation for ReLU layers (Glorot for tanh).".into(),
-        ],
+        fixes: if acts.is_empty() {
+            // No saturating activation to replace (e.g. a GELU transformer).
+            vec![
+                "Add residual connections and normalisation (BatchNorm/LayerNorm; pre-norm in transformers), or use fewer layers.".into(),
+                "Initialise at the default fan-in scale (He for ReLU-family, Glorot otherwise); check that no layer's weights were scaled down.".into(),
+                "Check that the loss reaches the input layers: no detach(), no frozen layer in between.".into(),
+            ]
+        } else {
+            vec![
+                format!("Use ReLU-family activations (ReLU, LeakyReLU, GELU, SELU) instead of the {} {} layers.", acts.len(), acts[0]),
+                "Add BatchNorm/LayerNorm, or residual connections; or use fewer layers.".into(),
+                "Use He initialisation for ReLU layers (Glorot for tanh).".into(),
+            ]
+        },
     });
 }
 
@@ -668,6 +912,196 @@ mod tests {
         ]);
         v.datasets.push(four_balanced_classes());
         assert!(diagnose(&v).get(Kind::ExplodingGradients).is_some());
+    }
+
+    #[test]
+    fn an_initialisation_that_blows_the_loss_up_is_exploding_and_causes_the_rest() {
+        // A convnet for 10 classes whose first loss is 300 — over 100× the
+        // chance level ln 10 — with gradients of ~200 at step 0 that are
+        // exactly 0 from the next check on (the units died).
+        let mut v = view(&[
+            (
+                "train/loss",
+                curve(300, 1, |i| {
+                    if i < 3 {
+                        300.0
+                    } else {
+                        2.303 + 0.01 * noise(i)
+                    }
+                }),
+            ),
+            (
+                "grad_norm/features.0",
+                curve(30, 10, |i| if i == 0 { 30.0 } else { 0.0 }),
+            ),
+            (
+                "grad_norm/features.2",
+                curve(30, 10, |i| if i == 0 { 90.0 } else { 0.0 }),
+            ),
+            (
+                "grad_norm/features.6",
+                curve(30, 10, |i| if i == 0 { 200.0 } else { 0.0 }),
+            ),
+        ]);
+        v.datasets.push(crate::record::DatasetRecord {
+            split: "train".into(),
+            class_counts: Some(
+                (0..10)
+                    .map(|c| (c.to_string(), serde_json::json!(100)))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        let d = diagnose(&v);
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert_eq!(f.onset_step, Some(0));
+        assert!(f.cause.contains("initial weights"), "{}", f.cause);
+        assert!(f.fixes[0].contains("initialisation"), "{:?}", f.fixes);
+        // Its consequences name it.
+        let dead = d.get(Kind::DeadRelu).expect("dead network");
+        assert_eq!(dead.caused_by, Some(Kind::ExplodingGradients));
+        // A first loss at the chance level with the same gradients is not an
+        // initialisation blow-up (a large first gradient alone is common).
+        let mut calm = v.clone();
+        calm.scalars.insert(
+            "train/loss".into(),
+            super::super::Series::from_points(curve(300, 1, |i| 2.3 - i as f64 / 200.0)),
+        );
+        assert!(diagnose(&calm).get(Kind::ExplodingGradients).is_none());
+    }
+
+    #[test]
+    fn one_gradient_three_orders_above_the_rest_then_chance_is_exploding() {
+        // An LSTM (4 classes, chance ln 4): the recurrent weight's gradient
+        // sits around 0.2, jumps to 400 at step 150, and the model then falls
+        // back to chance. With SGD at lr 1.
+        let run = |after: fn(usize) -> f64| {
+            let mut v = view(&[
+                (
+                    "train/loss",
+                    curve(400, 1, move |i| {
+                        if i < 150 {
+                            1.386 - i as f64 / 400.0
+                        } else {
+                            after(i)
+                        }
+                    }),
+                ),
+                (
+                    "grad_norm/rnn.weight_hh_l0",
+                    curve(80, 5, |i| {
+                        if i == 30 {
+                            400.0
+                        } else {
+                            0.2 * (1.0 + 0.3 * noise(i))
+                        }
+                    }),
+                ),
+                (
+                    "grad_norm/fc.weight",
+                    curve(80, 5, |i| 0.5 * (1.0 + 0.3 * noise(i))),
+                ),
+                ("lr", curve(400, 1, |_| 1.0)),
+            ]);
+            v.datasets.push(four_balanced_classes());
+            diagnose(&v)
+        };
+        let d = run(|i| 1.386 + 0.01 * noise(i));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert_eq!(f.onset_step, Some(150));
+        assert!(f.fixes[0].contains("clip"), "{:?}", f.fixes);
+        assert!(
+            d.findings
+                .iter()
+                .flat_map(|f| &f.fixes)
+                .all(|x| !super::super::raises_lr(x)),
+            "{:#?}",
+            d.findings
+        );
+        // The same jump in a model that keeps learning is one odd batch.
+        assert!(
+            run(|i| 1.0 - i as f64 / 1000.0)
+                .get(Kind::ExplodingGradients)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn gradients_summed_over_steps_name_the_missing_zero_grad() {
+        // Without zero_grad() the gradient is the running sum: its norm keeps
+        // (almost) every check's value and grows ×50 while the loss stalls.
+        let v = view(&[
+            (
+                "train/loss",
+                curve(300, 1, |i| 2.3 + 0.05 * noise(i) + i as f64 / 300.0),
+            ),
+            (
+                "grad_norm/0",
+                curve(30, 10, |i| 1.0 + 1.7 * i as f64 + 0.01 * noise(i)),
+            ),
+            (
+                "grad_norm/2",
+                curve(30, 10, |i| 1.2 * (1.0 + 0.3 * noise(i))),
+            ),
+        ]);
+        let f = diagnose(&v)
+            .get(Kind::ExplodingGradients)
+            .cloned()
+            .expect("exploding");
+        assert!(f.cause.contains("zero_grad"), "{}", f.cause);
+        assert!(f.fixes[0].contains("zero_grad"), "{:?}", f.fixes);
+        assert_eq!(f.onset_step, Some(0));
+    }
+
+    #[test]
+    fn per_parameter_names_compare_weights_only() {
+        // `p.grad.norm()` for every parameter: biases and LayerNorm scales
+        // have tiny gradients of their own; they are not the input side of a
+        // vanishing gradient, nor is the embedding table (sparse rows).
+        let mut series = vec![(
+            "train/loss",
+            curve(300, 1, |i| 2.3 * (-(i as f64) / 150.0).exp() + 0.1),
+        )];
+        for (name, g) in [
+            ("grad_norm/embed.weight", 1e-7),
+            ("grad_norm/encoder.layers.0.linear1.weight", 0.3),
+            ("grad_norm/encoder.layers.0.linear1.bias", 1e-6),
+            ("grad_norm/encoder.layers.0.norm1.weight", 1e-6),
+            ("grad_norm/encoder.layers.1.linear1.weight", 0.4),
+            ("grad_norm/head.weight", 0.8),
+            ("grad_norm/head.bias", 0.1),
+        ] {
+            series.push((name, curve(60, 5, move |i| g * (1.0 + 0.2 * noise(i)))));
+        }
+        let d = diagnose(&view(&series));
+        assert!(
+            d.get(Kind::VanishingGradients).is_none(),
+            "{:#?}",
+            d.findings
+        );
+        // A real vanishing gradient in the weights of a GELU model: the fix
+        // does not ask to replace sigmoid/tanh layers it does not have.
+        let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
+        for (name, g) in [
+            ("grad_norm/encoder.layers.0.linear1.weight", 1e-6),
+            ("grad_norm/encoder.layers.1.linear1.weight", 1e-3),
+            ("grad_norm/head.weight", 0.8),
+        ] {
+            series.push((name, curve(60, 5, move |i| g * (1.0 + 0.2 * noise(i)))));
+        }
+        let f = diagnose(&view(&series))
+            .get(Kind::VanishingGradients)
+            .cloned()
+            .expect("vanishing");
+        assert_eq!(
+            f.evidence.layer.as_deref(),
+            Some("encoder.layers.0.linear1.weight")
+        );
+        assert!(
+            f.fixes.iter().all(|x| !x.contains("sigmoid")),
+            "{:?}",
+            f.fixes
+        );
     }
 
     #[test]

@@ -180,6 +180,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     });
     out.push(Finding {
         kind: Kind::LossActivationMismatch,
+        caused_by: None,
         severity: if behavioural {
             Severity::Warning
         } else {

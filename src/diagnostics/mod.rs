@@ -254,6 +254,11 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: Kind,
+    /// The kind of another finding of the same run that caused this one
+    /// (a spike that killed the units: `dead_relu` caused by `divergence`),
+    /// when the run's history shows it; `None` for a root cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<Kind>,
     pub severity: Severity,
     /// The step where the problem started, when it can be located.
     pub onset_step: Option<u64>,
@@ -317,6 +322,9 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
     oscillation::detect(&ctx, &mut out);
     mismatch::detect(&ctx, &mut out);
     missing_signal_notes(&ctx, &mut out);
+    lr_raise_onsets(&ctx, &mut out);
+    link_causes(&mut out);
+    guard_fixes(&ctx, &mut out);
     out.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -324,6 +332,203 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
             .then(a.kind.cmp(&b.kind))
     });
     out
+}
+
+/// Names, for a finding that is the consequence of another one of the same
+/// run, that other finding's kind (`caused_by`), when the order of their
+/// onsets (the cause starts no later) and what the signals mean make one
+/// the cause of the other. The links, cause → consequence:
+///
+/// | cause | consequence |
+/// |---|---|
+/// | `missing_values` | `divergence` (NaN inputs make the loss NaN) |
+/// | `exploding_gradients` | `divergence` |
+/// | `divergence` or `exploding_gradients` (the earlier) | `dead_relu`, `saturated_activations` (a spike that killed or pinned the units) |
+/// | `saturated_activations` | `vanishing_gradients` |
+/// | `dead_relu`, `vanishing_gradients`, `saturated_activations`, `unchanged_weights` | `underfitting`, `slow_convergence` |
+/// | `class_imbalance` | `distribution_shift` (the training statistics are the majority class's) |
+/// | `distribution_shift` | `overfitting` (validation from elsewhere, not memorisation) |
+///
+/// Only raised findings are causes; the graph has no cycle.
+fn link_causes(out: &mut Diagnosis) {
+    let raised = |k: Kind| {
+        out.findings
+            .iter()
+            .find(|f| f.kind == k && f.severity.is_raised())
+            .map(|f| f.onset_step)
+    };
+    let no_later = |cause: Option<u64>, effect: Option<u64>| match (cause, effect) {
+        (Some(c), Some(e)) => c <= e,
+        _ => true,
+    };
+    let mut links: Vec<(Kind, Kind)> = Vec::new();
+    let onset = |k: Kind| out.get(k).and_then(|f| f.onset_step);
+    if raised(Kind::MissingValues).is_some() && out.get(Kind::Divergence).is_some() {
+        links.push((Kind::Divergence, Kind::MissingValues));
+    } else if let Some(e) = raised(Kind::ExplodingGradients)
+        && no_later(e, onset(Kind::Divergence))
+    {
+        links.push((Kind::Divergence, Kind::ExplodingGradients));
+    }
+    // The earlier of divergence and exploding gradients (exploding on a tie:
+    // the gradient is what moved the weights).
+    let instability = [Kind::ExplodingGradients, Kind::Divergence]
+        .into_iter()
+        .filter_map(|k| raised(k).map(|o| (o, k)))
+        .min_by_key(|(o, k)| (o.unwrap_or(0), *k != Kind::ExplodingGradients))
+        .filter(|_| raised(Kind::MissingValues).is_none());
+    for effect in [Kind::DeadRelu, Kind::SaturatedActivations] {
+        if let Some((o, cause)) = instability
+            && no_later(o, onset(effect))
+        {
+            links.push((effect, cause));
+        }
+    }
+    if raised(Kind::SaturatedActivations).is_some() {
+        links.push((Kind::VanishingGradients, Kind::SaturatedActivations));
+    }
+    if let Some(unit) = [
+        Kind::DeadRelu,
+        Kind::VanishingGradients,
+        Kind::SaturatedActivations,
+        Kind::UnchangedWeights,
+    ]
+    .into_iter()
+    .find(|k| raised(*k).is_some())
+    {
+        links.push((Kind::Underfitting, unit));
+        links.push((Kind::SlowConvergence, unit));
+    }
+    if raised(Kind::ClassImbalance).is_some() {
+        links.push((Kind::DistributionShift, Kind::ClassImbalance));
+    }
+    if raised(Kind::DistributionShift).is_some() {
+        links.push((Kind::Overfitting, Kind::DistributionShift));
+    }
+    for (effect, cause) in links {
+        if let Some(f) = out.findings.iter_mut().find(|f| f.kind == effect)
+            && f.caused_by.is_none()
+            && f.kind != cause
+        {
+            f.caused_by = Some(cause);
+        }
+    }
+}
+
+/// An instability (divergence, exploding gradients, oscillation) that
+/// follows a raise of the learning rate above anything used before (see
+/// `Ctx::lr_raised_before`) began with that raise: its onset moves to the
+/// raise's step, its cause names it, and its first fix is to keep the LR
+/// where it was.
+fn lr_raise_onsets(ctx: &Ctx, out: &mut Diagnosis) {
+    for f in &mut out.findings {
+        if !matches!(
+            f.kind,
+            Kind::Divergence | Kind::ExplodingGradients | Kind::OscillatingLoss
+        ) || !f.severity.is_raised()
+        {
+            continue;
+        }
+        let Some(onset) = f.onset_step else { continue };
+        let Some((step, before, after)) = ctx.lr_raised_before(onset) else {
+            continue;
+        };
+        f.onset_step = Some(step);
+        f.cause = format!(
+            "The learning rate was raised ×{} at step {} ({} → {}), and the run broke down after it. {}",
+            stats::fmt_num(after / before),
+            fmt_step(step),
+            stats::fmt_num(before),
+            stats::fmt_num(after),
+            f.cause
+        );
+        f.fixes.insert(
+            0,
+            format!(
+                "Keep the learning rate at {} (the value that trained well) instead of raising it to {} at step {}.",
+                stats::fmt_num(before),
+                stats::fmt_num(after),
+                fmt_step(step)
+            ),
+        );
+    }
+}
+
+/// A fix that raises the learning rate.
+pub(crate) fn raises_lr(fix: &str) -> bool {
+    let f = fix.to_ascii_lowercase();
+    [
+        "increase the learning rate",
+        "higher learning rate",
+        "raise the learning rate",
+        "larger learning rate",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
+}
+
+/// A fix that adds regularisation.
+pub(crate) fn adds_regularisation(fix: &str) -> bool {
+    let f = fix.to_ascii_lowercase();
+    [
+        "add regularisation",
+        "regularise more",
+        "increase weight decay",
+        "add dropout",
+        "more dropout",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
+}
+
+/// A fix that adds capacity.
+pub(crate) fn adds_capacity(fix: &str) -> bool {
+    let f = fix.to_ascii_lowercase();
+    [
+        "increase capacity",
+        "wider",
+        "more layers",
+        "add layers",
+        "larger model",
+        "bigger model",
+    ]
+    .iter()
+    .any(|p| f.contains(p))
+}
+
+/// Whether the run's history forbids a larger learning rate: the loss spiked
+/// or went non-finite, or the gradients exploded or the units died.
+pub(crate) fn lr_preceded_instability(ctx: &Ctx, d: &Diagnosis) -> bool {
+    ctx.loss_spiked()
+        || ctx.loss_nonfinite()
+        || d.raised().any(|f| {
+            matches!(
+                f.kind,
+                Kind::Divergence | Kind::ExplodingGradients | Kind::DeadRelu
+            )
+        })
+}
+
+/// Fixes are cross-checked against the run's history: no larger learning
+/// rate after a spike, a NaN or dead units; no regularisation for a model
+/// that underfits, no capacity for one that overfits. The detectors word
+/// their fixes with this in mind; this pass is the one place that
+/// guarantees it (a finding left without fixes gets a neutral one).
+fn guard_fixes(ctx: &Ctx, out: &mut Diagnosis) {
+    let no_lr_up = lr_preceded_instability(ctx, out);
+    for f in &mut out.findings {
+        let before = f.fixes.len();
+        f.fixes.retain(|x| {
+            !(no_lr_up && raises_lr(x)
+                || f.kind == Kind::Underfitting && adds_regularisation(x)
+                || f.kind == Kind::Overfitting && adds_capacity(x))
+        });
+        if f.fixes.is_empty() && before > 0 {
+            f.fixes.push(
+                "Fix the other findings of this run first (an instability makes this one unreliable); keep the learning rate at or below its current value.".into(),
+            );
+        }
+    }
 }
 
 /// Says which detectors could not run for lack of a signal, so a clean

@@ -16,12 +16,16 @@
 //! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on a *training* series
 //! (training accuracy or loss), with at least 6 evaluations → `warning`. The
 //! validation series alone give `info`: an overfit model's decision boundary
-//! can wobble away from the training data while training itself is stable. Healthy curves are monotone up to noise
+//! can wobble away from the training data while training itself is stable
+//! — unless the training accuracy is saturated (≥ 99%): then validation loss
+//! reversing at more than 3 and ≥ 1 in 3 evaluations counts as the training side, since the
+//! training curves can no longer show any swing. Healthy curves are monotone up to noise
 //! below ζ, and overfitting's rising validation loss is monotone too, so
 //! neither produces reversals. Cyclic / warm-restart LR schedules oscillate by
 //! design: with ≥ 2 LR restarts the finding is downgraded to `info`.
 //! Accuracies are not scored when every epoch's training loss stays within
-//! 10% of the chance-level loss: such a model outputs about the class prior
+//! 10% of the chance-level loss, or every epoch's training accuracy within a
+//! tenth of the way from chance to perfect: such a model outputs about the class prior
 //! and its accuracy jumps between class shares on argmax flips, without any
 //! overshooting (e.g. a saturated sigmoid convnet stuck at chance).
 
@@ -33,6 +37,8 @@ use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 const MIN_EVALS: usize = 6;
 const MIN_REVERSALS: usize = 3;
+/// Training accuracy from which the training curves are saturated.
+const SATURATED_ACC: f64 = 0.99;
 
 struct Score {
     key: String,
@@ -82,7 +88,24 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                     .all(|p| p.1.is_finite() && (p.1 / c - 1.0).abs() <= 0.1)
         })
     });
-    if at_chance {
+    // Or its accuracy never left the chance level (within a tenth of the way
+    // to perfect) at any evaluation while its loss is not below the chance
+    // level: the same argmax flips, when the loss is inflated by train-mode
+    // noise such as heavy dropout.
+    let loss_not_below_chance = match (ctx.chance_loss(), ctx.loss_recent()) {
+        (Some(c), Some(r)) => r >= 0.9 * c,
+        _ => false,
+    };
+    let acc_at_chance = loss_not_below_chance
+        && ctx.chance_acc().is_some_and(|c| {
+            ctx.train_acc.is_some_and(|n| {
+                let e = ctx.epoch_level(n.series);
+                e.len() >= MIN_EVALS
+                    && e.iter()
+                        .all(|p| p.1.is_finite() && p.1 <= c + 0.1 * (1.0 - c))
+            })
+        });
+    if at_chance || acc_at_chance {
         out.note("accuracy swings not judged as oscillation: the training loss stayed at the chance level, so the accuracy only reflects argmax flips of a model that has not learned");
     } else {
         score(ctx.train_acc, "training accuracy", &|a| 1.0 - a, zeta_train);
@@ -160,7 +183,21 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     // The training process is what oscillates: swings of validation metrics
     // alone (an unstable decision boundary away from the training data, a
     // small validation set) are reported as info.
-    let train_side = hits.iter().any(|s| s.what.starts_with("training"));
+    // With the training accuracy saturated (≥ 99%), the training curves
+    // cannot show swings any more; validation loss reversing at a large
+    // share (more than 3, and ≥ 1 in 3) of the evaluations is then the training's own
+    // instability seen where it still shows.
+    let saturated = ctx
+        .train_acc
+        .and_then(|a| ctx.epoch_tail(a.series, 3))
+        .is_some_and(|a| a >= SATURATED_ACC);
+    let train_side = hits.iter().any(|s| s.what.starts_with("training"))
+        || saturated
+            && hits.iter().any(|s| {
+                s.what == "validation loss"
+                    && s.reversals > MIN_REVERSALS
+                    && s.reversals * 3 >= s.evals.saturating_sub(1)
+            });
     let onset = hits.iter().filter_map(|s| s.onset).min();
     let mut metrics = BTreeMap::new();
     for s in &scores {
@@ -187,6 +224,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     fixes.push("Use a decaying LR schedule (step decay or cosine) or Adam with default settings; add gradient clipping.".into());
     out.push(Finding {
         kind: Kind::OscillatingLoss,
+        caused_by: None,
         severity: if restarts >= 2 || !train_side { Severity::Info } else { Severity::Warning },
         onset_step: onset,
         title: format!(

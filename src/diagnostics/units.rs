@@ -183,6 +183,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
         }
     }
     let Some(worst) = hits.iter().max_by(|a, b| a.share.total_cmp(&b.share)) else {
+        dead_by_zero_gradients(ctx, out);
         return;
     };
     let names: Vec<&str> = hits.iter().map(|h| h.layer.name.as_str()).collect();
@@ -221,6 +222,7 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
     }
     out.push(Finding {
         kind: Kind::DeadRelu,
+        caused_by: None,
         severity: unit_severity(worst.share),
         onset_step: onset,
         title: format!(
@@ -232,6 +234,229 @@ fn dead_relu(ctx: &Ctx, out: &mut Diagnosis) {
                 .unwrap_or_default()
         ),
         evidence: hits_evidence(&hits, worst, metrics, "dead"),
+        cause,
+        fixes,
+    });
+}
+
+/// Layers the model record marks `trainable: false` (requires_grad off).
+/// Freezing is often intended (fine-tuning a head on a pretrained trunk), so
+/// it is only a problem when the model then cannot fit its training data:
+/// `warning` (naming the frozen layers, first fix: unfreeze them) when it is
+/// unfinished — short of 90% of the way from chance to perfect training
+/// accuracy — and a note otherwise. Not when another layer is found
+/// unchanged (`other_unchanged`: that finding comes first).
+fn frozen_on_purpose_or_not(ctx: &Ctx, out: &mut Diagnosis, other_unchanged: bool) {
+    let mut seen = std::collections::BTreeSet::new();
+    let frozen: Vec<&str> = ctx
+        .view
+        .model
+        .iter()
+        .flat_map(|m| &m.layers)
+        .filter(|l| l.trainable == Some(false))
+        .map(|l| l.name.as_str())
+        .filter(|n| seen.insert(*n))
+        .collect();
+    if frozen.is_empty() || other_unchanged || ctx.loss_nonfinite() {
+        return;
+    }
+    let trainable = ctx
+        .view
+        .model
+        .iter()
+        .flat_map(|m| &m.layers)
+        .filter(|l| l.trainable != Some(false))
+        .count();
+    let list = frozen.join(", ");
+    if ctx.unfinished() != Some(true) {
+        out.note(format!(
+            "layers {list} are frozen (trainable: false); the model fits its training data, so this looks intended"
+        ));
+        return;
+    }
+    let acc = ctx
+        .train_acc
+        .and_then(|a| ctx.epoch_tail(a.series, 3))
+        .map(|a| format!("training accuracy {}", fmt_pct(a)))
+        .or_else(|| {
+            ctx.loss_recent()
+                .map(|l| format!("training loss {}", fmt_num(l)))
+        })
+        .unwrap_or_default();
+    let series: Vec<String> = ctx
+        .layers
+        .iter()
+        .filter(|l| l.trainable == Some(false))
+        .filter_map(|l| l.get(Role::UpdateRatio).or(l.get(Role::WeightNorm)))
+        .map(|n| n.key.to_string())
+        .collect();
+    out.push(Finding {
+        kind: Kind::UnchangedWeights,
+        caused_by: None,
+        severity: Severity::Warning,
+        onset_step: ctx.train_loss.and_then(|l| l.series.steps.first().copied()),
+        title: format!(
+            "{} of {} layers are frozen (requires_grad=False) and the model does not fit its training data ({acc})",
+            frozen.len(),
+            frozen.len() + trainable
+        ),
+        evidence: Evidence {
+            series,
+            layer: frozen.first().map(|n| n.to_string()),
+            metrics: [
+                ("layers_frozen".to_string(), frozen.len() as f64),
+                ("layers_trainable".to_string(), trainable as f64),
+            ]
+            .into(),
+            summary: format!("The model record marks {list} as not trainable; their weights never change, and only {trainable} layer(s) learn ({acc})."),
+        },
+        cause: format!(
+            "{list} {} frozen (requires_grad=False): their weights stay at their initial values, so only the remaining layers can fit the data and the model falls short.",
+            if frozen.len() == 1 { "is" } else { "are" }
+        ),
+        fixes: vec![
+            format!("Unfreeze {list}: p.requires_grad_(True) for their parameters, and build the optimizer over model.parameters() again."),
+            "If the frozen layers are a pretrained trunk, unfreeze its top block(s) with a 10× lower LR than the head.".into(),
+            "If they are randomly initialised, freezing them is a bug: train the whole model.".into(),
+        ],
+    });
+}
+
+/// Checks (of the recent half) a zero-gradient verdict needs.
+const ZERO_GRAD_CHECKS: usize = 3;
+
+/// A dead network from its gradients alone: every weight layer's gradient
+/// norm (or the global norm) is exactly 0 at every check of the recent half.
+///
+/// Exact zeros on *every* layer are evidence by themselves: a layer's weight
+/// gradient is its input times the back-propagated error, so the output
+/// layer's is 0 only when its inputs are all 0 — every unit below it is dead
+/// — or the loss is (almost) exactly 0 (ruled out: the recent loss must not
+/// be below 10% of the run's median loss, nor 1/1000 of its first value). A vanishing gradient is small, never exactly
+/// 0 on every layer, and a frozen layer logs no gradient at all.
+fn dead_by_zero_gradients(ctx: &Ctx, out: &mut Diagnosis) {
+    let weights: Vec<(&str, &[u64], &[f64], &str)> = ctx
+        .layers
+        .iter()
+        .filter(|l| l.is_weight() && l.trainable != Some(false))
+        .filter_map(|l| l.get(Role::GradNorm))
+        .map(|g| {
+            (
+                g.key,
+                g.series.steps.as_slice(),
+                g.series.values.as_slice(),
+                g.key,
+            )
+        })
+        .collect();
+    let series: Vec<(&str, &[u64], &[f64], &str)> = if weights.len() >= 2 {
+        weights
+    } else if let Some(g) = ctx.global_grad {
+        vec![(
+            g.key,
+            g.series.steps.as_slice(),
+            g.series.values.as_slice(),
+            g.key,
+        )]
+    } else {
+        return;
+    };
+    let zero = |v: &f64| *v == 0.0;
+    let all_dead = series.iter().all(|(_, _, v, _)| {
+        let half = &v[v.len() / 2..];
+        half.len() >= ZERO_GRAD_CHECKS && half.iter().all(zero)
+    });
+    if !all_dead {
+        return;
+    }
+    // A dead network's loss is stuck; a perfect fit's (the other way to get
+    // zero gradients) falls far below its own typical level. The whole
+    // run's median is the reference: a blow-up at the start must not make
+    // a stuck loss look like a fallen one.
+    let reference = ctx
+        .train_loss
+        .and_then(|l| super::stats::median(&l.series.values));
+    let first = ctx
+        .train_loss
+        .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+    if let Some(recent) = ctx.loss_recent()
+        && (reference.is_some_and(|r| recent < 0.1 * r)
+            || first.is_some_and(|f| recent < 1e-3 * f)
+            || recent <= 0.0)
+    {
+        return;
+    }
+    // From which step every series stays at 0, and whether the layers had a
+    // gradient at their first check (alive, then killed by the updates).
+    let onset = series
+        .iter()
+        .filter_map(|(_, st, v, _)| {
+            let flags: Vec<f64> = v.iter().map(|x| if zero(x) { 1.0 } else { 0.0 }).collect();
+            stays_above_from(st, &flags, 1.0)
+        })
+        .max();
+    let alive_at_start = series
+        .iter()
+        .any(|(_, _, v, _)| v.first().is_some_and(|x| *x != 0.0));
+    let spiked = ctx.loss_spiked();
+    let mut metrics = BTreeMap::new();
+    metrics.insert("layers_with_zero_gradient".into(), series.len() as f64);
+    if let Some(lr) = ctx.peak_lr() {
+        metrics.insert("lr".into(), lr);
+    }
+    let cause = if alive_at_start {
+        format!(
+            "The gradients were non-zero at first and are exactly 0 on every layer since step {}{}: an update pushed the units' pre-activations below zero for every input, and a unit that never fires gets no gradient and cannot recover.",
+            onset.map(fmt_step).unwrap_or_else(|| "?".into()),
+            if spiked {
+                ", after the loss spiked"
+            } else {
+                ""
+            }
+        )
+    } else {
+        "Every layer's gradient is exactly 0 from the first check on: the units never fire, from initialisation (negative biases or a bad weight scale); a unit that never fires gets no gradient.".into()
+    };
+    let mut fixes = vec![
+        "Use LeakyReLU, ELU or SELU so that inactive units still get a gradient.".to_string(),
+        "Initialise with He init and zero (or small positive) biases.".into(),
+        "Add BatchNorm before the activation.".into(),
+    ];
+    if alive_at_start {
+        fixes.insert(
+            0,
+            ctx.lower_lr_fix(" so updates do not knock the units out"),
+        );
+        fixes.insert(
+            1,
+            "Add gradient clipping (clip_grad_norm_ 1.0) and a short LR warm-up.".into(),
+        );
+    }
+    out.push(Finding {
+        kind: Kind::DeadRelu,
+        caused_by: None,
+        severity: Severity::Error,
+        onset_step: onset,
+        title: format!(
+            "Every weight gradient is exactly 0{}: the network is dead",
+            onset
+                .map(|s| format!(" since step {}", fmt_step(s)))
+                .unwrap_or_default()
+        ),
+        evidence: Evidence {
+            series: series.iter().map(|(k, _, _, _)| k.to_string()).collect(),
+            layer: None,
+            metrics,
+            summary: format!(
+                "{} gradient series are exactly 0 at every check of the recent half{}.",
+                series.len(),
+                if alive_at_start {
+                    ", after being non-zero at the start"
+                } else {
+                    ""
+                }
+            ),
+        },
         cause,
         fixes,
     });
@@ -324,6 +549,7 @@ fn saturated(ctx: &Ctx, out: &mut Diagnosis) {
     ]);
     out.push(Finding {
         kind: Kind::SaturatedActivations,
+        caused_by: None,
         severity: unit_severity(worst.share),
         onset_step: onset,
         title: format!(
@@ -422,6 +648,7 @@ fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
             frozen.push((l, stays_above_from(steps, &flags, 1.0), key.to_string()));
         }
     }
+    frozen_on_purpose_or_not(ctx, out, !frozen.is_empty());
     if !starved.is_empty() {
         out.note(format!(
             "unchanged weights not raised for {}: no gradient reaches {} (saturated or dead units upstream), so the optimizer has nothing to apply",
@@ -455,6 +682,7 @@ fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
     };
     out.push(Finding {
         kind: Kind::UnchangedWeights,
+        caused_by: None,
         severity: if all { Severity::Error } else { Severity::Warning },
         onset_step: onset,
         title: if all {
@@ -498,6 +726,69 @@ mod tests {
             ..Default::default()
         });
         v
+    }
+
+    /// PyTorch parameter names, as `p.grad.norm()` over `named_parameters()`
+    /// logs them: `<module>.weight` and `<module>.bias` for each layer.
+    fn per_parameter_grads(
+        layers: &[&str],
+        weight: impl Fn(usize) -> f64 + Copy,
+        bias: impl Fn(usize) -> f64 + Copy,
+    ) -> Vec<(String, Vec<(u64, f64)>)> {
+        layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    (format!("grad_norm/{l}.weight"), curve(60, 5, weight)),
+                    (format!("grad_norm/{l}.bias"), curve(60, 5, bias)),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exact_zero_gradients_on_every_weight_layer_are_a_dead_network() {
+        // The loss spiked at step 10 and sits at chance (ln 10) since; every
+        // weight gradient is exactly 0 from then on. The output layer's bias
+        // still gets a gradient (softmax − one-hot), so biases do not count.
+        let run = |weight_after: f64| {
+            let mut series = per_parameter_grads(
+                &["0", "2", "4"],
+                move |i| if i < 2 { 0.8 } else { weight_after },
+                |i| if i < 2 { 0.3 } else { 0.05 },
+            );
+            series.push((
+                "train/loss".into(),
+                curve(300, 1, |i| match i {
+                    0..10 => 2.3,
+                    10..12 => 80.0,
+                    _ => 2.302 + 0.01 * noise(i),
+                }),
+            ));
+            series.push(("lr".into(), curve(300, 1, |_| 1.5)));
+            let refs: Vec<(&str, Vec<(u64, f64)>)> = series
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            diagnose(&view(&refs))
+        };
+        let d = run(0.0);
+        let f = d.get(Kind::DeadRelu).expect("a dead network");
+        assert_eq!(f.severity, Severity::Error);
+        assert_eq!(f.onset_step, Some(10));
+        // Alive at first, then killed by an update: lower the LR, first.
+        assert!(f.fixes[0].contains("1.5 → 0.15"), "{:?}", f.fixes);
+        assert!(d.get(Kind::SlowConvergence).is_none(), "{:#?}", d.findings);
+        assert!(
+            d.findings
+                .iter()
+                .flat_map(|f| &f.fixes)
+                .all(|x| !x.contains("Increase the learning rate")),
+            "{:#?}",
+            d.findings
+        );
+        // Tiny but non-zero gradients are not a dead network.
+        assert!(run(1e-6).get(Kind::DeadRelu).is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ macro_rules! select_findings {
     ($tail:literal) => {
         concat!(
             "SELECT f.run_id, r.name AS run_name, p.name AS project, f.status, f.kind, f.severity, f.onset_step, \
-             f.title, f.evidence, f.cause, f.fixes, f.first_seen_at, f.updated_at, f.resolved_at \
+             f.title, f.evidence, f.cause, f.caused_by, f.fixes, f.first_seen_at, f.updated_at, f.resolved_at \
              FROM findings f JOIN runs r ON r.id = f.run_id JOIN projects p ON p.id = r.project_id ",
             $tail
         )
@@ -53,6 +53,7 @@ struct FindingRow {
     title: String,
     evidence: String,
     cause: String,
+    caused_by: Option<String>,
     fixes: String,
     first_seen_at: f64,
     updated_at: f64,
@@ -72,6 +73,7 @@ try_from_row!(FindingRow => StoredFinding, |r| {
             title: r.title,
             evidence: from_json("finding evidence", &r.evidence)?,
             cause: r.cause,
+            caused_by: r.caused_by.as_deref().map(parse_word).transpose()?,
             fixes: from_json("finding fixes", &r.fixes)?,
         },
         first_seen_at: r.first_seen_at,
@@ -332,11 +334,12 @@ async fn save_in(conn: &mut AnyConnection, d: &DiagnosisToSave<'_>) -> Result<Sa
         let f = c.finding;
         sqlx::query(
             "INSERT INTO findings (run_id, kind, status, severity, severity_rank, onset_step, title, evidence, \
-             cause, fixes, first_seen_at, updated_at, alert_epoch) \
-             VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+             cause, fixes, first_seen_at, updated_at, alert_epoch, caused_by) \
+             VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
              ON CONFLICT (run_id, kind) DO UPDATE SET status = 'open', severity = excluded.severity, \
              severity_rank = excluded.severity_rank, onset_step = excluded.onset_step, title = excluded.title, \
              evidence = excluded.evidence, cause = excluded.cause, fixes = excluded.fixes, \
+             caused_by = excluded.caused_by, \
              updated_at = excluded.updated_at, resolved_at = 0, alert_epoch = excluded.alert_epoch",
         )
         .bind(&run_id)
@@ -350,6 +353,7 @@ async fn save_in(conn: &mut AnyConnection, d: &DiagnosisToSave<'_>) -> Result<Sa
         .bind(to_json(&f.fixes))
         .bind(now)
         .bind(c.epoch)
+        .bind(f.caused_by.map(|k| k.as_str()))
         .execute(&mut *conn)
         .await?;
     }

@@ -445,6 +445,8 @@ struct FindingView {
     series: Vec<String>,
     metrics: Vec<(String, String)>,
     cause: String,
+    /// The kind of the finding that caused this one, if any.
+    caused_by: Option<&'static str>,
     fixes: Vec<String>,
 }
 
@@ -466,6 +468,7 @@ impl From<&StoredFinding> for FindingView {
                 .map(|(k, v)| (k.clone(), fmt_value(*v)))
                 .collect(),
             cause: f.finding.cause.clone(),
+            caused_by: f.finding.caused_by.map(|k| k.as_str()),
             fixes: f.finding.fixes.clone(),
         }
     }

@@ -1431,6 +1431,7 @@ mod tests {
             status,
             finding: Finding {
                 kind,
+                caused_by: None,
                 severity: Severity::Error,
                 onset_step: None,
                 title: format!("{} title", kind.as_str()),

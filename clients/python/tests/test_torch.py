@@ -136,6 +136,24 @@ class WatchTest(unittest.TestCase):
         self.assertEqual(u[2], 0.0)
         self.assertEqual(u[3], 0.0)
 
+    def test_a_frozen_layer_is_watched_without_a_gradient(self):
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        model[0].weight.requires_grad_(False)
+        x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        with self.run_of("frozen") as run:
+            tlt.watch(run, model, every=1, optimizer=opt)
+            model.train()
+            for step in range(3):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        got = series(run)
+        self.assertNotIn("grad_norm/0", got)
+        self.assertIn("grad_norm/2", got)
+        self.assertEqual(set(points(run, "update_ratio/0").values()), {0.0})
+        self.assertTrue(all(v > 0 for v in points(run, "update_ratio/2").values()))
+
     def test_cnn_lstm_and_transformer_names(self):
         cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
                             nn.Flatten(), nn.Linear(4 * 8 * 8, 3))

@@ -389,7 +389,12 @@ class Watch:
         self._roles = roles
         self._transient.append(nn.modules.module.register_module_forward_hook(self._on_forward))
         for layer in self._layers:
-            self._transient.append(layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
+            # A frozen weight (requires_grad=False) gets no gradient, and
+            # PyTorch refuses a hook on it: its weight norm and update ratio
+            # (0) are still logged, its gradient norm is not.
+            if layer.param.requires_grad:
+                self._transient.append(
+                    layer.param.register_post_accumulate_grad_hook(self._grad_hook(layer)))
 
     def _remove_layer_hooks(self) -> None:
         for h in self._transient:
