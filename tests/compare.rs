@@ -5,40 +5,10 @@
 
 mod common;
 
-use common::{TestDb, eager_runner, get, new_run, points};
-use scraper::{Html, Selector};
+use common::{ONLOAD, SCRIPT, TestDb, attrs, eager_runner, fetch, new_run, points, sel, texts};
+use scraper::Html;
 use serde_json::{Value, json};
 use trainlens::model::Batch;
-
-const SCRIPT: &str = "<script>alert(1)</script>";
-const ONLOAD: &str = "\"><svg onload=alert(1)>";
-
-fn sel(css: &str) -> Selector {
-    Selector::parse(css).unwrap()
-}
-
-fn texts(doc: &Html, css: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .map(|e| e.text().collect::<String>().trim().to_string())
-        .collect()
-}
-
-fn attrs(doc: &Html, css: &str, attr: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .filter_map(|e| e.value().attr(attr).map(str::to_string))
-        .collect()
-}
-
-/// Status, headers and body text of a GET.
-async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let resp = app.clone().oneshot(get(uri)).await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-}
 
 /// The page at `uri` (200), checked for unescaped user strings (in the
 /// body as sent: a parsed document serialises text with a bare `"`).

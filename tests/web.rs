@@ -2,16 +2,10 @@
 
 mod common;
 
-use common::{TestDb, eager_runner, get, new_run, points, send};
+use common::{TestDb, eager_runner, fetch, get, new_run, points, send, texts};
 use scraper::{Html, Selector};
 use serde_json::json;
 use trainlens::model::Batch;
-
-fn texts(doc: &Html, sel: &str) -> Vec<String> {
-    doc.select(&Selector::parse(sel).unwrap())
-        .map(|e| e.text().collect::<String>().trim().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn runs_list_and_run_page_show_the_diagnosis() {
@@ -499,17 +493,6 @@ fn assert_only_our_script(doc: &Html) {
         );
         assert!(script.text().collect::<String>().trim().is_empty());
     }
-}
-
-/// Status, headers and body text of a GET.
-async fn fetch(app: &axum::Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let resp = app.clone().oneshot(get(uri)).await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 /// The SVG at `uri`, checked to be a download named `...-{name}`.

@@ -124,6 +124,38 @@ pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::
     (status, body)
 }
 
+/// Status, headers and body text of a GET.
+pub async fn fetch(app: &Router, uri: &str) -> (u16, axum::http::HeaderMap, String) {
+    let resp = app.clone().oneshot(get(uri)).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Strings users send that must reach a page escaped.
+pub const SCRIPT: &str = "<script>alert(1)</script>";
+pub const ONLOAD: &str = "\"><svg onload=alert(1)>";
+
+/// A CSS selector (the tests' own, so it parses).
+pub fn sel(css: &str) -> scraper::Selector {
+    scraper::Selector::parse(css).unwrap()
+}
+
+/// The trimmed text of each element matching `css`.
+pub fn texts(doc: &scraper::Html, css: &str) -> Vec<String> {
+    doc.select(&sel(css))
+        .map(|e| e.text().collect::<String>().trim().to_string())
+        .collect()
+}
+
+/// The value of `attr` on each element matching `css` that has it.
+pub fn attrs(doc: &scraper::Html, css: &str, attr: &str) -> Vec<String> {
+    doc.select(&sel(css))
+        .filter_map(|e| e.value().attr(attr).map(str::to_string))
+        .collect()
+}
+
 pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
