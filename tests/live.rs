@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
-use common::{LiveServer, TestDb, eager_runner, free_port, get, post_json, send};
+use common::{LiveServer, TestDb, eager_runner, free_port, get, post_json, post_loss, send};
 use futures_util::{Stream, StreamExt};
 use scraper::{Html, Selector};
 use serde_json::{Value, json};
@@ -215,18 +215,6 @@ async fn create_run(app: &Router, project: &str, name: &str) -> String {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{run}");
     run["id"].as_str().unwrap().to_string()
-}
-
-async fn post_loss(app: &Router, run: &str, steps: &[u64], values: &[Value]) {
-    let (status, body) = send(
-        app,
-        post_json(
-            &format!("/api/v1/runs/{run}/scalars"),
-            &json!({"key": "train/loss", "steps": steps, "values": values}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// A healthy decaying loss over steps 0..n.

@@ -171,6 +171,20 @@ pub fn post_json(uri: &str, body: &serde_json::Value) -> Request<Body> {
     post(uri, "application/json", body.to_string())
 }
 
+/// Posts `values` (numbers, or strings such as `"NaN"`) of `train/loss` at
+/// `steps` to `run`, which must take them.
+pub async fn post_loss(app: &Router, run: &str, steps: &[u64], values: impl serde::Serialize) {
+    let (status, body) = send(
+        app,
+        post_json(
+            &format!("/api/v1/runs/{run}/scalars"),
+            &serde_json::json!({"key": "train/loss", "steps": steps, "values": values}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// The recorded training runs in `../shared/fixtures/training-runs`.
 pub fn fixtures_dir() -> PathBuf {
     let candidates = [
