@@ -624,19 +624,25 @@ pub async fn download(
     } else {
         return Err(not_found().into());
     };
+    Ok(chart_file(csv, disposition, body))
+}
+
+/// A chart download: `body` as CSV (`csv`) or SVG, with the
+/// `Content-Disposition` header `disposition`.
+pub fn chart_file(csv: bool, disposition: String, body: String) -> Response {
     let content_type = if csv {
         "text/csv; charset=utf-8"
     } else {
         "image/svg+xml; charset=utf-8"
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// A download's query: the page's view.

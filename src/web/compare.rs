@@ -15,13 +15,12 @@ use std::collections::{BTreeSet, HashMap};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::charts::{Choice, View};
+use super::charts::{Choice, View, chart_file};
 use super::{CHART_POINTS, fmt_time, fmt_value, key_for, render};
 use crate::charts::axis::{self, XAxis};
 use crate::charts::parallel;
@@ -351,12 +350,10 @@ async fn compare_page(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
+    let (q, l, key) = load_raw(&state, raw.as_deref()).await?;
     let findings =
         futures_util::future::try_join_all(l.runs.iter().map(|r| state.store.findings(r.id, None)))
             .await?;
-    let key = l.key.clone().unwrap_or_default();
     let lower = lower_is_better_key(&key);
     let chart = overlay(&key, &overlay_data(&l), q.view);
     let no_series = Vec::new();
@@ -472,13 +469,22 @@ async fn compare_page(
     render(&page)
 }
 
+/// The compare query in `raw`, what it loads and its metric (`""`: none).
+async fn load_raw(
+    state: &AppState,
+    raw: Option<&str>,
+) -> Result<(CompareQuery, Loaded, String), PageError> {
+    let q = CompareQuery::parse(raw)?;
+    let l = load(state, &q).await?;
+    let key = l.key.clone().unwrap_or_default();
+    Ok((q, l, key))
+}
+
 async fn chart_svg(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
-    let key = l.key.clone().unwrap_or_default();
+    let (q, l, key) = load_raw(&state, raw.as_deref()).await?;
     let svg = overlay(&key, &overlay_data(&l), q.view).ok_or_else(|| {
         AppError::NotFound(if key.is_empty() {
             "nothing to draw: the runs picked have no series".to_string()
@@ -486,29 +492,18 @@ async fn chart_svg(
             format!("nothing to draw: no run picked logged {key:?}")
         })
     })?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "image/svg+xml; charset=utf-8".to_string(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"compare.svg\"".to_string(),
-            ),
-        ],
+    Ok(chart_file(
+        false,
+        "attachment; filename=\"compare.svg\"".to_string(),
         svg,
-    )
-        .into_response())
+    ))
 }
 
 async fn chart_csv(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
-    let key = l.key.clone().unwrap_or_default();
+    let (_, l, key) = load_raw(&state, raw.as_deref()).await?;
     let mut body = crate::csv_export::RUN_SCALARS_HEADER.to_string();
     for (run, points) in l.runs.iter().zip(&l.points) {
         if let Some(points) = points {
@@ -520,17 +515,11 @@ async fn chart_csv(
             ));
         }
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"compare.csv\"".to_string(),
-            ),
-        ],
+    Ok(chart_file(
+        true,
+        "attachment; filename=\"compare.csv\"".to_string(),
         body,
-    )
-        .into_response())
+    ))
 }
 
 /// The hyperparameter view's query.
