@@ -21,7 +21,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::charts::{Choice, View, chart_file};
-use super::{CHART_POINTS, fmt_time, fmt_value, key_for, render};
+use super::{CHART_POINTS, fmt_time, key_for, last_step, last_value, render};
 use crate::charts::axis::{self, XAxis};
 use crate::charts::parallel;
 use crate::charts::svg::{self, Line, Options, readout};
@@ -402,18 +402,9 @@ async fn compare_page(
                     })
                     .collect(),
                 more_findings: open.len().saturating_sub(FINDINGS_SHOWN),
-                last_step: list
-                    .iter()
-                    .filter_map(|s| s.last_step)
-                    .max()
-                    .or(r.end_step)
-                    .map_or_else(String::new, |s| s.to_string()),
+                last_step: last_step(list, r.end_step),
                 started: fmt_time(r.created_at),
-                last: list
-                    .iter()
-                    .find(|s| s.key == key)
-                    .and_then(|s| s.last_value)
-                    .map_or_else(String::new, |v| fmt_value(v.0)),
+                last: last_value(list, &key),
                 best: best.map_or_else(String::new, readout),
             }
         })

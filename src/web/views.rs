@@ -10,7 +10,7 @@
 //! database); `charts` draws.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,7 @@ use crate::charts::svg::format_value;
 use crate::charts::weights;
 use crate::diagnostics::data::SHIFT_SMD;
 use crate::diagnostics::{RunView, fmt_step};
-use crate::http::{AppError, AppState, PageError, Query, RunId};
+use crate::http::{AppError, AppState, PageError, PageRunId, Query};
 use crate::model::FindingStatus;
 use crate::record::{DatasetRecord, ImageRecord, ModelRecord, Record, TensorRecord};
 use crate::store::findings::StoredFinding;
@@ -33,17 +33,10 @@ use crate::store::records::StepKind;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/runs/{id}/image.png", get(image_png))
-        .route("/static/views.js", get(script))
-}
-
-async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../../static/views.js"),
-    )
+        .route(
+            "/static/views.js",
+            super::asset("text/javascript", include_str!("../../static/views.js")),
+        )
 }
 
 const WIDTH: u32 = 900;
@@ -901,11 +894,10 @@ struct ImageQuery {
 /// The PNG of an `image` record, as logged.
 async fn image_png(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PageRunId(id): PageRunId,
     Query(q): Query<ImageQuery>,
 ) -> Result<Response, PageError> {
     use base64::Engine;
-    let RunId(id) = RunId::parse(&id)?;
     let step = step_of("step", &Some(q.step))?.ok_or_else(|| {
         AppError::bad_request("invalid_query", "step".to_string(), "step is required")
     })?;
