@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::compare::config;
 use crate::model::{Point, Run, SeriesInfo};
 use crate::record::{HistogramRecord, Record, Value};
 
@@ -118,29 +119,6 @@ pub fn histogram_rows(hists: &[HistogramRecord]) -> String {
     finish(w)
 }
 
-/// `config` flattened: nested objects become `a.b` keys, any other value its
-/// text (strings bare, the rest as JSON).
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        serde_json::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 /// The runs table: each run with its series (their last values).
 pub fn runs_table(runs: &[(Run, Vec<SeriesInfo>)]) -> String {
     let configs: Vec<BTreeMap<String, String>> = runs
@@ -148,7 +126,10 @@ pub fn runs_table(runs: &[(Run, Vec<SeriesInfo>)]) -> String {
         .map(|(run, _)| {
             let mut flat = BTreeMap::new();
             if let Some(config) = &run.config {
-                flatten("", &config.parse(), &mut flat);
+                let config = config.parse();
+                for (key, v) in config::leaves(&config) {
+                    flat.insert(key, config::text(v));
+                }
             }
             flat
         })
