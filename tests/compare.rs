@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ONLOAD, SCRIPT, TestDb, attrs, eager_runner, fetch, new_run, points, sel, texts};
+use common::{ONLOAD, SCRIPT, TestDb, attrs, eager_runner, fetch, points, sel, texts};
 use scraper::Html;
 use serde_json::{Value, json};
 use trainlens::model::Batch;
@@ -33,19 +33,15 @@ async fn seed(
     config: Value,
     series: &[Series<'_>],
 ) -> uuid::Uuid {
-    let run = db
-        .store
-        .create_run(&new_run(project, name, config))
-        .await
-        .unwrap();
+    let run = db.create_run(project, name, config).await;
     let mut b = Batch::default();
     for (key, steps, f) in series {
         b.scalars.insert(key.to_string(), points(0..*steps, f));
     }
     if !b.scalars.is_empty() {
-        db.store.ingest(run.id, &b, None).await.unwrap();
+        db.store.ingest(run, &b, None).await.unwrap();
     }
-    run.id
+    run
 }
 
 on_both_backends! {

@@ -69,6 +69,17 @@ impl TestDb {
         }
     }
 
+    /// Creates the run `name` in `project` with `config`; its id.
+    pub async fn create_run(
+        &self,
+        project: &str,
+        name: &str,
+        config: serde_json::Value,
+    ) -> uuid::Uuid {
+        let run = new_run(project, name, config);
+        self.store.create_run(&run).await.unwrap().id
+    }
+
     pub fn state(&self) -> AppState {
         AppState::new(
             self.store.clone(),
