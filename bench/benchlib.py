@@ -1,5 +1,7 @@
 """What the bench scripts share: a free port, a `trainlens serve` child on
-it, and waiting until a server answers /healthz. Standard library only.
+it, waiting until a server answers /healthz, a JSON connection to it,
+loading it from several clients, waiting for the diagnosis to catch up,
+timing a page and writing the results. Standard library only.
 
 The scripts run as `python3 bench/<script>.py`, so this folder is on their
 import path."""
@@ -7,9 +9,13 @@ import path."""
 import argparse
 import contextlib
 import http.client
+import json
 import socket
+import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 
 
@@ -79,3 +85,83 @@ def sqlite_server(server_bin, db_name):
         finally:
             server.terminate()
             server.wait(60)
+
+
+class Conn:
+    """A kept-alive HTTP connection to the server on `port` that sends JSON
+    bodies; a status of 300 or more ends the script."""
+
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if data else {}
+        self.c.request(method, path, body=data, headers=headers)
+        r = self.c.getresponse()
+        raw = r.read()
+        if r.status >= 300:
+            sys.exit(f"{method} {path}: {r.status} {raw[:300]!r}")
+        return raw
+
+    def json(self, method, path, body=None):
+        return json.loads(self.call(method, path, body))
+
+
+def in_parallel(port, count, clients, job):
+    """`job(conn, i)` for each i below `count`, spread over `clients`
+    threads, each with a `Conn` of its own."""
+    def worker(c):
+        conn = Conn(port)
+        for i in range(c, count, clients):
+            job(conn, i)
+    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def diagnosis_queue(port):
+    """How many runs wait for a diagnosis (`/metrics`)."""
+    text = Conn(port).call("GET", "/metrics").decode()
+    for line in text.splitlines():
+        if line.startswith("trainlens_diagnosis_queue_runs"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_diagnosed(port, timeout):
+    """Waits (at most `timeout` s) until no run waits for a diagnosis and
+    says on stderr how long that took."""
+    t0 = time.monotonic()
+    while (q := diagnosis_queue(port)) > 0 and time.monotonic() - t0 < timeout:
+        time.sleep(1)
+    print(f"diagnosis caught up in {time.monotonic() - t0:.0f} s (queue {q:.0f})", file=sys.stderr)
+
+
+def time_gets(get, requests, warmup):
+    """`get()` `warmup` times untimed, then `requests` times: the sorted
+    times in ms and the last body."""
+    for _ in range(warmup):
+        get()
+    samples, body = [], b""
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        body = get()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return sorted(samples), body
+
+
+def summary(ms):
+    """Median, p90, min and max of the times `ms` (and `ms` as given)."""
+    s = sorted(ms)
+    return {"median_ms": statistics.median(s), "p90_ms": s[int(0.9 * (len(s) - 1))],
+            "min_ms": s[0], "max_ms": s[-1], "samples_ms": ms}
+
+
+def write_results(path, args, results):
+    """The arguments and results as JSON at `path` (when one is given)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=2)

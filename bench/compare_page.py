@@ -26,12 +26,8 @@ library only.
     python3 bench/compare_page.py --server-bin target/release/trainlens
 """
 
-import http.client
-import json
 import math
-import statistics
 import sys
-import threading
 import time
 
 import benchlib
@@ -39,26 +35,8 @@ import benchlib
 TARGETS_MS = {"compare": 150.0, "tune": 200.0}
 
 
-class Conn:
-    def __init__(self, port):
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if data else {}
-        self.c.request(method, path, body=data, headers=headers)
-        r = self.c.getresponse()
-        raw = r.read()
-        if r.status >= 300:
-            sys.exit(f"{method} {path}: {r.status} {raw[:300]!r}")
-        return raw
-
-    def json(self, method, path, body=None):
-        return json.loads(self.call(method, path, body))
-
-
 def load_compare(port, runs, points):
-    conn = Conn(port)
+    conn = benchlib.Conn(port)
     ids = []
     for i in range(runs):
         run = conn.json("POST", "/api/v1/runs", {
@@ -93,39 +71,14 @@ def tune_run(conn, i, points):
 
 
 def load_tune(port, runs, points, clients=4):
-    def worker(c):
-        conn = Conn(port)
-        for i in range(c, runs, clients):
-            tune_run(conn, i, points)
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def diagnosis_queue(port):
-    text = Conn(port).call("GET", "/metrics").decode()
-    for line in text.splitlines():
-        if line.startswith("trainlens_diagnosis_queue_runs"):
-            return float(line.split()[-1])
-    return 0.0
+    benchlib.in_parallel(port, runs, clients, lambda conn, i: tune_run(conn, i, points))
 
 
 def time_page(conn, path, requests, warmup, check):
-    for _ in range(warmup):
-        conn.call("GET", path)
-    samples, body = [], b""
-    for _ in range(requests):
-        t0 = time.perf_counter()
-        body = conn.call("GET", path)
-        samples.append((time.perf_counter() - t0) * 1000)
+    samples, body = benchlib.time_gets(lambda: conn.call("GET", path), requests, warmup)
     if check.encode() not in body:
         sys.exit(f"{path}: {check!r} not on the page")
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "min_ms": samples[0],
-            "p90_ms": samples[int(0.9 * (len(samples) - 1))], "max_ms": samples[-1],
-            "bytes": len(body), "path": path, "samples_ms": samples}
+    return {**benchlib.summary(samples), "bytes": len(body), "path": path}
 
 
 def main():
@@ -140,10 +93,7 @@ def main():
         ids = load_compare(port, args.runs, args.points)
         load_tune(port, args.tune_runs, args.tune_points)
         print(f"loaded in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-        t0 = time.monotonic()
-        while (q := diagnosis_queue(port)) > 0 and time.monotonic() - t0 < args.diagnosis_timeout:
-            time.sleep(1)
-        print(f"diagnosis caught up in {time.monotonic() - t0:.0f} s (queue {q:.0f})", file=sys.stderr)
+        benchlib.wait_diagnosed(port, args.diagnosis_timeout)
         time.sleep(1)
 
         runs = "&".join(f"run={i}" for i in ids)
@@ -156,7 +106,7 @@ def main():
             ("tune", f"{args.tune_runs:,} runs, last val/acc", "/projects/tune/params?metric=last%3Aval%2Facc",
              'id="chart-parallel"'),
         ]
-        conn = Conn(port)
+        conn = benchlib.Conn(port)
         results, ok = {}, True
         print("| page | median ms | p90 | min | max | KiB | target |")
         print("|---|---|---|---|---|---|---|")
@@ -168,9 +118,7 @@ def main():
             results[label] = {**r, "target_ms": target, "verdict": verdict}
             print(f"| {label} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['min_ms']:.1f} | "
                   f"{r['max_ms']:.1f} | {r['bytes'] / 1024:.0f} | ≤ {target:.0f} ms {verdict} |")
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump({"args": vars(args), "results": results}, f, indent=2)
+        benchlib.write_results(args.out, args, results)
         sys.exit(0 if ok else 1)
 
 

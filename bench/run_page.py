@@ -21,7 +21,6 @@ prints the median, min, p90 and max. Standard library only.
 import http.client
 import json
 import math
-import statistics
 import sys
 import time
 
@@ -92,19 +91,8 @@ def load_watch(port, layers, steps, hist_keys, hist_steps):
 
 
 def time_page(port, run, requests, warmup):
-    path = f"/runs/{run}"
-    for _ in range(warmup):
-        call(port, "GET", path, raw=True)
-    samples, size = [], 0
-    for _ in range(requests):
-        t0 = time.perf_counter()
-        body = call(port, "GET", path, raw=True)
-        samples.append((time.perf_counter() - t0) * 1000)
-        size = len(body)
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "min_ms": samples[0],
-            "p90_ms": samples[int(0.9 * (len(samples) - 1))], "max_ms": samples[-1],
-            "bytes": size, "samples_ms": samples}
+    samples, body = benchlib.time_gets(lambda: call(port, "GET", f"/runs/{run}", raw=True), requests, warmup)
+    return {**benchlib.summary(samples), "bytes": len(body)}
 
 
 def main():
@@ -131,9 +119,7 @@ def main():
             print(f"{name}: GET /runs/{{id}} median {r['median_ms']:.1f} ms (min {r['min_ms']:.1f}, "
                   f"p90 {r['p90_ms']:.1f}, max {r['max_ms']:.1f}) of {args.requests}, "
                   f"{r['bytes'] / 1024:.0f} KiB; target <= {TARGETS_MS[name]:.0f} ms {verdict}")
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump({"args": vars(args), "results": results}, f, indent=2)
+        benchlib.write_results(args.out, args, results)
         sys.exit(0 if ok else 1)
 
 

@@ -17,15 +17,12 @@ Standard library only.
     python3 bench/runs_page.py --server-bin target/release/trainlens
 """
 
-import http.client
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
@@ -43,21 +40,6 @@ SCENARIOS = [
     ("filter health", "&health=critical"),
     ("search name", "&q=run-01"),
 ]
-
-
-class Conn:
-    def __init__(self, port):
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if data else {}
-        self.c.request(method, path, body=data, headers=headers)
-        r = self.c.getresponse()
-        raw = r.read()
-        if r.status >= 300:
-            sys.exit(f"{method} {path}: {r.status} {raw[:300]!r}")
-        return raw
 
 
 def make_run(conn, i, steps):
@@ -86,23 +68,7 @@ def make_run(conn, i, steps):
 
 
 def load(port, runs, steps, clients):
-    def worker(c):
-        conn = Conn(port)
-        for i in range(c, runs, clients):
-            make_run(conn, i, steps)
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def diagnosis_queue(port):
-    text = Conn(port).call("GET", "/metrics").decode()
-    for line in text.splitlines():
-        if line.startswith("trainlens_diagnosis_queue_runs"):
-            return float(line.split()[-1])
-    return 0.0
+    benchlib.in_parallel(port, runs, clients, lambda conn, i: make_run(conn, i, steps))
 
 
 def main():
@@ -130,39 +96,26 @@ def main():
             loaded = time.monotonic() - t0
             print(f"{'postgres' if pg_db else 'sqlite'}: created {args.runs:,} runs of {args.steps:,} loss "
                   f"points in {loaded:.0f} s", file=sys.stderr)
-            t0 = time.monotonic()
-            while (q := diagnosis_queue(port)) > 0 and time.monotonic() - t0 < args.diagnosis_timeout:
-                time.sleep(1)
-            print(f"diagnosis caught up in {time.monotonic() - t0:.0f} s (queue {q:.0f})", file=sys.stderr)
+            benchlib.wait_diagnosed(port, args.diagnosis_timeout)
 
-            conn = Conn(port)
+            conn = benchlib.Conn(port)
             results = {}
             print(f"| GET /?project={PROJECT}… ({args.runs:,} runs) | median ms | p90 | min | max | rows |")
             print("|---|---|---|---|---|---|")
             for label, extra in SCENARIOS:
                 path = f"/?project={PROJECT}{extra}"
-                for _ in range(args.warmup):
-                    conn.call("GET", path)
-                times = []
-                for _ in range(args.requests):
-                    t = time.perf_counter()
-                    body = conn.call("GET", path)
-                    times.append((time.perf_counter() - t) * 1000)
+                times, body = benchlib.time_gets(lambda: conn.call("GET", path), args.requests, args.warmup)
                 rows = body.count(b'<td class="name">')
                 if b"<svg class=\"spark\"" not in body and rows:
                     sys.exit(f"{label}: no sparkline on the page")
-                times.sort()
-                r = {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
-                     "min_ms": times[0], "max_ms": times[-1], "rows": rows, "path": path}
+                r = {**benchlib.summary(times), "rows": rows, "path": path}
                 results[label] = r
                 print(f"| {label} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['min_ms']:.1f} | "
                       f"{r['max_ms']:.1f} | {rows} |")
             worst = max(r["median_ms"] for r in results.values())
             print(f"\nworst median {worst:.1f} ms (target ≤ {args.target_ms:.0f} ms): "
                   f"{'PASS' if worst <= args.target_ms else 'FAIL'}; machine: {os.cpu_count()} cpus")
-            if args.out:
-                with open(args.out, "w") as f:
-                    json.dump({"args": vars(args), "results": results}, f, indent=2)
+            benchlib.write_results(args.out, args, results)
             if worst > args.target_ms:
                 sys.exit(1)
         finally:

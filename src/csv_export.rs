@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::compare::config;
 use crate::model::{Point, Run, SeriesInfo};
 use crate::record::{HistogramRecord, ImageRecord, Record, TensorRecord, Value};
 
@@ -166,30 +167,6 @@ fn cell_rows(key: &str, step: u64, values: &[Value], plane: Option<usize>, cols:
     }
     finish(w)
 }
-
-/// `config` flattened: nested objects become `a.b` keys, any other value its
-/// text (strings bare, the rest as JSON).
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        serde_json::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 /// The runs table: each run with its series (their last values).
 pub fn runs_table(runs: &[(Run, Vec<SeriesInfo>)]) -> String {
     let configs: Vec<BTreeMap<String, String>> = runs
@@ -197,7 +174,10 @@ pub fn runs_table(runs: &[(Run, Vec<SeriesInfo>)]) -> String {
         .map(|(run, _)| {
             let mut flat = BTreeMap::new();
             if let Some(config) = &run.config {
-                flatten("", &config.parse(), &mut flat);
+                let config = config.parse();
+                for (key, v) in config::leaves(&config) {
+                    flat.insert(key, config::text(v));
+                }
             }
             flat
         })

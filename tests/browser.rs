@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, eager_runner, fixture_files, free_port, post, post_json, send};
+use common::{
+    LiveServer, TestDb, eager_runner, fixture_files, free_port, post, post_json, post_loss, send,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use trainlens::app;
 use trainlens::model::Severity;
 
 const CHROME_FLAGS: &[&str] = &[
@@ -99,10 +100,7 @@ async fn loaded(c: &Client, part: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let url = c.current_url().await.unwrap();
-        let state = c
-            .execute("return document.readyState", vec![])
-            .await
-            .unwrap();
+        let state = js(c, "return document.readyState").await;
         if url.as_str().contains(part) && state == "complete" {
             return;
         }
@@ -113,10 +111,25 @@ async fn loaded(c: &Client, part: &str) {
 
 /// Clicks the first element matching `css`.
 async fn click(c: &Client, css: &str) {
+    click_on(c, Locator::Css(css)).await;
+}
+
+/// Clicks the first element `at` finds.
+async fn click_on(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// What `script` returns, run in the page without arguments.
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// Picks `value` in the `<select>` matching `css`.
+async fn select(c: &Client, css: &str, value: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
-        .click()
+        .select_by_value(value)
         .await
         .unwrap();
 }
@@ -132,14 +145,17 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 /// The `points` of the loss chart's polylines, read in one script (the
 /// chart may be swapped for a redrawn one meanwhile).
 async fn curve_points(c: &Client) -> Vec<String> {
-    let v = c
-        .execute(
-            "return [...document.querySelectorAll('figure#chart-loss svg polyline')]\
-             .map(p => p.getAttribute('points'));",
-            vec![],
-        )
-        .await
-        .unwrap();
+    js_strings(
+        c,
+        "return [...document.querySelectorAll('figure#chart-loss svg polyline')]\
+         .map(p => p.getAttribute('points'));",
+    )
+    .await
+}
+
+/// The array of strings `script` returns (a non-string as `""`).
+async fn js_strings(c: &Client, script: &str) -> Vec<String> {
+    let v = js(c, script).await;
     v.as_array()
         .unwrap()
         .iter()
@@ -157,14 +173,12 @@ async fn screenshot(c: &Client, name: &str) {
 /// The page's errors so far (see [`ERROR_COLLECTOR`]) and its horizontal
 /// overflow in pixels.
 async fn page_health(c: &Client) -> (Vec<String>, i64) {
-    let v = c
-        .execute(
-            "return [window.__errors || ['collector missing'], \
+    let v = js(
+        c,
+        "return [window.__errors || ['collector missing'], \
              document.documentElement.scrollWidth - window.innerWidth];",
-            vec![],
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let errors = v[0]
         .as_array()
         .unwrap()
@@ -185,38 +199,11 @@ async fn check_page(c: &Client, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_in_headless_chromium() {
-    let driver_path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
-    if !driver_path.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have chromedriver at {} (or set CHROMEDRIVER)",
-            driver_path.display()
-        );
-        eprintln!(
-            "skipping the browser test: no chromedriver at {}",
-            driver_path.display()
-        );
+    let Some((_driver, c)) = browser().await else {
         return;
-    }
-
+    };
     // The server, with every recorded run imported and diagnosed.
-    let db = TestDb::sqlite().await;
-    let router = db.app();
-    let runner = eager_runner(&db.store, "http://trainlens.test");
-    for path in fixture_files() {
-        let (status, run) = send(
-            &router,
-            post(
-                "/api/v1/import",
-                "application/x-ndjson",
-                std::fs::read(&path).unwrap(),
-            ),
-        )
-        .await;
-        assert_eq!(status, 201, "{}: {run}", path.display());
-        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
-        runner.diagnose(id).await.unwrap();
-    }
+    let (db, router, runner) = imported_fixtures().await;
     // What each run's badge must say: its worst open finding, warning or worse.
     let mut worst: BTreeMap<String, Option<Severity>> = BTreeMap::new();
     for run in db
@@ -241,42 +228,8 @@ async fn pages_in_headless_chromium() {
     }
     assert!(worst.values().any(Option::is_none) && worst.values().any(Option::is_some));
     let views_run = views_run(&router).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, db.state(), async {
-        let _ = stopped.await;
-    }));
-
-    // chromedriver and a headless Chromium.
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(&driver_path)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_for_port(port, 20).await;
-    let mut caps = serde_json::Map::new();
-    let mut chrome = json!({ "args": CHROME_FLAGS });
-    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
-    if chromium.is_file() {
-        chrome["binary"] = json!(chromium);
-    }
-    caps.insert("goog:chromeOptions".into(), chrome);
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session");
-    c.issue_cmd(Cdp(
-        "Page.addScriptToEvaluateOnNewDocument",
-        json!({ "source": ERROR_COLLECTOR }),
-    ))
-    .await
-    .expect("install the error collector");
+    let server = LiveServer::serve(db.state()).await;
+    let base = &server.base;
 
     let result = async {
         for width in [1280u32, 390] {
@@ -327,19 +280,8 @@ async fn pages_in_headless_chromium() {
             );
 
             // Filter with the form: critical runs only, then a name search.
-            let form = c.find(Locator::Css("form.filters")).await.unwrap();
-            form.find(Locator::Css("select[name=health]"))
-                .await
-                .unwrap()
-                .select_by_value("critical")
-                .await
-                .unwrap();
-            form.find(Locator::Css("button[type=submit]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            select(&c, "form.filters select[name=health]", "critical").await;
+            click(&c, "form.filters button[type=submit]").await;
             // A click does not wait for the navigation it starts.
             loaded(&c, "health=critical").await;
             let critical: Vec<&String> = worst
@@ -390,14 +332,8 @@ async fn pages_in_headless_chromium() {
             assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("#chart-loss"));
             link.click().await.unwrap();
             assert!(c.current_url().await.unwrap().as_str().ends_with("#chart-loss"));
-            let top = c
-                .execute(
-                    "const r = document.getElementById('chart-loss').getBoundingClientRect();\
-                     return [r.top, window.innerHeight];",
-                    vec![],
-                )
-                .await
-                .unwrap();
+            let top = js(&c, "const r = document.getElementById('chart-loss').getBoundingClientRect();\
+                     return [r.top, window.innerHeight];").await;
             let (top, height) = (top[0].as_f64().unwrap(), top[1].as_f64().unwrap());
             assert!(
                 (-2.0..height / 2.0).contains(&top),
@@ -412,12 +348,7 @@ async fn pages_in_headless_chromium() {
 
             // The smoothing control redraws the curves (in place, with JS).
             let before = curve_points(&c).await;
-            c.find(Locator::Css("form.chart-controls select[name=smooth]"))
-                .await
-                .unwrap()
-                .select_by_value("0.95")
-                .await
-                .unwrap();
+            select(&c, "form.chart-controls select[name=smooth]", "0.95").await;
             let deadline = Instant::now() + Duration::from_secs(10);
             while curve_points(&c).await == before {
                 assert!(
@@ -444,7 +375,7 @@ async fn pages_in_headless_chromium() {
 
             // A running run's page and the runs table follow new data
             // without a reload.
-            live_updates(&c, &base, &router, &runner, width).await;
+            live_updates(&c, base, &router, &runner, width).await;
 
             // A run with weight tensors and feature maps: the heatmap, a
             // cell per channel, every image decoded; the slider loads a step.
@@ -465,22 +396,11 @@ async fn pages_in_headless_chromium() {
                 ["channel 0", "channel 1", "channel 2", "channel 3"],
                 "{width}px: a cell per channel"
             );
-            let broken = c
-                .execute(
-                    "return [...document.querySelectorAll('#feature-maps img')].filter(i => !i.complete || i.naturalWidth === 0).length",
-                    vec![],
-                )
-                .await
-                .unwrap();
+            let broken = js(&c, "return [...document.querySelectorAll('#feature-maps img')].filter(i => !i.complete || i.naturalWidth === 0).length").await;
             assert_eq!(broken, json!(0), "{width}px: every feature map decodes");
             screenshot(&c, &format!("views-{width}")).await;
             check_page(&c, &format!("views run page at {width}px")).await;
-            c.execute(
-                "const r = document.querySelector('#feature-maps input[type=range]'); r.value = 0; r.dispatchEvent(new Event('change'));",
-                vec![],
-            )
-            .await
-            .unwrap();
+            js(&c, "const r = document.querySelector('#feature-maps input[type=range]'); r.value = 0; r.dispatchEvent(new Event('change'));").await;
             loaded(&c, "image_step=0").await;
             assert_eq!(
                 texts(&c, "#feature-maps form.steps output").await,
@@ -491,22 +411,13 @@ async fn pages_in_headless_chromium() {
             c.goto(&format!("{base}/runs/{views_run}?image=inputs%2Fsample#feature-maps"))
                 .await
                 .unwrap();
-            let png = c
-                .execute(
-                    "const i = document.querySelector('#feature-maps img'); return i && i.complete ? i.naturalWidth : -1",
-                    vec![],
-                )
-                .await
-                .unwrap();
+            let png = js(&c, "const i = document.querySelector('#feature-maps img'); return i && i.complete ? i.naturalWidth : -1").await;
             assert_eq!(png, json!(1), "{width}px: the logged PNG is served");
             check_page(&c, &format!("PNG image at {width}px")).await;
         }
     }
     .await;
-    c.close().await.unwrap();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    db.cleanup().await;
+    finish(c, server, db).await;
     result
 }
 
@@ -564,7 +475,7 @@ async fn views_run(router: &axum::Router) -> String {
 async fn until_js(c: &Client, script: &str, want: Value, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let got = c.execute(script, vec![]).await.unwrap();
+        let got = js(c, script).await;
         if got == want {
             return;
         }
@@ -582,18 +493,6 @@ async fn stream_open(c: &Client, what: &str) {
         what,
     )
     .await;
-}
-
-async fn post_loss(router: &axum::Router, run: &str, steps: &[u64], values: Value) {
-    let (status, out) = send(
-        router,
-        post_json(
-            &format!("/api/v1/runs/{run}/scalars"),
-            &json!({"key": "train/loss", "steps": steps, "values": values}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 200, "{out}");
 }
 
 /// A running run's page shows a point and then a finding posted after it
@@ -628,13 +527,11 @@ async fn live_updates(
     c.goto(&format!("{base}/runs/{id}")).await.unwrap();
     loaded(c, &id).await;
     stream_open(c, &format!("{width}px: the run page's stream")).await;
-    c.execute("window.__same_page = true;", vec![])
-        .await
-        .unwrap();
+    js(c, "window.__same_page = true;").await;
     const POINTS: &str = "const r = [...document.querySelectorAll('#series tbody tr')]\
         .find(r => r.cells[0].textContent.trim() === 'train/loss');\
         return r ? r.cells[1].textContent.trim() : null;";
-    assert_eq!(c.execute(POINTS, vec![]).await.unwrap(), json!("100"));
+    assert_eq!(js(c, POINTS).await, json!("100"));
     assert!(texts(c, "article.finding .kind").await.is_empty());
     let before = curve_points(c).await;
 
@@ -662,8 +559,8 @@ async fn live_updates(
         &format!("{width}px: the new finding"),
     )
     .await;
-    let same = c.execute("return window.__same_page === true;", vec![]);
-    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    let same = js(c, "return window.__same_page === true;").await;
+    assert_eq!(same, json!(true), "{width}px: no reload");
     screenshot(c, &format!("live-run-{width}")).await;
     check_page(c, &format!("live run page at {width}px")).await;
 
@@ -671,20 +568,15 @@ async fn live_updates(
     c.goto(&format!("{base}/?project={project}")).await.unwrap();
     loaded(c, &project).await;
     stream_open(c, &format!("{width}px: the runs table's stream")).await;
-    c.execute("window.__same_page = true;", vec![])
-        .await
-        .unwrap();
+    js(c, "window.__same_page = true;").await;
     const ROW: &str = "const r = document.querySelector('table.runs tbody tr');\
         return r ? [r.cells[2].textContent.trim(), r.cells[4].textContent.trim()] : null;";
-    assert_eq!(
-        c.execute(ROW, vec![]).await.unwrap(),
-        json!(["running", "102"])
-    );
+    assert_eq!(js(c, ROW).await, json!(["running", "102"]));
     // A run ticked for comparing stays ticked across the refreshes.
     click(c, "table.runs tbody input[type=checkbox]").await;
     const TICKED: &str =
         "return document.querySelector('table.runs tbody input[type=checkbox]').checked;";
-    assert_eq!(c.execute(TICKED, vec![]).await.unwrap(), json!(true));
+    assert_eq!(js(c, TICKED).await, json!(true));
     post_loss(router, &id, &[103], json!([0.1])).await;
     until_js(
         c,
@@ -709,15 +601,42 @@ async fn live_updates(
         &format!("{width}px: the row's status"),
     )
     .await;
-    assert_eq!(
-        c.execute(TICKED, vec![]).await.unwrap(),
-        json!(true),
-        "{width}px: still ticked"
-    );
-    let same = c.execute("return window.__same_page === true;", vec![]);
-    assert_eq!(same.await.unwrap(), json!(true), "{width}px: no reload");
+    assert_eq!(js(c, TICKED).await, json!(true), "{width}px: still ticked");
+    let same = js(c, "return window.__same_page === true;").await;
+    assert_eq!(same, json!(true), "{width}px: no reload");
     screenshot(c, &format!("live-runs-{width}")).await;
     check_page(c, &format!("live runs page at {width}px")).await;
+}
+
+/// A fresh database with every recorded run imported through the API and
+/// diagnosed; its router and runner.
+async fn imported_fixtures() -> (TestDb, axum::Router, trainlens::runner::Runner) {
+    let db = TestDb::sqlite().await;
+    let router = db.app();
+    let runner = eager_runner(&db.store, "http://trainlens.test");
+    for path in fixture_files() {
+        let (status, run) = send(
+            &router,
+            post(
+                "/api/v1/import",
+                "application/x-ndjson",
+                std::fs::read(&path).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {run}", path.display());
+        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        runner.diagnose(id).await.unwrap();
+    }
+    (db, router, runner)
+}
+
+/// Ends a browser test: closes the session, stops the server, drops the
+/// database.
+async fn finish(c: Client, server: LiveServer, db: TestDb) {
+    c.close().await.unwrap();
+    server.stop().await;
+    db.cleanup().await;
 }
 
 /// chromedriver and a headless Chromium with the error collector
@@ -770,19 +689,12 @@ async fn browser() -> Option<(Driver, Client)> {
 
 /// The distinct stroke colours of the compare overlay's curves.
 async fn overlay_colours(c: &Client) -> Vec<String> {
-    let v = c
-        .execute(
-            "return [...new Set([...document.querySelectorAll('figure#chart-compare svg polyline')]\
-             .map(p => (p.getAttribute('stroke') || '').toLowerCase()).filter(s => s))];",
-            vec![],
-        )
-        .await
-        .unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap_or_default().to_string())
-        .collect()
+    js_strings(
+        c,
+        "return [...new Set([...document.querySelectorAll('figure#chart-compare svg polyline')]\
+         .map(p => (p.getAttribute('stroke') || '').toLowerCase()).filter(s => s))];",
+    )
+    .await
 }
 
 /// Scrolls the element with `id` to the top of the window.
@@ -797,13 +709,7 @@ async fn scroll_to(c: &Client, id: &str) {
 
 /// The compare overlay's `<title>` (not rendered, so not an element's text).
 async fn overlay_title(c: &Client) -> String {
-    let v = c
-        .execute(
-            "const t = document.querySelector('figure#chart-compare svg > title'); return t ? t.textContent : '';",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let v = js(c, "const t = document.querySelector('figure#chart-compare svg > title'); return t ? t.textContent : '';").await;
     v.as_str().unwrap_or_default().to_string()
 }
 
@@ -817,29 +723,9 @@ async fn compare_overlays_two_runs() {
     let Some((_driver, c)) = browser().await else {
         return;
     };
-    let db = TestDb::sqlite().await;
-    let router = db.app();
-    let runner = eager_runner(&db.store, "http://trainlens.test");
-    for path in fixture_files() {
-        let (status, run) = send(
-            &router,
-            post(
-                "/api/v1/import",
-                "application/x-ndjson",
-                std::fs::read(&path).unwrap(),
-            ),
-        )
-        .await;
-        assert_eq!(status, 201, "{}: {run}", path.display());
-        let id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
-        runner.diagnose(id).await.unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, db.state(), async {
-        let _ = stopped.await;
-    }));
+    let (db, _router, _runner) = imported_fixtures().await;
+    let server = LiveServer::serve(db.state()).await;
+    let base = &server.base;
     const PICKED: [&str; 2] = ["dev-diverge-sgd-lr5", "dev-healthy-digits-adam"];
 
     let result = async {
@@ -849,14 +735,9 @@ async fn compare_overlays_two_runs() {
                 .await
                 .unwrap();
             for name in PICKED {
-                c.find(Locator::XPath(&format!(
-                    "//td[@class='name'][a[text()='{name}']]/input[@type='checkbox']"
-                )))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+                let tick =
+                    format!("//td[@class='name'][a[text()='{name}']]/input[@type='checkbox']");
+                click_on(&c, Locator::XPath(&tick)).await;
             }
             click(&c, "form#compare button[type=submit]").await;
             loaded(&c, "/compare?").await;
@@ -897,12 +778,7 @@ async fn compare_overlays_two_runs() {
 
             // Another metric, with the page's form.
             let title = overlay_title(&c).await;
-            c.find(Locator::Css("form.compare-controls select[name=key]"))
-                .await
-                .unwrap()
-                .select_by_value("train/loss")
-                .await
-                .unwrap();
+            select(&c, "form.compare-controls select[name=key]", "train/loss").await;
             click(&c, "form.compare-controls button[type=submit]").await;
             loaded(&c, "key=train%2Floss").await;
             assert_eq!(
@@ -931,9 +807,6 @@ async fn compare_overlays_two_runs() {
         }
     }
     .await;
-    c.close().await.unwrap();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    db.cleanup().await;
+    finish(c, server, db).await;
     result
 }

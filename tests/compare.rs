@@ -5,30 +5,10 @@
 
 mod common;
 
-use common::{TestDb, eager_runner, fetch, new_run, points};
-use scraper::{Html, Selector};
+use common::{ONLOAD, SCRIPT, TestDb, attrs, eager_runner, fetch, points, sel, texts};
+use scraper::Html;
 use serde_json::{Value, json};
 use trainlens::model::Batch;
-
-const SCRIPT: &str = "<script>alert(1)</script>";
-const ONLOAD: &str = "\"><svg onload=alert(1)>";
-
-fn sel(css: &str) -> Selector {
-    Selector::parse(css).unwrap()
-}
-
-fn texts(doc: &Html, css: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .map(|e| e.text().collect::<String>().trim().to_string())
-        .collect()
-}
-
-fn attrs(doc: &Html, css: &str, attr: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .filter_map(|e| e.value().attr(attr).map(str::to_string))
-        .collect()
-}
-
 /// The page at `uri` (200), checked for unescaped user strings (in the
 /// body as sent: a parsed document serialises text with a bare `"`).
 async fn page(app: &axum::Router, uri: &str) -> Html {
@@ -52,19 +32,15 @@ async fn seed(
     config: Value,
     series: &[Series<'_>],
 ) -> uuid::Uuid {
-    let run = db
-        .store
-        .create_run(&new_run(project, name, config))
-        .await
-        .unwrap();
+    let run = db.create_run(project, name, config).await;
     let mut b = Batch::default();
     for (key, steps, f) in series {
         b.scalars.insert(key.to_string(), points(0..*steps, f));
     }
     if !b.scalars.is_empty() {
-        db.store.ingest(run.id, &b, None).await.unwrap();
+        db.store.ingest(run, &b, None).await.unwrap();
     }
-    run.id
+    run
 }
 
 on_both_backends! {

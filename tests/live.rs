@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
-use common::{LiveServer, TestDb, eager_runner, free_port, get, post_json, send};
+use common::{LiveServer, TestDb, eager_runner, free_port, get, post_json, post_loss, send};
 use futures_util::{Stream, StreamExt};
 use scraper::{Html, Selector};
 use serde_json::{Value, json};
@@ -41,6 +41,13 @@ fn app_of(store: &Arc<Store>, live: Live) -> Router {
         trainlens::http::AppState::new(store.clone(), "http://trainlens.test", 1 << 20)
             .with_live(live),
     )
+}
+
+/// A fresh SQLite database and an app on it with `live`.
+async fn sqlite_app(live: Live) -> (TestDb, Router) {
+    let db = TestDb::sqlite().await;
+    let app = app_of(&db.store, live);
+    (db, app)
 }
 
 /// One server-sent event.
@@ -217,18 +224,6 @@ async fn create_run(app: &Router, project: &str, name: &str) -> String {
     run["id"].as_str().unwrap().to_string()
 }
 
-async fn post_loss(app: &Router, run: &str, steps: &[u64], values: &[Value]) {
-    let (status, body) = send(
-        app,
-        post_json(
-            &format!("/api/v1/runs/{run}/scalars"),
-            &json!({"key": "train/loss", "steps": steps, "values": values}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 /// A healthy decaying loss over steps 0..n.
 fn healthy(n: u64) -> (Vec<u64>, Vec<Value>) {
     let steps: Vec<u64> = (0..n).collect();
@@ -354,8 +349,7 @@ on_both_backends! {
 
 #[tokio::test]
 async fn bad_stream_requests_get_clear_errors() {
-    let db = TestDb::sqlite().await;
-    let app = app_of(&db.store, fast(8));
+    let (db, app) = sqlite_app(fast(8)).await;
     let unknown = uuid::Uuid::new_v4();
     let (status, body) = send(&app, get(&format!("/runs/{unknown}/events"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -373,8 +367,7 @@ async fn bad_stream_requests_get_clear_errors() {
 
 #[tokio::test]
 async fn past_the_streams_limit_a_stream_gets_503_until_one_closes() {
-    let db = TestDb::sqlite().await;
-    let app = app_of(&db.store, fast(2));
+    let (db, app) = sqlite_app(fast(2)).await;
     let run = create_run(&app, "p", "r").await;
     let first = open(&app, &format!("/runs/{run}/events"), None).await;
     let _second = open(&app, "/events/runs", None).await;
@@ -395,8 +388,7 @@ async fn past_the_streams_limit_a_stream_gets_503_until_one_closes() {
 
 #[tokio::test]
 async fn a_reconnect_resumes_from_its_last_event_id() {
-    let db = TestDb::sqlite().await;
-    let app = app_of(&db.store, fast(8));
+    let (db, app) = sqlite_app(fast(8)).await;
     let run = create_run(&app, "p", "r").await;
     post_loss(&app, &run, &[0], &[json!(1.0)]).await;
     // The first connection tells the state the page did not have.
@@ -430,11 +422,12 @@ async fn a_reconnect_resumes_from_its_last_event_id() {
 /// (they read through their own), and requests are served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_leave_the_pool_to_requests() {
-    let db = TestDb::sqlite().await;
-    let app = app_of(
-        &db.store,
-        Live::new(Duration::from_millis(1), Duration::from_secs(15), 64),
-    );
+    let (db, app) = sqlite_app(Live::new(
+        Duration::from_millis(1),
+        Duration::from_secs(15),
+        64,
+    ))
+    .await;
     let run = create_run(&app, "p", "r").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut readers = Vec::new();

@@ -2,16 +2,10 @@
 
 mod common;
 
-use common::{TestDb, download, eager_runner, fetch, get, new_run, points, send};
+use common::{TestDb, download, eager_runner, fetch, get, new_run, points, send, texts};
 use scraper::{Html, Selector};
 use serde_json::json;
 use trainlens::model::Batch;
-
-fn texts(doc: &Html, sel: &str) -> Vec<String> {
-    doc.select(&Selector::parse(sel).unwrap())
-        .map(|e| e.text().collect::<String>().trim().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn runs_list_and_run_page_show_the_diagnosis() {
@@ -314,11 +308,7 @@ fn urlencode(s: &str) -> String {
 /// the model record (whose order is not the name order).
 async fn watched_run(db: &common::TestDb, layers: &[&str]) -> uuid::Uuid {
     use trainlens::record::HistogramRecord;
-    let run = db
-        .store
-        .create_run(&new_run("watch", "w", json!({})))
-        .await
-        .unwrap();
+    let run = db.create_run("watch", "w", json!({})).await;
     let mut b = Batch::default();
     b.scalars.insert(
         "train/loss".into(),
@@ -362,8 +352,8 @@ async fn watched_run(db: &common::TestDb, layers: &[&str]) -> uuid::Uuid {
         }))
         .unwrap(),
     );
-    db.store.ingest(run.id, &b, None).await.unwrap();
-    run.id
+    db.store.ingest(run, &b, None).await.unwrap();
+    run
 }
 
 /// The selected histogram key (its link's title).
@@ -449,12 +439,8 @@ async fn run_page_shows_gradient_flow_and_distributions() {
     assert!(texts(&doc, "figure.bands svg > title")[0].starts_with("grads/head"));
 
     // A run without watch: the empty states say what to log.
-    let plain = db
-        .store
-        .create_run(&new_run("watch", "plain", json!({})))
-        .await
-        .unwrap();
-    let (_, page) = send(&app, get(&format!("/runs/{}", plain.id))).await;
+    let plain = db.create_run("watch", "plain", json!({})).await;
+    let (_, page) = send(&app, get(&format!("/runs/{plain}"))).await;
     let doc = Html::parse_document(page.as_str().unwrap());
     for anchor in ["gradient-flow", "update-ratio", "units", "distributions"] {
         let empty = texts(&doc, &format!("section#{anchor} p.empty"));
@@ -512,11 +498,7 @@ async fn diverging() -> (TestDb, axum::Router, uuid::Uuid) {
 /// A run with a timed training loss that turns NaN (a divergence), a
 /// validation loss and a learning rate, diagnosed.
 async fn diverging_run(db: &TestDb) -> uuid::Uuid {
-    let run = db
-        .store
-        .create_run(&new_run("charts", "diverging", json!({})))
-        .await
-        .unwrap();
+    let run = db.create_run("charts", "diverging", json!({})).await;
     let mut b = Batch::default();
     let timed = |steps: std::ops::Range<u64>, f: &dyn Fn(u64) -> f64| {
         points(steps, f)
@@ -542,9 +524,9 @@ async fn diverging_run(db: &TestDb) -> uuid::Uuid {
         timed(0..300, &|s| 2.0 - s as f64 / 250.0),
     );
     b.scalars.insert("lr".into(), timed(0..400, &|_| 0.1));
-    db.store.ingest(run.id, &b, None).await.unwrap();
+    db.store.ingest(run, &b, None).await.unwrap();
     eager_runner(&db.store, "http://t").tick().await.unwrap();
-    run.id
+    run
 }
 
 fn figure(doc: &Html, id: &str) -> Option<String> {

@@ -11,32 +11,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestDb, download, download_bytes, eager_runner, fetch, get, post, post_json, send};
+use common::{
+    ONLOAD, SCRIPT, TestDb, attrs, download, download_bytes, eager_runner, fetch, get, post,
+    post_json, sel, send, texts,
+};
 use http_body_util::BodyExt;
-use scraper::{Html, Selector};
+use scraper::Html;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
-const SCRIPT: &str = "<script>alert(1)</script>";
-const ONLOAD: &str = "\"><svg onload=alert(1)>";
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
-
-fn texts(doc: &Html, css: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .map(|e| e.text().collect::<String>().trim().to_string())
-        .collect()
-}
-
-fn attrs(doc: &Html, css: &str, attr: &str) -> Vec<String> {
-    doc.select(&sel(css))
-        .filter_map(|e| e.value().attr(attr).map(str::to_string))
-        .collect()
-}
-
 fn ndjson(lines: &[Value]) -> String {
     lines.iter().map(|v| v.to_string() + "\n").collect()
 }

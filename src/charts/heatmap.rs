@@ -9,6 +9,7 @@
 
 use std::fmt::Write;
 
+use super::raster::{hex, ramp_rgb};
 use super::svg::{Marker, esc, format_value, readout};
 use crate::diagnostics::fmt_step;
 
@@ -21,16 +22,8 @@ pub const EMPTY: &str = "#f1f2f4";
 
 /// Viridis, sampled at nine stops (dark violet → yellow): perceptually
 /// uniform, readable in grey and by most colour-blind readers.
-const VIRIDIS: [(u8, u8, u8); 9] = [
-    (0x44, 0x01, 0x54),
-    (0x47, 0x2c, 0x7a),
-    (0x3b, 0x51, 0x8b),
-    (0x2c, 0x71, 0x8e),
-    (0x21, 0x90, 0x8d),
-    (0x27, 0xad, 0x81),
-    (0x5c, 0xc8, 0x63),
-    (0xaa, 0xdc, 0x32),
-    (0xfd, 0xe7, 0x25),
+const VIRIDIS: [u32; 9] = [
+    0x440154, 0x472c7a, 0x3b518b, 0x2c718e, 0x21908d, 0x27ad81, 0x5cc863, 0xaadc32, 0xfde725,
 ];
 
 /// At most this many decades on a log scale: below, everything is "tiny".
@@ -119,17 +112,7 @@ impl Scale {
 /// neighbours merge into one rect).
 pub fn ramp(t: f64) -> String {
     let t = (t.clamp(0.0, 1.0) * 63.0).round() / 63.0;
-    let x = t * (VIRIDIS.len() - 1) as f64;
-    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = x - i as f64;
-    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
-    format!(
-        "#{:02x}{:02x}{:02x}",
-        mix(a.0, b.0),
-        mix(a.1, b.1),
-        mix(a.2, b.2)
-    )
+    hex(ramp_rgb(&VIRIDIS, t))
 }
 
 /// One cell of a row.

@@ -167,6 +167,27 @@ pub fn png_data_url(bytes: &[u8]) -> String {
     )
 }
 
+/// `0xrrggbb` as bytes.
+pub const fn rgb24(c: u32) -> [u8; 3] {
+    [(c >> 16) as u8, (c >> 8) as u8, c as u8]
+}
+
+/// Bytes as `#rrggbb`.
+pub fn hex([r, g, b]: [u8; 3]) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// The colour at `t` in 0..=1 on the ramp through `stops` (`0xrrggbb`, two
+/// or more, evenly spaced): mixed linearly from the stops either side.
+pub fn ramp_rgb(stops: &[u32], t: f64) -> [u8; 3] {
+    let x = t * (stops.len() - 1) as f64;
+    let i = (x.floor() as usize).min(stops.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (rgb24(stops[i]), rgb24(stops[i + 1]));
+    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
+    [mix(a[0], b[0]), mix(a[1], b[1]), mix(a[2], b[2])]
+}
+
 /// `#rrggbb` as bytes.
 pub fn rgb(hex: &str) -> [u8; 3] {
     let h = hex.trim_start_matches('#');

@@ -11,6 +11,7 @@
 use plotters::prelude::*;
 
 use super::axis::{self, XAxis};
+use super::raster::{hex, rgb24};
 
 /// One curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,19 +43,9 @@ pub struct Marker {
 
 /// Line colours in order; the last four only for charts of more than eight
 /// lines (the compare page's runs).
-const PALETTE: [RGBColor; 12] = [
-    RGBColor(0x24, 0x5f, 0xc2),
-    RGBColor(0xe0, 0x7b, 0x12),
-    RGBColor(0x2e, 0x8b, 0x57),
-    RGBColor(0x7a, 0x4b, 0xc2),
-    RGBColor(0x17, 0xa2, 0xb8),
-    RGBColor(0xc2, 0x4b, 0x8f),
-    RGBColor(0x8c, 0x6d, 0x1f),
-    RGBColor(0x6a, 0x73, 0x80),
-    RGBColor(0x1f, 0x3a, 0x93),
-    RGBColor(0x8a, 0x9a, 0x1b),
-    RGBColor(0xe3, 0x77, 0xc2),
-    RGBColor(0x00, 0x6d, 0x5b),
+const PALETTE: [u32; 12] = [
+    0x245fc2, 0xe07b12, 0x2e8b57, 0x7a4bc2, 0x17a2b8, 0xc24b8f, 0x8c6d1f, 0x6a7380, 0x1f3a93,
+    0x8a9a1b, 0xe377c2, 0x006d5b,
 ];
 
 /// How many lines get a colour of their own.
@@ -63,9 +54,15 @@ pub const COLOURS: usize = PALETTE.len();
 /// The colour of the `i`-th line as `#rrggbb` (for a legend beside the
 /// chart).
 pub fn line_colour(i: usize) -> String {
-    let c = PALETTE[i % PALETTE.len()];
-    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+    hex(rgb24(PALETTE[i % PALETTE.len()]))
 }
+
+/// The colour of the `i`-th line.
+fn line_rgb(i: usize) -> RGBColor {
+    let [r, g, b] = rgb24(PALETTE[i % PALETTE.len()]);
+    RGBColor(r, g, b)
+}
+
 const BAD: RGBColor = RGBColor(0xb0, 0x1e, 0x1e);
 
 /// A shaded horizontal band, e.g. the healthy range of a ratio.
@@ -221,7 +218,7 @@ pub fn line_chart_with(
         let mut any_bad = false;
         let mut any_off = false;
         for (i, (line, smooth)) in lines.iter().zip(&smoothed).enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = line_rgb(i);
             // The raw curve: faint under a smoothed one.
             let raw_style = if smooth.is_some() {
                 color.mix(0.3).stroke_width(1)

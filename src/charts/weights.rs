@@ -11,7 +11,7 @@
 use std::fmt::Write;
 
 use super::heatmap::{Cell, EMPTY, HOVER_BLOCKS, HOVER_OPEN, NONFINITE, hover_rect};
-use super::raster::{self, Grid};
+use super::raster::{self, Grid, hex};
 use super::svg::{esc, format_value, readout};
 
 /// Cells drawn a side at most.
@@ -20,18 +20,9 @@ pub const MAX_CELLS: usize = 256;
 const MIN_WIDTH: u32 = 560;
 
 /// RdBu (ColorBrewer, 11 classes), negative end first.
-const RDBU: [(u8, u8, u8); 11] = [
-    (0x05, 0x30, 0x61),
-    (0x21, 0x66, 0xac),
-    (0x43, 0x93, 0xc3),
-    (0x92, 0xc5, 0xde),
-    (0xd1, 0xe5, 0xf0),
-    (0xf7, 0xf7, 0xf7),
-    (0xfd, 0xdb, 0xc7),
-    (0xf4, 0xa5, 0x82),
-    (0xd6, 0x60, 0x4d),
-    (0xb2, 0x18, 0x2b),
-    (0x67, 0x00, 0x1f),
+const RDBU: [u32; 11] = [
+    0x053061, 0x2166ac, 0x4393c3, 0x92c5de, 0xd1e5f0, 0xf7f7f7, 0xfddbc7, 0xf4a582, 0xd6604d,
+    0xb2182b, 0x67001f,
 ];
 
 /// Colour levels of the scale: odd, so that 0 has a level of its own.
@@ -47,16 +38,7 @@ pub fn level(t: f64) -> usize {
 
 /// The colour of level `i`.
 fn level_rgb(i: usize) -> [u8; 3] {
-    let x = i as f64 / (LEVELS - 1) as f64 * (RDBU.len() - 1) as f64;
-    let k = (x.floor() as usize).min(RDBU.len() - 2);
-    let f = x - k as f64;
-    let (a, b) = (RDBU[k], RDBU[k + 1]);
-    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
-    [mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2)]
-}
-
-fn hex([r, g, b]: [u8; 3]) -> String {
-    format!("#{r:02x}{g:02x}{b:02x}")
+    raster::ramp_rgb(&RDBU, i as f64 / (LEVELS - 1) as f64)
 }
 
 fn palette() -> Vec<[u8; 3]> {

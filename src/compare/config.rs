@@ -9,7 +9,21 @@ use serde_json::Value;
 /// is a leaf. A `null` leaf is left out (it says nothing was set); a config
 /// that is not an object is one parameter, `config`.
 pub fn flatten(config: &Value) -> Vec<(String, Value)> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    leaves(config)
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(key, v)| {
+            let key = if key.is_empty() { "config".into() } else { key };
+            (key, v.clone())
+        })
+        .collect()
+}
+
+/// Every leaf of `config` (`null`s included) under its path, in the
+/// config's own order: `a.b` for a value in a nested object, `""` for a
+/// config that is not an object.
+pub fn leaves(config: &Value) -> Vec<(String, &Value)> {
+    fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a Value)>) {
         match v {
             Value::Object(map) => {
                 for (k, v) in map {
@@ -21,15 +35,7 @@ pub fn flatten(config: &Value) -> Vec<(String, Value)> {
                     walk(&key, v, out);
                 }
             }
-            Value::Null => {}
-            leaf => out.push((
-                if prefix.is_empty() {
-                    "config".into()
-                } else {
-                    prefix.into()
-                },
-                leaf.clone(),
-            )),
+            leaf => out.push((prefix.to_string(), leaf)),
         }
     }
     let mut out = Vec::new();

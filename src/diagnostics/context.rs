@@ -144,32 +144,30 @@ fn edge_len(n: usize) -> usize {
     (n / 4).clamp(1, 5)
 }
 
+/// What loss names that expect class scores contain (besides `ce` itself).
+const CLASSIFICATION_LOSSES: &[&str] = &["cross_entropy", "crossentropy", "nll", "bce", "hinge"];
+/// What regression loss names contain.
+const REGRESSION_LOSSES: &[&str] = &[
+    "mse",
+    "mae",
+    "l1",
+    "l2",
+    "huber",
+    "mean_squared",
+    "mean_absolute",
+    "smooth_l1",
+    "rmse",
+];
+
 /// Loss names that expect class scores.
 fn is_classification_loss(loss: &str) -> bool {
     let l = loss.to_ascii_lowercase();
-    l.contains("cross_entropy")
-        || l.contains("crossentropy")
-        || l == "ce"
-        || l.contains("nll")
-        || l.contains("bce")
-        || l.contains("hinge")
+    l == "ce" || CLASSIFICATION_LOSSES.iter().any(|k| l.contains(k))
 }
 
 fn is_regression_loss(loss: &str) -> bool {
     let l = loss.to_ascii_lowercase();
-    [
-        "mse",
-        "mae",
-        "l1",
-        "l2",
-        "huber",
-        "mean_squared",
-        "mean_absolute",
-        "smooth_l1",
-        "rmse",
-    ]
-    .iter()
-    .any(|k| l.contains(k))
+    REGRESSION_LOSSES.iter().any(|k| l.contains(k))
 }
 
 /// Output-layer names used when no model summary gives the order.

@@ -1221,15 +1221,8 @@ fn median_update_ratio(ctx: &Ctx) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
+    use super::super::testutil::{curve, epochs, four_balanced_classes, healthy, noise, view};
     use super::super::{DatasetRecord, Kind, RunView, Series, diagnose};
-
-    fn epochs(v: &mut RunView, key: &str, n: usize, spe: usize, f: impl Fn(usize) -> f64) {
-        v.scalars.insert(
-            key.into(),
-            Series::from_points((1..=n).map(|e| ((e * spe) as u64, f(e)))),
-        );
-    }
 
     fn run(
         n: usize,
@@ -1595,8 +1588,8 @@ mod tests {
 /// The overfitting rule in its three parts: measuring, deciding, wording.
 #[cfg(test)]
 mod overfit_tests {
-    use super::super::testutil::{curve, view};
-    use super::super::{DatasetRecord, RunView, Series};
+    use super::super::DatasetRecord;
+    use super::super::testutil::{curve, epochs, view};
     use super::*;
 
     /// Signals where the gap-and-rising-loss rule clearly fires.
@@ -1824,22 +1817,17 @@ mod overfit_tests {
         assert!(!severe(&no_acc(SEVERE_GL_LOSS.next_down())));
     }
 
-    fn epochs(v: &mut RunView, key: &str, n: usize, f: impl Fn(usize) -> f64) {
-        v.scalars.insert(
-            key.into(),
-            Series::from_points((1..=n).map(|e| ((e * 20) as u64, f(e)))),
-        );
-    }
-
     #[test]
     fn signals_measure_the_validation_curves() {
         let mut v = view(&[("train/loss", curve(800, 1, |i| 2.0 - i as f64 / 800.0))]);
-        epochs(&mut v, "epoch", 40, |e| e as f64);
-        epochs(&mut v, "train/acc", 40, |e| {
+        epochs(&mut v, "epoch", 40, 20, |e| e as f64);
+        epochs(&mut v, "train/acc", 40, 20, |e| {
             (0.5 + e as f64 * 0.05).min(1.0)
         });
-        epochs(&mut v, "val/acc", 40, |e| (0.4 + e as f64 * 0.02).min(0.55));
-        epochs(&mut v, "val/loss", 40, |e| {
+        epochs(&mut v, "val/acc", 40, 20, |e| {
+            (0.4 + e as f64 * 0.02).min(0.55)
+        });
+        epochs(&mut v, "val/loss", 40, 20, |e| {
             1.2 + ((e as f64 - 5.0).max(0.0)) * 0.05
         });
         v.datasets.push(DatasetRecord {
@@ -2036,8 +2024,8 @@ mod overfit_tests {
 /// deciding, wording.
 #[cfg(test)]
 mod underfit_tests {
-    use super::super::testutil::{curve, four_balanced_classes, view};
-    use super::super::{Diagnosis, RunView, Series};
+    use super::super::Diagnosis;
+    use super::super::testutil::{curve, epochs, four_balanced_classes, view};
     use super::*;
 
     fn levels(progress: f64, recent: f64, loss_ratio: Option<f64>) -> LossLevels {
@@ -2426,21 +2414,14 @@ mod underfit_tests {
         assert!(!at(OVERSHOOT * 2.0, 2.0, None).overshot);
     }
 
-    fn epochs(v: &mut RunView, key: &str, n: usize, f: impl Fn(usize) -> f64) {
-        v.scalars.insert(
-            key.into(),
-            Series::from_points((1..=n).map(|e| ((e * 20) as u64, f(e)))),
-        );
-    }
-
     #[test]
     fn signals_measure_the_training_curves() {
         let mut v = view(&[(
             "train/loss",
             curve(500, 1, |i| 1.1 + 0.3 * (-(i as f64) / 50.0).exp()),
         )]);
-        epochs(&mut v, "epoch", 25, |e| e as f64);
-        epochs(&mut v, "train/acc", 25, |e| {
+        epochs(&mut v, "epoch", 25, 20, |e| e as f64);
+        epochs(&mut v, "train/acc", 25, 20, |e| {
             (0.2 + 0.05 * e as f64).min(0.45)
         });
         v.datasets.push(four_balanced_classes());

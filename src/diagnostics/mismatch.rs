@@ -26,6 +26,37 @@ use super::context::{Ctx, Task};
 use super::stats::{fmt_num, fmt_pct};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
+// The loss names of each rule, lower-case, with `-` and ` ` read as `_`.
+/// PyTorch's cross-entropy (log-softmax inside).
+const CROSS_ENTROPY: &[&str] = &["cross_entropy", "crossentropy", "crossentropyloss", "ce"];
+/// Negative log-likelihood (expects log-probabilities).
+const NLL: &[&str] = &["nll", "nll_loss", "nllloss"];
+/// Binary cross-entropy on probabilities.
+const BCE: &[&str] = &["bce", "binary_cross_entropy", "bceloss"];
+/// Binary cross-entropy on logits (a sigmoid inside).
+const BCE_WITH_LOGITS: &[&str] = &[
+    "bce_with_logits",
+    "bcewithlogits",
+    "bcewithlogitsloss",
+    "binary_cross_entropy_with_logits",
+];
+/// Keras' cross-entropies (on probabilities unless `from_logits`).
+const KERAS_CROSS_ENTROPY: &[&str] = &[
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "binary_crossentropy",
+];
+/// Regression losses.
+const REGRESSION: &[&str] = &[
+    "mse",
+    "mae",
+    "l1",
+    "huber",
+    "smooth_l1",
+    "mean_squared_error",
+    "mean_absolute_error",
+];
+
 /// The cross-entropy floor after a softmax output with `k` classes.
 pub fn softmax_ce_floor(k: usize) -> f64 {
     (k as f64 - 1.0 + std::f64::consts::E).ln() - 1.0
@@ -61,10 +92,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                     .any(|n| l == *n || l.replace(['-', ' '], "_") == *n)
             };
             let probs = matches!(a, "softmax" | "sigmoid");
-            if is(&["cross_entropy", "crossentropy", "crossentropyloss", "ce"])
-                && probs
-                && from_logits != Some(false)
-            {
+            if is(CROSS_ENTROPY) && probs && from_logits != Some(false) {
                 Some((
                     format!(
                         "{} output fed to cross-entropy, which applies log-softmax itself",
@@ -81,38 +109,26 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                             .into(),
                     ],
                 ))
-            } else if is(&["nll", "nll_loss", "nllloss"]) && a != "log_softmax" && a != "logsoftmax"
-            {
+            } else if is(NLL) && a != "log_softmax" && a != "logsoftmax" {
                 Some((
                     format!("NLL loss after a {a} output expects log-probabilities"),
                     "NLLLoss takes log-probabilities; without log_softmax its value is meaningless (it can go negative and unbounded).".into(),
                     vec!["Use log_softmax as the last layer with NLLLoss, or output logits and use CrossEntropyLoss.".into()],
                 ))
-            } else if is(&["bce", "binary_cross_entropy", "bceloss"])
-                && matches!(a, "none" | "linear" | "identity")
-            {
+            } else if is(BCE) && matches!(a, "none" | "linear" | "identity") {
                 Some((
                     "Binary cross-entropy on a linear output that is not a probability".into(),
                     "BCELoss expects probabilities in [0, 1]; raw outputs outside that range give NaN or clipped losses.".into(),
                     vec!["Use BCEWithLogitsLoss on the raw output (numerically stable), or add a sigmoid.".into()],
                 ))
-            } else if is(&[
-                "bce_with_logits",
-                "bcewithlogits",
-                "bcewithlogitsloss",
-                "binary_cross_entropy_with_logits",
-            ]) && a == "sigmoid"
-            {
+            } else if is(BCE_WITH_LOGITS) && a == "sigmoid" {
                 Some((
                     "Sigmoid output fed to BCEWithLogitsLoss, which applies a sigmoid itself".into(),
                     "The loss applies a second sigmoid, so predictions are squashed into [0.5, 0.73] and gradients are tiny.".into(),
                     vec!["Remove the final sigmoid; BCEWithLogitsLoss takes raw logits.".into()],
                 ))
-            } else if is(&[
-                "categorical_crossentropy",
-                "sparse_categorical_crossentropy",
-                "binary_crossentropy",
-            ]) && matches!(a, "none" | "linear")
+            } else if is(KERAS_CROSS_ENTROPY)
+                && matches!(a, "none" | "linear")
                 && from_logits != Some(true)
             {
                 Some((
@@ -120,15 +136,8 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                     "Keras cross-entropy treats its input as probabilities unless from_logits=True; raw logits get clipped and the loss is wrong.".into(),
                     vec!["Pass from_logits=True to the loss, or add a softmax/sigmoid output.".into()],
                 ))
-            } else if is(&[
-                "mse",
-                "mae",
-                "l1",
-                "huber",
-                "smooth_l1",
-                "mean_squared_error",
-                "mean_absolute_error",
-            ]) && ctx.task == Task::Regression
+            } else if is(REGRESSION)
+                && ctx.task == Task::Regression
                 && matches!(a, "sigmoid" | "tanh" | "softmax")
             {
                 Some((

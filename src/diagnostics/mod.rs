@@ -594,6 +594,21 @@ pub(crate) mod testutil {
         v
     }
 
+    /// Adds the series `key`: `f(e)` at the end of each epoch `e = 1..=n`, at
+    /// step `e * steps_per_epoch`.
+    pub fn epochs(
+        v: &mut RunView,
+        key: &str,
+        n: usize,
+        steps_per_epoch: usize,
+        f: impl Fn(usize) -> f64,
+    ) {
+        v.scalars.insert(
+            key.into(),
+            Series::from_points((1..=n).map(|e| ((e * steps_per_epoch) as u64, f(e)))),
+        );
+    }
+
     /// `n` points at steps `0, every, 2*every, ...` from `f(i)`.
     /// `f` for the first `finite` points, NaN after (a run that blew up).
     pub fn then_nan(finite: usize, f: impl Fn(usize) -> f64) -> impl Fn(usize) -> f64 {

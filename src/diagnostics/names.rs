@@ -231,82 +231,88 @@ mod tests {
         }
     }
 
+    /// The names each framework writes for the common metrics, with the
+    /// role they are read as.
     #[test]
-    fn trainlens_names() {
-        assert_eq!(role("train/loss"), Some(Role::TrainLoss));
-        assert_eq!(role("val/loss"), Some(Role::ValLoss));
-        assert_eq!(role("train/acc"), Some(Role::TrainAcc));
-        assert_eq!(role("val/acc"), Some(Role::ValAcc));
-        assert_eq!(role("lr"), Some(Role::Lr));
-        assert_eq!(role("epoch"), Some(Role::Epoch));
-        for (key, r) in [
-            ("grad_norm/fc1", Role::GradNorm),
-            ("weight_norm/head", Role::WeightNorm),
-            ("update_ratio/fc2", Role::UpdateRatio),
-            ("act_mean/fc1", Role::ActMean),
-            ("act_std/fc1", Role::ActStd),
-            ("dead_frac/fc3", Role::DeadFrac),
-            ("sat_frac/fc1", Role::SatFrac),
+    fn framework_names() {
+        use Role::*;
+        for (key, want) in [
+            // trainlens
+            ("train/loss", TrainLoss),
+            ("val/loss", ValLoss),
+            ("train/acc", TrainAcc),
+            ("val/acc", ValAcc),
+            ("lr", Lr),
+            ("epoch", Epoch),
+            // Keras
+            ("loss", TrainLoss),
+            ("val_loss", ValLoss),
+            ("accuracy", TrainAcc),
+            ("val_accuracy", ValAcc),
+            ("learning_rate", Lr),
+            ("sparse_categorical_accuracy", TrainAcc),
+            // Hugging Face
+            ("eval_loss", ValLoss),
+            ("train_accuracy", TrainAcc),
+            ("eval_accuracy", ValAcc),
+            // HF's end-of-training summary `train_loss` ranks below per-step
+            // `loss` only through the number of points; both are training
+            // losses.
+            ("train_loss", TrainLoss),
+            // The W&B flavour of the Hugging Face names.
+            ("eval/loss", ValLoss),
+            ("train/learning_rate", Lr),
+            ("train/grad_norm", GradNorm),
+            // Lightning
+            ("train_loss_step", TrainLoss),
+            ("train_loss_epoch", TrainLoss),
+            ("val_acc", ValAcc),
+            ("lr-SGD", Lr),
+            ("lr-Adam/pg1", Lr),
+            ("grad_2.0_norm_total", GradNorm),
+            // MLflow
+            ("training_loss", TrainLoss),
+            ("validation_loss", ValLoss),
+            ("training_accuracy", TrainAcc),
+            ("validation_accuracy", ValAcc),
         ] {
-            let m = classify(key).unwrap();
-            assert_eq!(m.role, r, "{key}");
-            assert_eq!(m.layer.as_deref(), key.split_once('/').map(|x| x.1));
+            assert_eq!(role(key), Some(want), "{key}");
         }
     }
 
     #[test]
-    fn keras_names() {
-        assert_eq!(role("loss"), Some(Role::TrainLoss));
-        assert_eq!(role("val_loss"), Some(Role::ValLoss));
-        assert_eq!(role("accuracy"), Some(Role::TrainAcc));
-        assert_eq!(role("val_accuracy"), Some(Role::ValAcc));
-        assert_eq!(role("learning_rate"), Some(Role::Lr));
-        assert_eq!(role("sparse_categorical_accuracy"), Some(Role::TrainAcc));
+    fn trainlens_layer_names() {
+        for (key, r, layer) in [
+            ("grad_norm/fc1", Role::GradNorm, "fc1"),
+            ("weight_norm/head", Role::WeightNorm, "head"),
+            ("update_ratio/fc2", Role::UpdateRatio, "fc2"),
+            ("act_mean/fc1", Role::ActMean, "fc1"),
+            ("act_std/fc1", Role::ActStd, "fc1"),
+            ("dead_frac/fc3", Role::DeadFrac, "fc3"),
+            ("sat_frac/fc1", Role::SatFrac, "fc1"),
+        ] {
+            let m = classify(key).unwrap();
+            assert_eq!((m.role, m.layer.as_deref()), (r, Some(layer)), "{key}");
+        }
     }
 
     #[test]
-    fn hugging_face_names() {
-        assert_eq!(role("loss"), Some(Role::TrainLoss));
-        assert_eq!(role("eval_loss"), Some(Role::ValLoss));
-        assert_eq!(role("train_accuracy"), Some(Role::TrainAcc));
-        assert_eq!(role("eval_accuracy"), Some(Role::ValAcc));
-        assert_eq!(role("learning_rate"), Some(Role::Lr));
+    fn hugging_face_grad_norm_is_the_whole_model() {
         let g = classify("grad_norm").unwrap();
         assert_eq!((g.role, g.layer), (Role::GradNorm, None));
-        // The W&B flavour of the same names.
-        assert_eq!(role("eval/loss"), Some(Role::ValLoss));
-        assert_eq!(role("train/learning_rate"), Some(Role::Lr));
-        assert_eq!(role("train/grad_norm"), Some(Role::GradNorm));
-        // HF's end-of-training summary `train_loss` ranks below per-step `loss`
-        // only through the number of points; both are training losses.
-        assert_eq!(role("train_loss"), Some(Role::TrainLoss));
     }
 
     #[test]
     fn lightning_names() {
-        assert_eq!(role("train_loss_step"), Some(Role::TrainLoss));
-        assert_eq!(role("train_loss_epoch"), Some(Role::TrainLoss));
         assert!(
             classify("train_loss_step").unwrap().rank < classify("train_loss_epoch").unwrap().rank
         );
-        assert_eq!(role("val_acc"), Some(Role::ValAcc));
-        assert_eq!(role("lr-SGD"), Some(Role::Lr));
-        assert_eq!(role("lr-Adam/pg1"), Some(Role::Lr));
         assert_eq!(role("lr-SGD-momentum"), None);
         let g = classify("grad_2.0_norm/layer1.weight").unwrap();
         assert_eq!(
             (g.role, g.layer.as_deref()),
             (Role::GradNorm, Some("layer1.weight"))
         );
-        assert_eq!(role("grad_2.0_norm_total"), Some(Role::GradNorm));
-    }
-
-    #[test]
-    fn mlflow_names() {
-        assert_eq!(role("training_loss"), Some(Role::TrainLoss));
-        assert_eq!(role("validation_loss"), Some(Role::ValLoss));
-        assert_eq!(role("training_accuracy"), Some(Role::TrainAcc));
-        assert_eq!(role("validation_accuracy"), Some(Role::ValAcc));
     }
 
     /// Every key the MLflow integrations wrote in tests/mlflow_autolog.rs

@@ -210,18 +210,26 @@ mod tests {
 
     #[test]
     fn formatting() {
-        assert_eq!(fmt_step(0), "0");
-        assert_eq!(fmt_step(999), "999");
-        assert_eq!(fmt_step(1240), "1,240");
-        assert_eq!(fmt_step(1234567), "1,234,567");
-        assert_eq!(fmt_num(0.001), "0.001");
-        assert_eq!(fmt_num(0.5), "0.5");
-        assert_eq!(fmt_num(2.3456), "2.35");
-        assert_eq!(fmt_num(1e-5), "1e-5");
-        assert_eq!(fmt_num(5.67e-6), "5.67e-6");
-        assert_eq!(fmt_num(8.47e30), "8.47e30");
-        assert_eq!(fmt_num(f64::NAN), "NaN");
-        assert_eq!(fmt_num(123.0), "123");
+        for (step, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1240, "1,240"),
+            (1234567, "1,234,567"),
+        ] {
+            assert_eq!(fmt_step(step), text);
+        }
+        for (v, text) in [
+            (0.001, "0.001"),
+            (0.5, "0.5"),
+            (2.3456, "2.35"),
+            (1e-5, "1e-5"),
+            (5.67e-6, "5.67e-6"),
+            (8.47e30, "8.47e30"),
+            (f64::NAN, "NaN"),
+            (123.0, "123"),
+        ] {
+            assert_eq!(fmt_num(v), text, "{v}");
+        }
         assert_eq!(fmt_pct(0.734), "73%");
     }
 }

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use uuid::Uuid;
 
-use super::error::AppError;
+use super::error::{AppError, PageError};
 use crate::ingest;
 
 /// The configured body limit (after decompression), put in request
@@ -184,6 +184,19 @@ impl<S: Send + Sync> FromRequestParts<S> for RunId {
             .await
             .map_err(|e| AppError::bad_request("invalid_path", None, e.body_text()))?;
         RunId::parse(&raw)
+    }
+}
+
+/// [`RunId`] for a page: a bad id is an error page (see [`PageError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRunId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageRunId {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        let RunId(id) = RunId::from_request_parts(parts, state).await?;
+        Ok(PageRunId(id))
     }
 }
 

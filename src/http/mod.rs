@@ -9,5 +9,5 @@ pub mod metrics;
 pub mod state;
 
 pub use error::{AppError, PageError};
-pub use extract::{Admin, AdminToken, Body, BodyLimit, JsonBody, Query, RunId};
+pub use extract::{Admin, AdminToken, Body, BodyLimit, JsonBody, PageRunId, Query, RunId};
 pub use state::{AppState, ConnLimits, Live};

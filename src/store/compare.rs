@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::runs::{RunRow, SELECT_RUNS};
 use super::scalars::f64_from_blob;
-use super::{Result, Store, parse_uuid};
+use super::{Result, Store, parse_uuid, placeholders};
 use crate::model::{Run, RunFilter};
 
 /// A run's series, summarised.
@@ -59,10 +59,7 @@ impl Store {
         }
         let sql = format!(
             "{SELECT_RUNS}WHERE r.id IN ({})",
-            (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(1, ids.len())
         );
         let mut query = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql));
         for id in ids {

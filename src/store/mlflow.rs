@@ -392,26 +392,27 @@ impl Store {
             .ok_or(StoreError::RunNotFound)
     }
 
-    async fn mlflow_run_by_id(&self, id: Uuid) -> Result<Option<MlRun>> {
-        let row: Option<MlRunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_ML_RUNS} WHERE r.id = $1"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(self.pool())
-        .await?;
+    /// The first run of [`SELECT_ML_RUNS`] then `rest` (its `WHERE …`, with
+    /// `$1` bound to `value`).
+    async fn mlflow_run_where(&self, rest: &str, value: &str) -> Result<Option<MlRun>> {
+        let row: Option<MlRunRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ML_RUNS} {rest}")))
+                .bind(value)
+                .fetch_optional(self.pool())
+                .await?;
         row.map(MlRun::try_from).transpose()
+    }
+
+    async fn mlflow_run_by_id(&self, id: Uuid) -> Result<Option<MlRun>> {
+        self.mlflow_run_where("WHERE r.id = $1", &id.to_string())
+            .await
     }
 
     /// The run of an MLflow run id: its `run_key` first, then its id.
     pub async fn mlflow_run(&self, mlflow_id: &str) -> Result<Option<MlRun>> {
-        let row: Option<MlRunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_ML_RUNS} WHERE r.run_key = $1 ORDER BY r.created_at LIMIT 1"
-        )))
-        .bind(mlflow_id)
-        .fetch_optional(self.pool())
-        .await?;
-        if let Some(row) = row {
-            return MlRun::try_from(row).map(Some);
+        let by_key = "WHERE r.run_key = $1 ORDER BY r.created_at LIMIT 1";
+        if let Some(run) = self.mlflow_run_where(by_key, mlflow_id).await? {
+            return Ok(Some(run));
         }
         match Uuid::parse_str(mlflow_id) {
             Ok(id) => self.mlflow_run_by_id(id).await,

@@ -561,6 +561,14 @@ impl DerefMut for WriteTx<'_> {
     }
 }
 
+/// `$n, $n+1, …` placeholders for `count` values from `first`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Decodes a JSON text column.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored {what}: {e}")))

@@ -3,7 +3,10 @@
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, WriteTx, from_json, now, parse_uuid, parse_word, to_json};
+use super::{
+    Result, Store, StoreError, WriteTx, from_json, now, parse_uuid, parse_word, placeholders,
+    to_json,
+};
 use crate::diagnostics::names::{self, Role};
 use crate::model::{
     Config, NewRun, Project, Run, RunFilter, RunSort, RunTableQuery, SeriesInfo, Severity,
@@ -173,14 +176,6 @@ fn like_anywhere(s: &str) -> String {
     }
     out.push('%');
     out
-}
-
-/// `, $n, $n+1, …` placeholders for `count` values from `first`.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A run that was created, or found by its `run_key`.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, chunk};
+use super::{Result, Store, StoreError, chunk, placeholders};
 use crate::charts::downsample;
 use crate::model::{Point, Sampled, SeriesInfo};
 use crate::record::Value;
@@ -337,10 +337,7 @@ impl Store {
         let sql = format!(
             "SELECT run_id, key, count, first_step, last_step, last_value FROM series \
              WHERE run_id IN ({}) ORDER BY run_id, key",
-            (1..=runs.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(1, runs.len())
         );
         let mut query = sqlx::query_as::<_, RunSeriesRow>(sqlx::AssertSqlSafe(sql));
         for r in runs {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::charts::{Choice, View};
-use super::{CHART_POINTS, fmt_time, fmt_value, key_for, render};
+use super::{CHART_POINTS, fmt_time, key_for, last_step, last_value, render};
 use crate::charts::axis::{self, XAxis};
 use crate::charts::parallel;
 use crate::charts::svg::{self, Line, Options, readout};
@@ -350,12 +350,10 @@ async fn compare_page(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
+    let (q, l, key) = load_raw(&state, raw.as_deref()).await?;
     let findings =
         futures_util::future::try_join_all(l.runs.iter().map(|r| state.store.findings(r.id, None)))
             .await?;
-    let key = l.key.clone().unwrap_or_default();
     let lower = lower_is_better_key(&key);
     let chart = overlay(&key, &overlay_data(&l), q.view);
     let no_series = Vec::new();
@@ -404,18 +402,9 @@ async fn compare_page(
                     })
                     .collect(),
                 more_findings: open.len().saturating_sub(FINDINGS_SHOWN),
-                last_step: list
-                    .iter()
-                    .filter_map(|s| s.last_step)
-                    .max()
-                    .or(r.end_step)
-                    .map_or_else(String::new, |s| s.to_string()),
+                last_step: last_step(list, r.end_step),
                 started: fmt_time(r.created_at),
-                last: list
-                    .iter()
-                    .find(|s| s.key == key)
-                    .and_then(|s| s.last_value)
-                    .map_or_else(String::new, |v| fmt_value(v.0)),
+                last: last_value(list, &key),
                 best: best.map_or_else(String::new, readout),
             }
         })
@@ -471,13 +460,22 @@ async fn compare_page(
     render(&page)
 }
 
+/// The compare query in `raw`, what it loads and its metric (`""`: none).
+async fn load_raw(
+    state: &AppState,
+    raw: Option<&str>,
+) -> Result<(CompareQuery, Loaded, String), PageError> {
+    let q = CompareQuery::parse(raw)?;
+    let l = load(state, &q).await?;
+    let key = l.key.clone().unwrap_or_default();
+    Ok((q, l, key))
+}
+
 async fn chart_svg(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
-    let key = l.key.clone().unwrap_or_default();
+    let (q, l, key) = load_raw(&state, raw.as_deref()).await?;
     let svg = overlay(&key, &overlay_data(&l), q.view).ok_or_else(|| {
         AppError::NotFound(if key.is_empty() {
             "nothing to draw: the runs picked have no series".to_string()
@@ -492,9 +490,7 @@ async fn chart_csv(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let q = CompareQuery::parse(raw.as_deref())?;
-    let l = load(&state, &q).await?;
-    let key = l.key.clone().unwrap_or_default();
+    let (_, l, key) = load_raw(&state, raw.as_deref()).await?;
     let mut body = crate::csv_export::RUN_SCALARS_HEADER.to_string();
     for (run, points) in l.runs.iter().zip(&l.points) {
         if let Some(points) = points {

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -57,17 +57,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/runs/{id}/events", get(run_events))
         .route("/events/runs", get(table_events))
-        .route("/static/live.js", get(script))
-}
-
-async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../../static/live.js"),
-    )
+        .route(
+            "/static/live.js",
+            super::asset("text/javascript", include_str!("../../static/live.js")),
+        )
 }
 
 /// Polls a stream waits, after its run stopped running, for the diagnosis

@@ -4,10 +4,10 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use serde::Deserialize;
 
 use crate::charts::sparkline;
@@ -18,7 +18,7 @@ pub mod live;
 mod views;
 
 use crate::diagnostics::names::{Role, classify};
-use crate::http::{AppError, AppState, PageError, Query, RunId};
+use crate::http::{AppError, AppState, PageError, PageRunId, Query};
 use crate::model::{FindingStatus, Health, Run, RunSort, RunStatus, RunTableQuery, SeriesInfo};
 use crate::store::findings::StoredFinding;
 use charts::{ChartId, ChartView, PageCtx, View};
@@ -28,11 +28,31 @@ pub fn router() -> Router<AppState> {
         .route("/", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/charts/{file}", get(charts::download))
-        .route("/static/style.css", get(stylesheet))
-        .route("/static/charts.js", get(script))
+        .route(
+            "/static/style.css",
+            asset("text/css", include_str!("../../static/style.css")),
+        )
+        .route(
+            "/static/charts.js",
+            asset("text/javascript", include_str!("../../static/charts.js")),
+        )
         .merge(views::router())
         .merge(live::router())
         .merge(compare::router())
+}
+
+/// `GET` of a file built into the binary, `body`, served as `content_type`
+/// and cached for an hour.
+fn asset(content_type: &'static str, body: &'static str) -> MethodRouter<AppState> {
+    get(move || async move {
+        (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            body,
+        )
+    })
 }
 
 fn render(t: &impl Template) -> Result<Response, PageError> {
@@ -70,27 +90,6 @@ pub(crate) fn attachment(filename: &str, body: impl IntoResponse) -> Response {
     )
         .into_response()
 }
-
-async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../../static/charts.js"),
-    )
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css"),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../../static/style.css"),
-    )
-}
-
 /// Formats a unix time as `YYYY-MM-DD HH:MM UTC`.
 pub fn fmt_time(t: f64) -> String {
     let secs = t as i64;
@@ -325,10 +324,7 @@ async fn runs_page(
         .collect();
     let sparks = state.store.sparklines(&losses, SPARK_POINTS).await?;
     let last_of = |list: &[SeriesInfo], role| {
-        key_for(list, role)
-            .and_then(|k| list.iter().find(|s| s.key == k))
-            .and_then(|s| s.last_value)
-            .map_or_else(String::new, |v| fmt_value(v.0))
+        key_for(list, role).map_or_else(String::new, |k| last_value(list, k))
     };
     let runs: Vec<RunRow> = table
         .rows
@@ -340,12 +336,7 @@ async fn runs_page(
                 id: r.id.to_string(),
                 worst: row.worst.map(|s| s.as_str()),
                 open: row.open,
-                last_step: list
-                    .iter()
-                    .filter_map(|s| s.last_step)
-                    .max()
-                    .or(r.end_step)
-                    .map_or_else(String::new, |s| s.to_string()),
+                last_step: last_step(list, r.end_step),
                 val_loss: last_of(list, Role::ValLoss),
                 val_acc: last_of(list, Role::ValAcc),
                 spark: sparks
@@ -541,6 +532,27 @@ struct RunQuery {
 }
 
 /// The preferred key of each role among a run's series.
+/// A run's last step as shown: the furthest of its `series`, else its
+/// `end_step`; `""` without either.
+fn last_step(series: &[SeriesInfo], end_step: Option<u64>) -> String {
+    series
+        .iter()
+        .filter_map(|s| s.last_step)
+        .max()
+        .or(end_step)
+        .map_or_else(String::new, |s| s.to_string())
+}
+
+/// The last value of the series `key` among `series`, as shown; `""`
+/// without one.
+fn last_value(series: &[SeriesInfo], key: &str) -> String {
+    series
+        .iter()
+        .find(|s| s.key == key)
+        .and_then(|s| s.last_value)
+        .map_or_else(String::new, |v| fmt_value(v.0))
+}
+
 fn key_for(series: &[SeriesInfo], role: Role) -> Option<&str> {
     series
         .iter()
@@ -570,10 +582,9 @@ async fn run_charts(
 
 async fn run_page(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PageRunId(id): PageRunId,
     Query(q): Query<RunQuery>,
 ) -> Result<Response, PageError> {
-    let RunId(id) = RunId::parse(&id)?;
     let view = View::parse(q.smooth.as_deref(), q.y.as_deref(), q.x.as_deref())?;
     // Before the page's reads: what they show is at least this new.
     let live = live::run_events_url(&state.store, id).await?;

@@ -10,7 +10,7 @@
 //! database); `charts` draws.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,8 +25,8 @@ use crate::charts::weights;
 use crate::csv_export;
 use crate::diagnostics::data::SHIFT_SMD;
 use crate::diagnostics::{RunView, fmt_step};
-use crate::http::{AppError, AppState, PageError, Query, RunId};
-use crate::model::FindingStatus;
+use crate::http::{AppError, AppState, PageError, PageRunId, Query};
+use crate::model::{FindingStatus, HistogramKey};
 use crate::record::{DatasetRecord, ImageRecord, ModelRecord, Record, TensorRecord};
 use crate::store::findings::StoredFinding;
 use crate::store::records::StepKind;
@@ -34,17 +34,10 @@ use crate::store::records::StepKind;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/runs/{id}/image.png", get(image_png))
-        .route("/static/views.js", get(script))
-}
-
-async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../../static/views.js"),
-    )
+        .route(
+            "/static/views.js",
+            super::asset("text/javascript", include_str!("../../static/views.js")),
+        )
 }
 
 const WIDTH: u32 = 900;
@@ -886,6 +879,54 @@ async fn record_at(
     Ok(recs.into_iter().next())
 }
 
+/// One of the page's pickers of step records: the records of `kind`, the
+/// keys under `prefer` first, its query parameters and its panel's anchor
+/// (see [`step_view`]).
+struct Picker {
+    kind: StepKind,
+    prefer: &'static str,
+    params: (&'static str, &'static str, &'static str),
+}
+
+/// The weight heatmap's picker.
+const WEIGHTS: Picker = Picker {
+    kind: StepKind::Tensor,
+    prefer: "weights/",
+    params: ("tensor", "tensor_step", "weights"),
+};
+
+/// The feature maps' picker.
+const FEATURES: Picker = Picker {
+    kind: StepKind::Image,
+    prefer: "features/",
+    params: ("image", "image_step", "feature-maps"),
+};
+
+/// What the pickers read from: the run's records, its layers' order and
+/// the page's query.
+struct PickedFrom<'a> {
+    store: &'a crate::store::Store,
+    run: uuid::Uuid,
+    order: &'a [String],
+    pick: &'a Pick,
+}
+
+impl Picker {
+    /// The picker over the run's `keys` with the key and step `asked` for
+    /// (else its defaults), and the record it picks, with its step.
+    async fn pick(
+        &self,
+        at: &PickedFrom<'_>,
+        keys: Vec<HistogramKey>,
+        (key, step): (Option<&str>, Option<u64>),
+    ) -> Result<(StepView, Option<(u64, Record)>), PageError> {
+        let keys = keys.into_iter().map(|k| k.key).collect();
+        let mut view = step_view(keys, at.order, self.prefer, key, at.pick, self.params);
+        let record = chosen_record(at.store, at.run, self.kind, &mut view, step).await?;
+        Ok((view, record))
+    }
+}
+
 pub async fn views(
     state: &AppState,
     run: uuid::Uuid,
@@ -898,40 +939,32 @@ pub async fn views(
     let (model, datasets, tensor_keys, image_keys) = tokio::try_join!(
         store.model(run),
         store.datasets(run),
-        store.step_record_keys(run, StepKind::Tensor),
-        store.step_record_keys(run, StepKind::Image),
+        store.step_record_keys(run, WEIGHTS.kind),
+        store.step_record_keys(run, FEATURES.kind),
     )?;
     let order: Vec<String> = model
         .iter()
         .flat_map(|m| m.layers.iter().map(|l| l.name.clone()))
         .collect();
 
-    let mut weights = step_view(
-        tensor_keys.into_iter().map(|k| k.key).collect(),
-        &order,
-        "weights/",
-        given(&pick.tensor),
+    let at = PickedFrom {
+        store,
+        run,
+        order: &order,
         pick,
-        ("tensor", "tensor_step", "weights"),
-    );
-    if let Some((step, Record::Tensor(t))) =
-        chosen_record(store, run, StepKind::Tensor, &mut weights, tensor_step).await?
-    {
+    };
+    let (mut weights, tensor) = WEIGHTS
+        .pick(&at, tensor_keys, (given(&pick.tensor), tensor_step))
+        .await?;
+    if let Some((step, Record::Tensor(t))) = tensor {
         let files = Files::new(run, ("tensor", &t.key), ("tensor_step", step));
         weight_view(&mut weights, &t, &files);
     }
 
-    let mut features = step_view(
-        image_keys.into_iter().map(|k| k.key).collect(),
-        &order,
-        "features/",
-        given(&pick.image),
-        pick,
-        ("image", "image_step", "feature-maps"),
-    );
-    if let Some((step, Record::Image(img))) =
-        chosen_record(store, run, StepKind::Image, &mut features, image_step).await?
-    {
+    let (mut features, image) = FEATURES
+        .pick(&at, image_keys, (given(&pick.image), image_step))
+        .await?;
+    if let Some((step, Record::Image(img))) = image {
         let href = format!(
             "/runs/{run}/image.png?{}",
             form_urlencoded::Serializer::new(String::new())
@@ -961,10 +994,9 @@ struct ImageQuery {
 /// The PNG of an `image` record, as logged.
 async fn image_png(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PageRunId(id): PageRunId,
     Query(q): Query<ImageQuery>,
 ) -> Result<Response, PageError> {
-    let RunId(id) = RunId::parse(&id)?;
     let step = step_of("step", &Some(q.step))?.ok_or_else(|| {
         AppError::bad_request("invalid_query", "step".to_string(), "step is required")
     })?;

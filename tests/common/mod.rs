@@ -69,6 +69,17 @@ impl TestDb {
         }
     }
 
+    /// Creates the run `name` in `project` with `config`; its id.
+    pub async fn create_run(
+        &self,
+        project: &str,
+        name: &str,
+        config: serde_json::Value,
+    ) -> uuid::Uuid {
+        let run = new_run(project, name, config);
+        self.store.create_run(&run).await.unwrap().id
+    }
+
     pub fn state(&self) -> AppState {
         AppState::new(
             self.store.clone(),
@@ -168,6 +179,29 @@ pub async fn download(app: &Router, uri: &str, name: &str) -> String {
     String::from_utf8(download_bytes(app, uri, name).await).unwrap()
 }
 
+/// Strings users send that must reach a page escaped.
+pub const SCRIPT: &str = "<script>alert(1)</script>";
+pub const ONLOAD: &str = "\"><svg onload=alert(1)>";
+
+/// A CSS selector (the tests' own, so it parses).
+pub fn sel(css: &str) -> scraper::Selector {
+    scraper::Selector::parse(css).unwrap()
+}
+
+/// The trimmed text of each element matching `css`.
+pub fn texts(doc: &scraper::Html, css: &str) -> Vec<String> {
+    doc.select(&sel(css))
+        .map(|e| e.text().collect::<String>().trim().to_string())
+        .collect()
+}
+
+/// The value of `attr` on each element matching `css` that has it.
+pub fn attrs(doc: &scraper::Html, css: &str, attr: &str) -> Vec<String> {
+    doc.select(&sel(css))
+        .filter_map(|e| e.value().attr(attr).map(str::to_string))
+        .collect()
+}
+
 pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
@@ -181,6 +215,20 @@ pub fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> Request<Bod
 
 pub fn post_json(uri: &str, body: &serde_json::Value) -> Request<Body> {
     post(uri, "application/json", body.to_string())
+}
+
+/// Posts `values` (numbers, or strings such as `"NaN"`) of `train/loss` at
+/// `steps` to `run`, which must take them.
+pub async fn post_loss(app: &Router, run: &str, steps: &[u64], values: impl serde::Serialize) {
+    let (status, body) = send(
+        app,
+        post_json(
+            &format!("/api/v1/runs/{run}/scalars"),
+            &serde_json::json!({"key": "train/loss", "steps": steps, "values": values}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// The recorded training runs in `../shared/fixtures/training-runs`.

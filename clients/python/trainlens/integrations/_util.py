@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, TypedDict
 
 import trainlens
 
@@ -57,6 +57,18 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
+class RunArgs(TypedDict, total=False):
+    """An integration's run options, all keyword arguments: ``name``,
+    ``config``, ``tags``, ``server`` go to :func:`trainlens.init` (with the
+    ``project``); ``run`` uses an existing run instead."""
+
+    name: Optional[str]
+    config: Optional[Dict[str, Any]]
+    tags: Optional[List[str]]
+    server: Optional[str]
+    run: Optional[trainlens.Run]
+
+
 class _RunOwner:
     """An integration's run options (``project``, ``name``, ``config``,
     ``tags``, ``server``: for :func:`trainlens.init`) and its run: the
@@ -65,12 +77,12 @@ class _RunOwner:
 
     def __init__(
         self,
-        project: str,
-        name: Optional[str],
-        config: Optional[Dict[str, Any]],
-        tags: Optional[List[str]],
-        server: Optional[str],
-        run: Optional[trainlens.Run],
+        project: str = "default",
+        name: Optional[str] = None,
+        config: Optional[Dict[str, Any]] = None,
+        tags: Optional[List[str]] = None,
+        server: Optional[str] = None,
+        run: Optional[trainlens.Run] = None,
     ) -> None:
         self.project = project
         self.name = name

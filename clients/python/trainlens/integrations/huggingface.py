@@ -28,13 +28,16 @@ module imports ``transformers``.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from transformers import TrainerCallback
 
 import trainlens
 
-from ._util import _RunOptions, _RunOwner, jsonable, numeric
+from ._util import RunArgs, _RunOptions, _RunOwner, jsonable, numeric
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["TrainlensCallback"]
 
@@ -67,17 +70,14 @@ class TrainlensCallback(_RunOptions, TrainerCallback):
     def __init__(
         self,
         project: str = "default",
-        name: Optional[str] = None,
-        config: Optional[Dict[str, Any]] = None,
-        tags: Optional[List[str]] = None,
-        server: Optional[str] = None,
-        run: Optional[trainlens.Run] = None,
+        *,
         watch: bool = True,
         watch_every: Optional[int] = None,
         histograms_every: int = 200,
         finish: bool = True,
+        **run_args: Unpack[RunArgs],
     ) -> None:
-        self._owner = _RunOwner(project, name, config, tags, server, run)
+        self._owner = _RunOwner(project, **run_args)
         self.watch = watch
         self.watch_every = watch_every
         self.histograms_every = histograms_every

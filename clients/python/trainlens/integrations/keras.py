@@ -30,13 +30,16 @@ before that. Importing this module imports ``keras``.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import keras
 
 import trainlens
 
-from ._util import _RunOptions, _RunOwner, jsonable, numeric
+from ._util import RunArgs, _RunOptions, _RunOwner, jsonable, numeric
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["TrainlensCallback"]
 
@@ -61,16 +64,13 @@ class TrainlensCallback(_RunOptions, keras.callbacks.Callback):
     def __init__(
         self,
         project: str = "default",
-        name: Optional[str] = None,
-        config: Optional[Dict[str, Any]] = None,
-        tags: Optional[List[str]] = None,
-        server: Optional[str] = None,
-        run: Optional[trainlens.Run] = None,
+        *,
         log_learning_rate: bool = True,
         finish: bool = True,
+        **run_args: Unpack[RunArgs],
     ) -> None:
         super().__init__()
-        self._owner = _RunOwner(project, name, config, tags, server, run)
+        self._owner = _RunOwner(project, **run_args)
         self.log_learning_rate = log_learning_rate
         self.finish = finish
         #: The next batch's step: batches seen since the run began.

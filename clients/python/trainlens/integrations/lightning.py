@@ -31,7 +31,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from argparse import Namespace
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 try:
     from lightning.pytorch.loggers import Logger
@@ -42,7 +42,10 @@ except ImportError:  # only the older package name is installed
 
 import trainlens
 
-from ._util import _RunOwner, jsonable, numeric
+from ._util import RunArgs, _RunOwner, jsonable, numeric
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["TrainlensLogger"]
 
@@ -55,19 +58,13 @@ class TrainlensLogger(Logger):
     here so that ``version`` is known before the run exists); ``run`` uses an
     existing run instead (its config is then what it was created with)."""
 
-    def __init__(
-        self,
-        project: str = "default",
-        name: Optional[str] = None,
-        config: Optional[Dict[str, Any]] = None,
-        tags: Optional[List[str]] = None,
-        server: Optional[str] = None,
-        run: Optional[trainlens.Run] = None,
-    ) -> None:
+    def __init__(self, project: str = "default", **run_args: Unpack[RunArgs]) -> None:
         super().__init__()
-        run_name = name or (getattr(run, "name", None) if run is not None else None) \
+        run = run_args.get("run")
+        run_args["name"] = run_args.get("name") or (getattr(run, "name", None) if run is not None else None) \
             or f"run-{uuid.uuid4().hex[:8]}"
-        self._owner = _RunOwner(project, run_name, jsonable(dict(config or {})), tags, server, run)
+        run_args["config"] = jsonable(dict(run_args.get("config") or {}))
+        self._owner = _RunOwner(project, **run_args)
         #: The hyperparameters logged before the run exists: its config, under ``config``.
         self._hparams: Dict[str, Any] = {}
         self._pending_watch: List[Dict[str, Any]] = []
