@@ -1221,8 +1221,10 @@ fn median_update_ratio(ctx: &Ctx) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, epochs, four_balanced_classes, healthy, noise, view};
-    use super::super::{DatasetRecord, Kind, RunView, Series, diagnose};
+    use super::super::testutil::{
+        balanced_classes, curve, epochs, four_balanced_classes, healthy, noise, view,
+    };
+    use super::super::{Kind, RunView, Series, diagnose};
 
     fn run(
         n: usize,
@@ -1266,15 +1268,7 @@ mod tests {
                 },
                 |t| 0.02 + 2.28 * (-t * 8.0).exp(),
             );
-            v.datasets.push(DatasetRecord {
-                split: "train".into(),
-                class_counts: Some(
-                    (0..10)
-                        .map(|c| (c.to_string(), serde_json::json!(100)))
-                        .collect(),
-                ),
-                ..Default::default()
-            });
+            v.datasets.push(balanced_classes(10));
             diagnose(&v)
         };
         let d = mk(&rising);

@@ -811,7 +811,9 @@ fn fmt_ratio(r: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{curve, four_balanced_classes, healthy, noise, then_nan, view};
+    use super::super::testutil::{
+        balanced_classes, curve, four_balanced_classes, healthy, noise, then_nan, view,
+    };
     use super::super::{Kind, diagnose};
 
     #[test]
@@ -943,15 +945,7 @@ mod tests {
                 curve(30, 10, |i| if i == 0 { 200.0 } else { 0.0 }),
             ),
         ]);
-        v.datasets.push(crate::record::DatasetRecord {
-            split: "train".into(),
-            class_counts: Some(
-                (0..10)
-                    .map(|c| (c.to_string(), serde_json::json!(100)))
-                    .collect(),
-            ),
-            ..Default::default()
-        });
+        v.datasets.push(balanced_classes(10));
         let d = diagnose(&v);
         let f = d.get(Kind::ExplodingGradients).expect("exploding");
         assert_eq!(f.onset_step, Some(0));

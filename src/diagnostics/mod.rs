@@ -454,46 +454,52 @@ fn lr_raise_onsets(ctx: &Ctx, out: &mut Diagnosis) {
     }
 }
 
+/// Whether `fix` says one of `phrases` (lower case), in any case.
+fn says_any(fix: &str, phrases: &[&str]) -> bool {
+    let f = fix.to_ascii_lowercase();
+    phrases.iter().any(|p| f.contains(p))
+}
+
 /// A fix that raises the learning rate.
 pub(crate) fn raises_lr(fix: &str) -> bool {
-    let f = fix.to_ascii_lowercase();
-    [
-        "increase the learning rate",
-        "higher learning rate",
-        "raise the learning rate",
-        "larger learning rate",
-    ]
-    .iter()
-    .any(|p| f.contains(p))
+    says_any(
+        fix,
+        &[
+            "increase the learning rate",
+            "higher learning rate",
+            "raise the learning rate",
+            "larger learning rate",
+        ],
+    )
 }
 
 /// A fix that adds regularisation.
 pub(crate) fn adds_regularisation(fix: &str) -> bool {
-    let f = fix.to_ascii_lowercase();
-    [
-        "add regularisation",
-        "regularise more",
-        "increase weight decay",
-        "add dropout",
-        "more dropout",
-    ]
-    .iter()
-    .any(|p| f.contains(p))
+    says_any(
+        fix,
+        &[
+            "add regularisation",
+            "regularise more",
+            "increase weight decay",
+            "add dropout",
+            "more dropout",
+        ],
+    )
 }
 
 /// A fix that adds capacity.
 pub(crate) fn adds_capacity(fix: &str) -> bool {
-    let f = fix.to_ascii_lowercase();
-    [
-        "increase capacity",
-        "wider",
-        "more layers",
-        "add layers",
-        "larger model",
-        "bigger model",
-    ]
-    .iter()
-    .any(|p| f.contains(p))
+    says_any(
+        fix,
+        &[
+            "increase capacity",
+            "wider",
+            "more layers",
+            "add layers",
+            "larger model",
+            "bigger model",
+        ],
+    )
 }
 
 /// Whether the run's history forbids a larger learning rate: the loss spiked
@@ -621,10 +627,15 @@ pub(crate) mod testutil {
 
     /// A training split of 4 classes with 100 samples each.
     pub fn four_balanced_classes() -> DatasetRecord {
+        balanced_classes(4)
+    }
+
+    /// A training split of `n` classes with 100 samples each.
+    pub fn balanced_classes(n: usize) -> DatasetRecord {
         DatasetRecord {
             split: "train".into(),
             class_counts: Some(
-                (0..4)
+                (0..n)
                     .map(|c| (c.to_string(), serde_json::json!(100)))
                     .collect(),
             ),
