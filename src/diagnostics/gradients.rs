@@ -295,8 +295,13 @@ fn explosion<'a>(
         let first = v.first().copied().unwrap_or(0.0);
         // A sum of gradients changes slowly and mostly upwards: it almost
         // never falls back by more than 5% from one check to the next, where
-        // a fresh batch's gradient norm moves by tens of % either way.
-        let holds = v.windows(2).filter(|w| w[1] >= 0.95 * w[0]).count();
+        // a fresh batch's gradient norm moves by tens of % either way. Nor
+        // is a sum ever exactly 0: zeros after a rise are dead units (a
+        // zero that "holds" the zero before it is not a held sum).
+        let holds = v
+            .windows(2)
+            .filter(|w| w[1] > 0.0 && w[1] >= 0.95 * w[0])
+            .count();
         let pairs = v.len().saturating_sub(1);
         let peak = v.iter().copied().fold(0.0, f64::max);
         if pairs + 1 >= ACCUMULATE_MIN_CHECKS
@@ -1045,6 +1050,40 @@ mod tests {
         assert!(f.cause.contains("zero_grad"), "{}", f.cause);
         assert!(f.fixes[0].contains("zero_grad"), "{:?}", f.fixes);
         assert_eq!(f.onset_step, Some(0));
+    }
+
+    #[test]
+    fn a_rise_then_exact_zeros_is_not_a_missing_zero_grad() {
+        // The digits demo at lr 1.5: the gradient rises for four checks, then
+        // every unit is dead and the gradient is exactly 0 for good. Zeros
+        // "hold" the zeros before them, but a sum of gradients is never 0.
+        let grad = |i: usize| match i {
+            0 => 0.15,
+            1 => 0.83,
+            2 => 1.05,
+            3 => 0.30,
+            4 => 2.8,
+            _ => 0.0,
+        };
+        let v = view(&[
+            (
+                "train/loss",
+                curve(
+                    1290,
+                    1,
+                    |i| if i < 10 { 2.3 } else { 2.303 + 0.01 * noise(i) },
+                ),
+            ),
+            ("grad_norm/0", curve(258, 5, grad)),
+            ("grad_norm/2", curve(258, 5, grad)),
+        ]);
+        let d = diagnose(&v);
+        assert!(
+            d.findings.iter().all(|f| !f.cause.contains("zero_grad")
+                && f.fixes.iter().all(|x| !x.contains("zero_grad"))),
+            "{:#?}",
+            d.findings
+        );
     }
 
     #[test]
