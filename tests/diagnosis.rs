@@ -600,6 +600,66 @@ async fn findings_and_webhook_api() {
     db.cleanup().await;
 }
 
+/// Architecture and hyperparameter hints are findings of severity info in
+/// the findings API, and no webhook fires for them, not even one that asks
+/// for every severity.
+#[tokio::test]
+async fn hints_show_in_the_findings_api_and_fire_no_webhook() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    db.store
+        .add_webhook(&hook(
+            "http://127.0.0.1:9/every",
+            Severity::Info,
+            None,
+            None,
+        ))
+        .await
+        .unwrap();
+    let run = common::hinted_run(&db.store, "p").await;
+    let done = eager_runner(&db.store).tick().await.unwrap();
+    assert!(done[0].saved.raised.is_empty(), "{:?}", done[0].saved);
+    let (status, body) = send(&app, get(&format!("/api/v1/runs/{run}/findings"))).await;
+    assert_eq!(status, 200);
+    let kinds: Vec<(&str, &str)> = body["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("architecture", "info"), ("hyperparameters", "info")],
+        "{body}"
+    );
+    let title = |f: &Value| f["title"].as_str().unwrap().to_string();
+    let (arch, hyper) = (&body["findings"][0], &body["findings"][1]);
+    assert!(title(arch).contains("6 hidden sigmoid layers"), "{arch}");
+    assert_eq!(arch["evidence"]["layer"], "fc1");
+    assert!(!arch["fixes"].as_array().unwrap().is_empty());
+    assert!(
+        title(hyper).contains("effective step lr/(1−m) of 10"),
+        "{hyper}"
+    );
+    // Open findings across projects, info included when asked.
+    let (_, open) = send(&app, get("/api/v1/findings?min_severity=info")).await;
+    assert_eq!(open["findings"].as_array().unwrap().len(), 2);
+    let (_, raised) = send(&app, get("/api/v1/findings?min_severity=warning")).await;
+    assert_eq!(raised["findings"], json!([]));
+    assert!(
+        db.store.deliveries().await.unwrap().is_empty(),
+        "no alert queued"
+    );
+    // A second diagnosis of more data queues none either.
+    db.store
+        .ingest(run, &loss(200..260, None), None)
+        .await
+        .unwrap();
+    eager_runner(&db.store).tick().await.unwrap();
+    assert!(db.store.deliveries().await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
 /// Every recorded run, replayed through the API: every expected kind is
 /// raised (warning or worse) and nothing outside expect ∪ allow is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,39 @@ async fn runs_list_and_run_page_show_the_diagnosis() {
     db.cleanup().await;
 }
 
+/// Hints from the model record show apart from the findings, as hints:
+/// no alarm, "No problem found" still says so, and each has the anchor a
+/// finding it explains links to.
+#[tokio::test]
+async fn architecture_hints_show_as_hints_not_alarms() {
+    let db = TestDb::sqlite().await;
+    let app = db.app();
+    let run = common::hinted_run(&db.store, "vision").await;
+    eager_runner(&db.store, "http://t").tick().await.unwrap();
+    let (_, page) = send(&app, get(&format!("/runs/{run}"))).await;
+    let doc = Html::parse_document(page.as_str().unwrap());
+    assert!(texts(&doc, "#diagnosis p.ok")[0].starts_with("No problem found"));
+    assert_eq!(
+        texts(&doc, "#hints article.finding.hint .kind"),
+        ["architecture", "hyperparameters"]
+    );
+    assert_eq!(texts(&doc, "#hints article.finding .sev"), ["hint", "hint"]);
+    assert!(texts(&doc, "#hints h3")[0].starts_with("Hints from the model"));
+    // The anchor a finding caused by the hint links to.
+    assert!(texts(&doc, "#finding-architecture h3")[0].contains("sigmoid"));
+    assert!(
+        texts(&doc, "details.more summary")
+            .iter()
+            .all(|t| !t.contains("weaker")),
+        "hints are not weaker signals"
+    );
+    // No alarm anywhere: the runs list calls the run ok.
+    let (_, list) = send(&app, get("/?project=vision")).await;
+    let doc = Html::parse_document(list.as_str().unwrap());
+    assert_eq!(texts(&doc, "table.runs .health"), ["ok"]);
+    db.cleanup().await;
+}
+
 /// Creates a run of `project` with `tags`, `series` (key → values from step
 /// 0) and, when given, an end status.
 async fn seed(

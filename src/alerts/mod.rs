@@ -444,6 +444,37 @@ mod tests {
     }
 
     #[test]
+    fn architecture_and_hyperparameter_hints_never_reach_a_webhook() {
+        let d = diagnosis(vec![
+            found(Kind::Architecture, Severity::Info),
+            found(Kind::Hyperparameters, Severity::Info),
+        ]);
+        // Not on the first diagnosis, nor on a later one, even for a hook
+        // that asks for every severity.
+        let before = HashMap::from([(
+            Kind::Architecture,
+            prior(FindingStatus::Open, Severity::Info, 0),
+        )]);
+        let every = [Hook {
+            id: 1,
+            format: Format::Json,
+            min_severity: Severity::Info,
+        }];
+        let run = RunRef {
+            id: "r-1",
+            name: "baseline",
+            project: "mnist",
+            url: "http://x/runs/r-1",
+        };
+        for prior in [HashMap::new(), before] {
+            let t = transitions(&prior, &d);
+            assert!(t.raised().is_empty());
+            assert_eq!(t.current.len(), 2, "stored all the same");
+            assert!(outgoing(&t, &every, run, || "d".into()).is_empty());
+        }
+    }
+
+    #[test]
     fn gone_findings_resolve_and_a_raise_after_resolve_is_new() {
         let before = HashMap::from([
             (

@@ -51,7 +51,7 @@ impl Layer<'_> {
 /// component naming a normalisation module (`norm1`, `ln_f`, `bn2`,
 /// `layer_norm`, `batchnorm`) makes it a normalisation parameter.
 /// `module_type` is the model record's type of the owning module.
-fn param_kind(name: &str, module_type: Option<&str>) -> Param {
+pub(crate) fn param_kind(name: &str, module_type: Option<&str>) -> Param {
     let lower = name.to_ascii_lowercase();
     let last = lower.rsplit('.').next().unwrap_or("");
     if last.contains("bias") {

@@ -118,7 +118,7 @@ const SEVERE_GAP: f64 = 0.2;
 const MIN_FIT_FOR_OVERFIT: f64 = 0.5;
 /// Parameters per training sample from which the wording blames capacity
 /// ("it can memorise the training set").
-const MEMORISE_PARAMS_PER_SAMPLE: f64 = 10.0;
+pub(crate) const MEMORISE_PARAMS_PER_SAMPLE: f64 = 10.0;
 
 /// Loss points that stand in for [`MIN_EPOCHS`] when no epoch is known
 /// (about 5 epochs of a small dataset).

@@ -58,7 +58,7 @@ const EXPLODE_GROWTH: f64 = 100.0;
 /// its whole norm: the gradient dwarfs the weights.
 const GRAD_WEIGHT_RATIO: f64 = 10.0;
 /// Input-side / output-side gradient ratio below which gradients vanish (AT β1).
-const VANISH_RATIO: f64 = 1e-3;
+pub(crate) const VANISH_RATIO: f64 = 1e-3;
 
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     exploding(ctx, out);
@@ -1190,21 +1190,12 @@ mod tests {
 
     #[test]
     fn vanishing_ratio() {
-        let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
-        let names = [
+        let series = super::super::testutil::vanishing_grads(&[
             "grad_norm/fc1",
             "grad_norm/fc2",
             "grad_norm/fc3",
             "grad_norm/head",
-        ];
-        for (d, name) in names.iter().enumerate() {
-            series.push((
-                name,
-                curve(60, 5, move |i| {
-                    0.4 * 10f64.powi(-3 * (3 - d as i32)) * (1.0 + 0.2 * noise(i))
-                }),
-            ));
-        }
+        ]);
         let d = diagnose(&view(&series));
         let f = d.get(Kind::VanishingGradients).expect("vanishing");
         assert_eq!(f.evidence.layer.as_deref(), Some("fc1"));

@@ -62,6 +62,36 @@ pub fn softmax_ce_floor(k: usize) -> f64 {
     (k as f64 - 1.0 + std::f64::consts::E).ln() - 1.0
 }
 
+/// PyTorch-style cross-entropy names: the loss takes raw logits.
+pub(crate) const CROSS_ENTROPY: &[&str] =
+    &["cross_entropy", "crossentropy", "crossentropyloss", "ce"];
+/// Binary cross-entropy on logits.
+pub(crate) const BCE_WITH_LOGITS: &[&str] = &[
+    "bce_with_logits",
+    "bcewithlogits",
+    "bcewithlogitsloss",
+    "binary_cross_entropy_with_logits",
+];
+
+/// Whether the (lower-case) loss name `loss` is one of `names`, with `-`
+/// and spaces read as `_`.
+pub(crate) fn loss_is(loss: &str, names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|n| loss == *n || loss.replace(['-', ' '], "_") == *n)
+}
+
+/// Whether the model's loss takes raw logits (cross-entropy, BCE with
+/// logits, or a Keras loss with `from_logits: true`).
+pub(crate) fn loss_takes_logits(model: &crate::record::ModelRecord) -> bool {
+    let Some(l) = model.loss.as_deref().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    loss_is(&l, CROSS_ENTROPY)
+        || loss_is(&l, BCE_WITH_LOGITS)
+        || model.extra.get("from_logits").and_then(|v| v.as_bool()) == Some(true)
+}
+
 pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     let model = ctx.view.model.as_ref();
     let loss = model
@@ -86,11 +116,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     let structural: Option<(String, String, Vec<String>)> = match (loss.as_deref(), act.as_deref())
     {
         (Some(l), Some(a)) => {
-            let is = |names: &[&str]| {
-                names
-                    .iter()
-                    .any(|n| l == *n || l.replace(['-', ' '], "_") == *n)
-            };
+            let is = |names: &[&str]| loss_is(l, names);
             let probs = matches!(a, "softmax" | "sigmoid");
             if is(CROSS_ENTROPY) && probs && from_logits != Some(false) {
                 Some((
@@ -212,7 +238,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     });
 }
 
-fn cap(s: &str) -> String {
+pub(crate) fn cap(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())

@@ -22,6 +22,7 @@
 //! | [`units`] | `dead_relu`, `saturated_activations`, `unchanged_weights` |
 //! | [`data`] | `class_imbalance`, `distribution_shift`, `missing_values` |
 //! | [`mismatch`] | `loss_activation_mismatch` |
+//! | [`architecture`] | `architecture`, `hyperparameters` (info-only hints from the model record and the config) |
 //!
 //! Common ground rules:
 //! - A detector without its signal stays silent: no gradient finding without
@@ -35,7 +36,9 @@
 //!   oscillation) wait for enough evaluations and say so in
 //!   [`Diagnosis::notes`] instead of guessing.
 //! - Only [`Severity::Warning`] and worse count as "raised"; weak or
-//!   uncertain signals are reported as [`Severity::Info`].
+//!   uncertain signals are reported as [`Severity::Info`], and so are the
+//!   `architecture` and `hyperparameters` hints, which name themselves as
+//!   the cause of a raised finding when the run shows their problem.
 //!
 //! # Cost
 //!
@@ -61,6 +64,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{DatasetRecord, ModelRecord, Record};
 
+pub mod architecture;
 mod context;
 pub mod data;
 pub mod divergence;
@@ -212,6 +216,8 @@ pub enum Kind {
     DistributionShift,
     MissingValues,
     LossActivationMismatch,
+    Architecture,
+    Hyperparameters,
 }
 
 crate::model::words!(Kind, "finding kind", [
@@ -229,6 +235,8 @@ crate::model::words!(Kind, "finding kind", [
     DistributionShift => "distribution_shift",
     MissingValues => "missing_values",
     LossActivationMismatch => "loss_activation_mismatch",
+    Architecture => "architecture",
+    Hyperparameters => "hyperparameters",
 ]);
 
 pub use crate::model::Severity;
@@ -321,9 +329,11 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
     fit::detect(&ctx, &mut out);
     oscillation::detect(&ctx, &mut out);
     mismatch::detect(&ctx, &mut out);
+    architecture::detect(&ctx, &mut out);
     missing_signal_notes(&ctx, &mut out);
     lr_raise_onsets(&ctx, &mut out);
     link_causes(&mut out);
+    architecture::link_causes(&ctx, &mut out);
     guard_fixes(&ctx, &mut out);
     out.findings.sort_by(|a, b| {
         b.severity
@@ -349,7 +359,9 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
 /// | `class_imbalance` | `distribution_shift` (the training statistics are the majority class's) |
 /// | `distribution_shift` | `overfitting` (validation from elsewhere, not memorisation) |
 ///
-/// Only raised findings are causes; the graph has no cycle.
+/// Only raised findings are causes; the graph has no cycle. The info-only
+/// `architecture` and `hyperparameters` hints are causes too, of what no
+/// raised finding explains ([`architecture::link_causes`]).
 fn link_causes(out: &mut Diagnosis) {
     let raised = |k: Kind| {
         out.findings
@@ -651,6 +663,23 @@ pub(crate) mod testutil {
         ((x >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
     }
 
+    /// A loss stuck at chance (ln 10) over 300 steps, and gradient norms of
+    /// the `layers` (input first) that fall ×1000 per layer towards the
+    /// input: gradients vanishing.
+    pub fn vanishing_grads<'a>(layers: &[&'a str]) -> Vec<(&'a str, Vec<(u64, f64)>)> {
+        let mut series = vec![("train/loss", curve(300, 1, |i| 2.3 + 0.01 * noise(i)))];
+        let last = layers.len() as i32 - 1;
+        for (d, name) in layers.iter().enumerate() {
+            series.push((
+                *name,
+                curve(60, 5, move |i| {
+                    0.4 * 10f64.powi(-3 * (last - d as i32)) * (1.0 + 0.2 * noise(i))
+                }),
+            ));
+        }
+        series
+    }
+
     /// A healthy classification run: mini-batch loss falling from ln(10) with
     /// noise, epoch-level train/val accuracy and loss, 10 classes.
     pub fn healthy(epochs: usize, steps_per_epoch: usize) -> RunView {
@@ -698,6 +727,20 @@ mod tests {
             serde_json::to_string(&Severity::Critical).unwrap(),
             "\"critical\""
         );
+    }
+
+    #[test]
+    fn every_kind_is_listed_in_the_docs_and_the_readme() {
+        let docs = include_str!("../../docs/record-format.md");
+        let readme = include_str!("../../README.md");
+        for &k in Kind::ALL {
+            let name = format!("`{}`", k.as_str());
+            assert!(
+                docs.contains(&name),
+                "{name} missing in docs/record-format.md"
+            );
+            assert!(readme.contains(&name), "{name} missing in README.md");
+        }
     }
 
     #[test]

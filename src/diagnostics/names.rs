@@ -190,6 +190,119 @@ pub fn classify(key: &str) -> Option<Metric> {
     None
 }
 
+/// A training setting read from a run's config (hyperparameters as the
+/// script, Keras, Hugging Face `TrainingArguments`, Lightning `hparams` or
+/// MLflow autolog's params name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// Samples per optimizer step (per device for HF).
+    BatchSize,
+    /// Micro-batches accumulated into one optimizer step.
+    GradAccumulation,
+    /// A warm-up length (steps, epochs or a ratio of the run; 0 = none).
+    Warmup,
+    /// The LR scheduler's name.
+    Scheduler,
+    /// Dropout probability.
+    Dropout,
+    /// Weight decay.
+    WeightDecay,
+    /// SGD momentum, or Adam's β1 (Keras `beta_1`, HF `adam_beta1`).
+    Momentum,
+}
+
+/// Config keys after [`normalize`], per setting, most specific first.
+const SETTING_KEYS: &[(Setting, &[&str])] = &[
+    (
+        Setting::BatchSize,
+        &[
+            "batch_size",
+            "train_batch_size",
+            "per_device_train_batch_size", // HF TrainingArguments
+            "batch",
+            "bs",
+        ],
+    ),
+    (
+        Setting::GradAccumulation,
+        &[
+            "gradient_accumulation_steps", // HF
+            "accumulate_grad_batches",     // Lightning Trainer
+            "grad_accum",
+        ],
+    ),
+    (
+        Setting::Warmup,
+        &[
+            "warmup_steps", // HF, timm
+            "warmup_ratio", // HF
+            "num_warmup_steps",
+            "warmup_epochs",
+            "warmup_iters",   // nanoGPT
+            "warmup_updates", // fairseq
+            "lr_warmup_steps",
+            "warmup",
+        ],
+    ),
+    (
+        Setting::Scheduler,
+        &[
+            "lr_scheduler_type", // HF
+            "lr_scheduler",
+            "scheduler",
+            "lr_schedule",
+            "schedule",
+            "sched",
+        ],
+    ),
+    (
+        Setting::Dropout,
+        &[
+            "dropout",
+            "dropout_rate",
+            "hidden_dropout_prob",
+            "p_dropout",
+        ],
+    ),
+    (Setting::WeightDecay, &["weight_decay", "wd", "l2"]),
+    (
+        Setting::Momentum,
+        &["momentum", "beta1", "beta_1", "adam_beta1"],
+    ),
+];
+
+/// The value of a setting in `config`: a top-level key, else one inside a
+/// top-level object (Hydra / nested configs: `{"train": {"batch_size": 32}}`).
+/// Keys are compared after [`normalize`].
+pub fn setting(config: &serde_json::Value, which: Setting) -> Option<&serde_json::Value> {
+    let keys = SETTING_KEYS.iter().find(|(s, _)| *s == which)?.1;
+    fn find<'v>(
+        obj: &'v serde_json::Map<String, serde_json::Value>,
+        keys: &[&str],
+    ) -> Option<&'v serde_json::Value> {
+        keys.iter().find_map(|k| {
+            obj.iter()
+                .find(|(key, v)| normalize(key) == *k && !v.is_null())
+                .map(|(_, v)| v)
+        })
+    }
+    let obj = config.as_object()?;
+    find(obj, keys).or_else(|| {
+        obj.values()
+            .filter_map(|v| v.as_object())
+            .find_map(|o| find(o, keys))
+    })
+}
+
+/// A numeric setting (a number, a numeric string, or a bool as 0/1).
+pub fn setting_f64(config: &serde_json::Value, which: Setting) -> Option<f64> {
+    let v = setting(config, which)?;
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 }))
+        .filter(|x| x.is_finite())
+}
+
 /// The histogram families `trainlens.torch.watch` logs, in the order the
 /// pages show them.
 pub const HISTOGRAM_PREFIXES: &[&str] = &["weights/", "grads/", "activations/"];
@@ -356,6 +469,24 @@ mod tests {
         let rank = |k| classify(k).unwrap().rank;
         assert!(rank("train_loss_step") < rank("train_loss_epoch"));
         assert!(rank("val_loss") < rank("validation_loss"));
+    }
+
+    #[test]
+    fn settings_from_other_tools_configs() {
+        use serde_json::json;
+        let hf = json!({"per_device_train_batch_size": 8, "gradient_accumulation_steps": 4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear"});
+        assert_eq!(setting_f64(&hf, Setting::BatchSize), Some(8.0));
+        assert_eq!(setting_f64(&hf, Setting::GradAccumulation), Some(4.0));
+        assert_eq!(setting_f64(&hf, Setting::Warmup), Some(0.1));
+        assert_eq!(setting(&hf, Setting::Scheduler), Some(&json!("linear")));
+        let nested = json!({"model": "mlp", "train": {"Batch-Size": "64", "dropout": 0.2}});
+        assert_eq!(setting_f64(&nested, Setting::BatchSize), Some(64.0));
+        assert_eq!(setting_f64(&nested, Setting::Dropout), Some(0.2));
+        assert_eq!(
+            setting_f64(&json!({"batch_size": null}), Setting::BatchSize),
+            None
+        );
+        assert_eq!(setting_f64(&json!([1, 2]), Setting::BatchSize), None);
     }
 
     #[test]

@@ -207,12 +207,9 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     if let Some(lr) = ctx.current_lr() {
         metrics.insert("lr".into(), lr);
     }
-    let batch = ctx
-        .view
-        .config
-        .get("batch")
-        .or_else(|| ctx.view.config.get("batch_size"))
-        .and_then(|v| v.as_u64());
+    let batch = super::names::setting_f64(&ctx.view.config, super::names::Setting::BatchSize)
+        .filter(|b| *b >= 1.0)
+        .map(|b| b as u64);
     let mut fixes = vec![ctx.lower_lr_fix("")];
     fixes.push(match batch {
         Some(b) if b < 256 => format!(

@@ -137,7 +137,7 @@ pub fn chart_for(kind: Kind) -> Option<ChartId> {
         UnchangedWeights => Some(ChartId::UpdateRatio),
         DeadRelu => Some(ChartId::DeadUnits),
         SaturatedActivations => Some(ChartId::SaturatedUnits),
-        ClassImbalance | DistributionShift | MissingValues => None,
+        ClassImbalance | DistributionShift | MissingValues | Architecture | Hyperparameters => None,
     }
 }
 

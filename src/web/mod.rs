@@ -17,6 +17,7 @@ mod debug;
 pub mod live;
 mod views;
 
+use crate::diagnostics::architecture::is_hint;
 use crate::diagnostics::names::{Role, classify};
 use crate::http::{AppError, AppState, PageError, PageRunId, Query};
 use crate::model::{FindingStatus, Health, Run, RunSort, RunStatus, RunTableQuery, SeriesInfo};
@@ -439,6 +440,8 @@ struct FindingView {
     /// The kind of the finding that caused this one, if any.
     caused_by: Option<&'static str>,
     fixes: Vec<String>,
+    /// An info-only hint from the model record and the config.
+    hint: bool,
 }
 
 impl From<&StoredFinding> for FindingView {
@@ -461,6 +464,7 @@ impl From<&StoredFinding> for FindingView {
             cause: f.finding.cause.clone(),
             caused_by: f.finding.caused_by.map(|k| k.as_str()),
             fixes: f.finding.fixes.clone(),
+            hint: is_hint(f.finding.kind) && !f.finding.severity.is_raised(),
         }
     }
 }
@@ -491,6 +495,8 @@ struct RunPage {
     updated: String,
     config: String,
     open: Vec<FindingView>,
+    /// Open `architecture` / `hyperparameters` hints: shown as hints.
+    hints: Vec<FindingView>,
     info: Vec<FindingView>,
     resolved: Vec<FindingView>,
     notes: Vec<String>,
@@ -639,10 +645,16 @@ async fn run_page(
             .filter(|f| f.finding.severity.is_raised())
             .map(view_of)
             .collect(),
+        hints: findings
+            .iter()
+            .filter(is_open)
+            .filter(|f| !f.finding.severity.is_raised() && is_hint(f.finding.kind))
+            .map(view_of)
+            .collect(),
         info: findings
             .iter()
             .filter(is_open)
-            .filter(|f| !f.finding.severity.is_raised())
+            .filter(|f| !f.finding.severity.is_raised() && !is_hint(f.finding.kind))
             .map(view_of)
             .collect(),
         resolved: findings

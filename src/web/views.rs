@@ -767,6 +767,8 @@ const MODEL_KINDS: &[&str] = &[
     "vanishing_gradients",
     "exploding_gradients",
     "unchanged_weights",
+    "architecture",
+    "hyperparameters",
 ];
 
 /// The layer table, with each open finding about a layer on its row and

@@ -525,3 +525,48 @@ pub fn result_line(stdout: &str, report: &str) -> serde_json::Value {
         .map(|l| serde_json::from_str(l).unwrap())
         .unwrap_or_else(|| panic!("no RESULT line:\n{report}"))
 }
+
+/// A run of `project` that trains well so far but whose model record shows
+/// six sigmoid layers without normalisation and SGD at lr 1 with momentum
+/// 0.9: an `architecture` and a `hyperparameters` hint, nothing raised.
+pub async fn hinted_run(store: &Store, project: &str) -> uuid::Uuid {
+    use trainlens::record::{Layer, ModelRecord, Optimizer};
+    let run = store
+        .create_run(&new_run(project, "deep-sigmoid", serde_json::json!({})))
+        .await
+        .unwrap()
+        .id;
+    let layer = |name: String, outputs: u64, act: &str| Layer {
+        name,
+        kind: Some("Linear".into()),
+        inputs: Some(64),
+        outputs: Some(outputs),
+        activation: Some(act.into()),
+        ..Default::default()
+    };
+    let mut layers: Vec<Layer> = (1..=6)
+        .map(|i| layer(format!("fc{i}"), 64, "sigmoid"))
+        .collect();
+    layers.push(layer("head".into(), 10, "none"));
+    let model = ModelRecord {
+        layers,
+        loss: Some("cross_entropy".into()),
+        optimizer: Some(Optimizer {
+            name: Some("sgd".into()),
+            lr: Some(1.0),
+            momentum: Some(0.9),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut b = trainlens::model::Batch {
+        model: Some(model),
+        ..Default::default()
+    };
+    b.scalars.insert(
+        "train/loss".into(),
+        points(0..200, |s| 2.3 * (-(s as f64) / 80.0).exp() + 0.05),
+    );
+    store.ingest(run, &b, None).await.unwrap();
+    run
+}
