@@ -27,14 +27,15 @@ use super::stats::{fmt_num, fmt_pct};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 // The loss names of each rule, lower-case, with `-` and ` ` read as `_`.
-/// PyTorch's cross-entropy (log-softmax inside).
-const CROSS_ENTROPY: &[&str] = &["cross_entropy", "crossentropy", "crossentropyloss", "ce"];
+/// PyTorch's cross-entropy (log-softmax inside): the loss takes raw logits.
+pub(crate) const CROSS_ENTROPY: &[&str] =
+    &["cross_entropy", "crossentropy", "crossentropyloss", "ce"];
 /// Negative log-likelihood (expects log-probabilities).
 const NLL: &[&str] = &["nll", "nll_loss", "nllloss"];
 /// Binary cross-entropy on probabilities.
 const BCE: &[&str] = &["bce", "binary_cross_entropy", "bceloss"];
 /// Binary cross-entropy on logits (a sigmoid inside).
-const BCE_WITH_LOGITS: &[&str] = &[
+pub(crate) const BCE_WITH_LOGITS: &[&str] = &[
     "bce_with_logits",
     "bcewithlogits",
     "bcewithlogitsloss",
@@ -61,17 +62,6 @@ const REGRESSION: &[&str] = &[
 pub fn softmax_ce_floor(k: usize) -> f64 {
     (k as f64 - 1.0 + std::f64::consts::E).ln() - 1.0
 }
-
-/// PyTorch-style cross-entropy names: the loss takes raw logits.
-pub(crate) const CROSS_ENTROPY: &[&str] =
-    &["cross_entropy", "crossentropy", "crossentropyloss", "ce"];
-/// Binary cross-entropy on logits.
-pub(crate) const BCE_WITH_LOGITS: &[&str] = &[
-    "bce_with_logits",
-    "bcewithlogits",
-    "bcewithlogitsloss",
-    "binary_cross_entropy_with_logits",
-];
 
 /// Whether the (lower-case) loss name `loss` is one of `names`, with `-`
 /// and spaces read as `_`.
