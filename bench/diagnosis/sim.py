@@ -247,6 +247,38 @@ def _gnorm(g: Optional[np.ndarray]) -> float:
         return float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
 
 
+class _Stepper:
+    """What both trainers do with a step's gradients, as a script does:
+    clip by the global norm, step the optimizer, and count what the labels
+    need (late steps whose weight gradients are all exactly 0, the first
+    non-finite loss)."""
+
+    def __init__(self, tr: Trace, opt: Any, opt_names: Any, clip: Any, total: int,
+                 pnames: List[str], weights: List[str]):
+        self.tr, self.opt, self.opt_names, self.clip = tr, opt, opt_names, clip
+        self.total, self.pnames, self.weights = total, pnames, weights
+        self.dead_steps = 0
+        self.nonfinite_step: Optional[int] = None
+
+    def step(self, step: int, loss: float, lr: float, params: Dict[str, np.ndarray],
+             grads: Dict[str, np.ndarray], norms: Dict[str, float]):
+        """Applies `grads`; returns them as applied (clipped) and, every 10th
+        step, the weights before the update (else None)."""
+        with np.errstate(all="ignore"):
+            gnorm = float(np.sqrt(sum(v * v for v in norms.values())))
+        if self.clip and np.isfinite(gnorm) and gnorm > self.clip:
+            grads = {p: gg * (self.clip / gnorm) for p, gg in grads.items()}
+        wg = [norms[p] for p in self.weights if p in norms]
+        if wg and all(v == 0.0 for v in wg) and step >= self.total // 2:
+            self.dead_steps += 1
+        before = {p: params[p].copy() for p in self.pnames} if step % 10 == 0 else None
+        self.opt.step(params, grads, self.opt_names, lr)
+        if not np.isfinite(loss) and self.nonfinite_step is None:
+            self.nonfinite_step = step
+        self.tr.step(loss, lr, norms, gnorm)
+        return grads, before
+
+
 def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     rng = np.random.default_rng(seed + 17)
     xt, yt, xv, yv, k = prepare(spec, seed)
@@ -305,8 +337,7 @@ def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     double_softmax = spec.get("double_softmax", False)
     clip = spec.get("clip")
     step = 0
-    nonfinite_step = None
-    dead_steps = 0
+    stepper = _Stepper(tr, opt, opt_names, clip, total, pnames, [f"{m}.weight" for m in mods])
     true_dead: List[float] = []
     true_sat: List[float] = []
 
@@ -378,20 +409,8 @@ def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
             else:
                 pgrad = grads
             norms = {n2: _gnorm(pgrad.get(n2)) for n2 in pnames if n2 in pgrad}
-            with np.errstate(all="ignore"):
-                gnorm = float(np.sqrt(sum(v * v for v in norms.values())))
-            if clip and np.isfinite(gnorm) and gnorm > clip:
-                pgrad = {n2: gg * (clip / gnorm) for n2, gg in pgrad.items()}
-            weight_grads = [norms.get(f"{m}.weight") for m in mods if f"{m}.weight" in norms]
-            if weight_grads and all(v == 0.0 for v in weight_grads) and step >= total // 2:
-                dead_steps += 1
-            measured = step % 10 == 0
-            before = {n2: params[n2].copy() for n2 in pnames} if measured else None
-            opt.step(params, pgrad, opt_names, lr)
-            if not np.isfinite(loss) and nonfinite_step is None:
-                nonfinite_step = step
-            tr.step(loss, lr, norms, gnorm)
-            if measured:
+            pgrad, before = stepper.step(step, loss, lr, params, pgrad, norms)
+            if before is not None:
                 vals: Dict[str, float] = {}
                 for i, m in enumerate(mods):
                     wn = "%s.weight" % m
@@ -443,8 +462,8 @@ def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     prior = counts / counts.sum()
     tr.facts.update({
         "classes": k, "chance_loss": float(-sum(p * math.log(p) for p in prior if p > 0)),
-        "chance_acc": float(prior.max()), "nonfinite_step": nonfinite_step,
-        "dead_steps_late": dead_steps, "late_steps": total - total // 2,
+        "chance_acc": float(prior.max()), "nonfinite_step": stepper.nonfinite_step,
+        "dead_steps_late": stepper.dead_steps, "late_steps": total - total // 2,
         "true_dead": float(np.median(true_dead)) if true_dead else None,
         "true_sat": float(np.median(true_sat)) if true_sat else None,
         "steps": total, "onset": raise_step if raise_step is not None else corrupt_step,
@@ -489,11 +508,10 @@ def seq_data(seed: int, n: int = 1200, t: int = 15, d: int = 4, k: int = 4):
     return x, y, k
 
 
-def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
-    """``nn.RNN(d, h, batch_first=True)`` + ``nn.Linear(h, k)`` on the last
-    hidden state, back-propagated through time."""
-    rng = np.random.default_rng(seed + 5)
-    x, y, k = seq_data(seed)
+def split_seq(x: np.ndarray, y: np.ndarray, spec: Dict[str, Any], rng: Any):
+    """The sequence task's training and validation splits (a quarter), with
+    the recipe's data faults: un-normalised inputs, shuffled training labels,
+    NaN cells in the training inputs. Returns ``xt, yt, xv, yv``."""
     if spec.get("unnormalised"):
         x = x * 30.0 + 10.0
     nval = len(x) // 4
@@ -503,6 +521,15 @@ def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     if spec.get("nan_inputs"):
         xt = xt.copy()
         xt[rng.random(xt.shape) < spec["nan_inputs"]] = np.nan
+    return xt, yt, xv, yv
+
+
+def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
+    """``nn.RNN(d, h, batch_first=True)`` + ``nn.Linear(h, k)`` on the last
+    hidden state, back-propagated through time."""
+    rng = np.random.default_rng(seed + 5)
+    x, y, k = seq_data(seed)
+    xt, yt, xv, yv = split_seq(x, y, spec, rng)
     n, t, d = xt.shape
     h = spec.get("hidden", 32)
     s = 1.0 / math.sqrt(h)
@@ -542,8 +569,8 @@ def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     clip = spec.get("clip")
     acc: Dict[str, np.ndarray] = {}
     step = 0
-    nonfinite_step = None
-    dead_steps = 0
+    stepper = _Stepper(tr, opt, opt_names, clip, total, pnames,
+                       ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight"])
     true_sat: List[float] = []
 
     def forward(xb):
@@ -587,20 +614,8 @@ def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
                     acc[p] = acc.get(p, 0) + gg
                 grads = dict(acc)
             norms = {p: _gnorm(gg) for p, gg in grads.items()}
-            with np.errstate(all="ignore"):
-                gnorm = float(np.sqrt(sum(v * v for v in norms.values())))
-            if clip and np.isfinite(gnorm) and gnorm > clip:
-                grads = {p: gg * (clip / gnorm) for p, gg in grads.items()}
-            wg = [norms[p] for p in ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight") if p in norms]
-            if wg and all(v == 0.0 for v in wg) and step >= total // 2:
-                dead_steps += 1
-            measured = step % 10 == 0
-            before = {p: params[p].copy() for p in pnames} if measured else None
-            opt.step(params, grads, opt_names, lr)
-            if not np.isfinite(loss) and nonfinite_step is None:
-                nonfinite_step = step
-            tr.step(loss, lr, norms, gnorm)
-            if measured:
+            grads, before = stepper.step(step, loss, lr, params, grads, norms)
+            if before is not None:
                 vals: Dict[str, float] = {}
                 for p in ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight"):
                     layer = "fc" if p == "fc.weight" else p
@@ -630,8 +645,8 @@ def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     prior = counts / counts.sum()
     tr.facts.update({
         "classes": k, "chance_loss": float(-sum(p * math.log(p) for p in prior if p > 0)),
-        "chance_acc": float(prior.max()), "nonfinite_step": nonfinite_step,
-        "dead_steps_late": dead_steps, "late_steps": total - total // 2,
+        "chance_acc": float(prior.max()), "nonfinite_step": stepper.nonfinite_step,
+        "dead_steps_late": stepper.dead_steps, "late_steps": total - total // 2,
         "true_dead": None, "true_sat": float(np.median(true_sat)) if true_sat else None,
         "steps": total, "onset": raise_step,
     })

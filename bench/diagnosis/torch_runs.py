@@ -46,16 +46,7 @@ def digits_images(seed: int, spec: Dict[str, Any]):
 
 def seq_data(seed: int, spec: Dict[str, Any]):
     x, y, k = sim.seq_data(seed)
-    rng = np.random.default_rng(seed + 3)
-    if spec.get("unnormalised"):
-        x = x * 30.0 + 10.0
-    nval = len(x) // 4
-    xv, yv, xt, yt = x[:nval], y[:nval], x[nval:], y[nval:]
-    if spec.get("shuffle_labels"):
-        yt = rng.permutation(yt)
-    if spec.get("nan_inputs"):
-        xt = xt.copy()
-        xt[rng.random(xt.shape) < spec["nan_inputs"]] = np.nan
+    xt, yt, xv, yv = sim.split_seq(x, y, spec, np.random.default_rng(seed + 3))
     f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     flat = (xt.reshape(len(xt), -1), yt, xv.reshape(len(xv), -1), yv)
     return f(xt), torch.tensor(yt), f(xv), torch.tensor(yv), k, flat
