@@ -344,6 +344,23 @@ pub fn analyse(p: &PredictionsRecord) -> Analysis {
     }
 }
 
+/// The split a page or the API shows by default: a validation split (its
+/// probabilities are out of sample), else a test split, else any split but
+/// the training one, else the first.
+pub fn preferred_split(splits: &[String]) -> Option<&str> {
+    let rank = |s: &str| match s.to_ascii_lowercase().as_str() {
+        "val" | "validation" | "valid" | "eval" | "dev" => 0,
+        "test" => 1,
+        "train" | "training" => 3,
+        _ => 2,
+    };
+    splits
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, s)| (rank(s), *i))
+        .map(|(_, s)| s.as_str())
+}
+
 /// Lower end of the Wilson score interval of `k` successes in `n`.
 fn wilson_lower(share: f64, n: usize, z: f64) -> f64 {
     if n == 0 {
@@ -858,6 +875,18 @@ mod tests {
         // A healthy set predicts every class.
         let d = diagnose(&view(synthetic(600, 3, 0.9, 0.0, 0.0)));
         assert!(d.get(Kind::ClassNotPredicted).is_none());
+    }
+
+    #[test]
+    fn validation_is_the_preferred_split() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            preferred_split(&s(&["train", "Validation", "test"])),
+            Some("Validation")
+        );
+        assert_eq!(preferred_split(&s(&["train", "holdout"])), Some("holdout"));
+        assert_eq!(preferred_split(&s(&["train"])), Some("train"));
+        assert_eq!(preferred_split(&[]), None);
     }
 
     #[test]
