@@ -389,7 +389,7 @@ on_both_backends! {
         let doc = Html::parse_document(&html);
         assert_eq!(texts(&doc, "#predictions nav.keys a"), ["train", "val"]);
         assert_eq!(texts(&doc, "#predictions nav.keys a.current"), ["val"]);
-        assert_eq!(texts(&doc, "#predictions table.confusion thead th"), ["label ↓ predicted →", "0", "1", "2", "samples"]);
+        assert_eq!(texts(&doc, "#predictions table.confusion thead th"), ["label ↓ pred →", "0", "1", "2", "samples"]);
         let row1 = texts(&doc, "#predictions table.confusion tbody tr:nth-child(2) td");
         assert_eq!(row1, ["20", "80", "", "100"], "labelled 1: 20 look like 0");
         assert_eq!(doc.select(&sel("#predictions table.classes tbody tr")).count(), 3);

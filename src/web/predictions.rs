@@ -7,7 +7,7 @@
 
 use crate::charts::svg::format_value;
 use crate::diagnostics::fmt_step;
-use crate::diagnostics::predictions::{Analysis, ClassStats};
+use crate::diagnostics::predictions::{Analysis, ClassStats, LABEL_PROB_MAX, OTHER_PROB_MIN};
 
 /// Classes of the confusion matrix at most (the most labelled ones): a
 /// 20 × 20 table still fits a laptop screen.
@@ -120,18 +120,16 @@ pub fn panel(
         ("accuracy".to_string(), pct(Some(a.accuracy))),
         (
             "label errors (confident learning)".to_string(),
-            format!(
-                "{} ({} samples)",
-                pct(Some(a.label_error_share)),
-                a.suspects.len()
-            ),
+            format!("{} ({})", pct(Some(a.label_error_share)), a.suspects.len()),
         ),
         (
             "confident suspects".to_string(),
             format!(
-                "{} ({} samples: label ≤ 0.1, another class ≥ 0.5)",
+                "{} ({}; label ≤ {}, another class ≥ {})",
                 pct(Some(a.confident_share)),
-                suspects_confident
+                suspects_confident,
+                LABEL_PROB_MAX,
+                OTHER_PROB_MIN
             ),
         ),
     ];
