@@ -522,7 +522,8 @@ fn pair_summary(a: &Analysis) -> String {
     }
 }
 
-fn id_text(id: &serde_json::Value) -> String {
+/// A sample id as text: a string as it is, an integer in digits.
+pub fn id_text(id: &serde_json::Value) -> String {
     match id {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),

@@ -475,13 +475,10 @@ impl From<&StoredFinding> for FindingView {
                 .samples
                 .iter()
                 .map(|s| {
-                    let id = match &s.id {
-                        serde_json::Value::String(x) => x.clone(),
-                        other => other.to_string(),
-                    };
                     format!(
-                        "{} {id}: labelled {}, looks like {} ({:.3}; the label {}{:.3})",
+                        "{} {}: labelled {}, looks like {} ({:.3}; the label {}{:.3})",
                         s.split,
+                        crate::diagnostics::predictions::id_text(&s.id),
                         s.label,
                         s.predicted,
                         s.confidence,

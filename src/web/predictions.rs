@@ -7,7 +7,9 @@
 
 use crate::charts::svg::format_value;
 use crate::diagnostics::fmt_step;
-use crate::diagnostics::predictions::{Analysis, ClassStats, LABEL_PROB_MAX, OTHER_PROB_MIN};
+use crate::diagnostics::predictions::{
+    Analysis, ClassStats, LABEL_PROB_MAX, OTHER_PROB_MIN, id_text,
+};
 
 /// Classes of the confusion matrix at most (the most labelled ones): a
 /// 20 × 20 table still fits a laptop screen.
@@ -86,13 +88,6 @@ fn pct(v: Option<f64>) -> String {
 
 fn prob(v: f64) -> String {
     format!("{v:.3}")
-}
-
-fn id_text(id: &serde_json::Value) -> String {
-    match id {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// The panel for `a`, the analysis of the split chosen among `splits`
