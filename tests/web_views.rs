@@ -88,6 +88,31 @@ fn records() -> Vec<Value> {
     out
 }
 
+/// 300 validation samples of 3 classes, the model sure of the true class
+/// (0.9); every fifth label flipped to the next class, and one id that is
+/// markup. Also a small training split.
+fn predictions_records() -> Vec<Value> {
+    let (mut labels, mut probs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..300u32 {
+        let truth = i % 3;
+        let mut row = vec![0.05; 3];
+        row[truth as usize] = 0.9;
+        labels.push(if i % 5 == 0 { (truth + 1) % 3 } else { truth });
+        probs.push(row);
+        ids.push(if i == 0 {
+            json!(SCRIPT)
+        } else {
+            json!(format!("img-{i}"))
+        });
+    }
+    vec![
+        json!({"type":"predictions","step":400,"split":"val","labels":labels,"probs":probs,"ids":ids}),
+        // An older record of the split: the latest is the one analysed.
+        json!({"type":"predictions","step":100,"split":"val","labels":[0,1],"probs":[[0.5,0.3,0.2],[0.2,0.5,0.3]]}),
+        json!({"type":"predictions","step":400,"split":"train","labels":[0,1,2,2],"probs":[[0.8,0.1,0.1],[0.1,0.8,0.1],[0.1,0.1,0.8],[0.1,0.1,0.8]]}),
+    ]
+}
+
 on_both_backends! {
     async fn the_views_draw_the_chosen_step(db: &TestDb) {
         let app = db.app();
@@ -290,6 +315,82 @@ on_both_backends! {
         let (status, _, _) = fetch(&app, &format!("/runs/{other}/charts/weights.csv?tensor=weights%2Ffc1")).await;
         assert_eq!(status, 404, "no such run");
     }
+
+    async fn predictions_raise_label_errors_and_fill_the_panel(db: &TestDb) {
+        let app = db.app();
+        let id = new_run(&app, "noisy-labels").await;
+        post_records(&app, &id, &predictions_records()).await;
+        eager_runner(&db.store, "http://t").tick().await.unwrap();
+
+        // The finding, with the suspects in its evidence.
+        let (s, body) = send(&app, get(&format!("/api/v1/runs/{id}/findings?status=open"))).await;
+        assert_eq!(s, 200);
+        let f = body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "label_errors")
+            .unwrap_or_else(|| panic!("no label_errors: {body}"));
+        assert_eq!(f["severity"], "error", "{f}");
+        assert_eq!(f["onset_step"], 400);
+        assert_eq!(f["evidence"]["metrics"]["confident_share/val"], 0.2);
+        let samples = f["evidence"]["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 20);
+        for s in samples {
+            let i: u32 = match s["id"].as_str().unwrap() {
+                SCRIPT => 0,
+                other => other.trim_start_matches("img-").parse().unwrap(),
+            };
+            assert_eq!(i % 5, 0, "a flipped sample: {s}");
+            assert_eq!(s["predicted"], i % 3);
+            assert_eq!(s["label"], (i % 3 + 1) % 3);
+            assert_eq!(s["split"], "val");
+        }
+
+        // The analysis API: the validation split's latest record by default.
+        let (s, a) = send(&app, get(&format!("/api/v1/runs/{id}/predictions/analysis?suspects=5"))).await;
+        assert_eq!(s, 200, "{a}");
+        assert_eq!(a["splits"], json!(["train", "val"]));
+        assert_eq!(a["analysis"]["split"], "val");
+        assert_eq!(a["analysis"]["step"], 400);
+        assert_eq!(a["analysis"]["n"], 300);
+        assert_eq!(a["suspects_total"], 60);
+        assert_eq!(a["analysis"]["suspects"].as_array().unwrap().len(), 5);
+        // Labelled 1, predicted 0: the 20 flipped class-0 samples.
+        assert!(a["analysis"]["confusion"].as_array().unwrap().contains(&json!([1, 0, 20])));
+        let (s, a) = send(&app, get(&format!("/api/v1/runs/{id}/predictions/analysis?split=val&step=100"))).await;
+        assert_eq!((s, a["analysis"]["n"].clone()), (StatusCode::OK, json!(2)));
+        let (s, e) = send(&app, get(&format!("/api/v1/runs/{id}/predictions/analysis?split=test"))).await;
+        assert_eq!(s, 404, "{e}");
+        let (s, e) = send(&app, get(&format!("/api/v1/runs/{id}/predictions/analysis?step=x"))).await;
+        assert_eq!(s, 400, "{e}");
+        assert!(e.to_string().contains("step"), "{e}");
+
+        // The panel.
+        let (s, html) = page(&app, &format!("/runs/{id}")).await;
+        assert_eq!(s, 200);
+        assert!(!html.contains(SCRIPT), "ids are escaped");
+        let doc = Html::parse_document(&html);
+        assert_eq!(texts(&doc, "#predictions nav.keys a"), ["train", "val"]);
+        assert_eq!(texts(&doc, "#predictions nav.keys a.current"), ["val"]);
+        assert_eq!(texts(&doc, "#predictions table.confusion thead th"), ["label ↓ pred →", "0", "1", "2", "samples"]);
+        let row1 = texts(&doc, "#predictions table.confusion tbody tr:nth-child(2) td");
+        assert_eq!(row1, ["20", "80", "", "100"], "labelled 1: 20 look like 0");
+        assert_eq!(doc.select(&sel("#predictions table.classes tbody tr")).count(), 3);
+        let suspects = texts(&doc, "#predictions table.suspects tbody tr td:first-child");
+        assert_eq!(suspects.len(), 50);
+        assert!(suspects.contains(&SCRIPT.to_string()));
+        // The finding links to the panel and lists its samples.
+        assert_eq!(attrs(&doc, "#finding-label_errors a.to-chart", "href"), ["#predictions"]);
+        assert_eq!(doc.select(&sel("#finding-label_errors ol.samples li")).count(), 20);
+
+        // The other split, picked by the query.
+        let (_, html) = page(&app, &format!("/runs/{id}?pred=train")).await;
+        let doc = Html::parse_document(&html);
+        assert_eq!(texts(&doc, "#predictions nav.keys a.current"), ["train"]);
+        assert_eq!(doc.select(&sel("#predictions table.confusion tbody tr")).count(), 3);
+        assert_eq!(texts(&doc, "#predictions p.ok").len(), 1, "no suspects in train");
+    }
 }
 
 #[tokio::test]
@@ -305,6 +406,7 @@ async fn empty_views_say_what_to_log() {
         ("feature-maps", "feature_maps=[\"conv1\"]"),
         ("dataset", "run.log_dataset(\"train\""),
         ("model", "run.log_model(model"),
+        ("predictions", "run.log_predictions(\"val\""),
     ] {
         let empty = texts(&doc, &format!("#{section} p.empty"));
         assert_eq!(empty.len(), 1, "{section}");

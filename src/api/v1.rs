@@ -14,6 +14,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::csv_export;
+use crate::diagnostics::predictions;
 use crate::http::extract::{idempotency_key, query_word};
 use crate::http::{AppError, AppState, Body, JsonBody, Query, RunId};
 use crate::ingest::{self, InputError, Limits, RunLine};
@@ -48,6 +49,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/runs/{id}/predictions",
             step_records::<PredictionsQuery>(StepKind::Predictions),
+        )
+        .route(
+            "/api/v1/runs/{id}/predictions/analysis",
+            get(predictions_analysis),
         )
         .route("/api/v1/runs/{id}/export", get(export))
         .route("/api/v1/runs/{id}/finish", post(finish_run))
@@ -612,6 +617,58 @@ impl From<PredictionsQuery> for StepRecordQuery {
             limit: q.limit,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalysisQuery {
+    split: Option<String>,
+    step: Option<u64>,
+    /// Most suspects returned (default 100, at most 20,000).
+    suspects: Option<usize>,
+}
+
+/// The analysis of one predictions record (`diagnostics::predictions`):
+/// confusion matrix, per-class precision and recall, confident learning's
+/// label-error estimate and suspects. Defaults: the validation split
+/// ([`predictions::preferred_split`]), its latest step, 100 suspects.
+async fn predictions_analysis(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Query(q): Query<AnalysisQuery>,
+) -> Result<Response, AppError> {
+    require_run(&state, id).await?;
+    let splits: Vec<String> = state
+        .store
+        .step_record_keys(id, StepKind::Predictions)
+        .await?
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    let split = match q.split {
+        Some(s) => s,
+        None => match predictions::preferred_split(&splits) {
+            Some(s) => s.to_string(),
+            None => return Err(AppError::NotFound(format!("run {id} has no predictions"))),
+        },
+    };
+    let Some(record) = state.store.predictions_at(id, &split, q.step).await? else {
+        let at = q.step.map(|s| format!(" at step {s}")).unwrap_or_default();
+        return Err(AppError::NotFound(format!(
+            "run {id} has no predictions of split {split:?}{at}"
+        )));
+    };
+    let mut analysis = predictions::analyse(&record);
+    let total = analysis.suspects.len();
+    analysis
+        .suspects
+        .truncate(q.suspects.unwrap_or(100).min(20_000));
+    Ok(Json(json!({
+        "splits": splits,
+        "suspects_total": total,
+        "analysis": analysis,
+    }))
+    .into_response())
 }
 
 async fn require_run(state: &AppState, id: Uuid) -> Result<(), AppError> {

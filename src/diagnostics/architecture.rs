@@ -226,6 +226,7 @@ fn hint(kind: Kind, found: &[&Problem]) -> Finding {
             layer: found.iter().find_map(|p| p.layer.clone()),
             metrics,
             summary: format!("From the model record and the config, before training: {summary}"),
+            samples: Vec::new(),
         },
         cause: found
             .iter()

@@ -622,6 +622,7 @@ fn overfit_finding(s: &OverfitSignals, severe: bool) -> Finding {
                     parts.join(" and ")
                 ),
             },
+            samples: Vec::new(),
         },
         cause,
         fixes,
@@ -1067,7 +1068,7 @@ fn slow_finding(s: &UnderfitSignals, l: &LossLevels, slow: Slow) -> Finding {
             series: s.series.clone(),
             layer: None,
             metrics: underfit_metrics(s, l),
-            summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
+            summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))), samples: Vec::new(),
         },
         cause,
         fixes: match explained_by {
@@ -1122,6 +1123,7 @@ fn underfit_finding(s: &UnderfitSignals, l: &LossLevels) -> Finding {
                 fmt_num(l.start),
                 fmt_num(l.recent)
             ),
+            samples: Vec::new(),
         },
         cause: format!(
             "The model cannot fit its own training data: {}.",

@@ -222,6 +222,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
                 loss.as_deref().unwrap_or("unknown"),
                 act.as_deref().unwrap_or("unknown")
             ),
+            samples: Vec::new(),
         },
         cause,
         fixes,

@@ -22,6 +22,7 @@
 //! | [`units`] | `dead_relu`, `saturated_activations`, `unchanged_weights` |
 //! | [`data`] | `class_imbalance`, `distribution_shift`, `missing_values` |
 //! | [`mismatch`] | `loss_activation_mismatch` |
+//! | [`predictions`] | `label_errors`, `class_not_predicted` |
 //! | [`architecture`] | `architecture`, `hyperparameters` (info-only hints from the model record and the config) |
 //!
 //! Common ground rules:
@@ -62,7 +63,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{DatasetRecord, ModelRecord, Record};
+use crate::record::{DatasetRecord, ModelRecord, PredictionsRecord, Record};
 
 pub mod architecture;
 mod context;
@@ -73,6 +74,7 @@ pub mod gradients;
 pub mod mismatch;
 pub mod names;
 pub mod oscillation;
+pub mod predictions;
 mod stats;
 pub(crate) use stats::fmt_step;
 pub mod units;
@@ -134,6 +136,8 @@ pub struct RunView {
     pub datasets: Vec<DatasetRecord>,
     pub scalars: BTreeMap<String, Series>,
     pub histograms: BTreeMap<String, Vec<Hist>>,
+    /// The latest `predictions` record of each split (one per split).
+    pub predictions: Vec<PredictionsRecord>,
 }
 
 impl RunView {
@@ -151,7 +155,14 @@ impl RunView {
                 }
                 Record::Model(m) => view.model = Some(m),
                 // Read by the pages, not (yet) by the detectors.
-                Record::Image(_) | Record::Tensor(_) | Record::Predictions(_) => {}
+                Record::Image(_) | Record::Tensor(_) => {}
+                Record::Predictions(p) => {
+                    match view.predictions.iter_mut().find(|x| x.split == p.split) {
+                        Some(slot) if slot.step > p.step => {}
+                        Some(slot) => *slot = p,
+                        None => view.predictions.push(p),
+                    }
+                }
                 Record::Dataset(d) => match view.datasets.iter_mut().find(|x| x.split == d.split) {
                     Some(slot) => *slot = d,
                     None => view.datasets.push(d),
@@ -216,6 +227,8 @@ pub enum Kind {
     DistributionShift,
     MissingValues,
     LossActivationMismatch,
+    LabelErrors,
+    ClassNotPredicted,
     Architecture,
     Hyperparameters,
 }
@@ -235,6 +248,8 @@ crate::model::words!(Kind, "finding kind", [
     DistributionShift => "distribution_shift",
     MissingValues => "missing_values",
     LossActivationMismatch => "loss_activation_mismatch",
+    LabelErrors => "label_errors",
+    ClassNotPredicted => "class_not_predicted",
     Architecture => "architecture",
     Hyperparameters => "hyperparameters",
 ]);
@@ -256,6 +271,10 @@ pub struct Evidence {
     /// One or two sentences with the numbers, for people.
     #[serde(default)]
     pub summary: String,
+    /// The samples concerned, for per-sample findings (`label_errors`: the
+    /// surest suspects first, at most `predictions::MAX_LISTED`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<predictions::Suspect>,
 }
 
 /// One diagnosis of a run.
@@ -329,6 +348,7 @@ pub fn diagnose(view: &RunView) -> Diagnosis {
     fit::detect(&ctx, &mut out);
     oscillation::detect(&ctx, &mut out);
     mismatch::detect(&ctx, &mut out);
+    predictions::detect(&ctx, &mut out);
     architecture::detect(&ctx, &mut out);
     missing_signal_notes(&ctx, &mut out);
     lr_raise_onsets(&ctx, &mut out);

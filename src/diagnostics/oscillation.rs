@@ -235,7 +235,7 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             series: hits.iter().map(|s| s.key.clone()).collect(),
             layer: None,
             metrics,
-            summary: hits.iter().map(|s| format!("{}: {} reversals in {} evaluations", s.what, s.reversals, s.evals)).collect::<Vec<_>>().join("; "),
+            summary: hits.iter().map(|s| format!("{}: {} reversals in {} evaluations", s.what, s.reversals, s.evals)).collect::<Vec<_>>().join("; "), samples: Vec::new(),
         },
         cause: if restarts >= 2 {
             format!("The LR schedule restarts ({restarts} times); swings after each restart are expected.")

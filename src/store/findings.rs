@@ -11,10 +11,12 @@ use serde::Serialize;
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
+use super::records::StepKind;
 use super::{Result, Store, StoreError, from_json, now, parse_uuid, parse_word, to_json};
 use crate::alerts::{Outgoing, Prior, Transitions};
 use crate::diagnostics::{Finding, Hist, Kind, RunView, Series};
 use crate::model::{Config, FindingStatus, Run, RunStatus, Severity};
+use crate::record::Record;
 
 macro_rules! select_findings {
     ($tail:literal) => {
@@ -217,6 +219,19 @@ impl Store {
                 nonfinite: h.nonfinite,
             });
         }
+        // The latest predictions of each split: an index-only key query,
+        // then one record per split.
+        let mut predictions = Vec::new();
+        for k in self.step_record_keys(run, StepKind::Predictions).await? {
+            let last = Some(k.last_step);
+            let recs = self
+                .step_records(run, StepKind::Predictions, &k.key, last, last, 1)
+                .await?;
+            predictions.extend(recs.into_iter().filter_map(|r| match r {
+                Record::Predictions(p) => Some(p),
+                _ => None,
+            }));
+        }
         let view = RunView {
             name: meta.name.clone(),
             config: meta.config.as_ref().map(Config::parse).unwrap_or_default(),
@@ -225,6 +240,7 @@ impl Store {
             datasets: self.datasets(run).await?,
             scalars,
             histograms,
+            predictions,
         };
         Ok(Some((meta, view)))
     }

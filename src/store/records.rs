@@ -10,7 +10,8 @@ use super::scalars::write_series;
 use super::{Result, Store, StoreError, chunk, from_json, now, to_json};
 use crate::model::{Batch, HistogramKey, IngestOutcome, NewRun, Run, RunStatus};
 use crate::record::{
-    DatasetRecord, EndRecord, HistogramRecord, ModelRecord, Record, RunRecord, ScalarRecord, Value,
+    DatasetRecord, EndRecord, HistogramRecord, ModelRecord, PredictionsRecord, Record, RunRecord,
+    ScalarRecord, Value,
 };
 
 /// zstd level for step-record bodies: fast, and JSON of floats shrinks well.
@@ -209,6 +210,35 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         Ok(steps.into_iter().map(|s| s as u64).collect())
+    }
+
+    /// The predictions of `split` at `step` (the latest when `step` is
+    /// `None`): what the predictions analysis reads. `None` when the split
+    /// has no predictions (at that step).
+    pub async fn predictions_at(
+        &self,
+        run: Uuid,
+        split: &str,
+        step: Option<u64>,
+    ) -> Result<Option<PredictionsRecord>> {
+        let step = match step {
+            Some(s) => s,
+            None => match self
+                .step_record_steps(run, StepKind::Predictions, split)
+                .await?
+                .last()
+            {
+                Some(s) => *s,
+                None => return Ok(None),
+            },
+        };
+        let recs = self
+            .step_records(run, StepKind::Predictions, split, Some(step), Some(step), 1)
+            .await?;
+        Ok(recs.into_iter().find_map(|r| match r {
+            Record::Predictions(p) => Some(p),
+            _ => None,
+        }))
     }
 
     /// The step records of one kind and key, by step, with

@@ -138,6 +138,7 @@ pub fn chart_for(kind: Kind) -> Option<ChartId> {
         DeadRelu => Some(ChartId::DeadUnits),
         SaturatedActivations => Some(ChartId::SaturatedUnits),
         ClassImbalance | DistributionShift | MissingValues | Architecture | Hyperparameters => None,
+        LabelErrors | ClassNotPredicted => None,
     }
 }
 

@@ -15,8 +15,10 @@ mod charts;
 mod compare;
 mod debug;
 pub mod live;
+mod predictions;
 mod views;
 
+use crate::diagnostics::Kind;
 use crate::diagnostics::architecture::is_hint;
 use crate::diagnostics::names::{Role, classify};
 use crate::http::{AppError, AppState, PageError, PageRunId, Query};
@@ -436,6 +438,8 @@ struct FindingView {
     layer: Option<String>,
     series: Vec<String>,
     metrics: Vec<(String, String)>,
+    /// The samples concerned (label errors' suspects), one line each.
+    samples: Vec<String>,
     cause: String,
     /// The kind of the finding that caused this one, if any.
     caused_by: Option<&'static str>,
@@ -460,6 +464,22 @@ impl From<&StoredFinding> for FindingView {
                 .metrics
                 .iter()
                 .map(|(k, v)| (k.clone(), fmt_value(*v)))
+                .collect(),
+            samples: e
+                .samples
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}: labelled {}, looks like {} ({:.3}; the label {}{:.3})",
+                        s.split,
+                        crate::diagnostics::predictions::id_text(&s.id),
+                        s.label,
+                        s.predicted,
+                        s.confidence,
+                        if s.label_prob_bound { "≤ " } else { "" },
+                        s.label_prob
+                    )
+                })
                 .collect(),
             cause: f.finding.cause.clone(),
             caused_by: f.finding.caused_by.map(|k| k.as_str()),
@@ -535,6 +555,8 @@ struct RunQuery {
     smooth: Option<String>,
     y: Option<String>,
     x: Option<String>,
+    /// The predictions panel's split (see [`views::Pick`]).
+    pred: Option<String>,
 }
 
 /// The preferred key of each role among a run's series.
@@ -607,6 +629,7 @@ async fn run_page(
         smooth: q.smooth.clone(),
         y: q.y.clone(),
         x: q.x.clone(),
+        pred: q.pred.clone(),
     };
     // The chart controls' form keeps the other views' choices.
     let chart_hidden = pick.hidden(&["hist", "smooth", "y", "x"]);
@@ -629,6 +652,11 @@ async fn run_page(
         v.chart = charts::chart_for(f.finding.kind)
             .filter(|c| drawn.contains(&c.anchor().as_str()))
             .map(|c| (c.anchor(), c.title()));
+        if matches!(f.finding.kind, Kind::LabelErrors | Kind::ClassNotPredicted)
+            && !views.predictions.splits.is_empty()
+        {
+            v.chart = Some(("predictions".into(), "predictions"));
+        }
         v
     };
     let page = RunPage {

@@ -24,6 +24,7 @@ use crate::charts::svg::format_value;
 use crate::charts::weights;
 use crate::csv_export;
 use crate::diagnostics::data::SHIFT_SMD;
+use crate::diagnostics::predictions;
 use crate::diagnostics::{RunView, fmt_step};
 use crate::http::{AppError, AppState, PageError, PageRunId, Query};
 use crate::model::{FindingStatus, HistogramKey};
@@ -68,6 +69,8 @@ pub struct Pick {
     pub smooth: Option<String>,
     pub y: Option<String>,
     pub x: Option<String>,
+    /// The predictions panel's split.
+    pub pred: Option<String>,
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -94,7 +97,7 @@ fn step_of(field: &str, v: &Option<String>) -> Result<Option<u64>, AppError> {
 }
 
 impl Pick {
-    fn pairs(&self) -> [(&'static str, Option<&str>); 8] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 9] {
         [
             ("hist", given(&self.hist)),
             ("tensor", given(&self.tensor)),
@@ -104,6 +107,7 @@ impl Pick {
             ("smooth", given(&self.smooth)),
             ("y", given(&self.y)),
             ("x", given(&self.x)),
+            ("pred", given(&self.pred)),
         ]
     }
 
@@ -141,6 +145,7 @@ pub struct Views {
     pub features: StepView,
     pub dataset: DatasetPanel,
     pub model: ModelPanel,
+    pub predictions: super::predictions::PredictionsPanel,
 }
 
 /// A key of the picker.
@@ -938,11 +943,12 @@ pub async fn views(
     let tensor_step = step_of("tensor_step", &pick.tensor_step)?;
     let image_step = step_of("image_step", &pick.image_step)?;
     let store = &state.store;
-    let (model, datasets, tensor_keys, image_keys) = tokio::try_join!(
+    let (model, datasets, tensor_keys, image_keys, pred_keys) = tokio::try_join!(
         store.model(run),
         store.datasets(run),
         store.step_record_keys(run, WEIGHTS.kind),
         store.step_record_keys(run, FEATURES.kind),
+        store.step_record_keys(run, StepKind::Predictions),
     )?;
     let order: Vec<String> = model
         .iter()
@@ -978,12 +984,59 @@ pub async fn views(
         feature_view(&mut features, &img, &href, &files);
     }
 
+    let predictions = predictions_panel(
+        store,
+        run,
+        pred_keys.into_iter().map(|k| k.key).collect(),
+        pick,
+    )
+    .await?;
+
     Ok(Views {
+        predictions,
         weights,
         features,
         dataset: dataset_panel(datasets),
         model: model_panel(model.as_ref(), findings),
     })
+}
+
+/// The predictions panel: the split asked for (else the preferred one),
+/// its latest record, analysed.
+async fn predictions_panel(
+    store: &crate::store::Store,
+    run: uuid::Uuid,
+    splits: Vec<String>,
+    pick: &Pick,
+) -> Result<super::predictions::PredictionsPanel, PageError> {
+    let asked = given(&pick.pred).filter(|s| splits.iter().any(|x| x == s));
+    let Some(split) = asked.or_else(|| predictions::preferred_split(&splits)) else {
+        return Ok(Default::default());
+    };
+    let Some(record) = store.predictions_at(run, split, None).await? else {
+        return Ok(Default::default());
+    };
+    let links = splits
+        .iter()
+        .map(|s| KeyLink {
+            key: s.clone(),
+            label: s.clone(),
+            href: pick.href("pred", s, "", "predictions"),
+            selected: s == split,
+        })
+        .collect();
+    let api = format!(
+        "/api/v1/runs/{run}/predictions/analysis?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("split", split)
+            .append_pair("step", &record.step.to_string())
+            .finish()
+    );
+    Ok(super::predictions::panel(
+        &predictions::analyse(&record),
+        links,
+        api,
+    ))
 }
 
 #[derive(Deserialize)]
