@@ -24,6 +24,22 @@ fn eager_runner(store: &Arc<Store>) -> Runner {
     common::eager_runner(store, "http://trainlens.test")
 }
 
+/// A runner with the given cadence (see `RunnerConfig::wait_after`).
+fn paced_runner(
+    store: &Arc<Store>,
+    quiet: Duration,
+    min_wait: Duration,
+    max_wait: Duration,
+    cost_factor: u32,
+) -> Runner {
+    let mut cfg = RunnerConfig::new("http://trainlens.test");
+    cfg.quiet = quiet;
+    cfg.min_wait = min_wait;
+    cfg.max_wait = max_wait;
+    cfg.cost_factor = cost_factor;
+    Runner::new(store.clone(), cfg, Arc::new(Notify::new()))
+}
+
 fn fast_sender(store: &Arc<Store>) -> Sender {
     let cfg = SenderConfig {
         base_backoff: Duration::from_millis(50),
@@ -106,6 +122,45 @@ on_both_backends! {
         assert!(store.findings(run, Some(FindingStatus::Open)).await.unwrap().is_empty());
         let state = store.diagnosis_state(run).await.unwrap().unwrap();
         assert_eq!(state.diagnosed_version, store.get_run(run).await.unwrap().unwrap().data_version);
+    }
+
+    async fn a_run_being_written_is_diagnosed_again_after_min_wait_when_its_diagnosis_is_cheap(db: &TestDb) {
+        let store = &db.store;
+        // Never quiet within the test: every pass below sees a run being written.
+        let runner = paced_runner(store, Duration::from_secs(600), Duration::from_millis(300), Duration::from_secs(600), 1);
+        let run = new_run(store, "p").await;
+        store.ingest(run, &loss(0..100, None), None).await.unwrap();
+        assert_eq!(runner.tick().await.unwrap().len(), 1, "a run never diagnosed is due at once");
+        store.ingest(run, &loss(100..110, None), None).await.unwrap();
+        assert!(runner.tick().await.unwrap().is_empty(), "diagnosed less than min_wait ago");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        store.ingest(run, &loss(110..120, Some(110)), None).await.unwrap();
+        let done = runner.tick().await.unwrap();
+        assert_eq!(done.len(), 1, "min_wait, not max_wait (10 minutes), after the last diagnosis");
+        assert_eq!(done[0].saved.raised, vec![Kind::Divergence]);
+    }
+
+    async fn a_run_being_written_waits_cost_factor_times_its_diagnosis_up_to_max_wait(db: &TestDb) {
+        let store = &db.store;
+        // Any diagnosis costs more than 3 s / 10⁶ = 3 µs: the wait is max_wait.
+        let runner = paced_runner(store, Duration::from_secs(600), Duration::from_millis(50), Duration::from_secs(3), 1_000_000);
+        let run = new_run(store, "p").await;
+        store.ingest(run, &loss(0..100, None), None).await.unwrap();
+        assert_eq!(runner.tick().await.unwrap().len(), 1);
+        let diagnosed = Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.ingest(run, &loss(100..110, None), None).await.unwrap();
+        assert!(runner.tick().await.unwrap().is_empty(), "past min_wait, but held back for its cost");
+        let left = Duration::from_millis(3100).saturating_sub(diagnosed.elapsed());
+        tokio::time::sleep(left).await;
+        store.ingest(run, &loss(110..120, None), None).await.unwrap();
+        assert_eq!(runner.tick().await.unwrap().len(), 1, "never later than max_wait");
+        // A run that went quiet is diagnosed at once, whatever its cost.
+        let runner = paced_runner(store, Duration::ZERO, Duration::ZERO, Duration::from_secs(600), 1_000_000);
+        store.ingest(run, &loss(120..130, None), None).await.unwrap();
+        assert_eq!(runner.tick().await.unwrap().len(), 1);
+        store.ingest(run, &loss(130..140, None), None).await.unwrap();
+        assert_eq!(runner.tick().await.unwrap().len(), 1, "quiet: not held back");
     }
 
     async fn two_runners_never_diagnose_one_run_at_once(db: &TestDb) {

@@ -18,6 +18,9 @@ otherwise. Printed per split: recall, precision and healthy runs with a false
 alarm per architecture and per habit, the misses and false alarms, onset
 accuracy on runs whose fault starts mid-run (within 5% of the run's length),
 and fixes that contradict the run's evidence.
+
+How soon the live diagnosis warns when the same runs stream in at 100
+steps/s through the API is ``delay.py``'s (see bench/README.md).
 """
 
 from __future__ import annotations

@@ -115,8 +115,8 @@ async fn findings_local(global: &super::Global, args: &FindingsArgs) -> anyhow::
                 store.findings(run, status).await?
             }
             None => {
-                for run in store.due_runs(0.0, 0.0, 100_000).await? {
-                    runner.diagnose(run).await?;
+                for due in store.due_runs(0.0, 0.0, 100_000).await? {
+                    runner.diagnose(due.run).await?;
                 }
                 store
                     .open_findings(args.project.as_deref(), Severity::Info)

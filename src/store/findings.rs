@@ -122,6 +122,14 @@ pub struct DiagnosisToSave<'a> {
     pub alerts: &'a [Outgoing],
 }
 
+/// A run whose diagnosis is behind its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRun {
+    pub run: Uuid,
+    /// No data came for the `quiet` time asked for: the run paused or ended.
+    pub quiet: bool,
+}
+
 /// What saving a diagnosis changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Saved {
@@ -135,11 +143,11 @@ pub struct Saved {
 impl Store {
     /// Runs with data newer than their diagnosis whose writes have been quiet
     /// for `quiet` seconds, or whose diagnosis is `max_wait` seconds old, and
-    /// which nobody holds a lease on.
-    pub async fn due_runs(&self, quiet: f64, max_wait: f64, limit: i64) -> Result<Vec<Uuid>> {
+    /// which nobody holds a lease on; each says whether it is quiet.
+    pub async fn due_runs(&self, quiet: f64, max_wait: f64, limit: i64) -> Result<Vec<DueRun>> {
         let now = now();
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT r.id FROM runs r LEFT JOIN diagnosis_state d ON d.run_id = r.id \
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT r.id, r.updated_at FROM runs r LEFT JOIN diagnosis_state d ON d.run_id = r.id \
              WHERE r.data_version > COALESCE(d.diagnosed_version, 0) \
                AND COALESCE(d.lease_until, 0) < $1 \
                AND (r.updated_at <= $2 OR COALESCE(d.diagnosed_at, 0) <= $3) \
@@ -151,7 +159,14 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        ids.iter().map(|id| parse_uuid(id)).collect()
+        rows.iter()
+            .map(|(id, updated_at)| {
+                Ok(DueRun {
+                    run: parse_uuid(id)?,
+                    quiet: *updated_at <= now - quiet,
+                })
+            })
+            .collect()
     }
 
     /// Takes the lease on diagnosing `run` for `lease` seconds; false when

@@ -390,6 +390,7 @@ pub fn eager_runner(store: &Arc<Store>, public_url: &str) -> trainlens::runner::
     use trainlens::runner::{Runner, RunnerConfig};
     let mut cfg = RunnerConfig::new(public_url);
     cfg.quiet = std::time::Duration::ZERO;
+    cfg.min_wait = std::time::Duration::ZERO;
     cfg.max_wait = std::time::Duration::ZERO;
     Runner::new(store.clone(), cfg, Arc::new(tokio::sync::Notify::new()))
 }
