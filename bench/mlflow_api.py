@@ -11,22 +11,32 @@ Starts `trainlens serve` on a fresh database (SQLite by default, or
     points/s = all points / wall time (clock from the release of all clients
     to the last answer);
   * get-history of --history-points points of one key: one unpaged
-    `GET metrics/get-history` (raw HTTP, body read and parsed), and the
-    mlflow client's `get_metric_history` (pages of 25 000);
+    `GET metrics/get-history` over raw HTTP, until the body arrived
+    (`get_history_body_s`) and until it was parsed (`get_history_raw_s`),
+    and the mlflow client's `get_metric_history` (pages of 25 000);
   * the mlflow client's synchronous loop: `mlflow.log_metrics({...}, step=i)`
     for --client-steps steps, steps/s.
 
 The ingest and history parts need only the standard library; the client
 parts need `mlflow` (mlflow-skinny) and are skipped, saying so, without it.
 
+With --mlflow-bin (the `mlflow` command of a virtualenv with the full
+`mlflow` package: `python3 -m venv V && V/bin/pip install mlflow`), the same
+figures are then measured against `mlflow server` on a fresh SQLite file in
+the same run (its ingest with --mlflow-points per client: MLflow's rate does
+not depend on the volume, and 800k points take it over a minute), and a
+side-by-side table gives trainlens's factor over MLflow.
+
     cargo build --release
-    python3 bench/mlflow_api.py --server-bin target/release/trainlens
+    python3 bench/mlflow_api.py --server-bin target/release/trainlens \
+        [--mlflow-bin V/bin/mlflow]
 """
 
 import argparse
 import http.client
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +64,44 @@ class Server:
 
     def stop(self):
         self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+class MlflowServer(Server):
+    """`mlflow server` (its defaults: several workers) on a fresh SQLite file."""
+
+    def __init__(self, mlflow_bin):
+        self.tmp = tempfile.TemporaryDirectory(prefix="mlflow-bench-")
+        self.log = open(os.path.join(self.tmp.name, "server.log"), "w")
+        self.port = benchlib.free_port()
+        self.proc = subprocess.Popen(
+            [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.tmp.name}/mlflow.db",
+             "--artifacts-destination", os.path.join(self.tmp.name, "artifacts")],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not self.answers():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise SystemExit("mlflow server did not start")
+            time.sleep(0.5)
+
+    def answers(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            c.request("GET", "/health")
+            return c.getresponse().status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        # Its workers are children: stop the whole session.
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         self.proc.wait(60)
         self.log.close()
         self.tmp.cleanup()
@@ -95,9 +143,9 @@ def batches(run, points, keys, t0):
         sent += len(metrics)
 
 
-def ingest(server, args, rep):
+def ingest(server, args, points, rep):
     runs = [new_run(server.port, f"ingest-{rep}") for _ in range(args.clients)]
-    bodies = [list(batches(r, args.points, args.keys, 1_700_000_000_000)) for r in runs]
+    bodies = [list(batches(r, points, args.keys, 1_700_000_000_000)) for r in runs]
     conns = [http.client.HTTPConnection("127.0.0.1", server.port) for _ in runs]
     for c in conns:
         c.connect()
@@ -144,14 +192,19 @@ def history_run(server, n):
 
 
 def raw_history(server, run, n):
+    """Seconds until the whole body of an unpaged get-history arrived, and
+    until it was parsed too (Python's json.loads of 100k objects is a large
+    share of the second)."""
     c = http.client.HTTPConnection("127.0.0.1", server.port)
     t0 = time.perf_counter()
     c.request("GET", f"{API}/metrics/get-history?run_id={run}&metric_key=loss")
     r = c.getresponse()
-    body = json.loads(r.read())
-    dt = time.perf_counter() - t0
+    raw = r.read()
+    received = time.perf_counter() - t0
+    body = json.loads(raw)
+    parsed = time.perf_counter() - t0
     assert len(body["metrics"]) == n, len(body["metrics"])
-    return dt
+    return received, parsed
 
 
 def median(xs):
@@ -168,22 +221,34 @@ def main():
     p.add_argument("--keys", type=int, default=10, help="keys per log-batch request")
     p.add_argument("--history-points", type=int, default=100_000)
     p.add_argument("--client-steps", type=int, default=500)
+    p.add_argument("--mlflow-bin", help="also measure `mlflow server` (this `mlflow` command)")
+    p.add_argument("--mlflow-points", type=int, default=20_000, help="points per ingest client for MLflow")
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args()
 
-    server = Server(args.server_bin, args.database_url)
+    figures = measure(Server(args.server_bin, args.database_url), args, args.points, "trainlens")
+    mlflow_figures = None
+    if args.mlflow_bin:
+        mlflow_figures = measure(MlflowServer(args.mlflow_bin), args, args.mlflow_points, "mlflow")
+    report(figures, mlflow_figures, args)
+
+
+def measure(server, args, points, name):
+    """Every figure of `server`, `points` points per ingest client."""
     figures = {}
     try:
         rates = []
         for rep in range(args.reps):
-            rates.append(ingest(server, args, rep))
-            print(f"ingest rep {rep}: {rates[-1]:,.0f} points/s", file=sys.stderr)
+            rates.append(ingest(server, args, points, rep))
+            print(f"{name}: ingest rep {rep}: {rates[-1]:,.0f} points/s", file=sys.stderr)
         figures["log_batch_ingest_points_per_s"] = {"median": median(rates), "runs": rates}
 
         run = history_run(server, args.history_points)
         raw_history(server, run, args.history_points)  # warm-up
-        times = [raw_history(server, run, args.history_points) for _ in range(args.reps)]
-        figures["get_history_raw_s"] = {"median": median(times), "runs": times}
+        both = [raw_history(server, run, args.history_points) for _ in range(args.reps)]
+        for i, name in enumerate(["get_history_body_s", "get_history_raw_s"]):
+            times = [b[i] for b in both]
+            figures[name] = {"median": median(times), "runs": times}
 
         try:
             import mlflow
@@ -213,7 +278,10 @@ def main():
             figures["client_sync_log_metrics_steps_per_s"] = {"median": median(rates), "runs": rates}
     finally:
         server.stop()
+    return figures
 
+
+def report(figures, mlflow_figures, args):
     figures["setup"] = {
         "backend": "postgres" if (args.database_url or "").startswith("postgres") else "sqlite",
         "clients": args.clients,
@@ -227,6 +295,17 @@ def main():
     for name, f in figures.items():
         if name != "setup":
             print(f"| {name} | {f['median']:,.3f} | {', '.join(f'{x:,.3f}' for x in f['runs'])} |")
+    if mlflow_figures is not None:
+        figures["mlflow"] = mlflow_figures
+        figures["setup"]["mlflow_points_per_client"] = args.mlflow_points
+        figures["trainlens_over_mlflow"] = {}
+        print("\n| figure | trainlens | MLflow | trainlens's factor |\n|---|---|---|---|")
+        for name, f in mlflow_figures.items():
+            ours, theirs = figures[name]["median"], f["median"]
+            # Rates: more is better; times (…_s): less is better.
+            factor = theirs / ours if name.endswith("_s") else ours / theirs
+            figures["trainlens_over_mlflow"][name] = factor
+            print(f"| {name} | {ours:,.3f} | {theirs:,.3f} | {factor:,.1f}× |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(figures, f, indent=2)
