@@ -74,6 +74,12 @@ MLP_SIM: List[Tuple[str, Dict[str, Any]]] = [
                           hidden=[64] * 6)),
     ("lr_raise_mid", dict(opt="sgd", lr=0.05, momentum=0.9, epochs=12, lr_raise=(0.5, 100.0))),
     ("corrupt_mid", dict(opt="adam", lr=1e-3, epochs=12, corrupt_at=0.6)),
+    # Mislabelled data sets (train and validation): the model still learns
+    # the true classes, and its validation probabilities disagree with the
+    # wrong labels. Appended, so the recipes above keep their names.
+    ("flipped_labels", dict(opt="adam", lr=1e-3, epochs=15, flip=0.10)),
+    ("flipped_labels", dict(opt="sgd", lr=0.05, momentum=0.9, epochs=12, flip=0.20, names="fc")),
+    ("flipped_labels", dict(opt="adam", lr=2e-3, epochs=30, hidden=[256, 256], flip=0.25)),
 ]
 
 RNN_SIM: List[Tuple[str, Dict[str, Any]]] = [
@@ -119,6 +125,8 @@ TORCH: List[Tuple[str, str, Dict[str, Any]]] = [
     ("mlp", "healthy", dict(opt="sgd", lr=0.05, momentum=0.9, epochs=8, act="tanh")),
     ("mlp", "lr_high", dict(opt="sgd", lr=1.5, epochs=8)),
     ("mlp", "dead_bias", dict(opt="adam", lr=1e-3, epochs=8, bias_init=-5.0)),
+    ("mlp", "flipped_labels", dict(opt="adam", lr=1e-3, epochs=10, flip=0.15)),
+    ("convnet", "flipped_labels", dict(opt="adam", lr=2e-3, epochs=6, flip=0.20)),
 ]
 
 SPLITS = {
@@ -130,6 +138,17 @@ SPLITS = {
 TORCH_SEEDS = {"tune": 0, "heldout": 103}
 #: Faults that need ≥ 4 classes (a class split keeps half of them).
 FAULTS_NEED_MANY_CLASSES = {"class_split_val", "imbalance"}
+#: Faults judged on the validation split's predictions, which need ≥ 100
+#: samples (wine's has 44).
+FAULTS_NEED_MANY_SAMPLES = {"flipped_labels"}
+
+# What ``label_errors`` documents (src/diagnostics/predictions.rs): it judges
+# a split of ≥ MIN_SAMPLES samples whose model is ≥ MIN_CLEAN_ACCURACY
+# accurate, and 10 % flipped labels reach its warning share (WARN_SHARE 6 %
+# of confident suspects: "10 % flipped labels give ≈ 6–7 %").
+LABEL_ERRORS_MIN_SAMPLES = 100
+LABEL_ERRORS_MIN_ACCURACY = 0.8
+LABEL_ERRORS_FLIP_RAISES = 0.10
 
 
 def jobs(split: str, torch_runs: bool = True) -> List[Dict[str, Any]]:
@@ -139,6 +158,8 @@ def jobs(split: str, torch_runs: bool = True) -> List[Dict[str, Any]]:
         for ri, (fault, spec) in enumerate(MLP_SIM):
             ds = pool[(ri + si) % len(pool)]
             if fault in FAULTS_NEED_MANY_CLASSES and ds in ("cancer", "moons", "wine"):
+                ds = pool[0]
+            if fault in FAULTS_NEED_MANY_SAMPLES and ds == "wine":
                 ds = pool[0]
             name = f"{split}-mlp-sim-{ri:02d}-{fault}-{ds}-s{seed}"
             out.append({"name": name, "arch": "mlp", "trainer": "sim-mlp", "fault": fault,
@@ -292,6 +313,15 @@ def label(fault: str, arch: str, habit: str, grads: Optional[str], f: Dict[str, 
         allow |= {"overfitting", "distribution_shift"}
         if full:
             exp.add("distribution_shift")
+    elif fault == "flipped_labels":
+        # A model that memorises the wrong labels overfits; the noise slows
+        # and limits the fit. Only the full habit sends the predictions the
+        # label errors are seen in.
+        allow |= {"overfitting", "oscillating_loss", "label_errors"} | STALL
+        if full and (f.get("flip") or 0) >= LABEL_ERRORS_FLIP_RAISES \
+                and (f.get("val_n") or 0) >= LABEL_ERRORS_MIN_SAMPLES \
+                and (f.get("val_acc_clean") or 0) >= LABEL_ERRORS_MIN_ACCURACY:
+            exp.add("label_errors")
     elif fault == "dead_bias":
         allow |= STALL | {"dead_relu", "unchanged_weights", "vanishing_gradients"}
         if full:

@@ -20,8 +20,9 @@ three habits:
   parameter (``p.grad.norm()`` in a loop over ``named_parameters()``) or one
   global ``grad_norm`` (the value ``clip_grad_norm_`` returns);
 * ``full``: everything ``trainlens.torch.watch`` logs, the model record and
-  the dataset summaries (for PyTorch runs the real client wrote it; see
-  ``torch_runs.py``).
+  the dataset summaries, and for some faults (``sim.PREDICTING_FAULTS``) the
+  validation split's ``predictions`` record at the end (for PyTorch runs the
+  real client wrote it; see ``torch_runs.py``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Trace:
         # epochs: dicts with step, train_loss, train_acc, val_loss, val_acc
         self.epochs: List[Dict[str, float]] = []
         self.facts: Dict[str, Any] = {}
+        # Predictions records the script sends at the end (full habit only).
+        self.predictions: List[Dict[str, Any]] = []
         # Recordings made by the real client (PyTorch runs), by habit.
         self.recorded: Dict[str, List[Dict[str, Any]]] = {}
 
@@ -140,6 +143,7 @@ def write(trace: Trace, habit: str, seed: int) -> List[Dict[str, Any]]:
             for k, v in sorted(trace.watch[step].items()):
                 out.append(_scalar(step, k, v))
         out.extend(trace.hists)
+        out.extend(trace.predictions)
     status = "failed" if trace.facts.get("crashed") else "finished"
     out.append({"type": "end", "status": status, "step": max(trace.steps - 1, 0)})
     return out

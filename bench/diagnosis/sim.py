@@ -233,11 +233,54 @@ def prepare(spec: Dict[str, Any], seed: int):
         xv = mu + (xv - mu) * spec["val_scale"]
     if spec.get("shuffle_labels"):
         yt = rng.permutation(yt)
+    if spec.get("flip"):
+        # A mislabelled data set: a share of the training and validation
+        # labels replaced by another class at random (its own generator, so
+        # the rest of the data is the clean run's).
+        frng = np.random.default_rng(seed + 7_000_003)
+        yt, yv = flip_labels(yt, k, spec["flip"], frng), flip_labels(yv, k, spec["flip"], frng)
     if spec.get("nan_inputs"):
         mask = rng.random(xt.shape) < spec["nan_inputs"]
         xt = xt.copy()
         xt[mask] = np.nan
     return xt, yt, xv, yv, k
+
+
+def flip_labels(y: np.ndarray, k: int, share: float, rng: Any) -> np.ndarray:
+    """``y`` with ``share`` of its labels (chosen at random) replaced by
+    another class, uniformly among the other ``k - 1``."""
+    y = y.copy()
+    ids = rng.choice(len(y), size=int(round(share * len(y))), replace=False)
+    y[ids] = (y[ids] + rng.integers(1, k, size=len(ids))) % k
+    return y
+
+
+#: Faults whose ``full`` recordings end with the validation split's
+#: ``predictions`` record (``run.log_predictions``): the mislabelled runs, and
+#: the healthy ones so that ``label_errors`` is tried on good models too.
+PREDICTING_FAULTS = ("healthy", "flipped_labels")
+
+
+def prediction_facts(spec: Dict[str, Any], seed: int, yv: np.ndarray, probs: np.ndarray
+                     ) -> Dict[str, Any]:
+    """Facts of a mislabelled run for the labels: the flipped share, the
+    validation split's size, and how accurate the model ends on the true
+    (unflipped) validation labels."""
+    true = prepare({**spec, "flip": 0}, seed)[3]
+    with np.errstate(all="ignore"):
+        clean = float(np.mean(np.argmax(probs, 1) == true))
+    return {"flip": float(spec["flip"]), "val_n": int(len(yv)),
+            "flipped_val": float(np.mean(true != yv)), "val_acc_clean": clean}
+
+
+def predictions_record(split: str, labels: np.ndarray, probs: np.ndarray, step: int
+                       ) -> Dict[str, Any]:
+    """The record ``trainlens.records.predictions(split, labels, probs, step)``
+    makes (every class's probability; no ids)."""
+    probs = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0).clip(0.0, 1.0)
+    return {"type": "predictions", "step": int(step), "split": split,
+            "labels": [int(v) for v in labels],
+            "probs": [[float(f"{v:.7g}") for v in row] for row in probs]}
 
 
 def _gnorm(g: Optional[np.ndarray]) -> float:
@@ -458,6 +501,13 @@ def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
             va = float(np.mean(np.argmax(vout, 1) == yv))
         tr.epochs.append({"step": step - 1, "train_acc": correct / max(seen, 1),
                           "val_loss": vl, "val_acc": va})
+    if spec.get("fault") in PREDICTING_FAULTS:
+        # The script's last evaluation, sent as run.log_predictions does.
+        with np.errstate(all="ignore"):
+            probs = vout if double_softmax else softmax(lv)
+        tr.predictions.append(predictions_record("val", yv, probs, step - 1))
+        if spec.get("flip"):
+            tr.facts.update(prediction_facts(spec, seed, yv, probs))
     counts = np.bincount(yt, minlength=k)
     prior = counts / counts.sum()
     tr.facts.update({

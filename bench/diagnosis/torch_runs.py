@@ -4,7 +4,8 @@ on synthetic text. Tiny sizes, CPU, one thread, fixed seeds.
 
 Each training is recorded three ways at once: the ``full`` habit by the real
 client (``trainlens.init(mode="offline")`` + ``trainlens.torch.watch`` +
-``run.log_dataset``), the other two from the same training by the script
+``run.log_dataset``, and for the digits trainers of ``sim.PREDICTING_FAULTS``
+``run.log_predictions`` of the validation split at the end), the other two from the same training by the script
 itself (the loss, ``p.grad.norm()`` of every parameter, the norm
 ``clip_grad_norm_`` returns) into a :class:`runtrace.Trace`.
 """
@@ -285,6 +286,11 @@ def train(name: str, arch: str, spec: Dict[str, Any], seed: int, tmp: str) -> Tr
         ta = correct / max(seen, 1)
         tr.epochs.append({"step": step - 1, "train_acc": ta, "val_loss": vl, "val_acc": va})
         run.log({"epoch": ep + 1, "train/acc": ta, "val/loss": vl, "val/acc": va}, step=step - 1)
+    probs = None
+    if arch in ("mlp", "convnet") and spec.get("fault") in sim.PREDICTING_FAULTS:
+        # The last evaluation's class probabilities, as a script sends them.
+        probs = torch.softmax(o.double(), dim=1)
+        run.log_predictions("val", yv, probs, step=step - 1)
     run.finish("finished")
     path = run.spool.path
     with open(path, encoding="utf-8") as f:
@@ -312,6 +318,9 @@ def train(name: str, arch: str, spec: Dict[str, Any], seed: int, tmp: str) -> Tr
         "true_sat": float(np.median(sat)) if sat else None, "steps": total,
         "onset": int(spec["lr_raise"][0] * total) if spec.get("lr_raise") else corrupt_step,
     })
+    if probs is not None and spec.get("flip"):
+        tr.facts.update(sim.prediction_facts({**spec, "dataset": "digits"}, seed,
+                                             np.asarray(raw[3]), probs.numpy()))
     sim.finish_facts(tr)
     return tr
 
