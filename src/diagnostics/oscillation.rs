@@ -41,7 +41,7 @@
 use std::collections::BTreeMap;
 
 use super::context::{Ctx, Named};
-use super::stats::{capitalise, fmt_step};
+use super::stats::{capitalise, fmt_step, reversals_where};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
 
 const MIN_EVALS: usize = 6;
@@ -52,50 +52,6 @@ const SATURATED_ACC: f64 = 0.99;
 /// noise around a settling trend changes them by a fraction of themselves,
 /// an overshooting step multiplies them.
 const SWING_FACTOR: f64 = 1.5;
-
-/// Zig-zag reversal count (as `stats::reversals_from`) where `moved(from, to)`
-/// says whether a move from the running extreme `from` to `to` is large
-/// enough to count; with the first reversal's index. Non-finite values are
-/// skipped.
-fn reversals_where(values: &[f64], moved: &dyn Fn(f64, f64) -> bool) -> (usize, Option<usize>) {
-    let mut it = values
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite());
-    let Some((_, first)) = it.next() else {
-        return (0, None);
-    };
-    let (mut hi, mut lo) = (first, first);
-    // 0 = no direction yet, 1 = rising, -1 = falling.
-    let mut dir = 0i8;
-    let (mut count, mut first_at) = (0, None);
-    for (i, v) in it {
-        match dir {
-            1 if v > hi => hi = v,
-            -1 if v < lo => lo = v,
-            1 | -1 => {
-                let from = if dir == 1 { hi } else { lo };
-                if moved(from, v) {
-                    count += 1;
-                    first_at.get_or_insert(i);
-                    dir = -dir;
-                    (hi, lo) = (v, v);
-                }
-            }
-            _ => {
-                hi = hi.max(v);
-                lo = lo.min(v);
-                if moved(lo, v) {
-                    (dir, hi) = (1, v);
-                } else if moved(hi, v) {
-                    (dir, lo) = (-1, v);
-                }
-            }
-        }
-    }
-    (count, first_at)
-}
 
 /// Whether an error rate moved from `a` to `b` by a swing: at least `zeta`
 /// in absolute terms and ×[`SWING_FACTOR`] on its odds, the error clamped to
@@ -394,7 +350,7 @@ mod tests {
         let acc = |e: usize| {
             if e <= 6 {
                 0.33 + 0.08 * e as f64
-            } else if e % 2 == 0 {
+            } else if e.is_multiple_of(2) {
                 0.80
             } else {
                 0.75
@@ -426,7 +382,8 @@ mod tests {
 
     #[test]
     fn swings_need_both_samples_and_a_relative_change() {
-        use super::{error_swing, reversals_where};
+        use super::super::stats::reversals_where;
+        use super::error_swing;
         // Relative ×2 but below ζ in absolute terms: one sample's worth.
         assert!(!error_swing(0.01, 0.02, 0.03));
         // 5 points at 20% error: ×1.33 on the odds.
