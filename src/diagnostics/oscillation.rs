@@ -22,6 +22,12 @@
 //! heavy dropout, moves the error by a fraction of itself while the trend
 //! settles. The factor is the losses' ×1.5, for the same reason.
 //!
+//! Training swings are not oscillation when validation curves were logged
+//! and none of them reversed once: overshooting moves the weights, which the
+//! validation curves evaluate on fixed data, so swings the validation curves
+//! do not share are train-mode noise (dropout masks, batch statistics) — a
+//! note, not a finding.
+//!
 //! Oscillation = ≥ 3 reversals and ≥ 1 per 10 epochs on a *training* series
 //! (training accuracy or loss), with at least 6 evaluations → `warning`. The
 //! validation series alone give `info`: an overfit model's decision boundary
@@ -214,6 +220,24 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
     }) else {
         return;
     };
+    // Overshooting steps move the weights, and the validation curves are
+    // those same weights evaluated on fixed data: when they were logged and
+    // neither reversed once, the training swings come from the train-mode
+    // forward pass (dropout masks, batch statistics, a running average over
+    // the epoch's batches), not from the optimisation.
+    let validation: Vec<&Score> = scores
+        .iter()
+        .filter(|s| s.what.starts_with("validation") && s.evals >= MIN_EVALS)
+        .collect();
+    if !validation.is_empty() && validation.iter().all(|s| s.reversals == 0) {
+        out.note(format!(
+            "{} swings ({} reversals in {} evaluations) not judged as oscillation: the validation curves of the same weights improve without a single reversal, so the swings are train-mode noise (dropout, batch statistics)",
+            capitalise(best.what),
+            best.reversals,
+            best.evals
+        ));
+        return;
+    }
     let restarts = ctx.lr_restarts();
     // The training process is what oscillates: swings of validation metrics
     // alone (an unstable decision boundary away from the training data, a
@@ -373,6 +397,33 @@ mod tests {
         // The same 5-point swings at 4% error (96% ↔ 91%) more than double
         // the error: the steps overshoot.
         let v = with_acc(|e| if e % 3 == 0 { 0.91 } else { 0.96 }, 20);
+        let f = diagnose(&v)
+            .get(Kind::OscillatingLoss)
+            .cloned()
+            .expect("oscillation");
+        assert_eq!(f.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn training_swings_the_validation_curves_do_not_share_are_train_mode_noise() {
+        // Large swings of the train-mode accuracy (96% ↔ 91%) while the
+        // validation accuracy and loss of the same weights improve steadily.
+        let ep = |f: &dyn Fn(usize) -> f64| {
+            Series::from_points((1..=20).map(|e| ((e * 20) as u64, f(e))))
+        };
+        let mut v = with_acc(|e| if e % 3 == 0 { 0.91 } else { 0.96 }, 20);
+        v.scalars
+            .insert("val/acc".into(), ep(&|e| 0.8 + 0.008 * e as f64));
+        v.scalars
+            .insert("val/loss".into(), ep(&|e| 0.6 * 0.95f64.powi(e as i32)));
+        let d = diagnose(&v);
+        assert!(d.get(Kind::OscillatingLoss).is_none());
+        assert!(d.notes.iter().any(|n| n.contains("train-mode noise")));
+        // Validation swinging with them: the weights overshoot.
+        v.scalars.insert(
+            "val/acc".into(),
+            ep(&|e| if e % 3 == 0 { 0.88 } else { 0.95 }),
+        );
         let f = diagnose(&v)
             .get(Kind::OscillatingLoss)
             .cloned()
