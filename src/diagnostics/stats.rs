@@ -61,13 +61,23 @@ pub(crate) fn reversals(values: &[f64], zeta: f64) -> usize {
 }
 
 /// Number of trend reversals of amplitude ≥ `zeta` (a zig-zag filter), and
-/// the index (into `values`) of the first one.
-///
-/// The series has to move by at least `zeta` against the current direction
-/// before a reversal is counted, so noise smaller than `zeta` is ignored.
-/// Non-finite values are skipped. Monotone series give 0, however noisy below
-/// `zeta`.
+/// the index (into `values`) of the first one: [`reversals_where`] with an
+/// absolute threshold.
+#[cfg(test)]
 pub(crate) fn reversals_from(values: &[f64], zeta: f64) -> (usize, Option<usize>) {
+    reversals_where(values, &|a, b| (a - b).abs() >= zeta)
+}
+
+/// Number of trend reversals of a zig-zag filter, and the index (into
+/// `values`) of the first one. `moved(from, to)` says whether a move from
+/// the running extreme `from` against the current direction to `to` is large
+/// enough to count (an absolute threshold, a factor on a log scale, or both),
+/// so noise smaller than that is ignored. Non-finite values are skipped.
+/// Monotone series give 0, however noisy.
+pub(crate) fn reversals_where(
+    values: &[f64],
+    moved: &dyn Fn(f64, f64) -> bool,
+) -> (usize, Option<usize>) {
     let mut it = values
         .iter()
         .copied()
@@ -76,43 +86,30 @@ pub(crate) fn reversals_from(values: &[f64], zeta: f64) -> (usize, Option<usize>
     let Some((_, first)) = it.next() else {
         return (0, None);
     };
-    let mut first_at = None;
-    // Running extreme in the current direction, and the direction itself
-    // (0 = not established yet, 1 = rising, -1 = falling).
     let (mut hi, mut lo) = (first, first);
+    // 0 = no direction yet, 1 = rising, -1 = falling.
     let mut dir = 0i8;
-    let mut count = 0;
+    let (mut count, mut first_at) = (0, None);
     for (i, v) in it {
         match dir {
-            1 => {
-                if v > hi {
-                    hi = v;
-                } else if hi - v >= zeta {
+            1 if v > hi => hi = v,
+            -1 if v < lo => lo = v,
+            1 | -1 => {
+                let from = if dir == 1 { hi } else { lo };
+                if moved(from, v) {
                     count += 1;
                     first_at.get_or_insert(i);
-                    dir = -1;
-                    lo = v;
-                }
-            }
-            -1 => {
-                if v < lo {
-                    lo = v;
-                } else if v - lo >= zeta {
-                    count += 1;
-                    first_at.get_or_insert(i);
-                    dir = 1;
-                    hi = v;
+                    dir = -dir;
+                    (hi, lo) = (v, v);
                 }
             }
             _ => {
                 hi = hi.max(v);
                 lo = lo.min(v);
-                if v - lo >= zeta {
-                    dir = 1;
-                    hi = v;
-                } else if hi - v >= zeta {
-                    dir = -1;
-                    lo = v;
+                if moved(lo, v) {
+                    (dir, hi) = (1, v);
+                } else if moved(hi, v) {
+                    (dir, lo) = (-1, v);
                 }
             }
         }
