@@ -122,7 +122,10 @@ def new_run(port, experiment):
     try:
         e = call(c, "experiments/create", {"name": experiment})["experiment_id"]
     except SystemExit:
-        e = call(c, "experiments/get-by-name", {"experiment_name": experiment})["experiment"]["experiment_id"]
+        # A GET, as MLflow's server takes it only so.
+        c.request("GET", f"{API}/experiments/get-by-name?experiment_name={experiment}")
+        r = c.getresponse()
+        e = json.loads(r.read())["experiment"]["experiment_id"]
     run = call(c, "runs/create", {"experiment_id": e, "start_time": int(time.time() * 1000)})
     return run["run"]["info"]["run_id"]
 
@@ -302,8 +305,9 @@ def report(figures, mlflow_figures, args):
         print("\n| figure | trainlens | MLflow | trainlens's factor |\n|---|---|---|---|")
         for name, f in mlflow_figures.items():
             ours, theirs = figures[name]["median"], f["median"]
-            # Rates: more is better; times (…_s): less is better.
-            factor = theirs / ours if name.endswith("_s") else ours / theirs
+            # Rates (…_per_s): more is better; times (…_s): less is better.
+            time_like = name.endswith("_s") and not name.endswith("_per_s")
+            factor = theirs / ours if time_like else ours / theirs
             figures["trainlens_over_mlflow"][name] = factor
             print(f"| {name} | {ours:,.3f} | {theirs:,.3f} | {factor:,.1f}× |")
     if args.out:
