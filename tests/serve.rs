@@ -383,7 +383,16 @@ fn findings_and_webhook_commands() {
         .args(["findings", ids[1]])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no findings");
+    // Nothing raised: at most `info` hints (e.g. from its optimizer settings).
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.trim() == "no findings"
+            || listed
+                .lines()
+                .filter(|l| !l.starts_with(' '))
+                .all(|l| l.starts_with("INFO ")),
+        "{listed}"
+    );
     succeeded(trainlens(&db_url).args(["findings", "--project", healthy, "--fail-on", "warning"]));
     failed(trainlens(&db_url).args(["findings", "--fail-on", "fatal"]));
 
