@@ -18,7 +18,12 @@
 //! accuracy not improving for 3 evaluations. Relative validation *error* is not used: on small validation
 //! sets one sample moves it by 25%+. Without accuracies (e.g. regression):
 //! val loss ≥ 20% above its minimum, the minimum ≥ 3 evaluations back, while
-//! the training loss kept falling. Onset = the best validation epoch, which
+//! the training loss kept falling. A rise must stand out of the validation
+//! curve's own noise (a converged model's val loss wobbling on its plateau,
+//! measured against its luckiest evaluation, is not a rise), and without
+//! accuracies it must give back a real share of what validation learned (a
+//! near-perfect model's loss creeping up by a sliver of the chance level is
+//! over-confidence on its few mistakes). Onset = the best validation epoch, which
 //! is also where early stopping should have stopped.
 //!
 //! **Underfitting** (AT `not_converge`, TDC's chance-level loss): the model
@@ -53,9 +58,9 @@
 //! | verdict | rule |
 //! |---|---|
 //! | (any) | ≥ [`MIN_EPOCHS`] evaluations, else a note; underfitting / slow convergence also accept ≥ [`MIN_STEPS_NO_EPOCHS`] loss points when no epoch is known, and are not judged during LR warm-up or once the loss went non-finite or diverged |
-//! | overfitting, with accuracies | gap ≥ [`GAP_HIGH_ACC`] (train acc > [`HIGH_TRAIN_ACC`]) or ≥ [`GAP_AT`], and val loss ≥ [`GL_LOSS`] above its best, that best ≥ [`STALE_EVALS`] evaluations back |
+//! | overfitting, with accuracies | gap ≥ [`GAP_HIGH_ACC`] (train acc > [`HIGH_TRAIN_ACC`]) or ≥ [`GAP_AT`], and val loss ≥ [`GL_LOSS`] above its best, that best ≥ [`STALE_EVALS`] evaluations back, and the rise ≥ [`RISE_NOISE_SIGMAS`] σ of the val loss's own evaluation-to-evaluation noise |
 //! | overfitting, memorised | train acc ≥ [`MEMORISED_ACC`] and gap ≥ the gap above + SE of val acc ([`UNKNOWN_VAL_SE`] without a val size); or gap ≥ [`MEMORISED_GAP`], train acc ≥ [`MEMORISED_STALE_ACC`], best val acc ≥ [`STALE_EVALS`] back |
-//! | overfitting, no accuracies | val loss ≥ [`GL_LOSS_NO_ACC`] (and ≥ [`GL_LOSS`]) above its best, that best ≥ [`STALE_EVALS`] back, training loss lower now than at the best step |
+//! | overfitting, no accuracies | val loss ≥ [`GL_LOSS_NO_ACC`] (and ≥ [`GL_LOSS`]) above its best, that best ≥ [`STALE_EVALS`] back, the rise beyond the noise as above and ≥ [`MIN_FIT_GIVEN_BACK`] of the way from the best back to the loss scale, training loss lower now than at the best step |
 //! | overfitting `error` | val loss ≥ [`SEVERE_GL_LOSS`] above its best and (with accuracies) gap ≥ [`SEVERE_GAP`]; otherwise `warning` |
 //! | poor (can't fit) | normalised train acc < [`POOR_NORM_ACC`] and loss/chance > [`POOR_LOSS_RATIO`]; only one of them known: that one (loss/chance > [`POOR_LOSS_RATIO`] + [`LOSS_ONLY_MARGIN`]). With a capacity limit (hidden layer ≤ [`MIN_HIDDEN_UNITS`] units or fewer than the classes, weight decay ≥ [`HEAVY_WEIGHT_DECAY`], dropout ≥ [`HEAVY_DROPOUT`]) also "unfinished": normalised acc < [`FITTED_NORM_ACC`] or loss/chance > [`FITTED_LOSS_RATIO`] |
 //! | still improving | normalised train acc gained ≥ [`LATE_GAIN`] over the last third of the epochs; without accuracy: recent loss < [`STILL_FALLING`] × the loss two thirds in |
@@ -109,6 +114,21 @@ const MEMORISED_STALE_ACC: f64 = 0.95;
 /// Validation loss above its best needed without accuracies: the loss is
 /// then the only evidence, so it must rise further than [`GL_LOSS`].
 const GL_LOSS_NO_ACC: f64 = 0.2;
+/// Noise standard deviations by which the validation loss must now stand
+/// above its best for the rise to count. "Now" is a median of 3 noisy
+/// evaluations (its own spread ≈ 0.7 σ) and the best is the minimum of all
+/// of them (≈ 2 σ below the curve's level after 20 evaluations of pure
+/// noise), so a plateau that only wobbles lies up to about 3 σ above its
+/// best: anything less is the end of a noisy plateau, not a rise.
+const RISE_NOISE_SIGMAS: f64 = 3.0;
+/// Share of what validation learned (from the loss scale — the chance level,
+/// else the step-0 training loss — down to its best) that the validation loss
+/// must give back when it is the only evidence: the same share by which a
+/// loss counts as having moved at all ([`MIN_PROGRESS`]). A model far below
+/// the scale (near-perfect on validation) whose loss creeps up by a
+/// hundredth of the scale is growing over-confident on its few mistakes,
+/// not losing what it learned.
+const MIN_FIT_GIVEN_BACK: f64 = MIN_PROGRESS;
 /// Validation loss above its best that makes overfitting an `error`.
 const SEVERE_GL_LOSS: f64 = 0.5;
 /// Gap that, with [`SEVERE_GL_LOSS`], makes overfitting an `error`.
@@ -175,6 +195,20 @@ fn tail3(points: &[(u64, f64)]) -> Option<f64> {
     median(&points[start..].iter().map(|p| p.1).collect::<Vec<_>>())
 }
 
+/// Standard deviation of the evaluation-to-evaluation noise of `points`:
+/// the median absolute second difference, scaled to a normal σ (a second
+/// difference of independent noise has variance 6σ²; 1.4826 turns a median
+/// absolute deviation into σ). Second differences cancel a steady trend, so
+/// a curve that rises or falls smoothly has little noise. 0 with fewer than
+/// 3 points.
+fn noise_sigma(points: &[(u64, f64)]) -> f64 {
+    let d2: Vec<f64> = points
+        .windows(3)
+        .map(|w| (w[2].1 - 2.0 * w[1].1 + w[0].1).abs())
+        .collect();
+    median(&d2).map_or(0.0, |m| 1.4826 * m / 6f64.sqrt())
+}
+
 /// Value of `points` at (or just before) `step`.
 fn at_step(points: &[(u64, f64)], step: u64) -> Option<f64> {
     points
@@ -204,6 +238,15 @@ struct OverfitSignals {
     /// Validation loss now (median of the last 3) over its best, − 1; NaN
     /// without validation loss or with a best ≤ 0.
     loss_above_best: f64,
+    /// Validation loss now − its best, in standard deviations of the
+    /// curve's own evaluation-to-evaluation noise (robust, from second
+    /// differences, so a steady trend is not counted as noise); NaN when
+    /// unknown, infinite on a noiseless curve that rose.
+    loss_rise_noise: f64,
+    /// Validation loss now − its best, as a share of the way from the loss
+    /// scale (chance level, else step-0 training loss) down to that best:
+    /// how much of what validation learned it gave back; NaN when unknown.
+    loss_fit_given_back: f64,
     /// Training accuracy normalised between chance (0) and perfect (1);
     /// `None` without accuracies or a chance level.
     train_norm_acc: Option<f64>,
@@ -350,6 +393,23 @@ fn overfit_signals(ctx: &Ctx) -> Option<OverfitSignals> {
         (Some((_, (_, min))), Some(now)) if min > 0.0 => (now - min) / min.max(0.1 * scale),
         _ => f64::NAN,
     };
+    let loss_rise_noise = match (best_loss, tail3(&vl)) {
+        (Some((_, (_, min))), Some(now)) => {
+            let sigma = noise_sigma(&vl);
+            if sigma > 0.0 {
+                (now - min) / sigma
+            } else if now > min {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+        _ => f64::NAN,
+    };
+    let loss_fit_given_back = match (best_loss, tail3(&vl)) {
+        (Some((_, (_, min))), Some(now)) if scale > min => (now - min) / (scale - min),
+        _ => f64::NAN,
+    };
     let loss_receding = match (best_loss, tail3(&vl)) {
         (Some((i, (_, min))), Some(now)) => {
             let peak = vl[i..].iter().map(|p| p.1).fold(min, f64::max);
@@ -394,6 +454,8 @@ fn overfit_signals(ctx: &Ctx) -> Option<OverfitSignals> {
     Some(OverfitSignals {
         evals: vl.len().max(va.len()),
         loss_above_best,
+        loss_rise_noise,
+        loss_fit_given_back,
         train_loss_fit: match (first_train, tail3(&tl)) {
             (Some(f), Some(now)) => Some(1.0 - now / f),
             _ => None,
@@ -444,8 +506,13 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
     // The best validation epoch lies at least STALE_EVALS evaluations back:
     // validation has stopped improving.
     let stale = |since: Option<usize>| since.is_some_and(|n| n >= STALE_EVALS);
-    let loss_rising =
-        stale(s.loss_evals_since_best) && s.loss_above_best >= GL_LOSS && !s.loss_receding;
+    // A rise within the curve's own noise is the end of a noisy plateau
+    // (NaN: noise unknown, not held against the rise).
+    let above_noise = s.loss_rise_noise.is_nan() || s.loss_rise_noise >= RISE_NOISE_SIGMAS;
+    let loss_rising = stale(s.loss_evals_since_best)
+        && s.loss_above_best >= GL_LOSS
+        && !s.loss_receding
+        && above_noise;
     let rule = if let Some(AccGap { train, gap }) = s.acc {
         // A model must fit its training data before it can overfit it:
         // a gap at a training accuracy less than half-way from chance to
@@ -495,7 +562,16 @@ fn decide_overfit(s: &OverfitSignals) -> Option<OverfitVerdict> {
             _ => true,
         };
         let fitted = s.train_loss_fit.is_none_or(|p| p >= MIN_FIT_FOR_OVERFIT);
-        if loss_rising && s.loss_above_best >= GL_LOSS_NO_ACC && train_falling && fitted {
+        // Without an accuracy gap to show the lost generalisation, the loss
+        // must give back a real share of what validation learned.
+        let gave_back =
+            s.loss_fit_given_back.is_nan() || s.loss_fit_given_back >= MIN_FIT_GIVEN_BACK;
+        if loss_rising
+            && s.loss_above_best >= GL_LOSS_NO_ACC
+            && gave_back
+            && train_falling
+            && fitted
+        {
             OverfitRule::RisingLoss
         } else {
             return None;
@@ -1435,6 +1511,67 @@ mod tests {
         assert!(diagnose(&mk(0.001)).get(Kind::Overfitting).is_none());
     }
 
+    /// A converged model's validation loss wobbling on its plateau (a lucky
+    /// low evaluation late in the run, the last ones back at the plateau's
+    /// level) is not overfitting; the same plateau followed by a climb well
+    /// beyond that wobble is.
+    #[test]
+    fn noisy_validation_plateau_is_not_overfitting() {
+        // Deterministic ±0.08 wobble around 0.55 from epoch 6, one dip to
+        // 0.42 at epoch 17 of 20: 35% "above its best", within its noise.
+        let wobble = [
+            0.0, 0.07, -0.03, 0.08, -0.05, 0.04, -0.06, 0.0, 0.06, -0.04, 0.05,
+        ];
+        let mk = |climb: f64| {
+            let mut v = view(&[(
+                "train/loss",
+                curve(400, 1, |i| 1.3 * (-(i as f64) / 80.0).exp() + 0.2),
+            )]);
+            epochs(&mut v, "val/loss", 20, 20, |e| match e {
+                1..=5 => 1.3 - 0.15 * e as f64,
+                17 if climb == 0.0 => 0.42,
+                _ if e > 17 => 0.55 + climb * (e - 17) as f64 + wobble[e % wobble.len()] * 0.1,
+                _ => 0.55 + wobble[e % wobble.len()],
+            });
+            v
+        };
+        let d = diagnose(&mk(0.0));
+        assert!(d.get(Kind::Overfitting).is_none(), "{:#?}", d.findings);
+        // The plateau then climbing by 0.25 an evaluation: far above the
+        // wobble, and a third of what validation learned given back.
+        let d = diagnose(&mk(0.25));
+        assert!(d.get(Kind::Overfitting).is_some(), "{:#?}", d.notes);
+    }
+
+    /// Without accuracies, a near-perfect validation loss creeping up by a
+    /// sliver of the loss scale (over-confidence on its few mistakes) is
+    /// not overfitting, though it is steady and relative to its tiny best
+    /// large; a climb that gives back a real share of the fit is.
+    #[test]
+    fn near_perfect_validation_creeping_up_is_not_overfitting() {
+        let mk = |slope: f64| {
+            let mut v = view(&[(
+                "train/loss",
+                curve(400, 1, |i| 0.9 * (-(i as f64) / 40.0).exp() + 0.01),
+            )]);
+            epochs(&mut v, "val/loss", 20, 20, |e| {
+                if e <= 7 {
+                    0.35 * (-(e as f64 - 1.0) / 1.5).exp() + 0.08 - 0.0005 * e as f64
+                } else {
+                    0.0765 + slope * (e - 7) as f64
+                }
+            });
+            v
+        };
+        // 0.002 an evaluation: 25% above a best of 0.078 (floored at a tenth
+        // of the 0.91 scale), 3% of the way back to that scale.
+        let d = diagnose(&mk(0.002));
+        assert!(d.get(Kind::Overfitting).is_none(), "{:#?}", d.findings);
+        // 0.01 an evaluation: 0.13 back up, 16% of the way to the scale.
+        let d = diagnose(&mk(0.01));
+        assert!(d.get(Kind::Overfitting).is_some(), "{:#?}", d.notes);
+    }
+
     #[test]
     fn too_few_epochs_gives_a_note() {
         let v = run(3, |_| 1.0, |_| 0.3, |e| e as f64, |_| 1.0);
@@ -1593,6 +1730,8 @@ mod overfit_tests {
         OverfitSignals {
             evals: 10,
             loss_above_best: 0.3,
+            loss_rise_noise: 10.0,
+            loss_fit_given_back: 0.3,
             train_norm_acc: None,
             train_loss_fit: None,
             loss_receding: false,
@@ -1796,6 +1935,78 @@ mod overfit_tests {
             ..no_acc(1.0)
         };
         assert_eq!(decide_overfit(&nothing), None);
+    }
+
+    #[test]
+    fn a_rise_within_the_validation_noise_does_not_count() {
+        // With accuracies: the gap alone (below the memorisation rules)
+        // needs the loss to rise beyond its noise.
+        let noisy = OverfitSignals {
+            loss_rise_noise: RISE_NOISE_SIGMAS.next_down(),
+            ..sig()
+        };
+        assert_eq!(rule(&noisy), None);
+        let above = OverfitSignals {
+            loss_rise_noise: RISE_NOISE_SIGMAS,
+            ..sig()
+        };
+        assert_eq!(rule(&above), Some(OverfitRule::GapAndRisingLoss));
+        // Without accuracies, likewise; unknown noise is not held against it.
+        let noisy = OverfitSignals {
+            loss_rise_noise: 1.5,
+            ..no_acc(0.35)
+        };
+        assert_eq!(rule(&noisy), None);
+        let unknown = OverfitSignals {
+            loss_rise_noise: f64::NAN,
+            ..no_acc(0.35)
+        };
+        assert_eq!(rule(&unknown), Some(OverfitRule::RisingLoss));
+        // A memorised training set does not need the loss at all.
+        let memorised = OverfitSignals {
+            loss_rise_noise: 0.5,
+            ..flat_loss(1.0, 0.2)
+        };
+        assert_eq!(rule(&memorised), Some(OverfitRule::Memorised));
+    }
+
+    #[test]
+    fn without_accuracies_the_loss_must_give_back_part_of_the_fit() {
+        let creep = OverfitSignals {
+            loss_fit_given_back: MIN_FIT_GIVEN_BACK.next_down(),
+            ..no_acc(0.3)
+        };
+        assert_eq!(rule(&creep), None);
+        let back = OverfitSignals {
+            loss_fit_given_back: MIN_FIT_GIVEN_BACK,
+            ..no_acc(0.3)
+        };
+        assert_eq!(rule(&back), Some(OverfitRule::RisingLoss));
+        // Unknown scale: not held against it.
+        let unknown = OverfitSignals {
+            loss_fit_given_back: f64::NAN,
+            ..no_acc(0.3)
+        };
+        assert_eq!(rule(&unknown), Some(OverfitRule::RisingLoss));
+        // With accuracies the gap shows the lost generalisation instead.
+        let gap = OverfitSignals {
+            loss_fit_given_back: 0.01,
+            ..sig()
+        };
+        assert_eq!(rule(&gap), Some(OverfitRule::GapAndRisingLoss));
+    }
+
+    #[test]
+    fn noise_sigma_ignores_a_steady_trend() {
+        let line = curve(10, 1, |i| 1.0 + 0.1 * i as f64);
+        assert!(noise_sigma(&line) < 1e-12);
+        // Alternating ±a around a trend: second differences of 4a.
+        let zigzag = curve(10, 1, |i| {
+            1.0 - 0.05 * i as f64 + if i % 2 == 0 { 0.02 } else { -0.02 }
+        });
+        let want = 1.4826 * 0.08 / 6f64.sqrt();
+        assert!((noise_sigma(&zigzag) - want).abs() < 1e-9);
+        assert_eq!(noise_sigma(&line[..2]), 0.0);
     }
 
     #[test]
