@@ -49,7 +49,10 @@
 //! from the start of the run, so a plateau after an LR decay is not "slow";
 //! skipped during LR warm-up, and when the loss sits > 1.5× above both its
 //! first logged value and the chance level (it went the wrong way:
-//! instability, not slowness).
+//! instability, not slowness); after an instability (exploding gradients,
+//! dead units, a loss spike) or under a logged LR above its optimizer's
+//! sensible range, a stall is a note, not slowness (a larger LR, slowness's
+//! remedy, would make it worse).
 //!
 //! Each rule is split in three: `*_signals` measures (no thresholds),
 //! `decide_*` applies the thresholds below to those measurements, and
@@ -763,9 +766,11 @@ struct UnderfitSignals {
     imbalanced: bool,
     /// The first raised unit-level finding that explains a stall.
     unit_problem: Option<Kind>,
-    /// Exploding gradients or dead units were raised, or the loss spiked
-    /// (see `Ctx::loss_spiked`): the LR was too high at some point, so a
-    /// stall is not slowness and a larger LR is never the fix.
+    /// Exploding gradients or dead units were raised, the loss spiked (see
+    /// `Ctx::loss_spiked`), or the logged LR is above its optimizer's
+    /// sensible range (the `hyperparameters` check): the LR was too high at
+    /// some point, so a stall is not slowness and a larger LR is never the
+    /// fix.
     unstable: bool,
     /// The LR schedule has annealed the LR to < 5% of its peak: a plateau
     /// then reflects the schedule, not the model's capacity.
@@ -852,7 +857,7 @@ fn under_and_slow(ctx: &Ctx, out: &mut Diagnosis) {
                 ));
             }
             if v.unstable_note {
-                out.note("slow convergence not raised: the loss spiked or the gradients exploded earlier, so the stall is not slowness and a larger learning rate would not help");
+                out.note("slow convergence not raised: the learning rate was too high at some point (the loss spiked, the gradients exploded, units died, or the logged learning rate is above its sensible range), so the stall is not slowness and a larger learning rate would not help");
             }
             if v.recovering_note {
                 out.note("underfitting not judged yet: training accuracy is still rising fast enough to leave the poor range");
@@ -938,7 +943,10 @@ fn underfit_signals(ctx: &Ctx, out: &Diagnosis) -> Option<UnderfitSignals> {
         early_update: early_update_ratio(ctx),
         imbalanced: raised(Kind::ClassImbalance),
         unit_problem,
-        unstable: raised(Kind::ExplodingGradients) || raised(Kind::DeadRelu) || ctx.loss_spiked(),
+        unstable: raised(Kind::ExplodingGradients)
+            || raised(Kind::DeadRelu)
+            || ctx.loss_spiked()
+            || lr_above_range(ctx),
         annealed: matches!((ctx.peak_lr(), ctx.current_lr()), (Some(p), Some(c)) if c < 0.05 * p),
         language_model: ctx.is_language_model(),
         lr: ctx.peak_lr(),
@@ -1065,6 +1073,16 @@ fn decide_underfit(s: &UnderfitSignals) -> Option<UnderfitOutcome> {
         unstable_note,
         underfit,
     }))
+}
+
+/// The run's LR (peak, for its optimizer, momentum and batch) lies above the
+/// sensible range: a loss that then fails to fall was knocked off course
+/// (often into dead or saturated units the logs cannot show), not held
+/// back — the remedy for slowness, a larger LR, would make it worse.
+fn lr_above_range(ctx: &Ctx) -> bool {
+    super::architecture::problems(ctx)
+        .iter()
+        .any(|p| p.rule == super::architecture::Rule::LrTooHigh)
 }
 
 /// The metrics shared by the slow-convergence and underfitting findings.
@@ -1591,6 +1609,34 @@ mod tests {
         let v = run(20, |_| 0.1, |_| 0.1, |_| 2.3, |_| 2.3);
         let d = diagnose(&v);
         assert!(d.get(Kind::SlowConvergence).is_some(), "{:#?}", d);
+    }
+
+    /// A loss stuck at chance under an LR far above its optimizer's range
+    /// (SGD at 2 with momentum 0.9: an effective step of 20) was knocked off
+    /// course, not held back: a note, not slow convergence, whose fix (a
+    /// larger LR) would make it worse. The same stall at a sensible LR is
+    /// slow.
+    #[test]
+    fn a_stall_under_too_high_an_lr_is_not_slow() {
+        let at = |lr: f64| {
+            let mut v = run(20, |_| 0.1, |_| 0.1, |_| 2.3, |_| 2.3);
+            v.config = serde_json::json!({ "opt": "sgd", "lr": lr, "momentum": 0.9 });
+            v.scalars
+                .insert("lr".into(), Series::from_points(curve(400, 1, |_| lr)));
+            diagnose(&v)
+        };
+        let d = at(2.0);
+        assert!(d.get(Kind::SlowConvergence).is_none(), "{:#?}", d.findings);
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n
+                    .starts_with("slow convergence not raised: the learning rate was too high")),
+            "{:?}",
+            d.notes
+        );
+        let d = at(0.01);
+        assert!(d.get(Kind::SlowConvergence).is_some(), "{:#?}", d.findings);
     }
 
     #[test]
