@@ -191,8 +191,9 @@ enum Rule {
     /// orders of magnitude above the chance level: the initialisation.
     Init,
     /// Rule 5: one check ≥ 1000× the checks before it, after which the
-    /// model is back at the chance level.
-    Spike,
+    /// model is back at the chance level (`None`), or while the training
+    /// loss jumped ≥ [`LOSS_JUMP_FACTOR`]× its first value (`Some(jump)`).
+    Spike(Option<f64>),
     /// Rule 6: the norm grows at almost every check from the first on while
     /// the loss does not improve: gradients accumulate across steps.
     Accumulating,
@@ -209,7 +210,9 @@ struct Explosion<'a> {
 
 /// How the loss is doing, for gating rules 2 and 3.
 #[derive(Clone, Copy)]
-struct LossState {
+struct LossState<'a> {
+    /// The training loss series, if logged.
+    train: Option<&'a super::Series>,
     /// The loss got worse (or non-finite) over the run.
     worse: bool,
     /// The loss improved by less than 10% (or got worse), measured from the
@@ -238,6 +241,11 @@ const INIT_LOSS_FACTOR: f64 = 100.0;
 const INIT_GRAD_FACTOR: f64 = 100.0;
 /// One check over the checks before it for rule 5: three orders of magnitude.
 const SPIKE_FACTOR: f64 = 1000.0;
+/// Training loss over its first value, around a rule-5 gradient spike, that
+/// confirms the spike without a chance level: two orders of magnitude. A
+/// noisy batch of a model that is learning scores a few × the mean loss,
+/// never ×100 the untrained model's.
+const LOSS_JUMP_FACTOR: f64 = 100.0;
 /// Share of checks that keep ≥ 95% of the previous one, and growth, of rule 6.
 const ACCUMULATE_SHARE: f64 = 0.9;
 const ACCUMULATE_GROWTH: f64 = 10.0;
@@ -247,7 +255,7 @@ const ACCUMULATE_MIN_CHECKS: usize = 10;
 fn explosion<'a>(
     layer: Option<&Layer<'a>>,
     g: Named<'a>,
-    loss: LossState,
+    loss: LossState<'a>,
 ) -> Option<Explosion<'a>> {
     let (steps, values) = (&g.series.steps, &g.series.values);
     let n = g.series.len();
@@ -387,23 +395,34 @@ fn explosion<'a>(
         }
     }
     // Rule 5: one check three orders of magnitude above every earlier one's
-    // median, and the model back at chance afterwards: one update threw the
-    // weights away (a noisy batch does not do that, nor leave the model
-    // unlearned).
-    if loss.unlearned {
-        for i in first_finite + 1..n {
-            let before = median(&values[first_finite..i]).unwrap_or(f64::NAN);
-            if before > 0.0 && values[i].is_finite() && values[i] >= SPIKE_FACTOR * before {
-                return Some(Explosion {
-                    layer: name,
-                    key: g.key,
-                    onset: steps[i],
-                    before,
-                    peak: values[i],
-                    rule: Rule::Spike,
-                });
-            }
+    // median, and either the model back at chance afterwards, or the
+    // training loss two orders of magnitude above its first value between
+    // the previous check and the next: one update threw the weights away (a
+    // noisy batch does none of that). The loss jump is what the spike means
+    // where the chance level is unknown and the model relearned something
+    // since.
+    for i in first_finite + 1..n {
+        let before = median(&values[first_finite..i]).unwrap_or(f64::NAN);
+        if !(before > 0.0 && values[i].is_finite() && values[i] >= SPIKE_FACTOR * before) {
+            continue;
         }
+        let jump = if loss.unlearned {
+            None
+        } else {
+            let next = steps.get(i + 1).copied().unwrap_or(u64::MAX);
+            match loss_jump(loss.train, steps[i - 1], next) {
+                Some(j) if j >= LOSS_JUMP_FACTOR => Some(j),
+                _ => continue,
+            }
+        };
+        return Some(Explosion {
+            layer: name,
+            key: g.key,
+            onset: steps[i],
+            before,
+            peak: values[i],
+            rule: Rule::Spike(jump),
+        });
     }
     // Rule 3: ‖g‖ ≥ 10‖w‖ at 3 consecutive checks while the loss stalls.
     if loss.stalled
@@ -455,6 +474,24 @@ fn explosion<'a>(
     None
 }
 
+/// The highest training loss at steps in (`after`, `until`) over the first
+/// finite loss (the untrained model's).
+fn loss_jump(train: Option<&super::Series>, after: u64, until: u64) -> Option<f64> {
+    let l = train?;
+    let first = l.values.iter().copied().find(|v| v.is_finite())?;
+    if first <= 0.0 {
+        return None;
+    }
+    let peak = l
+        .steps
+        .iter()
+        .zip(&l.values)
+        .filter(|(s, v)| **s > after && **s < until && v.is_finite())
+        .map(|(_, v)| *v)
+        .fold(f64::NAN, f64::max);
+    peak.is_finite().then(|| peak / first)
+}
+
 fn median3(a: f64, b: f64, c: f64) -> f64 {
     let mut w = [a, b, c];
     w.sort_by(f64::total_cmp);
@@ -481,6 +518,7 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         .train_loss
         .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
     let loss = LossState {
+        train: ctx.train_loss.map(|l| l.series),
         worse,
         stalled: worse || progress.is_nan() || progress < 0.1,
         nan_inputs: ctx
@@ -571,17 +609,24 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
                 found.len()
             ),
         ),
-        Rule::Spike => (
+        Rule::Spike(jump) => (
             format!(
                 "Gradient norm of {where_} jumped {}× at step {}",
                 fmt_ratio(first.before / first.peak),
                 fmt_step(first.onset)
             ),
             format!(
-                "The gradient norm of {where_} jumped from a median of {} to {} at step {}, and the model then fell back to the chance level; {} layer(s) affected{affected}.",
+                "The gradient norm of {where_} jumped from a median of {} to {} at step {}, {}; {} layer(s) affected{affected}.",
                 fmt_num(first.before),
                 fmt_num(first.peak),
                 fmt_step(first.onset),
+                match jump {
+                    Some(j) => format!(
+                        "while the training loss jumped to {}× its first value",
+                        fmt_ratio(1.0 / j)
+                    ),
+                    None => "and the model then fell back to the chance level".to_string(),
+                },
                 found.len()
             ),
         ),
@@ -643,10 +688,15 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             ),
             vec![init_fix, clip, norm_fix],
         ),
-        Rule::Spike => (
+        Rule::Spike(jump) => (
             format!(
-                "One update met a gradient three orders of magnitude above the usual ones{} and threw the weights away: the model fell back to the chance level and has not recovered. Without clipping, a learning rate this high lets one bad batch do that.",
-                ctx.peak_lr().map(|lr| format!(" (LR {})", fmt_num(lr))).unwrap_or_default()
+                "One update met a gradient three orders of magnitude above the usual ones{} and threw the weights away: {}. Without clipping, a learning rate this high lets one bad batch do that.",
+                ctx.peak_lr().map(|lr| format!(" (LR {})", fmt_num(lr))).unwrap_or_default(),
+                if jump.is_some() {
+                    "the training loss shot up by orders of magnitude at the same time, and what the model had learned before is lost"
+                } else {
+                    "the model fell back to the chance level and has not recovered"
+                }
             ),
             vec![clip, ctx.lower_lr_fix(""), init_fix],
         ),
@@ -839,6 +889,59 @@ mod tests {
         let f = d.get(Kind::ExplodingGradients).expect("exploding");
         assert_eq!(f.onset_step, Some(15));
         assert!(d.get(Kind::Divergence).is_some());
+    }
+
+    /// A learning rate too high for SGD: one update meets a gradient
+    /// ×10⁵ while the loss shoots from 1.8 to 460, the blow-up kills most
+    /// units (gradients exactly 0 from then on), and the loss settles back
+    /// below its start. Logged like a plain script: the loss and
+    /// per-parameter gradient norms, no model record (so no chance level),
+    /// no update ratios or weight norms.
+    fn spike_with_loss_jump(loss_peak: f64) -> super::super::RunView {
+        let grad = |scale: f64| move |i: usize| [0.87, 8.7e4, 135.0, 0.0, 0.0][i] * scale;
+        view(&[
+            (
+                "train/loss",
+                curve(50, 1, move |i| match i {
+                    7..=9 => loss_peak,
+                    0..=6 => 1.8 + 0.3 * noise(i),
+                    _ => 1.3 + 0.1 * noise(i),
+                }),
+            ),
+            ("grad_norm/fc1.weight", curve(5, 10, grad(1.0))),
+            ("grad_norm/fc1.bias", curve(5, 10, grad(0.4))),
+            ("grad_norm/fc2.weight", curve(5, 10, grad(2.5))),
+            (
+                "grad_norm/head.bias",
+                curve(5, 10, |i| 0.5 + 0.1 * noise(i)),
+            ),
+        ])
+    }
+
+    #[test]
+    fn gradient_spike_while_the_loss_jumps_is_exploding_without_chance_level() {
+        let d = diagnose(&spike_with_loss_jump(460.0));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert_eq!(f.onset_step, Some(10));
+        assert!(
+            f.evidence.summary.contains("training loss jumped"),
+            "{}",
+            f.evidence.summary
+        );
+    }
+
+    #[test]
+    fn gradient_spike_without_a_loss_jump_is_not_exploding() {
+        // The same gradients with the loss only a few × its start around
+        // the spike: one odd batch, no evidence the weights were thrown away.
+        let d = diagnose(&spike_with_loss_jump(6.0));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
     }
 
     #[test]
