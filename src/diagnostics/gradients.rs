@@ -220,7 +220,8 @@ struct LossState<'a> {
     stalled: bool,
     /// The training data summary reports missing (NaN) cells.
     nan_inputs: bool,
-    /// A divergence finding was raised: the loss went the wrong way.
+    /// A divergence finding was raised, or the loss spiked and ended worse:
+    /// the loss went the wrong way.
     diverged: bool,
     /// Its onset.
     diverged_at: Option<u64>,
@@ -474,6 +475,28 @@ fn explosion<'a>(
     None
 }
 
+/// Training loss over its first value (or the chance level, if higher) from
+/// which the updates threw the weights away: a batch of a learning model
+/// scores at most a few × the mean loss.
+const LOSS_BLOWUP_FACTOR: f64 = 4.0;
+
+/// The first step at which the training loss is ≥ [`LOSS_BLOWUP_FACTOR`]×
+/// its first finite value (the untrained model's, before any update, which
+/// a blow-up in the first steps cannot inflate the way it inflates a start
+/// window) or the chance level, whichever is higher.
+fn loss_blowup_step(train: Option<&super::Series>, chance: Option<f64>) -> Option<u64> {
+    let l = train?;
+    let first = l.values.iter().copied().find(|v| v.is_finite())?;
+    let base = chance.map_or(first, |c| c.max(first));
+    if base.is_nan() || base <= 0.0 {
+        return None;
+    }
+    l.values
+        .iter()
+        .position(|v| v.is_finite() && *v >= LOSS_BLOWUP_FACTOR * base)
+        .map(|i| l.steps[i])
+}
+
 /// The highest training loss at steps in (`after`, `until`) over the first
 /// finite loss (the untrained model's).
 fn loss_jump(train: Option<&super::Series>, after: u64, until: u64) -> Option<f64> {
@@ -517,6 +540,7 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
     let first_loss = ctx
         .train_loss
         .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+    let blowup_at = loss_blowup_step(ctx.train_loss.map(|l| l.series), chance);
     let loss = LossState {
         train: ctx.train_loss.map(|l| l.series),
         worse,
@@ -526,13 +550,19 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             .dataset("train")
             .and_then(|d| d.missing)
             .is_some_and(|m| m > 0),
+        // A loss that jumped ≥ 4× above its start and ends worse than it
+        // started went the wrong way, whether or not the divergence rule
+        // (which judges the loss alone) raised it; the ×10 then counts from
+        // the gradients' level before the jump.
         diverged: out
             .get(Kind::Divergence)
-            .is_some_and(|f| f.severity.is_raised()),
+            .is_some_and(|f| f.severity.is_raised())
+            || (worse && blowup_at.is_some()),
         diverged_at: out
             .get(Kind::Divergence)
             .filter(|f| f.severity.is_raised())
-            .and_then(|f| f.onset_step),
+            .and_then(|f| f.onset_step)
+            .or(blowup_at.filter(|_| worse)),
         init_blowup: matches!((chance, first_loss), (Some(c), Some(f)) if f >= INIT_LOSS_FACTOR * c),
         unlearned: match (ctx.loss_recent(), chance.or(ctx.loss_start())) {
             (Some(r), Some(base)) => base > 0.0 && r >= 0.9 * base,
@@ -936,6 +966,51 @@ mod tests {
         // The same gradients with the loss only a few × its start around
         // the spike: one odd batch, no evidence the weights were thrown away.
         let d = diagnose(&spike_with_loss_jump(6.0));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
+    }
+
+    /// LR far too high for SGD on an LSTM: the first updates throw the loss
+    /// from 1.4 to ~75, and it never gets back below ~7× its start; only the
+    /// global gradient norm is logged, which rises ×~40 (the output layer's
+    /// share; the recurrent weights' burst is diluted in the global norm).
+    fn blown_loss_with_global_norm(loss_after: f64) -> super::super::RunView {
+        view(&[
+            (
+                "train/loss",
+                curve(230, 1, move |i| match i {
+                    0 => 1.42,
+                    _ => loss_after + 65.0 * (-(i as f64) / 30.0).exp() * (1.0 + 0.2 * noise(i)),
+                }),
+            ),
+            (
+                "grad_norm",
+                curve(230, 1, |i| match i {
+                    0 => 0.31,
+                    1..=9 => [1.5, 7.1, 12.9, 73.0, 8.8, 3.9, 2.3, 4.2, 3.3][i - 1],
+                    _ => 2.5 * (1.0 + 0.3 * noise(i)),
+                }),
+            ),
+        ])
+    }
+
+    #[test]
+    fn gradients_rising_tenfold_while_the_loss_blows_up_and_stays_worse_explode() {
+        let d = diagnose(&blown_loss_with_global_norm(10.0));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert!(f.onset_step.is_some_and(|s| s <= 5), "{:?}", f.onset_step);
+    }
+
+    #[test]
+    fn gradients_rising_tenfold_while_the_loss_recovers_are_not_exploding() {
+        // The same burst, but the loss comes back below its start: ×10 is not
+        // enough growth when the loss did not end worse.
+        let d = diagnose(&blown_loss_with_global_norm(1.0));
         assert!(
             d.get(Kind::ExplodingGradients)
                 .is_none_or(|f| !f.severity.is_raised()),
