@@ -225,8 +225,12 @@ struct LossState<'a> {
     diverged: bool,
     /// Its onset.
     diverged_at: Option<u64>,
-    /// The first training loss was ≥ [`INIT_LOSS_FACTOR`]× the chance level.
+    /// The first training loss was ≥ [`INIT_LOSS_FACTOR`]× the chance level
+    /// (or, with `init_needs_kill`, the recent loss).
     init_blowup: bool,
+    /// The chance level is unknown: rule 4 then needs the layer killed
+    /// (gradient exactly 0 over the recent half).
+    init_needs_kill: bool,
     /// The recent loss is at (or above) the chance level, or the start when
     /// the chance level is unknown: the model has learned nothing.
     unlearned: bool,
@@ -384,7 +388,10 @@ fn explosion<'a>(
     // the units) later, with a first loss orders of magnitude above chance.
     if loss.init_blowup && first > 0.0 && n >= 4 {
         let later = median(&values[n / 2..]).unwrap_or(f64::NAN);
-        if later.is_finite() && first >= INIT_GRAD_FACTOR * later {
+        if later.is_finite()
+            && first >= INIT_GRAD_FACTOR * later
+            && (!loss.init_needs_kill || values[n / 2..].iter().all(|v| *v == 0.0))
+        {
             return Some(Explosion {
                 layer: name,
                 key: g.key,
@@ -540,6 +547,16 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
     let first_loss = ctx
         .train_loss
         .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+    // What the first loss is compared with for rule 4: the chance level, or
+    // without one the recent loss — which rule 4 then only trusts for a
+    // layer whose gradient is exactly 0 later: a killed layer no longer
+    // learns, so the loss it sits at is what the network does without it,
+    // not a converged model's (whose gradients are small, never exactly 0).
+    let init_base = chance.map(|c| (c, "the chance level")).or_else(|| {
+        ctx.loss_recent()
+            .filter(|r| *r > 0.0)
+            .map(|r| (r, "the loss it settled at"))
+    });
     let blowup_at = loss_blowup_step(ctx.train_loss.map(|l| l.series), chance);
     let loss = LossState {
         train: ctx.train_loss.map(|l| l.series),
@@ -563,7 +580,8 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             .filter(|f| f.severity.is_raised())
             .and_then(|f| f.onset_step)
             .or(blowup_at.filter(|_| worse)),
-        init_blowup: matches!((chance, first_loss), (Some(c), Some(f)) if f >= INIT_LOSS_FACTOR * c),
+        init_blowup: matches!((init_base, first_loss), (Some((c, _)), Some(f)) if f >= INIT_LOSS_FACTOR * c),
+        init_needs_kill: chance.is_none(),
         unlearned: match (ctx.loss_recent(), chance.or(ctx.loss_start())) {
             (Some(r), Some(base)) => base > 0.0 && r >= 0.9 * base,
             _ => false,
@@ -631,11 +649,12 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
                 fmt_ratio(first.before / first.peak)
             ),
             format!(
-                "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× the chance level; {} layer(s) affected{affected}.",
+                "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× {}; {} layer(s) affected{affected}.",
                 fmt_num(first.peak),
                 fmt_step(first.onset),
                 fmt_num(first.before),
-                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN)),
+                fmt_num(first_loss.unwrap_or(f64::NAN) / init_base.map_or(f64::NAN, |b| b.0)),
+                init_base.map_or("the chance level", |b| b.1),
                 found.len()
             ),
         ),
@@ -713,8 +732,9 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         ),
         Rule::Init => (
             format!(
-                "The initial weights are far too large: at the first step, before any update, the loss was {}× the chance level and the gradients orders of magnitude above their later level; the first updates threw the weights away (units die or saturate afterwards).",
-                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN))
+                "The initial weights are far too large: at the first step, before any update, the loss was {}× {} and the gradients orders of magnitude above their later level; the first updates threw the weights away (units die or saturate afterwards).",
+                fmt_num(first_loss.unwrap_or(f64::NAN) / init_base.map_or(f64::NAN, |b| b.0)),
+                init_base.map_or("the chance level", |b| b.1)
             ),
             vec![init_fix, clip, norm_fix],
         ),
@@ -1011,6 +1031,62 @@ mod tests {
         // The same burst, but the loss comes back below its start: ×10 is not
         // enough growth when the loss did not end worse.
         let d = diagnose(&blown_loss_with_global_norm(1.0));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
+    }
+
+    /// Weights initialised far too large, logged as loss + per-parameter
+    /// gradient norms only (no model record, so no chance level): the first
+    /// loss is ~130× where the model settles, and after the first update
+    /// every weight gradient is exactly 0 (the blow-up killed the units) —
+    /// or, in the control, merely small.
+    fn huge_init(killed: bool) -> super::super::RunView {
+        let grad = move |g0: f64| {
+            move |i: usize| match i {
+                0 => g0,
+                _ if killed => 0.0,
+                _ => g0 * 1e-3 * (1.0 + 0.3 * noise(i)),
+            }
+        };
+        view(&[
+            (
+                "train/loss",
+                curve(250, 1, |i| match i {
+                    0..=4 => [309.0, 1827.0, 250.0, 92.7, 19.2][i],
+                    _ => 2.3 + 10.0 * (-(i as f64)).exp() + 0.01 * noise(i),
+                }),
+            ),
+            ("grad_norm/features.0.weight", curve(25, 10, grad(29.6))),
+            ("grad_norm/features.2.weight", curve(25, 10, grad(88.3))),
+            (
+                "grad_norm/features.6.bias",
+                curve(25, 10, |i| 0.15 + 0.03 * noise(i)),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_huge_first_loss_and_gradient_that_kill_the_layers_explode_without_chance_level() {
+        let d = diagnose(&huge_init(true));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert_eq!(f.onset_step, Some(0));
+        assert!(
+            f.evidence.summary.contains("the loss it settled at"),
+            "{}",
+            f.evidence.summary
+        );
+    }
+
+    #[test]
+    fn a_huge_first_loss_without_killed_layers_needs_the_chance_level() {
+        // Gradients that shrink ×1000 but stay alive: the recent loss is no
+        // stand-in for the chance level, so rule 4 stays silent.
+        let d = diagnose(&huge_init(false));
         assert!(
             d.get(Kind::ExplodingGradients)
                 .is_none_or(|f| !f.severity.is_raised()),
