@@ -644,10 +644,17 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             ),
         ),
         Rule::Init => (
-            format!(
-                "Gradients of {where_} were {}× their later level at the first step",
-                fmt_ratio(first.before / first.peak)
-            ),
+            if first.before > 0.0 {
+                format!(
+                    "Gradients of {where_} were {}× their later level at the first step",
+                    fmt_ratio(first.before / first.peak)
+                )
+            } else {
+                format!(
+                    "Gradients of {where_} were {} at the first step and exactly 0 afterwards",
+                    fmt_num(first.peak)
+                )
+            },
             format!(
                 "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× {}; {} layer(s) affected{affected}.",
                 fmt_num(first.peak),
@@ -1080,6 +1087,7 @@ mod tests {
             "{}",
             f.evidence.summary
         );
+        assert!(f.title.contains("exactly 0 afterwards"), "{}", f.title);
     }
 
     #[test]
