@@ -191,8 +191,9 @@ enum Rule {
     /// orders of magnitude above the chance level: the initialisation.
     Init,
     /// Rule 5: one check ≥ 1000× the checks before it, after which the
-    /// model is back at the chance level.
-    Spike,
+    /// model is back at the chance level (`None`), or while the training
+    /// loss jumped ≥ [`LOSS_JUMP_FACTOR`]× its first value (`Some(jump)`).
+    Spike(Option<f64>),
     /// Rule 6: the norm grows at almost every check from the first on while
     /// the loss does not improve: gradients accumulate across steps.
     Accumulating,
@@ -209,7 +210,9 @@ struct Explosion<'a> {
 
 /// How the loss is doing, for gating rules 2 and 3.
 #[derive(Clone, Copy)]
-struct LossState {
+struct LossState<'a> {
+    /// The training loss series, if logged.
+    train: Option<&'a super::Series>,
     /// The loss got worse (or non-finite) over the run.
     worse: bool,
     /// The loss improved by less than 10% (or got worse), measured from the
@@ -217,12 +220,17 @@ struct LossState {
     stalled: bool,
     /// The training data summary reports missing (NaN) cells.
     nan_inputs: bool,
-    /// A divergence finding was raised: the loss went the wrong way.
+    /// A divergence finding was raised, or the loss spiked and ended worse:
+    /// the loss went the wrong way.
     diverged: bool,
     /// Its onset.
     diverged_at: Option<u64>,
-    /// The first training loss was ≥ [`INIT_LOSS_FACTOR`]× the chance level.
+    /// The first training loss was ≥ [`INIT_LOSS_FACTOR`]× the chance level
+    /// (or, with `init_needs_kill`, the recent loss).
     init_blowup: bool,
+    /// The chance level is unknown: rule 4 then needs the layer killed
+    /// (gradient exactly 0 over the recent half).
+    init_needs_kill: bool,
     /// The recent loss is at (or above) the chance level, or the start when
     /// the chance level is unknown: the model has learned nothing.
     unlearned: bool,
@@ -238,6 +246,11 @@ const INIT_LOSS_FACTOR: f64 = 100.0;
 const INIT_GRAD_FACTOR: f64 = 100.0;
 /// One check over the checks before it for rule 5: three orders of magnitude.
 const SPIKE_FACTOR: f64 = 1000.0;
+/// Training loss over its first value, around a rule-5 gradient spike, that
+/// confirms the spike without a chance level: two orders of magnitude. A
+/// noisy batch of a model that is learning scores a few × the mean loss,
+/// never ×100 the untrained model's.
+const LOSS_JUMP_FACTOR: f64 = 100.0;
 /// Share of checks that keep ≥ 95% of the previous one, and growth, of rule 6.
 const ACCUMULATE_SHARE: f64 = 0.9;
 const ACCUMULATE_GROWTH: f64 = 10.0;
@@ -247,7 +260,7 @@ const ACCUMULATE_MIN_CHECKS: usize = 10;
 fn explosion<'a>(
     layer: Option<&Layer<'a>>,
     g: Named<'a>,
-    loss: LossState,
+    loss: LossState<'a>,
 ) -> Option<Explosion<'a>> {
     let (steps, values) = (&g.series.steps, &g.series.values);
     let n = g.series.len();
@@ -375,7 +388,10 @@ fn explosion<'a>(
     // the units) later, with a first loss orders of magnitude above chance.
     if loss.init_blowup && first > 0.0 && n >= 4 {
         let later = median(&values[n / 2..]).unwrap_or(f64::NAN);
-        if later.is_finite() && first >= INIT_GRAD_FACTOR * later {
+        if later.is_finite()
+            && first >= INIT_GRAD_FACTOR * later
+            && (!loss.init_needs_kill || values[n / 2..].iter().all(|v| *v == 0.0))
+        {
             return Some(Explosion {
                 layer: name,
                 key: g.key,
@@ -387,23 +403,34 @@ fn explosion<'a>(
         }
     }
     // Rule 5: one check three orders of magnitude above every earlier one's
-    // median, and the model back at chance afterwards: one update threw the
-    // weights away (a noisy batch does not do that, nor leave the model
-    // unlearned).
-    if loss.unlearned {
-        for i in first_finite + 1..n {
-            let before = median(&values[first_finite..i]).unwrap_or(f64::NAN);
-            if before > 0.0 && values[i].is_finite() && values[i] >= SPIKE_FACTOR * before {
-                return Some(Explosion {
-                    layer: name,
-                    key: g.key,
-                    onset: steps[i],
-                    before,
-                    peak: values[i],
-                    rule: Rule::Spike,
-                });
-            }
+    // median, and either the model back at chance afterwards, or the
+    // training loss two orders of magnitude above its first value between
+    // the previous check and the next: one update threw the weights away (a
+    // noisy batch does none of that). The loss jump is what the spike means
+    // where the chance level is unknown and the model relearned something
+    // since.
+    for i in first_finite + 1..n {
+        let before = median(&values[first_finite..i]).unwrap_or(f64::NAN);
+        if !(before > 0.0 && values[i].is_finite() && values[i] >= SPIKE_FACTOR * before) {
+            continue;
         }
+        let jump = if loss.unlearned {
+            None
+        } else {
+            let next = steps.get(i + 1).copied().unwrap_or(u64::MAX);
+            match loss_jump(loss.train, steps[i - 1], next) {
+                Some(j) if j >= LOSS_JUMP_FACTOR => Some(j),
+                _ => continue,
+            }
+        };
+        return Some(Explosion {
+            layer: name,
+            key: g.key,
+            onset: steps[i],
+            before,
+            peak: values[i],
+            rule: Rule::Spike(jump),
+        });
     }
     // Rule 3: ‖g‖ ≥ 10‖w‖ at 3 consecutive checks while the loss stalls.
     if loss.stalled
@@ -455,6 +482,46 @@ fn explosion<'a>(
     None
 }
 
+/// Training loss over its first value (or the chance level, if higher) from
+/// which the updates threw the weights away: a batch of a learning model
+/// scores at most a few × the mean loss.
+const LOSS_BLOWUP_FACTOR: f64 = 4.0;
+
+/// The first step at which the training loss is ≥ [`LOSS_BLOWUP_FACTOR`]×
+/// its first finite value (the untrained model's, before any update, which
+/// a blow-up in the first steps cannot inflate the way it inflates a start
+/// window) or the chance level, whichever is higher.
+fn loss_blowup_step(train: Option<&super::Series>, chance: Option<f64>) -> Option<u64> {
+    let l = train?;
+    let first = l.values.iter().copied().find(|v| v.is_finite())?;
+    let base = chance.map_or(first, |c| c.max(first));
+    if base.is_nan() || base <= 0.0 {
+        return None;
+    }
+    l.values
+        .iter()
+        .position(|v| v.is_finite() && *v >= LOSS_BLOWUP_FACTOR * base)
+        .map(|i| l.steps[i])
+}
+
+/// The highest training loss at steps in (`after`, `until`) over the first
+/// finite loss (the untrained model's).
+fn loss_jump(train: Option<&super::Series>, after: u64, until: u64) -> Option<f64> {
+    let l = train?;
+    let first = l.values.iter().copied().find(|v| v.is_finite())?;
+    if first <= 0.0 {
+        return None;
+    }
+    let peak = l
+        .steps
+        .iter()
+        .zip(&l.values)
+        .filter(|(s, v)| **s > after && **s < until && v.is_finite())
+        .map(|(_, v)| *v)
+        .fold(f64::NAN, f64::max);
+    peak.is_finite().then(|| peak / first)
+}
+
 fn median3(a: f64, b: f64, c: f64) -> f64 {
     let mut w = [a, b, c];
     w.sort_by(f64::total_cmp);
@@ -480,7 +547,19 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
     let first_loss = ctx
         .train_loss
         .and_then(|l| l.series.values.iter().copied().find(|v| v.is_finite()));
+    // What the first loss is compared with for rule 4: the chance level, or
+    // without one the recent loss — which rule 4 then only trusts for a
+    // layer whose gradient is exactly 0 later: a killed layer no longer
+    // learns, so the loss it sits at is what the network does without it,
+    // not a converged model's (whose gradients are small, never exactly 0).
+    let init_base = chance.map(|c| (c, "the chance level")).or_else(|| {
+        ctx.loss_recent()
+            .filter(|r| *r > 0.0)
+            .map(|r| (r, "the loss it settled at"))
+    });
+    let blowup_at = loss_blowup_step(ctx.train_loss.map(|l| l.series), chance);
     let loss = LossState {
+        train: ctx.train_loss.map(|l| l.series),
         worse,
         stalled: worse || progress.is_nan() || progress < 0.1,
         nan_inputs: ctx
@@ -488,14 +567,21 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             .dataset("train")
             .and_then(|d| d.missing)
             .is_some_and(|m| m > 0),
+        // A loss that jumped ≥ 4× above its start and ends worse than it
+        // started went the wrong way, whether or not the divergence rule
+        // (which judges the loss alone) raised it; the ×10 then counts from
+        // the gradients' level before the jump.
         diverged: out
             .get(Kind::Divergence)
-            .is_some_and(|f| f.severity.is_raised()),
+            .is_some_and(|f| f.severity.is_raised())
+            || (worse && blowup_at.is_some()),
         diverged_at: out
             .get(Kind::Divergence)
             .filter(|f| f.severity.is_raised())
-            .and_then(|f| f.onset_step),
-        init_blowup: matches!((chance, first_loss), (Some(c), Some(f)) if f >= INIT_LOSS_FACTOR * c),
+            .and_then(|f| f.onset_step)
+            .or(blowup_at.filter(|_| worse)),
+        init_blowup: matches!((init_base, first_loss), (Some((c, _)), Some(f)) if f >= INIT_LOSS_FACTOR * c),
+        init_needs_kill: chance.is_none(),
         unlearned: match (ctx.loss_recent(), chance.or(ctx.loss_start())) {
             (Some(r), Some(base)) => base > 0.0 && r >= 0.9 * base,
             _ => false,
@@ -558,30 +644,45 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
             ),
         ),
         Rule::Init => (
+            if first.before > 0.0 {
+                format!(
+                    "Gradients of {where_} were {}× their later level at the first step",
+                    fmt_ratio(first.before / first.peak)
+                )
+            } else {
+                format!(
+                    "Gradients of {where_} were {} at the first step and exactly 0 afterwards",
+                    fmt_num(first.peak)
+                )
+            },
             format!(
-                "Gradients of {where_} were {}× their later level at the first step",
-                fmt_ratio(first.before / first.peak)
-            ),
-            format!(
-                "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× the chance level; {} layer(s) affected{affected}.",
+                "The gradient norm of {where_} was {} at step {} and {} later; the first training loss was {}× {}; {} layer(s) affected{affected}.",
                 fmt_num(first.peak),
                 fmt_step(first.onset),
                 fmt_num(first.before),
-                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN)),
+                fmt_num(first_loss.unwrap_or(f64::NAN) / init_base.map_or(f64::NAN, |b| b.0)),
+                init_base.map_or("the chance level", |b| b.1),
                 found.len()
             ),
         ),
-        Rule::Spike => (
+        Rule::Spike(jump) => (
             format!(
                 "Gradient norm of {where_} jumped {}× at step {}",
                 fmt_ratio(first.before / first.peak),
                 fmt_step(first.onset)
             ),
             format!(
-                "The gradient norm of {where_} jumped from a median of {} to {} at step {}, and the model then fell back to the chance level; {} layer(s) affected{affected}.",
+                "The gradient norm of {where_} jumped from a median of {} to {} at step {}, {}; {} layer(s) affected{affected}.",
                 fmt_num(first.before),
                 fmt_num(first.peak),
                 fmt_step(first.onset),
+                match jump {
+                    Some(j) => format!(
+                        "while the training loss jumped to {}× its first value",
+                        fmt_ratio(1.0 / j)
+                    ),
+                    None => "and the model then fell back to the chance level".to_string(),
+                },
                 found.len()
             ),
         ),
@@ -638,15 +739,21 @@ fn exploding(ctx: &Ctx, out: &mut Diagnosis) {
         ),
         Rule::Init => (
             format!(
-                "The initial weights are far too large: at the first step, before any update, the loss was {}× the chance level and the gradients orders of magnitude above their later level; the first updates threw the weights away (units die or saturate afterwards).",
-                fmt_num(first_loss.unwrap_or(f64::NAN) / chance.unwrap_or(f64::NAN))
+                "The initial weights are far too large: at the first step, before any update, the loss was {}× {} and the gradients orders of magnitude above their later level; the first updates threw the weights away (units die or saturate afterwards).",
+                fmt_num(first_loss.unwrap_or(f64::NAN) / init_base.map_or(f64::NAN, |b| b.0)),
+                init_base.map_or("the chance level", |b| b.1)
             ),
             vec![init_fix, clip, norm_fix],
         ),
-        Rule::Spike => (
+        Rule::Spike(jump) => (
             format!(
-                "One update met a gradient three orders of magnitude above the usual ones{} and threw the weights away: the model fell back to the chance level and has not recovered. Without clipping, a learning rate this high lets one bad batch do that.",
-                ctx.peak_lr().map(|lr| format!(" (LR {})", fmt_num(lr))).unwrap_or_default()
+                "One update met a gradient three orders of magnitude above the usual ones{} and threw the weights away: {}. Without clipping, a learning rate this high lets one bad batch do that.",
+                ctx.peak_lr().map(|lr| format!(" (LR {})", fmt_num(lr))).unwrap_or_default(),
+                if jump.is_some() {
+                    "the training loss shot up by orders of magnitude at the same time, and what the model had learned before is lost"
+                } else {
+                    "the model fell back to the chance level and has not recovered"
+                }
             ),
             vec![clip, ctx.lower_lr_fix(""), init_fix],
         ),
@@ -839,6 +946,161 @@ mod tests {
         let f = d.get(Kind::ExplodingGradients).expect("exploding");
         assert_eq!(f.onset_step, Some(15));
         assert!(d.get(Kind::Divergence).is_some());
+    }
+
+    /// A learning rate too high for SGD: one update meets a gradient
+    /// ×10⁵ while the loss shoots from 1.8 to 460, the blow-up kills most
+    /// units (gradients exactly 0 from then on), and the loss settles back
+    /// below its start. Logged like a plain script: the loss and
+    /// per-parameter gradient norms, no model record (so no chance level),
+    /// no update ratios or weight norms.
+    fn spike_with_loss_jump(loss_peak: f64) -> super::super::RunView {
+        let grad = |scale: f64| move |i: usize| [0.87, 8.7e4, 135.0, 0.0, 0.0][i] * scale;
+        view(&[
+            (
+                "train/loss",
+                curve(50, 1, move |i| match i {
+                    7..=9 => loss_peak,
+                    0..=6 => 1.8 + 0.3 * noise(i),
+                    _ => 1.3 + 0.1 * noise(i),
+                }),
+            ),
+            ("grad_norm/fc1.weight", curve(5, 10, grad(1.0))),
+            ("grad_norm/fc1.bias", curve(5, 10, grad(0.4))),
+            ("grad_norm/fc2.weight", curve(5, 10, grad(2.5))),
+            (
+                "grad_norm/head.bias",
+                curve(5, 10, |i| 0.5 + 0.1 * noise(i)),
+            ),
+        ])
+    }
+
+    #[test]
+    fn gradient_spike_while_the_loss_jumps_is_exploding_without_chance_level() {
+        let d = diagnose(&spike_with_loss_jump(460.0));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert_eq!(f.onset_step, Some(10));
+        assert!(
+            f.evidence.summary.contains("training loss jumped"),
+            "{}",
+            f.evidence.summary
+        );
+    }
+
+    #[test]
+    fn gradient_spike_without_a_loss_jump_is_not_exploding() {
+        // The same gradients with the loss only a few × its start around
+        // the spike: one odd batch, no evidence the weights were thrown away.
+        let d = diagnose(&spike_with_loss_jump(6.0));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
+    }
+
+    /// LR far too high for SGD on an LSTM: the first updates throw the loss
+    /// from 1.4 to ~75, and it never gets back below ~7× its start; only the
+    /// global gradient norm is logged, which rises ×~40 (the output layer's
+    /// share; the recurrent weights' burst is diluted in the global norm).
+    fn blown_loss_with_global_norm(loss_after: f64) -> super::super::RunView {
+        view(&[
+            (
+                "train/loss",
+                curve(230, 1, move |i| match i {
+                    0 => 1.42,
+                    _ => loss_after + 65.0 * (-(i as f64) / 30.0).exp() * (1.0 + 0.2 * noise(i)),
+                }),
+            ),
+            (
+                "grad_norm",
+                curve(230, 1, |i| match i {
+                    0 => 0.31,
+                    1..=9 => [1.5, 7.1, 12.9, 73.0, 8.8, 3.9, 2.3, 4.2, 3.3][i - 1],
+                    _ => 2.5 * (1.0 + 0.3 * noise(i)),
+                }),
+            ),
+        ])
+    }
+
+    #[test]
+    fn gradients_rising_tenfold_while_the_loss_blows_up_and_stays_worse_explode() {
+        let d = diagnose(&blown_loss_with_global_norm(10.0));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert!(f.onset_step.is_some_and(|s| s <= 5), "{:?}", f.onset_step);
+    }
+
+    #[test]
+    fn gradients_rising_tenfold_while_the_loss_recovers_are_not_exploding() {
+        // The same burst, but the loss comes back below its start: ×10 is not
+        // enough growth when the loss did not end worse.
+        let d = diagnose(&blown_loss_with_global_norm(1.0));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
+    }
+
+    /// Weights initialised far too large, logged as loss + per-parameter
+    /// gradient norms only (no model record, so no chance level): the first
+    /// loss is ~130× where the model settles, and after the first update
+    /// every weight gradient is exactly 0 (the blow-up killed the units) —
+    /// or, in the control, merely small.
+    fn huge_init(killed: bool) -> super::super::RunView {
+        let grad = move |g0: f64| {
+            move |i: usize| match i {
+                0 => g0,
+                _ if killed => 0.0,
+                _ => g0 * 1e-3 * (1.0 + 0.3 * noise(i)),
+            }
+        };
+        view(&[
+            (
+                "train/loss",
+                curve(250, 1, |i| match i {
+                    0..=4 => [309.0, 1827.0, 250.0, 92.7, 19.2][i],
+                    _ => 2.3 + 10.0 * (-(i as f64)).exp() + 0.01 * noise(i),
+                }),
+            ),
+            ("grad_norm/features.0.weight", curve(25, 10, grad(29.6))),
+            ("grad_norm/features.2.weight", curve(25, 10, grad(88.3))),
+            (
+                "grad_norm/features.6.bias",
+                curve(25, 10, |i| 0.15 + 0.03 * noise(i)),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_huge_first_loss_and_gradient_that_kill_the_layers_explode_without_chance_level() {
+        let d = diagnose(&huge_init(true));
+        let f = d.get(Kind::ExplodingGradients).expect("exploding");
+        assert!(f.severity.is_raised());
+        assert_eq!(f.onset_step, Some(0));
+        assert!(
+            f.evidence.summary.contains("the loss it settled at"),
+            "{}",
+            f.evidence.summary
+        );
+        assert!(f.title.contains("exactly 0 afterwards"), "{}", f.title);
+    }
+
+    #[test]
+    fn a_huge_first_loss_without_killed_layers_needs_the_chance_level() {
+        // Gradients that shrink ×1000 but stay alive: the recent loss is no
+        // stand-in for the chance level, so rule 4 stays silent.
+        let d = diagnose(&huge_init(false));
+        assert!(
+            d.get(Kind::ExplodingGradients)
+                .is_none_or(|f| !f.severity.is_raised()),
+            "{:?}",
+            d.get(Kind::ExplodingGradients).map(|f| &f.title)
+        );
     }
 
     #[test]
