@@ -321,6 +321,22 @@ class _Stepper:
         self.tr.step(loss, lr, norms, gnorm)
         return grads, before
 
+    def facts(self, yt: np.ndarray, k: int, onset: Optional[int],
+              true_dead: Optional[List[float]], true_sat: List[float]) -> Dict[str, Any]:
+        """The facts the labels read, from the training labels `yt` of `k`
+        classes, the fault's true onset and the late dead/saturated shares
+        (`true_dead` None: the trainer has no ReLU)."""
+        counts = np.bincount(yt, minlength=k)
+        prior = counts / counts.sum()
+        return {
+            "classes": k, "chance_loss": float(-sum(p * math.log(p) for p in prior if p > 0)),
+            "chance_acc": float(prior.max()), "nonfinite_step": self.nonfinite_step,
+            "dead_steps_late": self.dead_steps, "late_steps": self.total - self.total // 2,
+            "true_dead": float(np.median(true_dead)) if true_dead else None,
+            "true_sat": float(np.median(true_sat)) if true_sat else None,
+            "steps": self.total, "onset": onset,
+        }
+
 
 def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
     rng = np.random.default_rng(seed + 17)
@@ -508,16 +524,8 @@ def train_mlp(name: str, spec: Dict[str, Any], seed: int) -> Trace:
         tr.predictions.append(predictions_record("val", yv, probs, step - 1))
         if spec.get("flip"):
             tr.facts.update(prediction_facts(spec, seed, yv, probs))
-    counts = np.bincount(yt, minlength=k)
-    prior = counts / counts.sum()
-    tr.facts.update({
-        "classes": k, "chance_loss": float(-sum(p * math.log(p) for p in prior if p > 0)),
-        "chance_acc": float(prior.max()), "nonfinite_step": stepper.nonfinite_step,
-        "dead_steps_late": stepper.dead_steps, "late_steps": total - total // 2,
-        "true_dead": float(np.median(true_dead)) if true_dead else None,
-        "true_sat": float(np.median(true_sat)) if true_sat else None,
-        "steps": total, "onset": raise_step if raise_step is not None else corrupt_step,
-    })
+    onset = raise_step if raise_step is not None else corrupt_step
+    tr.facts.update(stepper.facts(yt, k, onset, true_dead, true_sat))
     finish_facts(tr)
     return tr
 
@@ -691,14 +699,6 @@ def train_rnn(name: str, spec: Dict[str, Any], seed: int) -> Trace:
             va = float(np.mean(np.argmax(lv, 1) == yv))
         tr.epochs.append({"step": step - 1, "train_acc": correct / max(seen, 1), "val_loss": vl,
                           "val_acc": va})
-    counts = np.bincount(yt, minlength=k)
-    prior = counts / counts.sum()
-    tr.facts.update({
-        "classes": k, "chance_loss": float(-sum(p * math.log(p) for p in prior if p > 0)),
-        "chance_acc": float(prior.max()), "nonfinite_step": stepper.nonfinite_step,
-        "dead_steps_late": stepper.dead_steps, "late_steps": total - total // 2,
-        "true_dead": None, "true_sat": float(np.median(true_sat)) if true_sat else None,
-        "steps": total, "onset": raise_step,
-    })
+    tr.facts.update(stepper.facts(yt, k, raise_step, None, true_sat))
     finish_facts(tr)
     return tr
