@@ -85,7 +85,8 @@ fn missing(ctx: &Ctx, out: &mut Diagnosis) {
             series: Vec::new(),
             layer: None,
             metrics: per_split.iter().map(|(s, m, _)| (format!("missing/{s}"), *m as f64)).collect(),
-            summary: format!("Dataset summaries report missing cells ({list}){}.", if nan_loss { "; the loss is non-finite" } else { "" }), samples: Vec::new(),
+            summary: format!("Dataset summaries report missing cells ({list}){}.", if nan_loss { "; the loss is non-finite" } else { "" }),
+            samples: Vec::new(),
         },
         cause: if nan_loss {
             "NaN inputs propagate through every layer: the outputs, the loss and all gradients become NaN and the weights are destroyed by the first update.".into()
@@ -207,7 +208,8 @@ fn imbalance(ctx: &Ctx, out: &mut Diagnosis) -> bool {
                 counts.iter().map(|c| format!("{}: {}", c.0, c.1)).collect::<Vec<_>>().join(", "),
                 fmt_num(perplexity),
                 if rare.is_empty() { String::new() } else { format!("; rare classes: {}", rare.join(", ")) }
-            ), samples: Vec::new(),
+            ),
+            samples: Vec::new(),
         },
         cause: format!("The loss is dominated by class {max_class}: the model can score well on training data while rarely predicting the minority classes."),
         fixes: vec![
@@ -452,7 +454,13 @@ fn shift(ctx: &Ctx, out: &mut Diagnosis, imbalanced: bool) {
         severity,
         onset_step: None,
         title,
-        evidence: Evidence { series: Vec::new(), layer: None, metrics, summary: format!("{}.", capitalise(&facts.join("; "))), samples: Vec::new(), },
+        evidence: Evidence {
+            series: Vec::new(),
+            layer: None,
+            metrics,
+            summary: format!("{}.", capitalise(&facts.join("; "))),
+            samples: Vec::new(),
+        },
         cause: if refit {
             "Preprocessing was fit separately on the validation split, so the same raw value maps to different inputs in training and validation.".into()
         } else if feature_shift {

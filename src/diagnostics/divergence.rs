@@ -264,7 +264,8 @@ fn blowup(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], out: &mut Diagnos
                 recent / reference,
                 fmt_num(reference),
                 recent / best.max(f64::MIN_POSITIVE)
-            ), samples: Vec::new(),
+            ),
+            samples: Vec::new(),
         },
         cause: "The optimiser overshoots: each step moves the weights further from a minimum, typically because the learning rate is too high (or momentum too large) for this model and data scale.".into(),
         fixes: vec![
@@ -336,7 +337,8 @@ fn spike(ctx: &Ctx, key: &str, steps: &[u64], values: &[f64], reference: f64, ou
                 peak / chance,
                 fmt_num(chance),
                 fmt_num(recent)
-            ), samples: Vec::new(),
+            ),
+            samples: Vec::new(),
         },
         cause: "An update far too large for the loss surface: the learning rate is too high (or the initialisation too large), so one step threw the weights orders of magnitude away.".into(),
         fixes: vec![

@@ -1162,7 +1162,8 @@ fn slow_finding(s: &UnderfitSignals, l: &LossLevels, slow: Slow) -> Finding {
             series: s.series.clone(),
             layer: None,
             metrics: underfit_metrics(s, l),
-            summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))), samples: Vec::new(),
+            summary: format!("The training loss fell by {} from its start; {acc_text}.", fmt_pct(progress.max(0.0))),
+            samples: Vec::new(),
         },
         cause,
         fixes: match explained_by {

@@ -167,7 +167,8 @@ fn fading_signal(ctx: &Ctx, out: &mut Diagnosis) {
                 fmt_num(sd),
                 fmt_ratio(ratio),
                 super::stats::fmt_pct(progress.max(0.0))
-            ), samples: Vec::new(),
+            ),
+            samples: Vec::new(),
         },
         cause: format!(
             "Each {act} layer shrinks its input's spread (weights initialised too small for its fan-in), so the deep layers receive an almost constant signal; since a weight's gradient is its input times the back-propagated error, gradients vanish in every layer and the loss cannot move."
@@ -893,7 +894,8 @@ fn vanishing(ctx: &Ctx, out: &mut Diagnosis) {
                 fmt_num(gn),
                 fmt_num(ratio),
                 lost_at.map(|l| format!("; below 1/1000 of the output from {l} down")).unwrap_or_default()
-            ), samples: Vec::new(),
+            ),
+            samples: Vec::new(),
         },
         cause,
         fixes: if acts.is_empty() {

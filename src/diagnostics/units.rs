@@ -309,7 +309,8 @@ fn frozen_on_purpose_or_not(ctx: &Ctx, out: &mut Diagnosis, other_unchanged: boo
                 ("layers_trainable".to_string(), trainable as f64),
             ]
             .into(),
-            summary: format!("The model record marks {list} as not trainable; their weights never change, and only {trainable} layer(s) learn ({acc})."), samples: Vec::new(),
+            summary: format!("The model record marks {list} as not trainable; their weights never change, and only {trainable} layer(s) learn ({acc})."),
+            samples: Vec::new(),
         },
         cause: format!(
             "{list} {} frozen (requires_grad=False): their weights stay at their initial values, so only the remaining layers can fit the data and the model falls short.",
@@ -696,7 +697,8 @@ fn unchanged(ctx: &Ctx, out: &mut Diagnosis) {
             series: frozen.iter().map(|(_, _, k)| k.clone()).collect(),
             layer: frozen.first().map(|(l, _, _)| l.name.clone()),
             metrics: [("layers_unchanged".to_string(), frozen.len() as f64), ("layers_checked".to_string(), checked as f64)].into(),
-            summary: format!("{} of {checked} layers show no weight change (update ratio ≤ 1e-10 or identical weight norm) at every recent check.", frozen.len()), samples: Vec::new(),
+            summary: format!("{} of {checked} layers show no weight change (update ratio ≤ 1e-10 or identical weight norm) at every recent check.", frozen.len()),
+            samples: Vec::new(),
         },
         cause,
         fixes: vec![
