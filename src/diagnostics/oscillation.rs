@@ -294,7 +294,12 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
             series: hits.iter().map(|s| s.key.clone()).collect(),
             layer: None,
             metrics,
-            summary: hits.iter().map(|s| format!("{}: {} reversals in {} evaluations", s.what, s.reversals, s.evals)).collect::<Vec<_>>().join("; "), samples: Vec::new(),
+            summary: hits
+                .iter()
+                .map(|s| format!("{}: {} reversals in {} evaluations", s.what, s.reversals, s.evals))
+                .collect::<Vec<_>>()
+                .join("; "),
+            samples: Vec::new(),
         },
         cause: if restarts >= 2 {
             format!("The LR schedule restarts ({restarts} times); swings after each restart are expected.")
@@ -309,6 +314,14 @@ pub(crate) fn detect(ctx: &Ctx, out: &mut Diagnosis) {
 mod tests {
     use super::super::testutil::{curve, four_balanced_classes, healthy, noise, view};
     use super::super::{Kind, Series, Severity, diagnose};
+
+    /// The run's `oscillating_loss` finding (there must be one).
+    fn oscillation(v: &super::super::RunView) -> super::super::Finding {
+        diagnose(v)
+            .get(Kind::OscillatingLoss)
+            .cloned()
+            .expect("oscillation")
+    }
 
     fn with_acc(f: impl Fn(usize) -> f64, n: usize) -> super::super::RunView {
         let mut v = view(&[("train/loss", curve(n * 20, 1, |i| 0.5 + 0.1 * noise(i)))]);
@@ -347,10 +360,7 @@ mod tests {
     #[test]
     fn swinging_accuracy_oscillates() {
         let v = with_acc(|e| if e % 4 == 0 { 0.82 } else { 0.95 }, 30);
-        let f = diagnose(&v)
-            .get(Kind::OscillatingLoss)
-            .cloned()
-            .expect("oscillation");
+        let f = oscillation(&v);
         assert_eq!(f.severity, Severity::Warning);
         assert!(f.onset_step.is_some());
     }
@@ -397,10 +407,7 @@ mod tests {
         // The same 5-point swings at 4% error (96% ↔ 91%) more than double
         // the error: the steps overshoot.
         let v = with_acc(|e| if e % 3 == 0 { 0.91 } else { 0.96 }, 20);
-        let f = diagnose(&v)
-            .get(Kind::OscillatingLoss)
-            .cloned()
-            .expect("oscillation");
+        let f = oscillation(&v);
         assert_eq!(f.severity, Severity::Warning);
     }
 
@@ -424,10 +431,7 @@ mod tests {
             "val/acc".into(),
             ep(&|e| if e % 3 == 0 { 0.88 } else { 0.95 }),
         );
-        let f = diagnose(&v)
-            .get(Kind::OscillatingLoss)
-            .cloned()
-            .expect("oscillation");
+        let f = oscillation(&v);
         assert_eq!(f.severity, Severity::Warning);
     }
 
