@@ -731,7 +731,8 @@ impl<'a> Ctx<'a> {
         if base.is_nan() || base <= 0.0 {
             return false;
         }
-        v.iter().any(|x| x.is_finite() && *x >= 4.0 * base)
+        v.iter()
+            .any(|x| x.is_finite() && *x >= LOSS_SPIKE_FACTOR * base)
     }
 
     /// Whether the model is short of fitting its training data: the
@@ -893,6 +894,12 @@ impl<'a> Ctx<'a> {
         ))
     }
 }
+
+/// Training loss over where it started (or the chance level, if higher)
+/// from which the updates threw the weights away: a batch of a learning
+/// model scores at most a few × the mean loss. Read by
+/// [`Ctx::loss_spiked`] and by the exploding-gradients rules.
+pub(crate) const LOSS_SPIKE_FACTOR: f64 = 4.0;
 
 #[cfg(test)]
 mod tests {

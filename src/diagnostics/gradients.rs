@@ -47,7 +47,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::{Ctx, Layer, Named};
+use super::context::{Ctx, LOSS_SPIKE_FACTOR, Layer, Named};
 use super::names::Role;
 use super::stats::{fmt_num, fmt_step, head_median, median};
 use super::{Diagnosis, Evidence, Finding, Kind, Severity};
@@ -483,12 +483,7 @@ fn explosion<'a>(
     None
 }
 
-/// Training loss over its first value (or the chance level, if higher) from
-/// which the updates threw the weights away: a batch of a learning model
-/// scores at most a few × the mean loss.
-const LOSS_BLOWUP_FACTOR: f64 = 4.0;
-
-/// The first step at which the training loss is ≥ [`LOSS_BLOWUP_FACTOR`]×
+/// The first step at which the training loss is ≥ [`LOSS_SPIKE_FACTOR`]×
 /// its first finite value (the untrained model's, before any update, which
 /// a blow-up in the first steps cannot inflate the way it inflates a start
 /// window) or the chance level, whichever is higher.
@@ -501,7 +496,7 @@ fn loss_blowup_step(train: Option<&super::Series>, chance: Option<f64>) -> Optio
     }
     l.values
         .iter()
-        .position(|v| v.is_finite() && *v >= LOSS_BLOWUP_FACTOR * base)
+        .position(|v| v.is_finite() && *v >= LOSS_SPIKE_FACTOR * base)
         .map(|i| l.steps[i])
 }
 
