@@ -632,7 +632,9 @@ fn batch(ctx: &Ctx) -> Option<f64> {
     Some(b * accumulate)
 }
 
-fn learning_rate(ctx: &Ctx) -> Option<Problem> {
+/// An LR outside the sensible range for its optimizer (too high or too low),
+/// if the optimizer and the LR are known.
+pub(crate) fn learning_rate(ctx: &Ctx) -> Option<Problem> {
     let (opt, name) = opt_kind(ctx)?;
     let lr = ctx.peak_lr().filter(|v| v.is_finite() && *v > 0.0)?;
     let m = if opt == Opt::Sgd {

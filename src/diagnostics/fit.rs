@@ -1080,9 +1080,8 @@ fn decide_underfit(s: &UnderfitSignals) -> Option<UnderfitOutcome> {
 /// (often into dead or saturated units the logs cannot show), not held
 /// back — the remedy for slowness, a larger LR, would make it worse.
 fn lr_above_range(ctx: &Ctx) -> bool {
-    super::architecture::problems(ctx)
-        .iter()
-        .any(|p| p.rule == super::architecture::Rule::LrTooHigh)
+    super::architecture::learning_rate(ctx)
+        .is_some_and(|p| p.rule == super::architecture::Rule::LrTooHigh)
 }
 
 /// The metrics shared by the slow-convergence and underfitting findings.
